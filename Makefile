@@ -1,0 +1,48 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# Tests run on 2 workers by default (the reference machine has 2 cores).
+PYTEST_WORKERS ?= 2
+
+.PHONY: setup demo test lab up down status bench clean
+
+setup: $(VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed: run make with PYTHON=python3.11 (or newer)")'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+node_modules/.installed: package.json package-lock.json
+	@command -v npm >/dev/null || { echo "Node.js 18+ with npm is needed for Azurite (the local Blob emulator)"; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+demo: setup
+	$(PY) -m iotlib demo
+
+test: setup
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile tests notebooks --nbval-lax --nbval-current-env
+
+lab: setup
+	$(VENV)/bin/jupyter lab notebooks
+
+up: setup
+	$(PY) -m iotlib up
+
+down:
+	$(PY) -m iotlib down
+
+status:
+	$(PY) -m iotlib status
+
+bench: setup
+	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	-$(PY) -m iotlib down
+	rm -rf $(VENV) node_modules .iotlib .pytest_cache

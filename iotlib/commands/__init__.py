@@ -1,0 +1,1 @@
+"""Subcommands of the ``iotlib`` command line, one module per job."""
