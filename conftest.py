@@ -44,6 +44,8 @@ def pytest_configure(config: pytest.Config) -> None:
         _session["tmp_home"] = home
     _session["stack"] = st
     os.environ.update(st.environ())
+    # Notebooks run under nbval at small scale.
+    os.environ.setdefault("IOTLIB_SCALE", "small")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
