@@ -131,7 +131,10 @@ def port_in_use(host: str, port: int) -> bool:
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
+        try:
+            sock.bind((host, 0))
+        except OSError as exc:
+            raise StackError(f"cannot listen on {host}: {exc.strerror or exc}") from exc
         return int(sock.getsockname()[1])
 
 
