@@ -302,3 +302,11 @@ def registry_summary(registry: pl.DataFrame) -> dict[str, object]:
         "devices_per_building_max": int(per_building["devices"].max()),  # type: ignore[arg-type]
         "time_zones": registry["time_zone"].n_unique(),
     }
+
+
+def write_shipped_registries() -> list[Path]:
+    """Regenerate the registries shipped in ``data/`` (after a deliberate change to the generator)."""
+    return [
+        save_registry(build_registry(), DEFAULT_REGISTRY_PATH),
+        save_registry(original_registry(), ORIGINAL_REGISTRY_PATH),
+    ]
