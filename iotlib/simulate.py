@@ -48,6 +48,7 @@ import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -74,6 +75,7 @@ __all__ = [
     "ClockSkew", "Duplicates", "EVENT_COLUMNS", "FIRMWARES", "Fault", "HeatEvent", "MalformedPayloads",
     "Offline", "SCENARIOS", "Simulation", "Spikes", "StuckSensors", "DEFAULT_START", "FAULT_COLUMNS",
     "events_per_second", "generate", "parse_duration", "parse_fault", "parse_start", "simulation",
+    "write_parquet",
 ]
 
 SCENARIOS = ("NoErrorsExpected", "ThirtyDegreeReadings")
@@ -152,7 +154,8 @@ def parse_start(value: datetime | str | None) -> datetime:
         raise ConfigurationError(f"start must be a datetime or ISO text, got {type(value).__name__}")
     if value.tzinfo is None:
         raise ConfigurationError(
-            f"start {value.isoformat()} has no time zone: pass an aware datetime (e.g. tzinfo=timezone.utc)"
+            f"start {value.isoformat()} has no time zone: add one (text: a 'Z' or '+00:00'; "
+            "datetime: tzinfo=timezone.utc)"
         )
     return value.astimezone(timezone.utc)
 
@@ -593,3 +596,39 @@ def events_per_second(events: pl.DataFrame, *, column: str = "sent_at") -> pl.Da
         {"second": pl.datetime_range(counts["second"].min(), counts["second"].max(), "1s", eager=True)}
     )
     return full.join(counts, on="second", how="left").with_columns(pl.col("events").fill_null(0).cast(pl.UInt32))
+
+
+def write_parquet(sim: Simulation, path: str | Path, *, progress: bool = True) -> int:
+    """Stream a simulation to one Parquet file, a row group per chunk; returns the number of events.
+
+    Memory stays at one chunk whatever the duration; the file reads back with
+    ``pl.read_parquet`` with the same dtypes (``device_id`` stays an Enum).
+    """
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=sim.expected_events, unit="event", unit_scale=True, desc="simulating", smoothing=0.1)
+    written = 0
+    writer = None
+    try:
+        for chunk in sim:
+            table = chunk.to_arrow()
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
+            writer.write_table(table)
+            written += chunk.height
+            if bar is not None:
+                bar.update(chunk.height)
+    finally:
+        if writer is not None:
+            writer.close()
+        if bar is not None:
+            bar.close()
+    tmp.replace(path)  # only a complete file takes the name
+    return written
