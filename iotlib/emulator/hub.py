@@ -1,0 +1,185 @@
+"""The namespace the emulator serves: event hubs, their partitions and consumer groups.
+
+Partition keys map to partitions the way azure-eventhub's buffered producer
+maps them (Jenkins lookup3 ``hashlittle2`` over the key's UTF-8 bytes, folded
+to a signed 16-bit code, modulo the partition count), so a key lands on the
+same partition whether the client or the emulator chooses. Events without key
+or partition go round-robin, one batch at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from iotlib.emulator.config import EmulatorConfig, EntityConfig
+from iotlib.emulator.log import PartitionLog
+from iotlib.emulator.ownership import ReaderSlot
+from iotlib.errors import EmulatorError
+
+_LOG = logging.getLogger("iotlib.emulator.hub")
+_M = 0xFFFFFFFF
+
+
+def _rot(x: int, k: int) -> int:
+    return ((x << k) | (x >> (32 - k))) & _M
+
+
+def lookup3(data: bytes, seed1: int = 0, seed2: int = 0) -> tuple[int, int]:
+    """Bob Jenkins' lookup3 ``hashlittle2`` (public domain): the pair (c, b)."""
+    n = len(data)
+    a = b = c = (0xDEADBEEF + n + seed1) & _M
+    c = (c + seed2) & _M
+    p = 0
+    while n > 12:
+        a = (a + int.from_bytes(data[p : p + 4], "little")) & _M
+        b = (b + int.from_bytes(data[p + 4 : p + 8], "little")) & _M
+        c = (c + int.from_bytes(data[p + 8 : p + 12], "little")) & _M
+        # mix
+        a = (a - c) & _M; a ^= _rot(c, 4); c = (c + b) & _M  # noqa: E702
+        b = (b - a) & _M; b ^= _rot(a, 6); a = (a + c) & _M  # noqa: E702
+        c = (c - b) & _M; c ^= _rot(b, 8); b = (b + a) & _M  # noqa: E702
+        a = (a - c) & _M; a ^= _rot(c, 16); c = (c + b) & _M  # noqa: E702
+        b = (b - a) & _M; b ^= _rot(a, 19); a = (a + c) & _M  # noqa: E702
+        c = (c - b) & _M; c ^= _rot(b, 4); b = (b + a) & _M  # noqa: E702
+        p += 12
+        n -= 12
+    if n == 0:
+        return c, b
+    tail = data[p:] + bytes(12 - n)
+    a = (a + int.from_bytes(tail[0:4], "little")) & _M
+    b = (b + int.from_bytes(tail[4:8], "little")) & _M
+    c = (c + int.from_bytes(tail[8:12], "little")) & _M
+    # final
+    c ^= b; c = (c - _rot(b, 14)) & _M  # noqa: E702
+    a ^= c; a = (a - _rot(c, 11)) & _M  # noqa: E702
+    b ^= a; b = (b - _rot(a, 25)) & _M  # noqa: E702
+    c ^= b; c = (c - _rot(b, 16)) & _M  # noqa: E702
+    a ^= c; a = (a - _rot(c, 4)) & _M  # noqa: E702
+    b ^= a; b = (b - _rot(a, 14)) & _M  # noqa: E702
+    c ^= b; c = (c - _rot(b, 24)) & _M  # noqa: E702
+    return c, b
+
+
+def partition_for_key(key: str, partition_count: int) -> int:
+    """The partition index a partition key maps to."""
+    if not key:
+        return 0
+    c, b = lookup3(key.encode("utf-8"))
+    code = (c ^ b) & 0xFFFF
+    if code >= 0x8000:
+        code -= 0x10000
+    return code % partition_count
+
+
+class Partition:
+    """One partition: its log and the delivery links waiting for new events."""
+
+    def __init__(self, hub: EventHub, pid: str, log: PartitionLog) -> None:
+        self.hub = hub
+        self.id = pid
+        self.log = log
+        self.waiters: set[Callable[[], None]] = set()
+
+    def notify(self) -> None:
+        for wake in list(self.waiters):
+            wake()
+
+
+class EventHub:
+    """One event hub: partitions, consumer groups and who reads what."""
+
+    def __init__(self, config: EntityConfig, directory: Path, *, segment_bytes: int, fsync: bool) -> None:
+        self.config = config
+        self.name = config.name
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        meta_path = directory / "hub.json"
+        meta = {}
+        if meta_path.exists():
+            try:
+                meta = json.loads(meta_path.read_text())
+            except ValueError:
+                meta = {}
+        self.created_at = int(meta.get("created_at") or time.time() * 1000)
+        meta_path.write_text(json.dumps({"created_at": self.created_at, "partition_count": config.partition_count}))
+        self.partitions = [
+            Partition(self, str(i), PartitionLog(directory / str(i), segment_bytes=segment_bytes, fsync=fsync))
+            for i in range(config.partition_count)
+        ]
+        self.partition_ids = [p.id for p in self.partitions]
+        self._groups = {g.lower(): g for g in config.consumer_groups}
+        self._slots: dict[tuple[str, str], ReaderSlot] = {}
+        self._round_robin = 0
+
+    def partition(self, pid: str) -> Partition | None:
+        try:
+            index = int(pid)
+        except ValueError:
+            return None
+        if str(index) != pid.strip() or not 0 <= index < len(self.partitions):
+            return None
+        return self.partitions[index]
+
+    def consumer_group(self, name: str) -> str | None:
+        return self._groups.get(name.lower())
+
+    def slot(self, group: str, pid: str) -> ReaderSlot:
+        key = (group.lower(), pid)
+        slot = self._slots.get(key)
+        if slot is None:
+            slot = self._slots[key] = ReaderSlot(f"partition {pid} of consumer group {group} of {self.name}")
+        return slot
+
+    def route(self, key: str | None) -> Partition:
+        """The partition for a batch without an explicit partition."""
+        if key:
+            return self.partitions[partition_for_key(key, len(self.partitions))]
+        self._round_robin = (self._round_robin + 1) % len(self.partitions)
+        return self.partitions[self._round_robin]
+
+    def enforce_retention(self, now_ms: int) -> int:
+        age = int(self.config.retention_hours * 3600_000) if self.config.retention_hours else None
+        size = int(self.config.retention_mb * 1024 * 1024) if self.config.retention_mb else None
+        if age is None and size is None:
+            return 0
+        return sum(p.log.enforce_retention(now_ms=now_ms, max_age_ms=age, max_bytes=size) for p in self.partitions)
+
+    def close(self) -> None:
+        for p in self.partitions:
+            p.log.close()
+
+
+class Namespace:
+    """Every event hub of the configuration, opened over ``data_dir``."""
+
+    def __init__(self, config: EmulatorConfig, data_dir: Path) -> None:
+        self.config = config
+        self.name = config.namespace
+        self.data_dir = Path(data_dir)
+        self.hubs: dict[str, EventHub] = {}
+        try:
+            for entity in config.entities:
+                self.hubs[entity.name.lower()] = EventHub(
+                    entity, self.data_dir / entity.name, segment_bytes=config.segment_bytes, fsync=config.fsync
+                )
+        except OSError as exc:
+            self.close()
+            raise EmulatorError(f"cannot open the event log under {self.data_dir}: {exc}") from exc
+
+    def hub(self, name: str) -> EventHub | None:
+        return self.hubs.get(name.lower())
+
+    def enforce_retention(self) -> int:
+        now = int(time.time() * 1000)
+        deleted = sum(h.enforce_retention(now) for h in self.hubs.values())
+        if deleted:
+            _LOG.info("retention deleted %d old segment(s)", deleted)
+        return deleted
+
+    def close(self) -> None:
+        for hub in self.hubs.values():
+            hub.close()
