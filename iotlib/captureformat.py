@@ -317,10 +317,10 @@ def format_enqueued_time(moment: datetime) -> str:
 
 
 _DOTNET = re.compile(
-    r"\s*(\d{1,2})/(\d{1,2})/(\d{4}) (\d{1,2}):(\d{2}):(\d{2})(?:\.(\d{1,7}))?(?: ?(AM|PM))?\s*\Z", re.IGNORECASE
+    r"\s*(\d{1,2})/(\d{1,2})/(\d{4}) (\d{1,2}):(\d{2}):(\d{2})(?:\.(\d{1,7}))?(?: ?(AM|PM))?\s*\Z", re.IGNORECASE | re.ASCII
 )
 _ISO = re.compile(
-    r"\s*(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d{1,7}))?(Z|[+-]\d{2}:?\d{2})?\s*\Z", re.IGNORECASE
+    r"\s*(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d{1,7}))?(Z|[+-]\d{2}:?\d{2})?\s*\Z", re.IGNORECASE | re.ASCII
 )
 
 
