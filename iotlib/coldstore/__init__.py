@@ -1,0 +1,29 @@
+"""Loading the cold store: Event Hubs Capture Avro files → polars (or pandas), fast.
+
+>>> import iotlib
+>>> from iotlib import coldstore
+>>> df = coldstore.load(iotlib.settings().storage_connection_string, container="capture",
+...                     start="2024-03-01T10:00Z", end="2024-03-01T11:00Z")   # doctest: +SKIP
+>>> df.report.summary()                                                        # doctest: +SKIP
+
+One concept per module: :mod:`.sources` (Blob container or local directory), :mod:`.listing`
+(time-pruned listing), :mod:`.container` (Avro blocks), :mod:`.fastdecode` (compiled Capture
+decoder), :mod:`.generic` (fastavro, any schema), :mod:`.columns` (the frame's columns),
+:mod:`.bodies` (thermostat JSON bodies), :mod:`.loader` (``load``), :mod:`.cache` (Parquet).
+The file format itself is :mod:`iotlib.captureformat`.
+"""
+
+from iotlib.coldstore.columns import RAW_SCHEMA, property_value
+from iotlib.coldstore.loader import DEDUPE_KEY, LoadReport, SkippedBlob, load
+from iotlib.coldstore.sources import BlobContainer, LocalDirectory
+
+__all__ = [
+    "DEDUPE_KEY",
+    "RAW_SCHEMA",
+    "BlobContainer",
+    "LoadReport",
+    "LocalDirectory",
+    "SkippedBlob",
+    "load",
+    "property_value",
+]

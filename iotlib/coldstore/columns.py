@@ -1,0 +1,244 @@
+"""The loader's columns, and building them from decoded records without a Python object per row.
+
+Both decoders end here, so the fast and the generic path produce the same frame:
+
+========================  =========================================================================
+``namespace``             String — from the blob name
+``eventhub``              String — from the blob name
+``partition_id``          String — from the blob name
+``sequence_number``       Int64
+``offset``                String
+``enqueued_time``         Datetime(us, UTC): ``x-opt-enqueued-time`` (ms) when the file has it,
+                          else the ``EnqueuedTimeUtc`` text (Azure writes whole seconds)
+``partition_key``         String — ``x-opt-partition-key``, null when the event had none
+``properties``            List(Struct(key, long, double, string, bytes)): the application
+                          properties; one of the value fields is set per entry (none for null)
+``system_properties``     same shape, the service's ``SystemProperties``
+``body``                  Binary, null for a null body
+========================  =========================================================================
+
+:func:`property_value` is the expression to pull one key out of the two map columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import numba as nb
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from iotlib import captureformat as cf
+from iotlib.coldstore.container import CorruptFile
+from iotlib.coldstore.fastdecode import RawRecords
+from iotlib.coldstore.timestamps import NOT_HANDLED, to_micros
+
+UTC_US = pl.Datetime("us", "UTC")
+ENTRY = pl.Struct({"key": pl.String, "long": pl.Int64, "double": pl.Float64, "string": pl.String, "bytes": pl.Binary})
+MAP = pl.List(ENTRY)
+RAW_SCHEMA = pl.Schema(
+    {
+        "namespace": pl.String,
+        "eventhub": pl.String,
+        "partition_id": pl.String,
+        "sequence_number": pl.Int64,
+        "offset": pl.String,
+        "enqueued_time": UTC_US,
+        "partition_key": pl.String,
+        "properties": MAP,
+        "system_properties": MAP,
+        "body": pl.Binary,
+    }
+)
+_ARROW_ENTRY = pa.struct(
+    [("key", pa.large_string()), ("long", pa.int64()), ("double", pa.float64()), ("string", pa.large_string()), ("bytes", pa.large_binary())]
+)
+
+
+def property_value(column: str, key: str, field: str = "string") -> pl.Expr:
+    """Expression: the ``field`` value (``long``, ``double``, ``string``, ``bytes``) of ``key`` in a map column.
+
+    >>> df.with_columns(device=property_value("properties", "DeviceId"))  # doctest: +SKIP
+    """
+    return (
+        pl.col(column)
+        .list.eval(pl.element().filter(pl.element().struct.field("key") == key).struct.field(field))
+        .list.first()
+        .alias(key)
+    )
+
+
+def empty_raw() -> pl.DataFrame:
+    return pl.DataFrame(schema=RAW_SCHEMA)
+
+
+# --------------------------------------------------------------------------- from the fast decoder
+
+
+@nb.njit(nogil=True, cache=True)
+def _gather(buf, pairs, check_ascii):
+    """Concatenate byte ranges (start, length; length -1 = null) → data, int64 offsets, all-ASCII flag."""
+    n = pairs.shape[0]
+    offsets = np.empty(n + 1, np.int64)
+    offsets[0] = 0
+    total = 0
+    for i in range(n):
+        if pairs[i, 1] > 0:
+            total += pairs[i, 1]
+        offsets[i + 1] = total
+    data = np.empty(total, np.uint8)
+    for i in range(n):
+        ln = pairs[i, 1]
+        if ln > 0:
+            j = offsets[i]
+            data[j : j + ln] = buf[pairs[i, 0] : pairs[i, 0] + ln]
+    high = 0
+    if check_ascii:
+        for j in range(total):
+            high |= data[j]
+    return data, offsets, high < 128
+
+
+def _validity(pairs: np.ndarray) -> tuple[pa.Buffer | None, int]:
+    valid = pairs[:, 1] >= 0
+    nulls = int(len(valid) - valid.sum())
+    if nulls == 0:
+        return None, 0
+    return pa.py_buffer(np.packbits(valid, bitorder="little")), nulls
+
+
+def _bytes_array(buf: np.ndarray, pairs: np.ndarray, *, text: bool, what: str) -> pa.Array:
+    data, offsets, ascii_only = _gather(buf, pairs, text)
+    validity, nulls = _validity(pairs)
+    arr = pa.Array.from_buffers(
+        pa.large_string() if text else pa.large_binary(),
+        len(pairs),
+        [validity, pa.py_buffer(offsets), pa.py_buffer(data)],
+        null_count=nulls,
+    )
+    if text and not ascii_only:
+        try:
+            arr.validate(full=True)
+        except pa.ArrowInvalid:
+            raise CorruptFile(f"{what} is not valid UTF-8") from None
+    return arr
+
+
+def _map_array(buf: np.ndarray, offsets: np.ndarray, entries: np.ndarray, doubles: np.ndarray, what: str) -> pa.Array:
+    tags = entries[:, 2]
+    keys = _bytes_array(buf, entries[:, 0:2], text=True, what=f"a {what} key")
+    longs = pa.array(entries[:, 5], mask=tags != 0)
+    dbls = pa.array(doubles, mask=tags != 1)
+    spans = entries[:, 3:5].copy()
+    spans[tags != 2, 1] = -1
+    strings = _bytes_array(buf, spans, text=True, what=f"a {what} string value")
+    spans = entries[:, 3:5].copy()
+    spans[tags != 3, 1] = -1
+    blobs = _bytes_array(buf, spans, text=False, what=what)
+    struct = pa.StructArray.from_arrays([keys, longs, dbls, strings, blobs], fields=list(_ARROW_ENTRY))
+    return pa.LargeListArray.from_arrays(pa.array(offsets - offsets[0]), struct)
+
+
+def raw_frame(raw: RawRecords, path: cf.BlobPath) -> pl.DataFrame:
+    """The raw columns (see module doc) of records decoded by the fast path."""
+    n = len(raw)
+    buf = raw.buf
+    enq = raw.enqueued_us
+    todo = np.flatnonzero(enq == NOT_HANDLED)
+    if len(todo):  # unusual EnqueuedTimeUtc text: the tolerant Python parser decides
+        enq = enq.copy()
+        for i in todo.tolist():
+            s, ln = raw.enqueued_text[i]
+            text = bytes(buf[s : s + ln]).decode("utf-8", "replace")
+            enq[i] = _parse_enqueued(text, int(raw.sequence_number[i]))
+    table = pa.table(
+        {
+            "sequence_number": pa.array(raw.sequence_number),
+            "offset": _bytes_array(buf, raw.offset, text=True, what="an Offset"),
+            "enqueued_time": pa.array(enq, type=pa.timestamp("us", "UTC")),
+            "partition_key": _bytes_array(buf, raw.partition_key, text=True, what="a partition key"),
+            "properties": _map_array(buf, raw.prop_offsets, raw.prop_entries, raw.prop_doubles, "Properties"),
+            "system_properties": _map_array(buf, raw.sys_offsets, raw.sys_entries, raw.sys_doubles, "SystemProperties"),
+            "body": _bytes_array(buf, raw.body, text=False, what="a Body"),
+        }
+    )
+    return _with_path(pl.from_arrow(table), path, n)  # type: ignore[arg-type]
+
+
+def _parse_enqueued(text: str, seq: int) -> int:
+    try:
+        return to_micros(cf.parse_enqueued_time(text))
+    except ValueError as exc:
+        raise CorruptFile(f"record {seq}: {exc}") from None
+
+
+def _with_path(df: pl.DataFrame, path: cf.BlobPath, n: int) -> pl.DataFrame:
+    return df.select(
+        pl.lit(path.namespace, pl.String).alias("namespace"),
+        pl.lit(path.eventhub, pl.String).alias("eventhub"),
+        pl.lit(path.partition_id, pl.String).alias("partition_id"),
+        pl.all(),
+    ).cast(RAW_SCHEMA)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- from Python records (generic path)
+
+
+def _entries(m: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    out = []
+    for key, v in (m or {}).items():
+        e: dict[str, Any] = {"key": key, "long": None, "double": None, "string": None, "bytes": None}
+        if isinstance(v, bool):  # not a Capture branch: keep it readable rather than lose it
+            e["long"] = int(v)
+        elif isinstance(v, int):
+            e["long"] = v
+        elif isinstance(v, float):
+            e["double"] = v
+        elif isinstance(v, str):
+            e["string"] = v
+        elif isinstance(v, (bytes, bytearray)):
+            e["bytes"] = bytes(v)
+        elif v is not None:
+            e["string"] = str(v)
+        out.append(e)
+    return out
+
+
+def raw_frame_from_records(records: Sequence[Mapping[str, Any]], path: cf.BlobPath) -> pl.DataFrame:
+    """The raw columns of records read by fastavro (the generic path), same rules as the fast path."""
+    seq, off, enq, pk, props, sysp, body = [], [], [], [], [], [], []
+    for rec in records:
+        sp = rec.get("SystemProperties") or {}
+        s = rec["SequenceNumber"]
+        seq.append(s)
+        off.append(rec.get("Offset"))
+        ms = sp.get("x-opt-enqueued-time")
+        if isinstance(ms, int) and not isinstance(ms, bool):
+            enq.append(ms * 1000)
+        else:
+            enq.append(_parse_enqueued(str(rec.get("EnqueuedTimeUtc")), s))
+        key = sp.get("x-opt-partition-key")
+        pk.append(key if isinstance(key, str) else None)
+        props.append(_entries(rec.get("Properties")))
+        sysp.append(_entries(sp))
+        b = rec.get("Body")
+        body.append(bytes(b) if isinstance(b, (bytes, bytearray)) else (b.encode() if isinstance(b, str) else None))
+    table = pa.table(
+        {
+            "sequence_number": pa.array(seq, pa.int64()),
+            "offset": pa.array(off, pa.large_string()),
+            "enqueued_time": pa.array(np.array(enq, dtype=np.int64), type=pa.timestamp("us", "UTC")),
+            "partition_key": pa.array(pk, pa.large_string()),
+            "properties": pa.array(props, pa.large_list(_ARROW_ENTRY)),
+            "system_properties": pa.array(sysp, pa.large_list(_ARROW_ENTRY)),
+            "body": pa.array(body, pa.large_binary()),
+        }
+    )
+    return _with_path(pl.from_arrow(table), path, len(seq))  # type: ignore[arg-type]
+
+
+def micros_to_datetime(us: int) -> datetime:
+    return pl.Series([us]).cast(UTC_US).item()
