@@ -21,6 +21,14 @@ def register(sub: argparse._SubParsersAction) -> None:
             "--fault heat:buildings=25+26,start=10m,duration=30m  --fault offline:fraction=0.01,outage=15m"
         ),
     )
+    add_simulation_arguments(p)
+    p.add_argument("--out", type=Path, default=Path("events.parquet"), help="output file (default events.parquet)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_simulate)
+
+
+def add_simulation_arguments(p: argparse.ArgumentParser) -> None:
+    """The options that describe a simulation (shared by ``simulate``, ``ingest`` and ``demo``)."""
     p.add_argument("--devices", type=int, default=None,
                    help="number of devices (default 100,000, or all of --registry)")
     p.add_argument("--registry", type=Path, default=None,
@@ -36,12 +44,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--period", default="60s", help="reading period per device (default 60s)")
     p.add_argument("--jitter", type=float, default=0.1, help="jitter as a fraction of the period (default 0.1)")
     p.add_argument("--fault", action="append", default=[], metavar="SPEC", help="inject a fault (see below)")
-    p.add_argument("--out", type=Path, default=Path("events.parquet"), help="output file (default events.parquet)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=_simulate)
 
 
-def _simulate(args: argparse.Namespace) -> int:
+def simulation_from_arguments(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The :class:`iotlib.simulate.Simulation` (and its registry) the options describe."""
     from iotlib import scenario, simulate
     from iotlib.errors import ConfigurationError
 
@@ -67,6 +73,13 @@ def _simulate(args: argparse.Namespace) -> int:
         jitter=args.jitter,
         faults=args.fault,
     )
+    return sim, registry
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from iotlib import simulate
+
+    sim, registry = simulation_from_arguments(args)
     began = time.perf_counter()
     count = simulate.write_parquet(sim, args.out, progress=not args.no_progress)
     took = time.perf_counter() - began
