@@ -23,7 +23,7 @@ node_modules/.installed: package.json package-lock.json
 	@touch $@
 
 demo: setup
-	$(PY) -m iotlib demo
+	IOTLIB_SCALE=small $(PY) -m iotlib demo
 
 test: setup
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile tests notebooks --nbval-lax --nbval-current-env

@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "iotlib.commands.simulate",
     "iotlib.commands.emulator",
     "iotlib.commands.ingest",
+    "iotlib.commands.demo",
 ]
 
 
