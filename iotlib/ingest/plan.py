@@ -34,6 +34,12 @@ class Outgoing:
     def __len__(self) -> int:
         return len(self.bodies)
 
+    def extend(self, other: Outgoing) -> None:
+        self.bodies += other.bodies
+        self.keys += other.keys
+        self.malformed += other.malformed
+        self.observed += other.observed
+
 
 def as_frame(events: pl.DataFrame | Iterable[_events.UpdateTemperatureEvent]) -> pl.DataFrame:
     """The events as a frame sorted by ``sent_at`` (taken from ``time_observed`` when absent)."""
@@ -111,22 +117,25 @@ def ticks(
         yield float(index) * tick, group.drop("_tick")
 
 
+def encode(frame: pl.DataFrame) -> pl.DataFrame:
+    """The frame with its JSON ``_body`` and validator ``_reason`` (null when valid), vectorised once."""
+    bodies = _events.encode_frame(frame, malformed=True)
+    return frame.with_columns(_body=bodies, _reason=_events.validate_bodies(bodies))
+
+
 def route(
     chunk: pl.DataFrame, partition_ids: list[str], *, send_malformed: bool
 ) -> tuple[dict[str, Outgoing], list[Failure]]:
-    """Encode and validate a chunk, then group it by the partition each device's key maps to.
+    """Group an :func:`encode`-d chunk by the partition each device's key maps to.
 
     Malformed bodies (the simulator's ``fault_malformed`` rows, or anything the
     validator rejects) are held back with their reason, unless ``send_malformed``.
     """
-    bodies = _events.encode_frame(chunk, malformed=True)
-    reasons = _events.validate_bodies(bodies)
-    devices = chunk["device_id"].cast(pl.String)
-    observed = chunk["time_observed"]
     out: dict[str, Outgoing] = {}
     held: list[Failure] = []
     count = len(partition_ids)
-    for body, device, reason, when in zip(bodies, devices, reasons, observed):
+    columns = (chunk["_body"], chunk["device_id"].cast(pl.String), chunk["_reason"], chunk["time_observed"])
+    for body, device, reason, when in zip(*columns):
         pid = partition_ids[partition_index(device, count)]
         if reason is not None and not send_malformed:
             held.append(Failure(device, when, f"malformed payload held back: {reason}", pid))
