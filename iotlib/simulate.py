@@ -275,8 +275,10 @@ def _ranges(first: np.ndarray, counts: np.ndarray) -> np.ndarray:
 
 def _gather(main: np.ndarray, extra: np.ndarray | None, order: np.ndarray, spill: np.ndarray) -> np.ndarray:
     """``concat(main, extra)[order]`` without building the concatenation (``spill``: positions >= len(main))."""
+    if len(order) == 0:
+        return main[:0].copy()
     if len(main) == 0:
-        return extra[order - len(main)]  # type: ignore[index]
+        return extra[order]  # type: ignore[index]
     out = main.take(order, mode="clip")
     if len(spill):
         out[spill] = extra[order[spill] - len(main)]  # type: ignore[index]

@@ -87,6 +87,16 @@ def test_chunk_size_does_not_change_the_result(registry: pl.DataFrame) -> None:
     assert sliced.n_chunks() > 5 and sliced.equals(whole)
 
 
+def test_slices_without_readings_are_fine(registry: pl.DataFrame) -> None:
+    # Synchronized devices read in the first second of each minute; with 51 devices and a
+    # 500-event target the slices are [0, 588 s) and [588 s, 600 s): the second holds nothing.
+    few = registry.head(51)
+    options = {"start": START, "duration": "10m", "firmware": "synchronized"}
+    chunks = [c.height for c in simulate.simulation(few, chunk_events=500, **options)]
+    assert chunks == [510, 0]
+    assert simulate.generate(few, chunk_events=500, **options).equals(simulate.generate(few, **options))
+
+
 def test_a_device_does_not_depend_on_the_others(registry: pl.DataFrame, hour: pl.DataFrame) -> None:
     few = registry.filter(pl.col("building_id") == 2)
     alone = simulate.generate(few, start=START, duration="1h", seed=5)
