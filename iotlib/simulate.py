@@ -306,6 +306,7 @@ class Simulation:
         period: timedelta | str = timedelta(seconds=60),
         jitter: float = 0.1,
         warmup: timedelta | str | None = None,
+        temperature_range: tuple[int, int] | None = None,
         chunk_events: int = 2_000_000,
     ) -> None:
         if scenario not in SCENARIOS:
@@ -330,6 +331,14 @@ class Simulation:
         if self.warmup < timedelta(0):
             raise ConfigurationError(f"warmup must not be negative, got {self.warmup}")
         self.faults = check_faults([parse_fault(f) if isinstance(f, str) else f for f in faults])
+        if temperature_range is not None:
+            low, high = (int(v) for v in temperature_range)
+            if not (low < high and low <= 0 and high >= 24):
+                raise ConfigurationError(
+                    f"temperature_range must be whole degrees low < high covering the 0-24 °C starts, got {temperature_range}"
+                )
+            temperature_range = (low, high)
+        self.temperature_range = temperature_range
 
         self.ids: list[str] = self.registry["device_id"].to_list()
         self.device_dtype = pl.Enum(self.ids)
@@ -533,8 +542,14 @@ class Simulation:
         temperature = self._ws.get("event_temperature", (count,), np.float32)
         if self.scenario == "ThirtyDegreeReadings":
             temperature.fill(30.0)
-        else:
+        elif self.temperature_range is None:
             np.copyto(temperature, level, casting="unsafe")
+        else:
+            # Reflect the free walk into [low, high]: folding keeps every step within -2..+2.
+            low, high = self.temperature_range
+            width = high - low
+            folded = np.mod(level - low, 2 * width)
+            np.copyto(temperature, low + np.minimum(folded, 2 * width - folded), casting="unsafe")
         flags = None
         if self.flag_columns:
             flags = self._ws.get("event_flags", (count,), np.uint8)
@@ -730,6 +745,7 @@ def generate(
     period: timedelta | str = timedelta(seconds=60),
     jitter: float = 0.1,
     warmup: timedelta | str | None = None,
+    temperature_range: tuple[int, int] | None = None,
     chunk_events: int = 2_000_000,
     progress: bool = False,
 ) -> pl.DataFrame:
@@ -740,13 +756,17 @@ def generate(
     default one period) or ``synchronized`` (all on the same second).
     ``faults``: fault configs from :mod:`iotlib.faults` (or their text form,
     e.g. ``"spikes:probability=0.01"``). ``period`` and ``jitter`` set the
-    reading interval, ``chunk_events`` the working-set size (not the result),
+    reading interval. ``temperature_range=(low, high)`` reflects the random
+    walk off those bounds (the original's walk, the default, is unbounded and
+    drifts far from room temperature over hours). ``chunk_events`` sets the
+    working-set size (not the result),
     ``progress`` shows a tqdm bar. The frame is made of one chunk per slice of
     time (no rechunking: a full day stays within memory).
     """
     sim = Simulation(
         registry, start=start, duration=duration, scenario=scenario, seed=seed, firmware=firmware,
-        faults=faults, period=period, jitter=jitter, warmup=warmup, chunk_events=chunk_events,
+        faults=faults, period=period, jitter=jitter, warmup=warmup, temperature_range=temperature_range,
+        chunk_events=chunk_events,
     )
     chunks: Iterator[pl.DataFrame] = iter(sim)
     if progress:
@@ -757,20 +777,33 @@ def generate(
     return pl.concat(frames, rechunk=False, how="vertical")
 
 
-def events_per_second(events: pl.DataFrame, *, column: str = "sent_at") -> pl.DataFrame:
-    """Events per whole second of ``column``: columns ``second`` and ``events`` (empty seconds included)."""
-    counts = (
-        events.select(pl.col(column).dt.truncate("1s").alias("second"))
-        .group_by("second")
-        .agg(pl.len().alias("events"))
+def events_per_second(
+    events: pl.DataFrame,
+    *,
+    column: str = "sent_at",
+    start: datetime | str | None = None,
+    end: datetime | str | None = None,
+) -> pl.DataFrame:
+    """Events per whole second of ``column``: columns ``second`` and ``events``, empty seconds included.
+
+    The seconds run from ``start`` (default: the first event's) up to, not
+    including, ``end`` (default: just after the last event's); give both to
+    compare runs over the same window. Events outside it are not counted.
+    """
+    seconds = events.select(pl.col(column).dt.truncate("1s").alias("second"))
+    counts = seconds.group_by("second").agg(pl.len().alias("events"))
+    lo = parse_start(start) if start is not None else counts["second"].min()
+    hi = parse_start(end) if end is not None else counts["second"].max()
+    if lo is None or hi is None:
+        return pl.DataFrame(schema={"second": pl.Datetime("us", "UTC"), "events": pl.UInt32})
+    grid = pl.datetime_range(lo, hi, "1s", closed="left" if end is not None else "both", eager=True,
+                             time_unit="us", time_zone="UTC")
+    return (
+        pl.DataFrame({"second": grid})
+        .join(counts, on="second", how="left")
+        .with_columns(pl.col("events").fill_null(0).cast(pl.UInt32))
         .sort("second")
     )
-    if counts.is_empty():
-        return counts
-    full = pl.DataFrame(
-        {"second": pl.datetime_range(counts["second"].min(), counts["second"].max(), "1s", eager=True)}
-    )
-    return full.join(counts, on="second", how="left").with_columns(pl.col("events").fill_null(0).cast(pl.UInt32))
 
 
 def write_parquet(sim: Simulation, path: str | Path, *, progress: bool = True) -> int:

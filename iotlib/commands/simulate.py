@@ -35,6 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="staggered start (load levelling) or every device on the same second")
     p.add_argument("--period", default="60s", help="reading period per device (default 60s)")
     p.add_argument("--jitter", type=float, default=0.1, help="jitter as a fraction of the period (default 0.1)")
+    p.add_argument("--temperature-range", default=None, metavar="LOW,HIGH",
+                   help="reflect the random walk within LOW..HIGH °C, e.g. --temperature-range=0,35 "
+                        "(default: unbounded, as the original)")
     p.add_argument("--fault", action="append", default=[], metavar="SPEC", help="inject a fault (see below)")
     p.add_argument("--out", type=Path, default=Path("events.parquet"), help="output file (default events.parquet)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -47,6 +50,15 @@ def _simulate(args: argparse.Namespace) -> int:
 
     if args.devices is not None and args.devices < 1:
         raise ConfigurationError(f"--devices must be at least 1, got {args.devices}")
+    temperature_range = None
+    if args.temperature_range:
+        try:
+            low, high = (int(v) for v in args.temperature_range.split(","))
+        except ValueError:
+            raise ConfigurationError(
+                f"--temperature-range takes two whole numbers LOW,HIGH, got {args.temperature_range!r}"
+            ) from None
+        temperature_range = (low, high)
     if args.registry is not None:
         registry = scenario.load_registry(args.registry)
         if args.devices is not None:
@@ -66,6 +78,7 @@ def _simulate(args: argparse.Namespace) -> int:
         period=args.period,
         jitter=args.jitter,
         faults=args.fault,
+        temperature_range=temperature_range,
     )
     began = time.perf_counter()
     count = simulate.write_parquet(sim, args.out, progress=not args.no_progress)
