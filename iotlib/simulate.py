@@ -122,9 +122,10 @@ def _mix(z: np.ndarray, scratch: np.ndarray | None = None) -> np.ndarray:
 class _Workspace:
     """Named scratch arrays reused from slice to slice.
 
-    Fresh large numpy arrays are page-faulted in (and zeroed by the kernel)
-    each time; reusing them roughly halves the simulator's run time. Never
-    hand a workspace array to polars: the next slice overwrites it.
+    Every fresh large numpy array is page-faulted in and zeroed by the kernel,
+    which showed up as a large share of the run time (system time); reused
+    buffers pay that once. Never hand a workspace array to polars: the next
+    slice overwrites it.
     """
 
     def __init__(self) -> None:
@@ -363,6 +364,7 @@ class Simulation:
         self._ws = _Workspace()
         self._counter = np.empty(0, dtype=np.int64)
         self._prepare_faults()
+        self._reset()
 
     def __len__(self) -> int:
         return len(self.bounds) - 1
@@ -444,7 +446,9 @@ class Simulation:
         on = {FAULT_COLUMNS[type(f)] for f in self.faults}
         self.flag_columns = [c for c in _FLAG_COLUMNS if c in on]
 
-        # Per-device state carried from slice to slice.
+    def _reset(self) -> None:
+        """Per-device state carried from slice to slice, as at the start of the run."""
+        n = self.n
         self.k_next = np.zeros(n, dtype=np.int64)
         if self.firmware == "staggered":
             self.t_next = self.t0 + (_unit(self._device_hash("phase")) * _td_us(self.warmup)).astype(np.int64)
@@ -460,8 +464,9 @@ class Simulation:
         """Every device's readings with true time < ``limit``.
 
         Returns (readings per device, device, reading number, true time, walk
-        level, reading hash), events grouped by device in reading order. Works on a devices x readings grid
-        in reused scratch arrays (see :class:`_Workspace`).
+        level, reading hash), events grouped by device in reading order.
+        Works on a devices x readings grid in reused scratch arrays (see
+        :class:`_Workspace`).
         """
         n, ws = self.n, self._ws
         min_step = self.period_us - self.jitter_us if self.firmware == "staggered" else self.period_us
@@ -718,7 +723,11 @@ class Simulation:
         return self._counter[:size]
 
     def __iter__(self) -> Iterator[pl.DataFrame]:
-        """DataFrame chunks, each sorted by ``sent_at`` and later than the one before."""
+        """DataFrame chunks, each sorted by ``sent_at`` and later than the one before.
+
+        Each iteration runs the simulation from its start, with the same result.
+        """
+        self._reset()
         slices = list(zip(self.bounds[:-1], self.bounds[1:]))
         for i, (lo, hi) in enumerate(slices):
             batch, copies = self._slice(hi)

@@ -87,6 +87,13 @@ def test_chunk_size_does_not_change_the_result(registry: pl.DataFrame) -> None:
     assert sliced.n_chunks() > 5 and sliced.equals(whole)
 
 
+def test_a_simulation_can_be_iterated_again(registry: pl.DataFrame) -> None:
+    sim = simulate.simulation(registry, start=START, duration="20m", chunk_events=3_000,
+                              faults=[Offline(fraction=0.1, outage=5 * MIN), StuckSensors(fraction=0.1)])
+    first, second = pl.concat(list(sim)), pl.concat(list(sim))
+    assert first.height > 0 and first.equals(second)
+
+
 def test_slices_without_readings_are_fine(registry: pl.DataFrame) -> None:
     # Synchronized devices read in the first second of each minute; with 51 devices and a
     # 500-event target the slices are [0, 588 s) and [588 s, 600 s): the second holds nothing.
