@@ -43,6 +43,9 @@ def add_simulation_arguments(p: argparse.ArgumentParser) -> None:
                    help="staggered start (load levelling) or every device on the same second")
     p.add_argument("--period", default="60s", help="reading period per device (default 60s)")
     p.add_argument("--jitter", type=float, default=0.1, help="jitter as a fraction of the period (default 0.1)")
+    p.add_argument("--temperature-range", default=None, metavar="LOW,HIGH",
+                   help="reflect the random walk within LOW..HIGH °C, e.g. --temperature-range=0,35 "
+                        "(default: unbounded, as the original)")
     p.add_argument("--fault", action="append", default=[], metavar="SPEC", help="inject a fault (see below)")
 
 
@@ -53,6 +56,15 @@ def simulation_from_arguments(args: argparse.Namespace):  # type: ignore[no-unty
 
     if args.devices is not None and args.devices < 1:
         raise ConfigurationError(f"--devices must be at least 1, got {args.devices}")
+    temperature_range = None
+    if args.temperature_range:
+        try:
+            low, high = (int(v) for v in args.temperature_range.split(","))
+        except ValueError:
+            raise ConfigurationError(
+                f"--temperature-range takes two whole numbers LOW,HIGH, got {args.temperature_range!r}"
+            ) from None
+        temperature_range = (low, high)
     if args.registry is not None:
         registry = scenario.load_registry(args.registry)
         if args.devices is not None:
@@ -72,6 +84,7 @@ def simulation_from_arguments(args: argparse.Namespace):  # type: ignore[no-unty
         period=args.period,
         jitter=args.jitter,
         faults=args.fault,
+        temperature_range=temperature_range,
     )
     return sim, registry
 
