@@ -138,6 +138,8 @@ class RawClient:
     def __init__(self, port: int, *, host: str = "127.0.0.1", timeout: float = 5.0) -> None:
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.buf = b""
+        self.cbs_attached = False
+        self.next_delivery = 0
 
     def close(self) -> None:
         self.sock.close()
@@ -205,6 +207,33 @@ class RawClient:
             source=source, target=target, initial_delivery_count=None, max_message_size=None)))
         _, fields, _ = self.read_until(f.ATTACH)
         return fields
+
+    def put_token(self, audience: str, token: str) -> int:
+        """Put a token on $cbs the way the SDK does; return the status code."""
+        import uuid
+
+        from iotlib.emulator.message import decode_message
+
+        if not self.cbs_attached:
+            self.attach_sender("$cbs", handle=10)
+            self.attach_receiver("$cbs", handle=11)
+            self.send_raw(f.frame(1, f.flow(next_incoming_id=0, incoming_window=1000, next_outgoing_id=0,
+                                             outgoing_window=1000, handle=11, delivery_count=0, link_credit=10)))
+            self.cbs_attached = True
+        props = c.enc_described(0x73, c.enc_list([c.enc_uuid(uuid.uuid4())] + [c.NULL] * 12))
+        app = c.enc_described(0x74, c.enc_map([
+            (c.enc_string("operation"), c.enc_string("put-token")),
+            (c.enc_string("type"), c.enc_string("servicebus.windows.net:sastoken")),
+            (c.enc_string("name"), c.enc_string(audience)),
+        ]))
+        body = c.enc_described(0x77, c.enc_string(token))
+        self.transfer(10, self.next_delivery, props + app + body)
+        self.next_delivery += 1
+        for _ in range(20):
+            _, code, fields, payload = self.read_frame()
+            if code == f.TRANSFER and fields[0] is not None:
+                return int(decode_message(payload).application_properties["status-code"])
+        raise AssertionError("no put-token response")
 
     def transfer(self, handle: int, delivery_id: int, payload: bytes, *, fmt: int = 0, more: bool = False) -> None:
         head = f.transfer_head(handle, delivery_id, struct.pack(">I", delivery_id), fmt, False, more)
