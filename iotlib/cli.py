@@ -17,6 +17,7 @@ from iotlib.errors import IotlibError
 COMMAND_MODULES = [
     "iotlib.commands.stack",
     "iotlib.commands.simulate",
+    "iotlib.commands.load",
 ]
 
 

@@ -210,6 +210,11 @@ def list_blobs(src: Source, opts: _Options, report: LoadReport) -> Listing:
     report.blobs_listed = len(listing.selected) + len(listing.pruned) + len(listing.foreign)
     report.blobs_pruned = [c.info.name for c in listing.pruned]
     report.seconds["list"] = time.perf_counter() - t0
+    if opts.progress:
+        from tqdm.auto import tqdm
+
+        with tqdm(total=report.blobs_listed, desc="listed", unit="blob") as bar:
+            bar.update(report.blobs_listed)
     return listing
 
 
