@@ -186,3 +186,17 @@ def test_cli_load(store: Path, tmp_path_factory: pytest.TempPathFactory, capsys:
     assert "wrote 120 events" in printed.out and "decoded" in printed.err  # tqdm bars go to stderr
     assert main(["load", "--dir", str(store / "missing"), "--out", str(out)]) == 1
     _ = os
+
+
+def test_columns_projection(store: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    cols = ["partition_id", "enqueued_time", "device_id", "temperature"]
+    full = coldstore.load(store, start=T0, end=T0 + timedelta(hours=1))
+    some = coldstore.load(store, start=T0, end=T0 + timedelta(hours=1), columns=cols)
+    assert some.columns == cols and some.equals(full.select(cols))
+    cache = tmp_path_factory.mktemp("cache")
+    built = coldstore.load(store, start=T0, end=T0 + timedelta(hours=1), columns=cols, cache=cache)
+    hit = coldstore.load(store, start=T0, end=T0 + timedelta(hours=1), columns=cols, cache=cache)
+    assert hit.report.cache.startswith("hit") and hit.sort(cols[:2]).equals(built.sort(cols[:2]))
+    assert coldstore.load(store, start=T0, end=T0 + timedelta(hours=1), cache=cache).columns == full.columns
+    with pytest.raises(ConfigurationError, match="colour"):
+        coldstore.load(store, columns=["colour"])

@@ -20,6 +20,7 @@ Reading the cache elsewhere — the partition column ``date`` comes from the fol
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -187,12 +188,15 @@ def load_through_cache(src: Source, opts: _Options, cache: str | os.PathLike[str
         report.cache = f"hit: read {len(manifest.get('files', []))} Parquet files"  # type: ignore[union-attr]
         report.seconds["cache"] = time.perf_counter() - t0
         return df, report
-    df, report2 = load_frame(src, opts, listing)
+    full = dataclasses.replace(opts, columns=None)  # the cache keeps every column
+    df, report2 = load_frame(src, full, listing)
     report2.prefixes_walked, report2.prefixes_listed = report.prefixes_walked, report.prefixes_listed
     report2.blobs_listed, report2.blobs_pruned = report.blobs_listed, report.blobs_pruned
     report2.seconds["list"] = report.seconds.get("list", 0.0)
     _write(df, root, partition_by=("date",), prefix="", manifest=_manifest(report2, opts, listing))
     report2.cache = f"rebuilt: {why}"
+    if opts.columns is not None:
+        df = df.select(opts.columns)
     return df, report2
 
 
@@ -213,4 +217,6 @@ def read_cache(root: str | os.PathLike[str], opts: _Options | None = None) -> pl
         if opts.partitions is not None:
             lf = lf.filter(pl.col("partition_id").is_in([str(p) for p in opts.partitions]))
     names = [c for c in lf.collect_schema().names() if c != "date"]
+    if opts is not None and opts.columns is not None:
+        names = list(opts.columns)
     return lf.select(names).collect()

@@ -142,8 +142,12 @@ def _map_array(buf: np.ndarray, offsets: np.ndarray, entries: np.ndarray, double
     return pa.LargeListArray.from_arrays(pa.array(offsets - offsets[0]), struct)
 
 
-def raw_frame(raw: RawRecords, path: cf.BlobPath) -> pl.DataFrame:
-    """The raw columns (see module doc) of records decoded by the fast path."""
+def raw_frame(raw: RawRecords, path: cf.BlobPath, want: frozenset[str] | None = None) -> pl.DataFrame:
+    """The raw columns (see module doc) of records decoded by the fast path.
+
+    ``want`` limits the work to some columns (the map columns are the costly ones); the others
+    come back as nulls of the right type, so frames from every path still line up.
+    """
     n = len(raw)
     buf = raw.buf
     enq = raw.enqueued_us
@@ -154,18 +158,33 @@ def raw_frame(raw: RawRecords, path: cf.BlobPath) -> pl.DataFrame:
             s, ln = raw.enqueued_text[i]
             text = bytes(buf[s : s + ln]).decode("utf-8", "replace")
             enq[i] = _parse_enqueued(text, int(raw.sequence_number[i]))
+    build = {
+        "sequence_number": lambda: pa.array(raw.sequence_number),
+        "offset": lambda: _bytes_array(buf, raw.offset, text=True, what="an Offset"),
+        "enqueued_time": lambda: pa.array(enq, type=pa.timestamp("us", "UTC")),
+        "partition_key": lambda: _bytes_array(buf, raw.partition_key, text=True, what="a partition key"),
+        "properties": lambda: _map_array(buf, raw.prop_offsets, raw.prop_entries, raw.prop_doubles, "Properties"),
+        "system_properties": lambda: _map_array(buf, raw.sys_offsets, raw.sys_entries, raw.sys_doubles, "SystemProperties"),
+        "body": lambda: _bytes_array(buf, raw.body, text=False, what="a Body"),
+    }
     table = pa.table(
         {
-            "sequence_number": pa.array(raw.sequence_number),
-            "offset": _bytes_array(buf, raw.offset, text=True, what="an Offset"),
-            "enqueued_time": pa.array(enq, type=pa.timestamp("us", "UTC")),
-            "partition_key": _bytes_array(buf, raw.partition_key, text=True, what="a partition key"),
-            "properties": _map_array(buf, raw.prop_offsets, raw.prop_entries, raw.prop_doubles, "Properties"),
-            "system_properties": _map_array(buf, raw.sys_offsets, raw.sys_entries, raw.sys_doubles, "SystemProperties"),
-            "body": _bytes_array(buf, raw.body, text=False, what="a Body"),
+            name: fn() if want is None or name in want else pa.nulls(n, _ARROW_TYPES[name])
+            for name, fn in build.items()
         }
     )
     return _with_path(pl.from_arrow(table), path, n)  # type: ignore[arg-type]
+
+
+_ARROW_TYPES = {
+    "sequence_number": pa.int64(),
+    "offset": pa.large_string(),
+    "enqueued_time": pa.timestamp("us", "UTC"),
+    "partition_key": pa.large_string(),
+    "properties": pa.large_list(_ARROW_ENTRY),
+    "system_properties": pa.large_list(_ARROW_ENTRY),
+    "body": pa.large_binary(),
+}
 
 
 def _parse_enqueued(text: str, seq: int) -> int:
