@@ -78,6 +78,13 @@ class Hopping:
             return -((o - t) // h) * h + o
         return (t - o) // h * h + h + o  # smallest end > t
 
+    def first_end_of(self, t: int) -> int:
+        """:meth:`first_end` for one integer time (plain Python arithmetic)."""
+        h, o = self.hop_us, self.offset_us
+        if self.closed == "right":
+            return -((o - t) // h) * h + o
+        return (t - o) // h * h + h + o
+
     def ends(self, t: pl.Expr) -> pl.Expr:
         """A list of the ends of every window containing ``t``."""
         stop = t + self.size_us + (0 if self.closed == "right" else 1)
