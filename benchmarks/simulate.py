@@ -113,7 +113,7 @@ def main() -> int:
         f"{naive_rate / 1e6:>9.2f}M{naive['events'] / naive['cpu'] / 1e6:>10.2f}M{'-':>10}{'-':>8}"
         f"   1,000 devices x 1 h; a full day: ~{100_000 * 1440 / naive_rate / 60:.0f} min"
     )
-    ok = True
+    verdicts = []
     for name, r in runs.items():
         rate = r["events"] / r["seconds"]
         peak_gb = r["peak"] / 1e9
@@ -122,13 +122,14 @@ def main() -> int:
             f"{r['events'] / r['cpu'] / 1e6:>10.1f}M{peak_gb:>8.2f}GB{r['frame'] / 1e9:>6.2f}GB"
             f"   {rate / naive_rate:,.0f}x the naive loop"
         )
-        if not args.quick:
-            ok &= rate >= TARGET_RATE and peak_gb <= TARGET_PEAK_GB
+        met = rate >= TARGET_RATE and peak_gb <= TARGET_PEAK_GB
+        verdicts.append(f"{name}: {'met' if met else 'NOT met'} ({rate / 1e6:.1f}M events/s, {peak_gb:.2f} GB)")
     if not args.quick:
-        verdict = "met" if ok else "NOT met"
-        print(f"\ntargets (>= {TARGET_RATE / 1e6:.0f}M events/s, <= {TARGET_PEAK_GB:.0f} GB peak): {verdict}")
+        print(f"\ntargets for a full day (>= {TARGET_RATE / 1e6:.0f}M events/s wall, <= {TARGET_PEAK_GB:.0f} GB peak):")
+        for line in verdicts:
+            print(f"  {line}")
         print("(peak RSS includes the interpreter, libraries and the 100,000-device registry; on a busy "
-              "machine compare 'per cpu-s', wall time counts the waits for a core)")
+              "machine compare 'per cpu-s': wall time also counts waiting for a core)")
     return 0
 
 
