@@ -30,13 +30,14 @@ CHILD = textwrap.dedent(
     from iotlib import scenario, simulate
     devices, duration, faults = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
     registry = scenario.build_registry(int(devices))
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     began = time.perf_counter()
     events = simulate.generate(registry, start=simulate.DEFAULT_START, duration=duration, seed=0, faults=faults)
     took = time.perf_counter() - began
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)
     scale = 1 if sys.platform == "darwin" else 1024  # maxrss is bytes on macOS, KiB on Linux
-    print(json.dumps({"events": events.height, "seconds": took, "peak": peak * scale, "before": before * scale,
+    print(json.dumps({"events": events.height, "seconds": took, "cpu": cpu, "peak": after.ru_maxrss * scale,
                       "frame": events.estimated_size()}))
     """
 )
@@ -52,6 +53,8 @@ NAIVE = textwrap.dedent(
     ids = scenario.build_registry(devices)["device_id"].to_list()
     start = simulate.DEFAULT_START
     end = start + timedelta(minutes=minutes)
+    import resource
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     began = time.perf_counter()
     rng = random.Random(0)
     rows = []
@@ -65,7 +68,9 @@ NAIVE = textwrap.dedent(
     frame = pl.DataFrame(rows, schema=["device_id", "time_observed", "temperature", "sent_at"], orient="row")
     frame = frame.sort("sent_at")
     took = time.perf_counter() - began
-    print(json.dumps({"events": frame.height, "seconds": took}))
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)
+    print(json.dumps({"events": frame.height, "seconds": took, "cpu": cpu}))
     """
 )
 
@@ -101,26 +106,30 @@ def main() -> int:
     naive = _child(NAIVE, "1000", "60")
 
     naive_rate = naive["events"] / naive["seconds"]
-    print(f"\n{'run':<22}{'events':>14}{'seconds':>10}{'events/s':>14}{'peak RSS':>11}{'frame':>10}")
+    print(f"\n{'run':<20}{'events':>13}{'wall s':>8}{'cpu s':>8}{'events/s':>10}{'per cpu-s':>11}"
+          f"{'peak RSS':>10}{'frame':>8}")
     print(
-        f"{'naive Python loop':<22}{naive['events']:>14,}{naive['seconds']:>10.2f}{naive_rate / 1e6:>13.2f}M"
-        f"{'-':>11}{'-':>10}   (1,000 devices x 1 h; a full day would take "
-        f"{100_000 * 1440 / naive_rate / 60:.0f} min)"
+        f"{'naive Python loop':<20}{naive['events']:>13,}{naive['seconds']:>8.2f}{naive['cpu']:>8.2f}"
+        f"{naive_rate / 1e6:>9.2f}M{naive['events'] / naive['cpu'] / 1e6:>10.2f}M{'-':>10}{'-':>8}"
+        f"   1,000 devices x 1 h; a full day: ~{100_000 * 1440 / naive_rate / 60:.0f} min"
     )
-    ok = True
+    verdicts = []
     for name, r in runs.items():
         rate = r["events"] / r["seconds"]
         peak_gb = r["peak"] / 1e9
         print(
-            f"{name:<22}{r['events']:>14,}{r['seconds']:>10.2f}{rate / 1e6:>13.1f}M"
-            f"{peak_gb:>9.2f}GB{r['frame'] / 1e9:>8.2f}GB   ({rate / naive_rate:,.0f}x the naive loop)"
+            f"{name:<20}{r['events']:>13,}{r['seconds']:>8.2f}{r['cpu']:>8.2f}{rate / 1e6:>9.1f}M"
+            f"{r['events'] / r['cpu'] / 1e6:>10.1f}M{peak_gb:>8.2f}GB{r['frame'] / 1e9:>6.2f}GB"
+            f"   {rate / naive_rate:,.0f}x the naive loop"
         )
-        if not args.quick:
-            ok &= rate >= TARGET_RATE and peak_gb <= TARGET_PEAK_GB
+        met = rate >= TARGET_RATE and peak_gb <= TARGET_PEAK_GB
+        verdicts.append(f"{name}: {'met' if met else 'NOT met'} ({rate / 1e6:.1f}M events/s, {peak_gb:.2f} GB)")
     if not args.quick:
-        verdict = "met" if ok else "NOT met"
-        print(f"\ntargets (>= {TARGET_RATE / 1e6:.0f}M events/s, <= {TARGET_PEAK_GB:.0f} GB peak): {verdict}")
-        print("(peak RSS includes the interpreter, libraries and the 100,000-device registry)")
+        print(f"\ntargets for a full day (>= {TARGET_RATE / 1e6:.0f}M events/s wall, <= {TARGET_PEAK_GB:.0f} GB peak):")
+        for line in verdicts:
+            print(f"  {line}")
+        print("(peak RSS includes the interpreter, libraries and the 100,000-device registry; on a busy "
+              "machine compare 'per cpu-s': wall time also counts waiting for a core)")
     return 0
 
 

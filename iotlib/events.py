@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -32,6 +32,12 @@ from typing import Any
 import polars as pl
 
 from iotlib.errors import ValidationError
+
+__all__ = [
+    "EVENT_TYPE", "EVENT_TYPE_VERSION", "FIELDS", "MALFORMED_KINDS", "PROPERTY_KEYS", "UpdateTemperatureEvent",
+    "decode", "decode_bodies", "encode", "encode_frame", "format_timestamp", "parse_timestamp", "properties",
+    "validate", "validate_bodies",
+]
 
 EVENT_TYPE = "UpdateTemperatureEvent"
 EVENT_TYPE_VERSION = "1"
