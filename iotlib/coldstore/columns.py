@@ -111,7 +111,7 @@ def _validity(pairs: np.ndarray) -> tuple[pa.Buffer | None, int]:
 
 
 def _bytes_array(buf: np.ndarray, pairs: np.ndarray, *, text: bool, what: str) -> pa.Array:
-    data, offsets, ascii_only = _gather(buf, pairs, text)
+    data, offsets, ascii_only = _gather(buf, np.ascontiguousarray(pairs), text)  # one compiled layout
     validity, nulls = _validity(pairs)
     arr = pa.Array.from_buffers(
         pa.large_string() if text else pa.large_binary(),
