@@ -78,3 +78,21 @@ def test_missing_container_is_named(local_stack: object) -> None:
     client = ContainerClient.from_connection_string(iotlib.settings().storage_connection_string, "no-such-container-here")
     with pytest.raises(ColdStoreError, match="no-such-container-here"):
         coldstore.load(client)
+
+
+def test_aio_twin_with_an_aio_client(container: ContainerClient) -> None:
+    import asyncio
+
+    from azure.storage.blob.aio import ContainerClient as AioContainerClient
+
+    from iotlib.coldstore import aio
+
+    recs = [record(i, T0 + timedelta(seconds=20 * i)) for i in range(6)]
+    put(container, name(0, T0), avro_bytes(recs))
+
+    async def go() -> pl.DataFrame:
+        async with AioContainerClient.from_connection_string(iotlib.settings().storage_connection_string, container.container_name) as client:
+            return await aio.load(client, start=T0, end=T0 + timedelta(minutes=1))
+
+    df = asyncio.run(go())
+    assert df["sequence_number"].to_list() == [0, 1, 2] and df.equals(coldstore.load(container, start=T0, end=T0 + timedelta(minutes=1)))

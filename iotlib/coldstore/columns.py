@@ -111,7 +111,7 @@ def _validity(pairs: np.ndarray) -> tuple[pa.Buffer | None, int]:
 
 
 def _bytes_array(buf: np.ndarray, pairs: np.ndarray, *, text: bool, what: str) -> pa.Array:
-    data, offsets, ascii_only = _gather(buf, pairs, text)
+    data, offsets, ascii_only = _gather(buf, np.ascontiguousarray(pairs), text)  # one compiled layout
     validity, nulls = _validity(pairs)
     arr = pa.Array.from_buffers(
         pa.large_string() if text else pa.large_binary(),
@@ -127,18 +127,77 @@ def _bytes_array(buf: np.ndarray, pairs: np.ndarray, *, text: bool, what: str) -
     return arr
 
 
+@nb.njit(nogil=True, cache=True)
+def _map_columns(buf, entries):
+    """One pass over a map's entries → keys, string and bytes values as (data, offsets), and branch masks."""
+    m = entries.shape[0]
+    key_off = np.empty(m + 1, np.int64)
+    str_off = np.empty(m + 1, np.int64)
+    bin_off = np.empty(m + 1, np.int64)
+    key_off[0] = 0
+    str_off[0] = 0
+    bin_off[0] = 0
+    for e in range(m):
+        tag = entries[e, 2]
+        key_off[e + 1] = key_off[e] + entries[e, 1]
+        str_off[e + 1] = str_off[e] + (entries[e, 4] if tag == 2 else 0)
+        bin_off[e + 1] = bin_off[e] + (entries[e, 4] if tag == 3 else 0)
+    keys = np.empty(key_off[m], np.uint8)
+    strs = np.empty(str_off[m], np.uint8)
+    bins = np.empty(bin_off[m], np.uint8)
+    tags = np.empty(m, np.int8)
+    longs = np.empty(m, np.int64)
+    high = 0
+    for e in range(m):
+        tag = entries[e, 2]
+        tags[e] = tag
+        longs[e] = entries[e, 5]
+        j = key_off[e]
+        s = entries[e, 0]
+        for k in range(entries[e, 1]):
+            c = buf[s + k]
+            keys[j + k] = c
+            high |= c
+        if tag == 2:
+            j = str_off[e]
+            s = entries[e, 3]
+            for k in range(entries[e, 4]):
+                c = buf[s + k]
+                strs[j + k] = c
+                high |= c
+        elif tag == 3:
+            j = bin_off[e]
+            s = entries[e, 3]
+            for k in range(entries[e, 4]):
+                bins[j + k] = buf[s + k]
+    return keys, key_off, strs, str_off, bins, bin_off, tags, longs, high < 128
+
+
+def _bitmap(valid: np.ndarray) -> tuple[pa.Buffer | None, int]:
+    nulls = int(len(valid) - np.count_nonzero(valid))
+    return (pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None), nulls
+
+
 def _map_array(buf: np.ndarray, offsets: np.ndarray, entries: np.ndarray, doubles: np.ndarray, what: str) -> pa.Array:
-    tags = entries[:, 2]
-    keys = _bytes_array(buf, entries[:, 0:2], text=True, what=f"a {what} key")
-    longs = pa.array(entries[:, 5], mask=tags != 0)
-    dbls = pa.array(doubles, mask=tags != 1)
-    spans = entries[:, 3:5].copy()
-    spans[tags != 2, 1] = -1
-    strings = _bytes_array(buf, spans, text=True, what=f"a {what} string value")
-    spans = entries[:, 3:5].copy()
-    spans[tags != 3, 1] = -1
-    blobs = _bytes_array(buf, spans, text=False, what=what)
-    struct = pa.StructArray.from_arrays([keys, longs, dbls, strings, blobs], fields=list(_ARROW_ENTRY))
+    keys, key_off, strs, str_off, bins, bin_off, tags, longs, ascii_only = _map_columns(buf, entries)
+    m = len(tags)
+
+    def arr(typ: pa.DataType, valid: np.ndarray | None, *bufs: np.ndarray) -> pa.Array:
+        bitmap, nulls = _bitmap(valid) if valid is not None else (None, 0)
+        return pa.Array.from_buffers(typ, m, [bitmap, *(pa.py_buffer(b) for b in bufs)], null_count=nulls)
+
+    key_arr = arr(pa.large_string(), None, key_off, keys)
+    str_arr = arr(pa.large_string(), tags == 2, str_off, strs)
+    if not ascii_only:
+        try:
+            key_arr.validate(full=True)
+            str_arr.validate(full=True)
+        except pa.ArrowInvalid:
+            raise CorruptFile(f"a {what} key or string value is not valid UTF-8") from None
+    struct = pa.StructArray.from_arrays(
+        [key_arr, arr(pa.int64(), tags == 0, longs), arr(pa.float64(), tags == 1, np.ascontiguousarray(doubles)), str_arr, arr(pa.large_binary(), tags == 3, bin_off, bins)],
+        fields=list(_ARROW_ENTRY),
+    )
     return pa.LargeListArray.from_arrays(pa.array(offsets - offsets[0]), struct)
 
 
