@@ -94,7 +94,9 @@ def ingest_throughput(reports: Mapping[str, object]) -> Figure:
     ax = fig.subplots()
     for name, report in reports.items():
         sends = report.sends().sort("seconds")  # type: ignore[attr-defined]
-        ax.step(sends["seconds"].to_numpy(), sends["events"].cum_sum().to_numpy(), where="post", marker=".",
+        seconds = [0.0, *sends["seconds"].to_list()]
+        total = [0, *sends["events"].cum_sum().to_list()]
+        ax.step(seconds, total, where="post", marker=".",
                 label=f"{name}: {report.events_per_second:,.0f} events/s overall")  # type: ignore[attr-defined]
     ax.set(title="Events sent over time", xlabel="seconds since the run started", ylabel="events sent")
     ax.set_xlim(left=0)
