@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "iotlib.commands.emulator",
     "iotlib.commands.ingest",
     "iotlib.commands.demo",
+    "iotlib.commands.monitor",
     "iotlib.commands.load",
 ]
 
