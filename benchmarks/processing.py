@@ -26,6 +26,7 @@ import argparse
 import gc
 import resource
 import time
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -72,14 +73,14 @@ def bench_day(devices: int, minutes: int, seed: int) -> None:
     n = events.height
     print(f"  {n:,} events, {events.estimated_size() / 1e9:.1f} GB in polars, device_id {type(events.schema['device_id']).__name__}")
 
-    res, t_polars = timed("polars: building_averages()", lambda: building_averages(events, reg))
+    res, t_polars = timed("polars: building_averages()", partial(building_averages, events, reg))
     print(f"  → {res.windows.height:,} windows, {n / t_polars / 1e6:.1f} M events/s")
 
     pdf = events.select("device_id", "time_observed", pl.col("temperature").cast(pl.Float64)).to_pandas()
     del events
     gc.collect()
     building_of = reg.select("device_id", "building_id").to_pandas().set_index("device_id")["building_id"]
-    want, t_pandas = timed("pandas: map + groupby(dt.ceil(5s))", lambda: pandas_building_averages(pdf, building_of))
+    want, t_pandas = timed("pandas: map + groupby(dt.ceil(5s))", partial(pandas_building_averages, pdf, building_of))
     del pdf
     gc.collect()
 

@@ -32,7 +32,7 @@ from iotlib.processing.event_time import windows_with_policy
 from iotlib.processing.incremental import WindowEngine
 from iotlib.processing.policy import EventTimePolicy
 from iotlib.processing.reference import Registry
-from iotlib.processing.results import Counts, EventTimeResult, WindowOutput
+from iotlib.processing.results import Counts, WindowOutput
 from iotlib.processing.windowing import WINDOW_END, WINDOW_START, as_datetime
 from iotlib.processing.windows import END, Window, fixed
 

@@ -76,7 +76,7 @@ def check(events: pl.DataFrame | pl.LazyFrame, *, time: str, values: Sequence[st
     if need_arrival:
         _require(schema, arrival_column(schema), (pl.Datetime,), "a Datetime")
     for v in values:
-        if v in (src,) or v == TIME_OBSERVED:
+        if v in (src, TIME_OBSERVED):  # time columns are aggregated (max, last), not checked as numbers
             continue
         _require(schema, v, (pl.Float32, pl.Float64, pl.Int8, pl.Int16, pl.Int32, pl.Int64,
                              pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64), "numbers")

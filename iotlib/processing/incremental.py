@@ -37,14 +37,12 @@ from iotlib.processing.dedupe import DuplicateFilter
 from iotlib.processing.durations import Duration
 from iotlib.processing.event_time import (
     ADJUSTED_TIME,
-    AHEAD,
     CLOSED_AT,
-    FRONTIER,
     DUP,
     EFFECTIVE,
     F_ROW,
     FATE,
-    REORDERED,
+    FRONTIER,
     finish_device_state,
     finish_partition_state,
     identity_columns,
@@ -188,6 +186,8 @@ class WindowEngine:
         """
         if self._finished:
             raise ProcessingError("this engine was flushed (end of stream)")
+        if self._columns is None:
+            return WindowOutput(windows=pl.DataFrame())  # nothing fed yet: nothing to close
         if arrival_time.tzinfo is None:
             arrival_time = arrival_time.replace(tzinfo=timezone.utc)
         tick = ((arrival_time - _EPOCH) // timedelta(microseconds=1)) // self.policy.tick_us
@@ -201,6 +201,8 @@ class WindowEngine:
         if self._finished:
             raise ProcessingError("this engine was already flushed")
         self._finished = True
+        if self._columns is None:
+            return WindowOutput(windows=pl.DataFrame())
         out = self._route(None, None, [], None)
         if self._buffer:
             rows = pl.concat(self._buffer)

@@ -53,8 +53,13 @@ def window_figure(
     return fig
 
 
-def event_vs_arrival(events: pl.DataFrame, *, highlight: Mapping[str, Sequence[str]] = {}) -> Figure:
-    """How late each reading arrived (arrival − event time), over arrival time; faulty devices highlighted."""
+def event_vs_arrival(
+    events: pl.DataFrame, *, highlight: Mapping[str, Sequence[str]] = {}, max_points: int = 20_000
+) -> Figure:
+    """How late each reading arrived (arrival − event time), over arrival time; faulty devices highlighted.
+
+    At most ``max_points`` of the other devices' readings are drawn (a fixed sample).
+    """
     arrival = C.arrival_column(events.schema)
     df = events.select(
         pl.col(C.DEVICE).cast(pl.String),
@@ -64,6 +69,8 @@ def event_vs_arrival(events: pl.DataFrame, *, highlight: Mapping[str, Sequence[s
     fig, ax = plt.subplots(figsize=(10, 4))
     marked = [d for ds in highlight.values() for d in ds]
     rest = df.filter(~pl.col(C.DEVICE).is_in(marked))
+    if rest.height > max_points:
+        rest = rest.sample(max_points, seed=0)
     ax.scatter(rest["arrival"].to_list(), rest["delay_s"].to_list(), s=4, color="#4c72b0", alpha=0.4, label="all other devices")
     for (label, devices), colour in zip(highlight.items(), ("#c44e52", "#dd8452", "#8172b3", "#937860")):
         sel = df.filter(pl.col(C.DEVICE).is_in(list(devices)))
@@ -79,21 +86,20 @@ def event_vs_arrival(events: pl.DataFrame, *, highlight: Mapping[str, Sequence[s
     return fig
 
 
-def outcome_bars(results: Mapping[str, Counts], *, title: str = "What the policies did with each event") -> Figure:
-    """Stacked bars per run: accepted, adjusted, routed late, dropped, duplicates."""
+def outcome_bars(results: Mapping[str, Counts], *, title: str = "What the policies did with the events they did not simply accept") -> Figure:
+    """Per run, stacked bars of the events not accepted as they were (accepted counts in the labels)."""
     labels = list(results)
-    fig, ax = plt.subplots(figsize=(10, 0.55 * len(labels) + 1.6))
+    names = [f"{k}\n({results[k].accepted:,} accepted)" for k in labels]
+    fig, ax = plt.subplots(figsize=(10, 0.6 * len(labels) + 1.6))
     left = [0] * len(labels)
-    for outcome in _OUTCOMES:
+    for outcome in _OUTCOMES[1:]:
         vals = [getattr(results[k], outcome) for k in labels]
-        ax.barh(labels, vals, left=left, color=_COLOURS[outcome], label=outcome.replace("_", " "))
-        for i, v in enumerate(vals):
-            if v and outcome != "accepted":
-                ax.text(left[i] + v, i, f" {v}", va="center", fontsize=8)
+        bars = ax.barh(names, vals, left=left, color=_COLOURS[outcome], label=outcome.replace("_", " "))
+        ax.bar_label(bars, labels=[f"{v:,}" if v else "" for v in vals], label_type="center", fontsize=8, color="white")
         left = [a + b for a, b in zip(left, vals)]
     ax.set_xlabel("events")
     ax.invert_yaxis()
-    ax.legend(fontsize=8, ncols=5, loc="lower center", bbox_to_anchor=(0.5, 1.0))
+    ax.legend(fontsize=8, ncols=4, loc="lower center", bbox_to_anchor=(0.5, 1.0))
     ax.set_title(title, pad=28)
     fig.tight_layout()
     return fig
