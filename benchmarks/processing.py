@@ -11,6 +11,8 @@ Figures printed, all measured in this process:
    vectorised batch job on the same events, with a check that both agree.
    Target: ≥ 50,000 events/s.
 
+Times are the best of two runs (the first pays for touching fresh memory);
+CPU seconds are printed too, as wall times on a shared 2-core machine vary.
 Run under the shared lock (it needs ~12 GB at full scale)::
 
     flock /tmp/iotlib-bench.lock .venv/bin/python benchmarks/processing.py
@@ -39,12 +41,19 @@ from iotlib.processing.results import WindowOutput
 from iotlib.processing.sample import Faults, readings, registry, sample
 
 
-def timed(label: str, fn):
-    t0, c0 = time.perf_counter(), time.process_time()
-    out = fn()
-    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
-    print(f"  {label:<46} {dt:8.2f} s  (cpu {cpu:.1f} s, max rss {_rss_gb():.1f} GB)", flush=True)
-    return out, dt
+def timed(label: str, fn, *, repeat: int = 1):
+    """Run ``fn`` ``repeat`` times; print each time, return the last result and the best time."""
+    best, out = float("inf"), None
+    for i in range(repeat):
+        out = None
+        gc.collect()
+        t0, c0 = time.perf_counter(), time.process_time()
+        out = fn()
+        dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+        best = min(best, dt)
+        run = f" (run {i + 1})" if repeat > 1 else ""
+        print(f"  {label + run:<46} {dt:8.2f} s  (cpu {cpu:.1f} s, max rss {_rss_gb():.1f} GB)", flush=True)
+    return out, best
 
 
 def _rss_gb() -> float:
@@ -73,14 +82,14 @@ def bench_day(devices: int, minutes: int, seed: int) -> None:
     n = events.height
     print(f"  {n:,} events, {events.estimated_size() / 1e9:.1f} GB in polars, device_id {type(events.schema['device_id']).__name__}")
 
-    res, t_polars = timed("polars: building_averages()", partial(building_averages, events, reg))
+    res, t_polars = timed("polars: building_averages()", partial(building_averages, events, reg), repeat=2)
     print(f"  → {res.windows.height:,} windows, {n / t_polars / 1e6:.1f} M events/s")
 
     pdf = events.select("device_id", "time_observed", pl.col("temperature").cast(pl.Float64)).to_pandas()
     del events
     gc.collect()
     building_of = reg.select("device_id", "building_id").to_pandas().set_index("device_id")["building_id"]
-    want, t_pandas = timed("pandas: map + groupby(dt.ceil(5s))", partial(pandas_building_averages, pdf, building_of))
+    want, t_pandas = timed("pandas: map + groupby(dt.ceil(5s))", partial(pandas_building_averages, pdf, building_of), repeat=2)
     del pdf
     gc.collect()
 
@@ -95,7 +104,7 @@ def bench_day(devices: int, minutes: int, seed: int) -> None:
         and np.allclose(got["avg_temperature"].to_numpy(), want["avg_temperature"].to_numpy(), rtol=1e-12, atol=0)
     )
     print(f"  same windows, counts, times and means (rtol 1e-12): {'yes' if same else 'NO'}")
-    print(f"  polars {t_polars:.2f} s, pandas {t_pandas:.2f} s: pandas/polars = {t_pandas / t_polars:.1f}×")
+    print(f"  best of two: polars {t_polars:.2f} s, pandas {t_pandas:.2f} s: pandas/polars = {t_pandas / t_polars:.1f}×")
     target = "met" if t_polars <= 20 or devices * minutes < 100_000 * 1_440 else "MISSED"
     print(f"  target ≤ 20 s for a full day: {target}")
     if not same:

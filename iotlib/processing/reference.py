@@ -99,7 +99,10 @@ class Registry:
         get = self._index.get
         devices = events[C.DEVICE].cast(pl.String).to_list()
         rows = [get(d) for d in devices]
-        found = self.frame.select(columns)[pl.Series(rows, dtype=pl.Int64)]  # null row index: null values
+        table = self.frame.select(columns)
+        if table.height == 0:  # an empty registry knows nobody
+            table = pl.DataFrame([pl.Series(c, [None], dtype=table.schema[c]) for c in columns])
+        found = table.select(pl.all().gather(pl.Series(rows, dtype=pl.Int64)))  # null index: null values
         looked_up = events.hstack(found.get_columns())
         if None not in rows:
             return looked_up, self._no_unmatched(events)
