@@ -17,15 +17,35 @@ counts and the final device/partition state).
 Per batch, work that needs no order (validation, window assignment,
 aggregation) is vectorised; the sequential part — duplicate memory, device
 watermarks, the fleet watermark at tick boundaries — is a tight loop over the
-batch's events. The engine pickles, so a streaming job can snapshot it with
-its checkpoint. ``advance(now)`` lets a live job move the arrival clock when
-no event comes (a heartbeat), so quiet streams still close windows.
+batch's events (about 3 ms of CPU per 300-event batch, ~100,000 events/s).
+
+Wrapping it in a streaming job (Event Hubs)
+-------------------------------------------
+- **Order**: results are defined on the global arrival order. Put each
+  partition's received batch into an
+  :class:`~iotlib.processing.arrival.ArrivalMerger` (declared with the hub's
+  partition ids) and feed the engine what ``pop()`` releases.
+- **Quiet streams**: call ``advance(now)`` now and then with the hub's notion of
+  the current time (e.g. the newest ``last_enqueued_time`` from partition
+  properties) so windows close even when no event comes. Heartbeats change
+  when windows close (``closed_at``), not what they contain — unless an event
+  then arrives for a window a heartbeat already closed: it is late.
+- **Restarts**: the engine pickles. Store a snapshot in the same transaction as
+  the windows it emitted, checkpoint the hub after that commit, and on restart
+  restore the snapshot and replay from the checkpoint: the output continues
+  exactly as if nothing had happened (a replayed event that the snapshot has
+  already seen would be a ``duplicate_sequence``, not a second count). Without
+  a snapshot, a restart starts with empty windows and watermarks.
+- **Memory**: open windows (a few seconds of events) plus the duplicate memory
+  (``dedupe_horizon`` of events, ~400 bytes each) plus one small record per
+  device and partition.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
+from sys import intern
 
 import numpy as np
 import polars as pl
@@ -264,18 +284,20 @@ class WindowEngine:
             self.window.first_end(pl.col(C.E)).alias("__first_end"),
         )
         cols = arrays.get_columns()
-        keys = list(zip(*[c.to_list() for c in cols[: len(self._ident_exprs)]]))
+        devices = [intern(d) if d is not None else d for d in cols[0].to_list()]  # one string per device
+        keys = list(zip(devices, *[c.to_list() for c in cols[1 : len(self._ident_exprs)]]))
         e_np = cols[-5].to_numpy()
         a_np = cols[-4].to_numpy()
         e, a = e_np.tolist(), a_np.tolist()
         parts, seqs, first_end = cols[-3].to_list(), cols[-2].to_list(), cols[-1].to_list()
+        dup = self._dedupe.check(a, keys, [None if q is None else (p_, q) for p_, q in zip(parts, seqs)])
         ahead_us = p.clock_ahead_us if self.time != C.ARRIVAL else None
 
         fate = [0] * n
         frontier = [0] * n
         reordered = [False] * n
         transitions: list[tuple[int, int]] = []
-        clock, check, dev_state, part_events = self._clock, self._dedupe.check, self._devices, self._partition_events
+        clock, dev_state, part_events = self._clock, self._devices, self._partition_events
         newest_p, latest_p = clock.newest, clock.latest
         tick_us, late_us = p.tick_us, p.late_arrival_us
         cur = clock.tick
@@ -288,15 +310,14 @@ class WindowEngine:
                 transitions.append((k, w))
                 cur, f = k, w - late_us
             frontier[i] = f
-            key = keys[i]
-            ei, part, seq = e[i], parts[i], seqs[i]
-            reason = check(ai, key, None if seq is None else (part, seq))
+            reason = dup[i]
             if reason is not None:
                 fate[i] = _DUP_SEQ if reason == DUPLICATE_SEQUENCE else _DUP_EVENT
                 continue
-            st = dev_state.get(key[0])
+            ei, part, device = e[i], parts[i], devices[i]
+            st = dev_state.get(device)
             if st is None:
-                st = dev_state[key[0]] = [0, NONE, NONE, 0, NONE]
+                st = dev_state[device] = [0, NONE, NONE, 0, NONE]
             st[0] += 1
             if ai > st[1]:
                 st[1] = ai
