@@ -33,9 +33,10 @@ Wrapping it in a streaming job (Event Hubs)
 - **Restarts**: the engine pickles. Store a snapshot in the same transaction as
   the windows it emitted, checkpoint the hub after that commit, and on restart
   restore the snapshot and replay from the checkpoint: the output continues
-  exactly as if nothing had happened (a replayed event that the snapshot has
-  already seen would be a ``duplicate_sequence``, not a second count). Without
-  a snapshot, a restart starts with empty windows and watermarks.
+  exactly as if nothing had happened. (Should the checkpoint lag the snapshot,
+  replayed events the snapshot already saw are caught as
+  ``duplicate_sequence`` within the horizon instead of being counted twice.)
+  Without a snapshot, a restart starts with empty windows and watermarks.
 - **Memory**: open windows (a few seconds of events) plus the duplicate memory
   (``dedupe_horizon`` of events, ~400 bytes each) plus one small record per
   device and partition.
