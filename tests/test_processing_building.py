@@ -123,3 +123,14 @@ def test_the_registry_is_validated():
         Registry(reg).enrich(pl.DataFrame({"device_id": ["x"]}), ["elevation"])
     matched, unmatched = Registry(reg).enrich(pl.DataFrame({"device_id": [reg["device_id"][0], "nobody"]}), ["room", "floor"])
     assert matched["room"].to_list() == [reg["room"][0]] and unmatched["reason"].to_list() == ["unknown_device"]
+
+
+def test_empty_input_and_empty_registry():
+    reg, ev = sample(20, minutes=2, seed=1)
+    for policy in (None, EventTimePolicy()):
+        res = building_averages(ev.clear(), reg, policy=policy)
+        assert res.windows.height == 0 and res.windows.columns == BUILDING_COLUMNS
+    nobody = building_averages(ev, reg.clear())
+    assert nobody.counts.unmatched == ev.height and nobody.windows.height == 0
+    job = BuildingAverager(reg)
+    assert job.feed(ev.clear()).windows.height == 0 and job.flush().windows.height == 0

@@ -141,19 +141,39 @@ class Faults:
     behind_by: Duration = "30s"
 
 
+def faulty_devices(events: pl.DataFrame, faults: Faults = Faults(), *, seed: int = 0) -> dict[str, list[str]]:
+    """Which devices :func:`with_faults` makes ``"ahead"``, ``"behind"`` and ``"offline"`` (distinct).
+
+    Clock-ahead devices are spread round-robin over partitions, so that a few of
+    them reach every partition (as they would in a large fleet).
+    """
+    rng = np.random.default_rng([seed, 3])
+    devices = events["device_id"].cast(pl.String).unique().sort().to_list()  # independent of row order
+    shuffled = [devices[i] for i in rng.permutation(len(devices))]
+    n_a, n_b, n_o = faults.ahead_devices, faults.behind_devices, faults.offline_devices
+    if "partition_id" in events.columns:
+        part = dict(events.select(pl.col("device_id").cast(pl.String), pl.col("partition_id").cast(pl.String)).unique("device_id").iter_rows())
+        seen: dict[str, int] = {}
+        turn = []
+        for d in shuffled:
+            turn.append(seen.get(part[d], 0))
+            seen[part[d]] = turn[-1] + 1
+        ahead = [d for _, _, d in sorted(zip(turn, range(len(shuffled)), shuffled))[:n_a]]
+    else:
+        ahead = shuffled[:n_a]
+    chosen = set(ahead)
+    rest = [d for d in shuffled if d not in chosen]
+    return {"ahead": ahead, "behind": rest[:n_b], "offline": rest[n_b : n_b + n_o]}
+
+
 def with_faults(events: pl.DataFrame, faults: Faults = Faults(), *, seed: int = 0) -> pl.DataFrame:
     """``events`` (with hub columns) plus faults; returned in arrival order.
 
-    Device picks are deterministic per seed: clock-ahead devices first, then
-    clock-behind, then offline ones, all distinct.
+    Device picks are deterministic per seed (see :func:`faulty_devices`).
     """
-    rng = np.random.default_rng([seed, 3])
-    devices = events["device_id"].unique(maintain_order=True).to_list()
-    pick = rng.permutation(len(devices))
-    n_a, n_b, n_o = faults.ahead_devices, faults.behind_devices, faults.offline_devices
-    ahead = [devices[i] for i in pick[:n_a]]
-    behind = [devices[i] for i in pick[n_a : n_a + n_b]]
-    offline = [devices[i] for i in pick[n_a + n_b : n_a + n_b + n_o]]
+    picked = faulty_devices(events, faults, seed=seed)
+    ahead, behind, offline = picked["ahead"], picked["behind"], picked["offline"]
+    rng = np.random.default_rng([seed, 4])
     n = events.height
     us = pl.duration(microseconds=1)
     slow = pl.Series(np.where(rng.random(n) < faults.slow, rng.uniform(0, to_us(faults.slow_by), n), 0).astype(np.int64))
