@@ -217,9 +217,15 @@ class Session:
         if not isinstance(name, str) or remote_handle is None:
             self.conn.fail("amqp:invalid-field", "attach without name or handle")
             return
-        if remote_handle in self.links:
-            self.conn.fail("amqp:session:handle-in-use", f"handle {remote_handle} is already attached")
-            return
+        existing = self.links.get(remote_handle)
+        if existing is not None:
+            if existing.attached:
+                self.conn.fail("amqp:session:handle-in-use", f"handle {remote_handle} is already attached")
+                return
+            # A link the emulator refused or detached, whose detach the client never answered
+            # (the SDK does not answer a refused attach): the handle is free again.
+            del self.links[remote_handle]
+            self.by_handle.pop(existing.handle, None)
         handle = self._new_handle()
         source, target = fields[5], fields[6]
         try:
