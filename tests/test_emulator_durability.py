@@ -146,3 +146,15 @@ def test_size_retention_and_clean_shutdown_of_the_command(tmp_path):
     assert emu.exit_code == 0  # SIGTERM: a clean exit
     log = (tmp_path / "emulator.log").read_text()
     assert "stopped" in log and "Traceback" not in log
+
+
+def test_two_emulators_never_share_a_data_folder(tmp_path):
+    import pytest
+
+    from iotlib.errors import EmulatorError
+
+    with Emulator.start(data_dir=tmp_path, port=0, config=CONFIG):
+        with pytest.raises(EmulatorError, match="in use by another emulator"):
+            Emulator.start(data_dir=tmp_path, port=0, config=CONFIG)
+    with Emulator.start(data_dir=tmp_path, port=0, config=CONFIG) as again:  # free once the first stopped
+        assert again.port
