@@ -158,3 +158,13 @@ def test_two_emulators_never_share_a_data_folder(tmp_path):
             Emulator.start(data_dir=tmp_path, port=0, config=CONFIG)
     with Emulator.start(data_dir=tmp_path, port=0, config=CONFIG) as again:  # free once the first stopped
         assert again.port
+
+
+def test_fsync_mode_acknowledges_after_the_disk(tmp_path):
+    config = EmulatorConfig(entities=(EntityConfig(HUB, 2),), fsync=True, segment_bytes=16 * 1024)
+    with Emulator.start(data_dir=tmp_path, port=0, config=config) as emu, _producer(emu) as p:
+        for i in range(5):
+            p.send_batch([EventData(f"synced-{i}-{j}".encode() * 20) for j in range(20)], partition_id="1")
+        assert p.get_partition_properties("1")["last_enqueued_sequence_number"] == 99
+        got = receive(emu.connection_string, partition_id="1", count=100)
+    assert [e.sequence_number for e in got] == list(range(100))

@@ -51,7 +51,8 @@ class Link:
     def on_flow(self, fields: list[Any]) -> None:
         pass
 
-    def on_transfer(self, delivery_id: int | None, fmt: int, settled: bool, payload: bytes) -> None:
+    def on_transfer(self, delivery_id: int | None, fmt: int, settled: bool, payload: bytes | None, size: int) -> None:
+        """A complete delivery; ``payload`` is None when it passed the size limit (its bytes were dropped)."""
         self.session.conn.fail("amqp:not-allowed", "transfer on a link where the emulator is the sender")
 
     def closed(self) -> None:
@@ -89,12 +90,12 @@ class IngressLink(_Receiving):
         self.hub = hub
         self.partition = partition
 
-    def on_transfer(self, delivery_id: int | None, fmt: int, settled: bool, payload: bytes) -> None:
+    def on_transfer(self, delivery_id: int | None, fmt: int, settled: bool, payload: bytes | None, size: int) -> None:
         self.count_delivery()
         server = self.session.conn.server
-        if len(payload) > MAX_MESSAGE_SIZE:
+        if payload is None or size > MAX_MESSAGE_SIZE:
             self._reject(delivery_id, settled, "amqp:link:message-size-exceeded",
-                         f"the message is {len(payload)} bytes; the limit is {MAX_MESSAGE_SIZE} bytes")
+                         f"the message is {size} bytes; the limit is {MAX_MESSAGE_SIZE} bytes")
             return
         try:
             if fmt == message.BATCH_FORMAT:
@@ -136,10 +137,12 @@ class RequestLink(_Receiving):
         super().__init__(session, name, handle, remote_handle, delivery_count)
         self.node = node
 
-    def on_transfer(self, delivery_id: int | None, fmt: int, settled: bool, payload: bytes) -> None:
+    def on_transfer(self, delivery_id: int | None, fmt: int, settled: bool, payload: bytes | None, size: int) -> None:
         self.count_delivery()
         conn = self.session.conn
         try:
+            if payload is None:
+                raise DecodeError(f"a {size}-byte request is larger than the {MAX_MESSAGE_SIZE}-byte limit")
             request = message.decode_message(payload)
         except DecodeError as exc:
             if not settled and delivery_id is not None:

@@ -117,8 +117,8 @@ class Session:
                     link.wake()
             return
         link = self.links.get(fields[4])
-        if link is None:
-            self.conn.fail("amqp:session:unattached-handle", f"flow for unknown handle {fields[4]}")
+        if link is None:  # a link that just detached: nothing to do (and no reason to drop the connection)
+            _LOG.debug("flow for handle %s, which is not attached", fields[4])
             return
         link.on_flow(fields)
 
@@ -143,7 +143,7 @@ class Session:
                 self._incoming_since_flow = 0
                 self.conn.send(self.channel, f.flow(**self._flow_fields()))
             if not more:
-                link.on_transfer(delivery_id, fmt, settled, payload)
+                link.on_transfer(delivery_id, fmt, settled, payload, len(payload))
                 return
             self._partial[handle] = (delivery_id, fmt, settled, [payload], len(payload))
             return
@@ -158,10 +158,7 @@ class Session:
             self._partial[handle] = (delivery_id, fmt, settled, parts, size)
             return
         del self._partial[handle]
-        if size > MAX_MESSAGE_SIZE:
-            link.on_transfer(delivery_id, fmt, settled, _Oversize(size))
-            return
-        link.on_transfer(delivery_id, fmt, settled, b"".join(parts))
+        link.on_transfer(delivery_id, fmt, settled, b"".join(parts) if size <= MAX_MESSAGE_SIZE else None, size)
 
     def send_disposition(self, first: int, last: int, state: bytes) -> None:
         self.conn.send(self.channel, f.disposition(role=f.ROLE_RECEIVER, first=first,
@@ -394,15 +391,3 @@ class Session:
         self.links.clear()
         self.by_handle.clear()
         self._partial.clear()
-
-
-class _Oversize(bytes):
-    """Stands in for a delivery whose bytes were dropped because it passed the size limit."""
-
-    def __new__(cls, size: int) -> _Oversize:
-        obj = super().__new__(cls, b"")
-        obj.size = size  # type: ignore[attr-defined]
-        return obj
-
-    def __len__(self) -> int:
-        return self.size  # type: ignore[attr-defined]
