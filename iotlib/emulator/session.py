@@ -274,14 +274,17 @@ class Session:
             offered_capabilities=offered,
         ))
 
-    def _authorise(self, path: str, right: str) -> None:
+    def _authorise(self, path: str, right: str) -> float:
+        """Check that a token covers ``path`` with ``right``; return until when."""
         now = time.time()
-        if not any(g.covers(path, right, now) for g in self.conn.grants):
-            raise AttachRefused(
-                "amqp:unauthorized-access",
-                f"Unauthorized access. '{right}' claim(s) are required to perform this operation on "
-                f"'{path}'; put a valid token on $cbs first",
-            )
+        covering = [g.expires for g in self.conn.grants if g.covers(path, right, now)]
+        if covering:
+            return max(covering)
+        raise AttachRefused(
+            "amqp:unauthorized-access",
+            f"Unauthorized access. '{right}' claim(s) are required to perform this operation on "
+            f"'{path}'; put a valid token on $cbs first",
+        )
 
     def _hub(self, name: str):
         hub = self.conn.server.namespace.hub(name)
@@ -303,8 +306,11 @@ class Session:
                 raise AttachRefused("amqp:not-found", f"partition '{parts[2]}' of '{hub.name}' could not be found")
         elif len(parts) != 1:
             raise AttachRefused("amqp:not-found", f"the target address {address!r} is not <hub> or <hub>/Partitions/<id>")
-        self._authorise("/".join(p.lower() for p in parts), "Send")
-        return IngressLink(self, name, handle, remote_handle, fields[9] or 0, hub, partition)
+        path = "/".join(p.lower() for p in parts)
+        until = self._authorise(path, "Send")
+        link = IngressLink(self, name, handle, remote_handle, fields[9] or 0, hub, partition)
+        link.entity_path, link.right, link.authorised_until = path, "Send", until
+        return link
 
     def _attach_sending(self, name: str, handle: int, remote_handle: int, fields: list[Any], address: str | None) -> Link:
         if address in (management.CBS_NODE, management.MANAGEMENT_NODE):
@@ -324,7 +330,8 @@ class Session:
         partition = hub.partition(parts[4])
         if partition is None:
             raise AttachRefused("amqp:not-found", f"partition '{parts[4]}' of '{hub.name}' could not be found")
-        self._authorise("/".join(p.lower() for p in parts), "Listen")
+        path = "/".join(p.lower() for p in parts)
+        until = self._authorise(path, "Listen")
         source = fields[5]
         filters = source.value[7] if isinstance(source, Described) and len(source.value) > 7 else None
         selector = None
@@ -344,6 +351,7 @@ class Session:
         runtime_metric = RUNTIME_METRIC in _symbols(fields[12])
         link = EgressLink(self, name, handle, remote_handle, hub=hub, group=group, partition=partition,
                           cursor=cursor, epoch=epoch, runtime_metric=runtime_metric)
+        link.entity_path, link.right, link.authorised_until = path, "Listen", until
         try:
             displaced = hub.slot(group, partition.id).admit(link)
         except Refused as exc:
