@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -154,13 +155,14 @@ class EventHub:
 
 
 class Namespace:
-    """Every event hub of the configuration, opened over ``data_dir``."""
+    """Every event hub of the configuration, opened over ``data_dir`` (which it locks)."""
 
     def __init__(self, config: EmulatorConfig, data_dir: Path) -> None:
         self.config = config
         self.name = config.namespace
         self.data_dir = Path(data_dir)
         self.hubs: dict[str, EventHub] = {}
+        self._lock = _lock_folder(self.data_dir)
         try:
             for entity in config.entities:
                 self.hubs[entity.name.lower()] = EventHub(
@@ -183,3 +185,30 @@ class Namespace:
     def close(self) -> None:
         for hub in self.hubs.values():
             hub.close()
+        self.hubs = {}
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
+
+def _lock_folder(folder: Path) -> int | None:
+    """Hold an exclusive lock on ``folder`` so that two emulators never share one log."""
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; one emulator per folder is up to the user
+        return None
+    path = folder / ".lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise EmulatorError(
+            f"{folder} is in use by another emulator (pid {holder}); stop it, or give this one "
+            "another --data-dir"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
