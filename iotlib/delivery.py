@@ -9,10 +9,11 @@ the trip instead of making it (no stack needed):
 - ``partition_id``: the device id is the partition key, mapped with
   :mod:`iotlib.partitioning` — where the azure-eventhub client, the emulator
   and :mod:`iotlib.ingest` put the same device.
-- ``enqueued_time`` = ``sent_at`` + transit: ``latency`` plus an exponential
-  network and queueing delay of mean ``jitter``; a ``slow_fraction`` of sends
-  (retried after a timeout or throttling) arrive up to ``slow_by`` later still,
-  so they overtake nobody's clock but arrive out of order.
+- ``enqueued_time`` = ``sent_at`` + transit, in whole milliseconds as the
+  hub stamps it. Transit is ``latency`` plus an exponential network and
+  queueing delay of mean ``jitter``; a ``slow_fraction`` of sends (retried
+  after a timeout or throttling) arrive up to ``slow_by`` later still, behind
+  events sent after them.
 - ``sequence_number``: per partition, from 0, in enqueued order (ties: send
   order), so enqueued time never decreases along a partition.
 - ``fault_redelivered``: at-least-once delivery. Each of ``replays`` consumer
@@ -158,7 +159,7 @@ def deliver(events: pl.DataFrame, delivery: Delivery = Delivery(), *, seed: int 
             slow = _mix(h ^ _key("slow"))
             hit = _unit(slow) < delivery.slow_fraction
             transit += np.where(hit, np.floor(_unit(_mix(slow ^ _GOLDEN)) * _us(delivery.slow_by)), 0.0)
-    enqueued = sent + transit.astype(np.int64)
+    enqueued = (sent + transit.astype(np.int64)) // 1000 * 1000  # the hub stamps whole milliseconds
 
     frame = events.with_columns(
         pl.Series("__p", device_partition[codes]),
