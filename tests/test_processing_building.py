@@ -7,17 +7,19 @@ import pandas as pd
 import polars as pl
 import pytest
 
+from processing_helpers import simulated
+
+from iotlib import scenario
 from iotlib.errors import ValidationError
 from iotlib.processing.building import BUILDING_COLUMNS, BuildingAverager, building_averages
 from iotlib.processing.policy import EventTimePolicy
 from iotlib.processing.reference import Registry
 from iotlib.processing.results import WindowOutput
-from iotlib.processing.sample import Faults, registry, sample
 
 
 @pytest.fixture(scope="module")
 def fleet():
-    return sample(300, minutes=6, seed=11, per_building=30, faults=Faults(behind_devices=1))
+    return simulated(300, 6, seed=11)
 
 
 def pandas_building_averages(events: pl.DataFrame, reg: pl.DataFrame) -> pd.DataFrame:
@@ -114,7 +116,7 @@ def test_the_streaming_job_equals_the_batch_job(fleet, late_policy):
 
 
 def test_the_registry_is_validated():
-    reg = registry(20, per_building=5)
+    reg = scenario.build_registry(20, buildings=4, equal_buildings=True)
     with pytest.raises(ValidationError, match="more than once"):
         Registry(pl.concat([reg, reg.head(1)]))
     with pytest.raises(ValidationError, match="building_id"):
@@ -126,7 +128,7 @@ def test_the_registry_is_validated():
 
 
 def test_empty_input_and_empty_registry():
-    reg, ev = sample(20, minutes=2, seed=1)
+    reg, ev = simulated(20, 2, seed=1, faults=False)
     for policy in (None, EventTimePolicy()):
         res = building_averages(ev.clear(), reg, policy=policy)
         assert res.windows.height == 0 and res.windows.columns == BUILDING_COLUMNS

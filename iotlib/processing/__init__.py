@@ -15,7 +15,6 @@ Modules, one concept each:
 - :mod:`~iotlib.processing.building` — the original ASA job: building averages.
 - :mod:`~iotlib.processing.results` — what every job returns (windows, side outputs, counts).
 - :mod:`~iotlib.processing.plots` — figures for notebook 05 (imports matplotlib).
-- :mod:`~iotlib.processing.sample` — temporary seeded input until ``iotlib.simulate`` lands.
 """
 
 from iotlib.processing.aggregates import Agg, stats
