@@ -39,6 +39,19 @@ def parse_duration(text: str | timedelta | float | int) -> timedelta:
     return timedelta(seconds=sum(float(n) * _UNITS[u] for n, u in parts))
 
 
+def _normalise_durations(config: object) -> None:
+    """Let every duration field take text or seconds too (``Offline(outage="3m")``)."""
+    for f in dataclasses.fields(config):  # type: ignore[arg-type]
+        value = getattr(config, f.name)
+        if "timedelta" in str(f.type) and value is not None and not isinstance(value, timedelta):
+            if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+                raise ConfigurationError(
+                    f"{type(config).__name__}.{f.name} must be a duration (timedelta, text such as '3m', "
+                    f"or seconds), got {type(value).__name__}"
+                )
+            object.__setattr__(config, f.name, parse_duration(value))
+
+
 def _check_fraction(name: str, value: float) -> None:
     if not 0.0 <= value <= 1.0:
         raise ConfigurationError(f"{name} must be between 0 and 1, got {value}")
@@ -72,6 +85,7 @@ class HeatEvent:
     ramp: timedelta = timedelta(minutes=10)
 
     def __post_init__(self) -> None:
+        _normalise_durations(self)
         object.__setattr__(self, "buildings", tuple(int(b) for b in self.buildings))
         if not self.buildings:
             raise ConfigurationError("HeatEvent needs at least one building id")
@@ -93,6 +107,7 @@ class StuckSensors:
     since: timedelta = timedelta(0)
 
     def __post_init__(self) -> None:
+        _normalise_durations(self)
         _normalise_devices(self)
         _check_fraction("StuckSensors.fraction", self.fraction)
         _check_positive("StuckSensors.since", self.since, allow_zero=True)
@@ -109,6 +124,7 @@ class Spikes:
     magnitude: float = 40.0
 
     def __post_init__(self) -> None:
+        _normalise_durations(self)
         _check_fraction("Spikes.probability", self.probability)
 
 
@@ -128,6 +144,7 @@ class ClockSkew:
     direction: str = "both"
 
     def __post_init__(self) -> None:
+        _normalise_durations(self)
         _normalise_devices(self)
         _check_fraction("ClockSkew.fraction", self.fraction)
         _check_positive("ClockSkew.min_skew", self.min_skew, allow_zero=True)
@@ -153,6 +170,7 @@ class Offline:
     spacing: timedelta = timedelta(milliseconds=50)
 
     def __post_init__(self) -> None:
+        _normalise_durations(self)
         _normalise_devices(self)
         _check_fraction("Offline.fraction", self.fraction)
         _check_positive("Offline.outage", self.outage)
@@ -170,6 +188,7 @@ class Duplicates:
     delay: timedelta = timedelta(seconds=2)
 
     def __post_init__(self) -> None:
+        _normalise_durations(self)
         _check_fraction("Duplicates.probability", self.probability)
         _check_positive("Duplicates.delay", self.delay, allow_zero=True)
 
@@ -186,6 +205,7 @@ class MalformedPayloads:
     kinds: tuple[str, ...] = MALFORMED_KINDS
 
     def __post_init__(self) -> None:
+        _normalise_durations(self)
         _check_fraction("MalformedPayloads.probability", self.probability)
         object.__setattr__(self, "kinds", tuple(self.kinds))
         unknown = [k for k in self.kinds if k not in MALFORMED_KINDS]

@@ -744,7 +744,7 @@ def simulation(registry: pl.DataFrame, **options: object) -> Simulation:
 def generate(
     registry: pl.DataFrame,
     *,
-    start: datetime | str | None,
+    start: datetime | str | None = None,
     duration: timedelta | str,
     scenario: str = "NoErrorsExpected",
     seed: int = 0,

@@ -421,3 +421,17 @@ def test_expected_events_matches_the_real_count(hour: pl.DataFrame, registry: pl
     sim = simulate.simulation(registry, start=START, duration="1h")
     assert abs(sim.expected_events - hour.height) / hour.height < 0.02
     assert np.isclose(hour.height / registry.height, 60, atol=1)
+
+
+def test_fault_durations_take_text_and_seconds_with_clear_errors() -> None:
+    from datetime import timedelta
+
+    from iotlib.errors import ConfigurationError
+    from iotlib.faults import HeatEvent, Offline
+
+    assert Offline(outage="3m").outage == timedelta(minutes=3)
+    assert HeatEvent(buildings=(1,), start=120, duration="90s").duration == timedelta(seconds=90)
+    with pytest.raises(ConfigurationError, match=r"Offline\.outage must be a duration"):
+        Offline(outage=[3])  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="cannot read duration 'soon'"):
+        Offline(outage="soon")  # type: ignore[arg-type]
