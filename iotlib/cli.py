@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "iotlib.commands.stack",
     "iotlib.commands.simulate",
     "iotlib.commands.emulator",
+    "iotlib.commands.capture",
 ]
 
 

@@ -238,7 +238,7 @@ class CaptureWriter:
                     progress(run.report, final=False)
                 if timeout is not None and now - started >= timeout:
                     return f"timeout ({timeout:g} s)"
-                if until_idle is not None and now - run.last_event_at >= until_idle and run.all_idle():
+                if until_idle is not None and now - run.last_event_at >= until_idle and run.all_caught_up():
                     return f"idle for {until_idle:g} s"
                 if run.once:
                     if now - checked_store >= 2.0:
@@ -259,11 +259,13 @@ class CaptureWriter:
 
 async def _targets(client: EventHubConsumerClient) -> dict[str, int | None]:
     """Each partition's last enqueued sequence number now (None when empty): what ``once`` must store."""
-    out: dict[str, int | None] = {}
-    for pid in await client.get_partition_ids():
-        props = await client.get_partition_properties(pid)
-        out[pid] = None if props.get("is_empty") else int(props["last_enqueued_sequence_number"])
-    return out
+    pids = await client.get_partition_ids()
+    # one management round trip each: ask for all partitions at once
+    found = await asyncio.gather(*(client.get_partition_properties(pid) for pid in pids))
+    return {
+        pid: None if props.get("is_empty") else int(props["last_enqueued_sequence_number"])
+        for pid, props in zip(pids, found)
+    }
 
 
 async def _checkpoints(store: BlobCheckpointStore, client: EventHubConsumerClient, opts: CaptureOptions) -> dict[str, int]:
@@ -314,9 +316,9 @@ class _Run:
             _LOG.error("capture stops: %s", exc)
 
     async def prepare_container(self, client: ContainerClient, *, create: bool) -> None:
+        # At start a hard error (no container, a refused key) fails at once: nothing is running yet.
         retrier = Retrier(where=f"container {client.container_name!r}", backoff=self.options.retry_backoff,
-                          hard_error_grace=self.options.hard_error_grace, on_retry=self.report.add_retry,
-                          report_once=self.report_once)  # fmt: skip
+                          hard_error_grace=0, on_retry=self.report.add_retry, report_once=self.report_once)  # fmt: skip
         if create:
             try:
                 await retrier.call("create the container", client.create_container)
@@ -376,8 +378,9 @@ class _Run:
 
     # --- stop conditions ------------------------------------------------------------
 
-    def all_idle(self) -> bool:
-        return all(p.idle for p in self.partitions.values())
+    def all_caught_up(self) -> bool:
+        """Some partitions are owned and each one's client had nothing more to give at its last look."""
+        return bool(self.partitions) and all(p.caught_up for p in self.partitions.values())
 
     def once_done(self, stored: dict[str, int]) -> bool:
         if not self.targets:
