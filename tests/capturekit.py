@@ -118,3 +118,58 @@ def capture_process(
         [sys.executable, "-m", "iotlib", "capture", "-v", *args],
         stdout=out, stderr=subprocess.STDOUT, env=environ,
     )  # fmt: skip
+
+
+class CheckpointWatch:
+    """Samples, in a thread, each checkpoint and then the committed blobs: every event up to a checkpoint
+    must already be in a committed blob (blobs only grow, so listing after reading is conservative).
+
+    ``violations`` collects (partition, checkpoint, first missing sequence number); the hub must start at 0.
+    """
+
+    def __init__(self, storage: str, container: str, checkpoint_container: str, every: float = 0.25) -> None:
+        import threading
+
+        self.storage, self.container, self.checkpoint_container, self.every = storage, container, checkpoint_container, every
+        self.violations: list[tuple[str, int, int]] = []
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> CheckpointWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                ckpt = checkpoints(self.storage, self.checkpoint_container)
+                cc = BlobServiceClient.from_connection_string(self.storage).get_container_client(self.container)
+                ranges: dict[str, list[tuple[int, int]]] = {}
+                for b in cc.list_blobs(include=["metadata"]):
+                    m = {k.lower(): v for k, v in (b.metadata or {}).items()}
+                    if int(m.get("eventcount", 0)) > 0:
+                        ranges.setdefault(m["partitionid"], []).append((int(m["firstsequencenumber"]), int(m["lastsequencenumber"])))
+            except Exception:  # noqa: BLE001 - storage may be down on purpose
+                continue
+            self.samples += 1
+            for pid, c in ckpt.items():
+                covered = set()
+                for lo, hi in ranges.get(pid, []):
+                    covered.update(range(lo, hi + 1))
+                missing = next((s for s in range(c + 1) if s not in covered), None)
+                if missing is not None:
+                    self.violations.append((pid, c, missing))
+
+
+def files_log(path: Path) -> list[dict]:
+    """The CaptureFileCreated lines ``iotlib capture --events-out`` wrote (none if it never wrote)."""
+    import json
+
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -171,13 +171,18 @@ class PartitionCapture:
             self.stats.events += 1
             if f.pending_bytes >= self.opts.frame_size:
                 self._stage_frame(f)
+                if self.breaker.buffered >= self.opts.breaker_trip:  # stall mid-batch: memory stays bounded
+                    await self.breaker.wait_if_tripped(self._stalled_for_good)
         if self.skipped_last is not None and self.open is None:
             self._checkpoint_skipped()
         target = self.run.targets.get(self.pid)
         if self.run.once and target is not None and self.received_seq is not None and self.received_seq >= target:
             if self.open is not None:
                 self._close("once")
-        await self.breaker.wait_if_tripped(lambda: self.run.stopping or self.broken is not None)
+        await self.breaker.wait_if_tripped(self._stalled_for_good)
+
+    def _stalled_for_good(self) -> bool:
+        return self.run.stopping or self.run.failed or self.broken is not None
 
     async def _tick(self) -> None:
         """No event for ``max_wait_time``: close a window whose time is over, write empty windows."""

@@ -145,6 +145,7 @@ class Retrier:
                 attempt += 1
                 await asyncio.sleep(delay)
                 continue
+            self.last_error = ""
             if self.failing_since is not None:
                 _LOG.warning(
                     "%s: storage answers again (%s succeeded after %d retries, %.1f s)",

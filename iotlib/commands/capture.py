@@ -116,7 +116,8 @@ def _capture(args: argparse.Namespace) -> int:
 
         def on_file(row: Any) -> None:
             events_out.write(json.dumps({"type": "Microsoft.EventHub.CaptureFileCreated", "name": row.name,
-                                         "reason": row.reason, "data": row.to_event_data()}) + "\n")  # fmt: skip
+                                         "reason": row.reason, "writer": row.writer, "pid": os.getpid(),
+                                         "data": row.to_event_data()}) + "\n")  # fmt: skip
 
         engine.on_file = on_file
 
