@@ -8,6 +8,7 @@ before any worker or notebook kernel starts, so every process uses it.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -29,9 +30,54 @@ def _running_stack() -> _stack.Stack | None:
         return None
     wanted = ("azurite", "eventhubs") if _stack.emulator_available() else ("azurite",)
     report = {row.name: row for row in _stack.status(state.home)}
-    if all(report[name].healthy for name in wanted):
-        return _stack.Stack(state=state, started=[])
-    return None
+    if not all(report[name].healthy for name in wanted):
+        return None
+    if "eventhubs" in wanted and not _serves_test_hubs(state.services["eventhubs"].command):
+        return None
+    return _stack.Stack(state=state, started=[])
+
+
+def _serves_test_hubs(command: list[str]) -> bool:
+    """Was this emulator started with a config holding every test module's hub?"""
+    if "--config" not in command:
+        return False
+    try:
+        config = json.loads(Path(command[command.index("--config") + 1]).read_text())
+        entities = config["UserConfig"]["NamespaceConfig"][0]["Entities"]
+    except (OSError, ValueError, KeyError, IndexError):
+        return False
+    return set(_hub_names()) <= {e["Name"] for e in entities}
+
+
+ROOT = Path(__file__).resolve().parent
+CONSUMER_GROUPS = ("$Default", "capture", "warm", "monitor")
+
+
+def test_hub_name(module_name: str) -> str:
+    """The event hub a test module owns, so counts are not disturbed by tests running beside it."""
+    return "t-" + module_name.rsplit(".", 1)[-1].removeprefix("test_").replace("_", "-")
+
+
+def _hub_names() -> list[str]:
+    return ["telemetry"] + sorted(test_hub_name(p.stem) for p in (ROOT / "tests").glob("test_*.py"))
+
+
+def _emulator_config(home: Path) -> Path:
+    """``telemetry`` (what notebooks use) plus one hub per test module.
+
+    To let test runs reuse a stack you keep running: ``iotlib up --eventhubs-config FILE``
+    with a file written by this function (``python -c "import conftest, pathlib;
+    print(conftest._emulator_config(pathlib.Path('.iotlib')))"``).
+    """
+    names = _hub_names()
+    groups = [{"Name": g} for g in CONSUMER_GROUPS if g != "$Default"]
+    config = {"UserConfig": {"NamespaceConfig": [{
+        "Type": "EventHub", "Name": "fabrikam",
+        "Entities": [{"Name": n, "PartitionCount": "8", "ConsumerGroups": groups} for n in names],
+    }]}}
+    path = home / "eventhubs-config.json"
+    path.write_text(json.dumps(config, indent=2))
+    return path
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -40,7 +86,7 @@ def pytest_configure(config: pytest.Config) -> None:
     st = _running_stack()
     if st is None:
         home = Path(tempfile.mkdtemp(prefix="iotlib-test-stack-"))
-        st = _stack.up(home=home, blob_port=0, eventhub_port=0)
+        st = _stack.up(home=home, blob_port=0, eventhub_port=0, eventhubs_config=_emulator_config(home))
         _session["tmp_home"] = home
     _session["stack"] = st
     os.environ.update(st.environ())
@@ -55,6 +101,12 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     home = _session.pop("tmp_home", None)
     if isinstance(home, Path):
         shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def eventhub_name(request: pytest.FixtureRequest) -> str:
+    """This test module's own event hub on the session's emulator (see :func:`test_hub_name`)."""
+    return test_hub_name(request.module.__name__)
 
 
 @pytest.fixture(scope="session")

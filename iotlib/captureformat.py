@@ -23,10 +23,17 @@ module, and nothing else does:
 - :func:`write_capture_file` — one Capture file from records, over fastavro, with the exact
   Azure schema text in its header; codec ``"null"`` (Azure's default ``Avro`` encoding) or
   ``"deflate"`` (``AvroDeflate``); no records gives the header-only file of an empty window.
+  :func:`sync_marker_for` derives the sync marker from the blob name, so a window replayed after
+  a crash is written byte for byte again (same name, same bytes: an overwrite, not a second copy).
 - :func:`capture_header`, :func:`encode_record`, :func:`encode_block` — the same file built
   piece by piece, for a writer that streams it as blob blocks: the header, then Avro data
   blocks. With codec ``null``, ``capture_header(...) + encode_block(...) + ...`` is
   byte-identical to :func:`write_capture_file` cutting its blocks at the same records.
+
+A capture writer needs: ``PathFormat(fmt).name(...)``, :func:`capture_record` per received event
+(or :func:`format_enqueued_time` + :func:`system_properties` to build records itself), and
+:func:`write_capture_file`. A reader needs ``PathFormat.parse``/``time_prefixes``/``may_overlap``
+and :func:`parse_enqueued_time`; :func:`iter_records` is the plain fastavro reference reader.
 """
 
 from __future__ import annotations
@@ -60,8 +67,12 @@ __all__ = [
     "encode_block",
     "encode_record",
     "format_enqueued_time",
+    "iter_records",
     "parse_enqueued_time",
+    "read_header_meta",
+    "sync_marker_for",
     "system_properties",
+    "time_slots",
     "write_capture_file",
 ]
 
@@ -186,7 +197,7 @@ class PathFormat:
         return re.sub(r"\{([^{}]*)\}", lambda m: values[m.group(1)], self.format)
 
     def parse(self, name: str) -> BlobPath:
-        """Namespace, hub, partition and window start from a blob name; ConfigurationError if it does not fit."""
+        """Namespace, hub, partition and window start from a blob name; ColdStoreError if it does not fit."""
         m = self._regex.match(name)
         if not m:
             raise ColdStoreError(f"blob {name!r} does not fit the capture path format {self.format!r}.avro")

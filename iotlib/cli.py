@@ -18,6 +18,10 @@ COMMAND_MODULES = [
     "iotlib.commands.stack",
     "iotlib.commands.simulate",
     "iotlib.commands.emulator",
+    "iotlib.commands.ingest",
+    "iotlib.commands.demo",
+    "iotlib.commands.monitor",
+    "iotlib.commands.load",
     "iotlib.commands.capture",
 ]
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -32,6 +32,12 @@ from typing import Any
 import polars as pl
 
 from iotlib.errors import ValidationError
+
+__all__ = [
+    "EVENT_TYPE", "EVENT_TYPE_VERSION", "FIELDS", "MALFORMED_KINDS", "PROPERTY_KEYS", "UpdateTemperatureEvent",
+    "decode", "decode_bodies", "encode", "encode_frame", "format_timestamp", "parse_timestamp", "properties",
+    "validate", "validate_bodies",
+]
 
 EVENT_TYPE = "UpdateTemperatureEvent"
 EVENT_TYPE_VERSION = "1"
@@ -123,32 +129,31 @@ def encode(event: UpdateTemperatureEvent) -> bytes:
 
 
 def _id_values(column: pl.Series) -> pl.Series:
-    """The distinct ids a device-id column can hold (its categories, for Enum/Categorical)."""
+    """The distinct ids a device-id column can hold (its categories, for an Enum)."""
     if isinstance(column.dtype, pl.Enum):
         return pl.Series(column.dtype.categories, dtype=pl.String)
-    if column.dtype == pl.Categorical:
-        return column.unique().cast(pl.String)
-    return column.cast(pl.String)
+    return column.unique().cast(pl.String)
 
 
-def _json_string_expr(column: pl.Expr, values: pl.Series) -> pl.Expr:
-    """``column`` as JSON string literals; escaping is only paid for when an id needs it."""
-    ids = _id_values(values)
+def _device_json(column: pl.Series) -> pl.Expr:
+    """The ``device_id`` column as JSON string literals; escaping is only paid for when an id needs it."""
+    ids = _id_values(column)
     if not ids.str.contains(r'["\\\x00-\x1f]').any():
-        return pl.concat_str([pl.lit('"'), column.cast(pl.String), pl.lit('"')])
+        return pl.concat_str([pl.lit('"'), pl.col("device_id").cast(pl.String), pl.lit('"')])
     # Rare: ids with quotes, backslashes or control characters. Escape each distinct id once.
-    uniques = ids.drop_nulls().unique()
-    escaped = pl.Series([json.dumps(v) for v in uniques.to_list()], dtype=pl.String)
-    return column.cast(pl.String).replace_strict(uniques, escaped)
+    ids = ids.drop_nulls()
+    escaped = pl.Series([json.dumps(v) for v in ids.to_list()], dtype=pl.String)
+    return pl.col("device_id").cast(pl.String).replace_strict(ids, escaped)
 
 
 def encode_frame(events: pl.DataFrame, *, malformed: bool = True) -> pl.Series:
     """JSON bodies for every row of ``events`` (vectorised), as a String Series named ``body``.
 
     ``events`` needs columns ``device_id`` (String, Categorical or Enum),
-    ``time_observed`` (Datetime) and ``temperature`` (float). If it also has
-    the simulator's ground-truth column ``fault_malformed`` and ``malformed``
-    is true, the rows it marks get the broken body it names:
+    ``time_observed`` (Datetime; naive means UTC) and ``temperature``
+    (float). If it also has the simulator's ground-truth column
+    ``fault_malformed`` and ``malformed`` is true, the rows it marks get the
+    broken body it names:
 
     - ``invalid_json``: the body cut short, so it does not parse;
     - ``missing_field``: no ``Temperature``;
@@ -172,16 +177,14 @@ def encode_frame(events: pl.DataFrame, *, malformed: bool = True) -> pl.Series:
     # Naive datetimes are taken as UTC (polars' convention); other zones are converted.
     when = pl.col("time_observed")
     zone = events.schema["time_observed"].time_zone  # type: ignore[union-attr]
-    if zone not in ("UTC", None):
+    if zone not in (None, "UTC"):
         when = when.dt.convert_time_zone("UTC")
-    device = _json_string_expr(pl.col("device_id"), events["device_id"])
+    prefix = pl.concat_str([pl.lit('{"DeviceId":'), _device_json(events["device_id"]), pl.lit(',"TimeObserved":"')])
     stamp = when.dt.strftime(_TIMESTAMP_FORMAT)
     temp = pl.col("temperature").cast(pl.String)
-    good = pl.concat_str(
-        [pl.lit('{"DeviceId":'), device, pl.lit(',"TimeObserved":"'), stamp, pl.lit('","Temperature":'), temp, pl.lit("}")]
-    )
+    good = pl.concat_str([prefix, stamp, pl.lit('","Temperature":'), temp, pl.lit("}")])
     body = good
-    if malformed and "fault_malformed" in events.columns:
+    if malformed and "fault_malformed" in events.columns and events["fault_malformed"].null_count() < events.height:
         kind = pl.col("fault_malformed").cast(pl.String)
         body = (
             pl.when(kind.is_null())
@@ -189,18 +192,12 @@ def encode_frame(events: pl.DataFrame, *, malformed: bool = True) -> pl.Series:
             .when(kind == "invalid_json")
             .then(good.str.slice(0, 40))
             .when(kind == "missing_field")
-            .then(pl.concat_str([pl.lit('{"DeviceId":'), device, pl.lit(',"TimeObserved":"'), stamp, pl.lit('"}')]))
+            .then(pl.concat_str([prefix, stamp, pl.lit('"}')]))
             .when(kind == "wrong_type")
-            .then(
-                pl.concat_str(
-                    [pl.lit('{"DeviceId":'), device, pl.lit(',"TimeObserved":"'), stamp,
-                     pl.lit('","Temperature":"'), temp, pl.lit('"}')]
-                )
-            )
+            .then(pl.concat_str([prefix, stamp, pl.lit('","Temperature":"'), temp, pl.lit('"}')]))
             .otherwise(  # bad_timestamp
                 pl.concat_str(
-                    [pl.lit('{"DeviceId":'), device, pl.lit(',"TimeObserved":"'),
-                     when.dt.strftime("%-m/%-d/%Y %-I:%M:%S %p"), pl.lit('","Temperature":'), temp, pl.lit("}")]
+                    [prefix, when.dt.strftime("%-m/%-d/%Y %-I:%M:%S %p"), pl.lit('","Temperature":'), temp, pl.lit("}")]
                 )
             )
         )

@@ -98,20 +98,46 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _NEVER = np.iinfo(np.int64).max
 # Slices must fit their time offsets in 31 bits of the sort key (about 35 minutes).
 _MAX_SLICE_US = 30 * 60 * _US
+_SENTINEL = (1 << 31) - 1  # a sort key past any slice (marks events held for a later one)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 _LOW32 = np.uint64(0xFFFFFFFF)
 
 
-def _mix(z: np.ndarray) -> np.ndarray:
+def _mix(z: np.ndarray, scratch: np.ndarray | None = None) -> np.ndarray:
     """SplitMix64's finaliser, in place: turns counters into well-spread 64-bit hashes."""
-    z ^= z >> np.uint64(30)
+    t = np.empty_like(z) if scratch is None else scratch
+    np.right_shift(z, np.uint64(30), out=t)
+    z ^= t
     z *= _M1
-    z ^= z >> np.uint64(27)
+    np.right_shift(z, np.uint64(27), out=t)
+    z ^= t
     z *= _M2
-    z ^= z >> np.uint64(31)
+    np.right_shift(z, np.uint64(31), out=t)
+    z ^= t
     return z
+
+
+class _Workspace:
+    """Named scratch arrays reused from slice to slice.
+
+    Every fresh large numpy array is page-faulted in and zeroed by the kernel,
+    which showed up as a large share of the run time (system time); reused
+    buffers pay that once. Never hand a workspace array to polars: the next
+    slice overwrites it.
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
+        size = int(np.prod(shape))
+        buf = self._buffers.get(name)
+        if buf is None or buf.size < size or buf.dtype != np.dtype(dtype):
+            buf = np.empty(size + size // 4, dtype=dtype)  # headroom: slices vary a little in size
+            self._buffers[name] = buf
+        return buf[:size].reshape(shape)
 
 
 def _stream(name: str) -> np.uint64:
@@ -121,11 +147,6 @@ def _stream(name: str) -> np.uint64:
 def _unit(h: np.ndarray) -> np.ndarray:
     """Hashes to floats uniform in [0, 1)."""
     return (h >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
-
-
-def _below(h: np.ndarray, probability: float) -> np.ndarray:
-    """True with ``probability`` for each hash."""
-    return (h >> np.uint64(11)) < np.uint64(min(int(probability * (1 << 53)), 1 << 53))
 
 
 def _scaled(h: np.ndarray, span: int) -> np.ndarray:
@@ -171,40 +192,98 @@ def _enum_from_codes(codes: np.ndarray, dtype: pl.Enum) -> pl.Series:
 
 @dataclass
 class _Events:
-    """A batch of events as parallel numpy arrays (the engine's working form)."""
+    """A few events as full parallel arrays: carried-over and duplicate sends."""
 
     device: np.ndarray  # uint32 index into the registry
     observed: np.ndarray  # int64 µs, device clock
     temperature: np.ndarray  # float32
-    sent: np.ndarray  # int64 µs, true time
-    flags: dict[str, np.ndarray] = field(default_factory=dict)  # bool per fault column
+    sent: np.ndarray  # int64 µs, true time of sending
+    flags: np.ndarray | None = None  # uint8, bit i = _FLAG_COLUMNS[i]
     malformed: np.ndarray | None = None  # int8 kind code, -1 = well-formed
 
     def __len__(self) -> int:
         return len(self.sent)
 
     def take(self, index: np.ndarray) -> _Events:
-        sent = self.sent[index]
-        observed = sent if self.observed is self.sent else self.observed[index]
         return _Events(
-            self.device[index], observed, self.temperature[index], sent,
-            {k: v[index] for k, v in self.flags.items()},
+            self.device[index], self.observed[index], self.temperature[index], self.sent[index],
+            None if self.flags is None else self.flags[index],
             None if self.malformed is None else self.malformed[index],
         )
 
     @staticmethod
     def concat(parts: Sequence[_Events]) -> _Events:
-        parts = [p for p in parts if len(p)] or list(parts[:1])
-        if len(parts) == 1:
-            return parts[0]
+        def cat(name: str) -> np.ndarray | None:
+            arrays = [getattr(p, name) for p in parts]
+            return None if arrays[0] is None else np.concatenate(arrays)
+
         return _Events(
-            np.concatenate([p.device for p in parts]),
-            np.concatenate([p.observed for p in parts]),
-            np.concatenate([p.temperature for p in parts]),
-            np.concatenate([p.sent for p in parts]),
-            {k: np.concatenate([p.flags[k] for p in parts]) for k in parts[0].flags},
-            None if parts[0].malformed is None else np.concatenate([p.malformed for p in parts]),  # type: ignore[misc]
+            cat("device"), cat("observed"), cat("temperature"), cat("sent"), cat("flags"), cat("malformed")  # type: ignore[arg-type]
         )
+
+
+@dataclass
+class _Batch:
+    """A slice's readings, grouped by device in reading order (millions of rows).
+
+    Kept lean: ``observed`` and ``sent`` default to the true time, and the few
+    events sent late (buffered while offline) are patches, not a full copy.
+    """
+
+    device: np.ndarray  # uint32
+    true_time: np.ndarray  # int64 µs
+    temperature: np.ndarray  # float32
+    flags: np.ndarray | None
+    malformed: np.ndarray | None
+    observed: np.ndarray | None = None  # None: the true time (no clock skew)
+    late: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # indices sent late, ascending
+    late_sent: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+
+    def __len__(self) -> int:
+        return len(self.true_time)
+
+    def sent_of(self, index: np.ndarray) -> np.ndarray:
+        sent = self.true_time[index]
+        if len(self.late) and len(index):
+            pos = np.minimum(np.searchsorted(self.late, index), len(self.late) - 1)
+            hit = self.late[pos] == index
+            sent[hit] = self.late_sent[pos[hit]]
+        return sent
+
+    def take(self, index: np.ndarray) -> _Events:
+        return _Events(
+            self.device[index],
+            (self.true_time if self.observed is None else self.observed)[index],
+            self.temperature[index],
+            self.sent_of(index),
+            None if self.flags is None else self.flags[index],
+            None if self.malformed is None else self.malformed[index],
+        )
+
+
+def _flag(name: str) -> np.uint8:
+    return np.uint8(1 << _FLAG_COLUMNS.index(name))
+
+
+def _ranges(first: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Indices ``first[i] .. first[i] + counts[i] - 1`` for every i, concatenated."""
+    total = int(counts.sum())
+    if total == 0:
+        return np.empty(0, dtype=np.int64)
+    starts = np.repeat(first - (np.cumsum(counts) - counts), counts)
+    return np.arange(total, dtype=np.int64) + starts
+
+
+def _gather(main: np.ndarray, extra: np.ndarray | None, order: np.ndarray, spill: np.ndarray) -> np.ndarray:
+    """``concat(main, extra)[order]`` without building the concatenation (``spill``: positions >= len(main))."""
+    if len(order) == 0:
+        return main[:0].copy()
+    if len(main) == 0:
+        return extra[order]  # type: ignore[index]
+    out = main.take(order, mode="clip")
+    if len(spill):
+        out[spill] = extra[order[spill] - len(main)]  # type: ignore[index]
+    return out
 
 
 class Simulation:
@@ -228,6 +307,7 @@ class Simulation:
         period: timedelta | str = timedelta(seconds=60),
         jitter: float = 0.1,
         warmup: timedelta | str | None = None,
+        temperature_range: tuple[int, int] | None = None,
         chunk_events: int = 2_000_000,
     ) -> None:
         if scenario not in SCENARIOS:
@@ -252,6 +332,14 @@ class Simulation:
         if self.warmup < timedelta(0):
             raise ConfigurationError(f"warmup must not be negative, got {self.warmup}")
         self.faults = check_faults([parse_fault(f) if isinstance(f, str) else f for f in faults])
+        if temperature_range is not None:
+            low, high = (int(v) for v in temperature_range)
+            if not (low < high and low <= 0 and high >= 24):
+                raise ConfigurationError(
+                    f"temperature_range must be whole degrees low < high covering the 0-24 °C starts, got {temperature_range}"
+                )
+            temperature_range = (low, high)
+        self.temperature_range = temperature_range
 
         self.ids: list[str] = self.registry["device_id"].to_list()
         self.device_dtype = pl.Enum(self.ids)
@@ -272,7 +360,11 @@ class Simulation:
         self.bounds = list(range(self.t0, self.end, self.slice_us)) + [self.end]
 
         self._keys = self._device_keys()
+        self._reading_keys = self._keys ^ _stream("reading")
+        self._ws = _Workspace()
+        self._counter = np.empty(0, dtype=np.int64)
         self._prepare_faults()
+        self._reset()
 
     def __len__(self) -> int:
         return len(self.bounds) - 1
@@ -292,11 +384,6 @@ class Simulation:
         """One hash per device for a named purpose."""
         return _mix(self._keys ^ _stream(stream))
 
-    def _event_hash(self, stream: str, device: np.ndarray, reading: np.ndarray) -> np.ndarray:
-        """One hash per (device, reading number) for a named purpose."""
-        key = self._keys ^ _stream(stream)
-        return _mix(key[device] + reading.astype(np.uint64) * _GOLDEN)
-
     def _pick_devices(self, name: str, fraction: float, devices: tuple[str, ...] | None) -> np.ndarray:
         if devices is not None:
             index = {d: i for i, d in enumerate(self.ids)}
@@ -306,7 +393,7 @@ class Simulation:
             chosen = np.zeros(self.n, dtype=bool)
             chosen[[index[d] for d in devices]] = True
             return chosen
-        return _below(self._device_hash(f"pick/{name}"), fraction)
+        return _unit(self._device_hash(f"pick/{name}")) < fraction
 
     # --- faults ------------------------------------------------------------------------------
     def _prepare_faults(self) -> None:
@@ -356,10 +443,12 @@ class Simulation:
                 self.duplicates = f
             elif isinstance(f, MalformedPayloads):
                 self.malformed = f
-        self.flag_columns = [FAULT_COLUMNS[type(f)] for f in self.faults if type(f) is not MalformedPayloads]
-        self.flag_columns = [c for c in _FLAG_COLUMNS if c in self.flag_columns]
+        on = {FAULT_COLUMNS[type(f)] for f in self.faults}
+        self.flag_columns = [c for c in _FLAG_COLUMNS if c in on]
 
-        # Per-device state carried from slice to slice.
+    def _reset(self) -> None:
+        """Per-device state carried from slice to slice, as at the start of the run."""
+        n = self.n
         self.k_next = np.zeros(n, dtype=np.int64)
         if self.firmware == "staggered":
             self.t_next = self.t0 + (_unit(self._device_hash("phase")) * _td_us(self.warmup)).astype(np.int64)
@@ -371,28 +460,59 @@ class Simulation:
         self.carry: _Events | None = None
 
     # --- the engine --------------------------------------------------------------------------
-    def _readings(self, limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Every device's readings with true time < ``limit``: (device, reading no., time, walk level)."""
-        n = self.n
+    def _readings(self, limit: int) -> tuple[np.ndarray, ...]:
+        """Every device's readings with true time < ``limit``.
+
+        Returns (readings per device, device, reading number, true time, walk
+        level, reading hash), events grouped by device in reading order.
+        Works on a devices x readings grid in reused scratch arrays (see
+        :class:`_Workspace`).
+        """
+        n, ws = self.n, self._ws
         min_step = self.period_us - self.jitter_us if self.firmware == "staggered" else self.period_us
         span = max(int(limit - self.t_next.min()), 0)
         m = span // max(min_step, 1) + 2
-        reading = self.k_next[:, None] + np.arange(m, dtype=np.int64)[None, :]
-        h = _mix(((self._keys ^ _stream("reading"))[:, None] + reading.astype(np.uint64) * _GOLDEN))
+        shape = (n, m)
+        reading = ws.get("reading", shape, np.int64)
+        np.add(self.k_next[:, None], np.arange(m, dtype=np.int64)[None, :], out=reading)
+        h = ws.get("hash", shape, np.uint64)
+        np.multiply(reading.view(np.uint64), _GOLDEN, out=h)
+        h += self._reading_keys[:, None]
+        scratch = ws.get("scratch", shape, np.uint64)
+        _mix(h, scratch)
+
+        # Low 32 bits of the hash: the timing. scratch ends up holding an int64 offset per reading.
+        np.bitwise_and(h, _LOW32, out=scratch)
+        times = ws.get("times", shape, np.int64)
         if self.firmware == "staggered":
-            step = _scaled(h, 2 * self.jitter_us + 1) + (self.period_us - self.jitter_us)
-            times = np.empty((n, m), dtype=np.int64)
+            scratch *= np.uint64(2 * self.jitter_us + 1)
+            scratch >>= np.uint64(32)
+            step = scratch.view(np.int64)
+            step += self.period_us - self.jitter_us  # each interval: period ± jitter
             times[:, 0] = self.t_next
             np.cumsum(step[:, :-1], axis=1, out=times[:, 1:])
             times[:, 1:] += self.t_next[:, None]
         else:
             # A shared clock: reading k at start + k·period, somewhere in that second.
-            times = self.t0 + reading * self.period_us + _scaled(h, _US)
-        valid = times < limit
+            scratch *= np.uint64(_US)
+            scratch >>= np.uint64(32)
+            np.multiply(reading, self.period_us, out=times)
+            times += scratch.view(np.int64)
+            times += self.t0
+        valid = ws.get("valid", shape, np.bool_)
+        np.less(times, limit, out=valid)
         counts = valid.sum(axis=1)
-        walk = (((h >> np.uint64(32)) * np.uint64(5)) >> np.uint64(32)).astype(np.int8) - np.int8(2)
+
+        # High 32 bits: the random walk's step, a whole -2..+2 (multiply-shift onto 0..4).
+        np.right_shift(h, np.uint64(32), out=scratch)
+        scratch *= np.uint64(5)
+        scratch >>= np.uint64(32)
+        walk = ws.get("walk", shape, np.int8)
+        np.copyto(walk, scratch, casting="unsafe")
+        walk -= np.int8(2)
         walk[self.k_next == 0, 0] = 0  # the first reading is the start temperature
-        level = np.cumsum(walk, axis=1, dtype=np.int32)
+        level = ws.get("level", shape, np.int32)
+        np.cumsum(walk, axis=1, dtype=np.int32, out=level)
         level += self.level[:, None]
 
         rows = np.arange(n)
@@ -401,141 +521,220 @@ class Simulation:
         self.t_next = times[rows, counts]
         self.k_next += counts
         device = np.repeat(np.arange(n, dtype=np.uint32), counts)
-        return device, reading[valid], times[valid], level[valid]
+        total = len(device)
+        flat = valid.ravel()
 
-    def _slice(self, lo: int, hi: int, last: bool) -> _Events:
-        device, reading, true_time, level = self._readings(hi)
+        def pick(grid: np.ndarray, name: str) -> np.ndarray:
+            return np.compress(flat, grid.ravel(), out=ws.get(name, (total,), grid.dtype.type))
+
+        need_reading = self.offline is not None
+        need_hash = self.spikes is not None or self.duplicates is not None or self.malformed is not None
+        return (
+            counts,
+            device,
+            pick(reading, "event_reading") if need_reading else np.empty(0, np.int64),
+            pick(times, "event_time"),
+            pick(level, "event_level"),
+            pick(h, "event_hash") if need_hash else np.empty(0, np.uint64),
+        )
+
+    def _slice(self, hi: int) -> tuple[_Batch, _Events | None]:
+        """Readings observed before ``hi`` with their faults, and the duplicate sends they cause."""
+        counts, device, reading, true_time, level, h = self._readings(hi)
+        count = len(device)
+        first = np.cumsum(counts) - counts  # each device's first event in the batch
+        # The batch's arrays are scratch (reused next slice): _frame copies out what it keeps.
+        temperature = self._ws.get("event_temperature", (count,), np.float32)
         if self.scenario == "ThirtyDegreeReadings":
-            temperature = np.full(len(device), 30.0, dtype=np.float32)
+            temperature.fill(30.0)
+        elif self.temperature_range is None:
+            np.copyto(temperature, level, casting="unsafe")
         else:
-            temperature = level.astype(np.float32)
-        flags: dict[str, np.ndarray] = {}
+            # Reflect the free walk into [low, high]: folding keeps every step within -2..+2.
+            low, high = self.temperature_range
+            width = high - low
+            folded = np.mod(level - low, 2 * width)
+            np.copyto(temperature, low + np.minimum(folded, 2 * width - folded), casting="unsafe")
+        flags = None
+        if self.flag_columns:
+            flags = self._ws.get("event_flags", (count,), np.uint8)
+            flags.fill(0)
+        batch = _Batch(device, true_time, temperature, flags, None)
+
+        def events_of(devices: np.ndarray) -> np.ndarray:
+            """Indices of the events of the chosen devices (device-level faults touch only those)."""
+            chosen = np.flatnonzero(devices)
+            return _ranges(first[chosen], counts[chosen])
 
         if self.heat:
-            hot = np.zeros(len(device), dtype=bool)
             for in_building, a, b, rise, ramp in self.heat:
-                hit = in_building[device] & (true_time >= a) & (true_time < b)
-                strength = np.ones(int(hit.sum())) if ramp == 0 else np.clip((true_time[hit] - a) / ramp, 0.0, 1.0)
-                temperature[hit] += (rise * strength).astype(np.float32)
-                hot |= hit
-            flags["fault_heat"] = hot
+                where = events_of(in_building)
+                when = true_time[where]
+                where = where[(when >= a) & (when < b)]
+                strength = np.clip((true_time[where] - a) / ramp, 0.0, 1.0) if ramp else 1.0
+                temperature[where] += np.float32(rise) * np.asarray(strength, dtype=np.float32)
+                flags[where] |= _flag("fault_heat")  # type: ignore[index]
+        stuck = np.empty(0, dtype=np.int64)
         if self.stuck_since is not None:
-            stuck = true_time >= self.stuck_since[device]
-            if stuck.any():
-                where = np.flatnonzero(stuck)
-                dev = device[where]
+            where = events_of(self.stuck_since != _NEVER)
+            stuck = where[true_time[where] >= self.stuck_since[device[where]]]
+            if len(stuck):
+                dev = device[stuck]
                 # Events are grouped by device in reading order: the first of a group is its earliest.
-                first = np.r_[True, dev[1:] != dev[:-1]]
-                unset = first & np.isnan(self.frozen[dev])
-                self.frozen[dev[unset]] = temperature[where[unset]]
-                temperature[where] = self.frozen[dev]
-                if "fault_heat" in flags:
-                    flags["fault_heat"] &= ~stuck
-            flags["fault_stuck"] = stuck
+                head = np.r_[True, dev[1:] != dev[:-1]]
+                unset = head & np.isnan(self.frozen[dev])
+                self.frozen[dev[unset]] = temperature[stuck[unset]]
+                temperature[stuck] = self.frozen[dev]
+                flags[stuck] = (flags[stuck] & ~_flag("fault_heat")) | _flag("fault_stuck")  # type: ignore[index]
+        if self.spikes is not None or self.duplicates is not None:
+            # Event-level faults draw from a hash of the reading's own hash: fixed per (seed, device, reading).
+            fault_hash = self._ws.get("fault_hash", (count,), np.uint64)
+            np.bitwise_xor(h, _stream("event-faults"), out=fault_hash)
+            _mix(fault_hash, self._ws.get("fault_scratch", (count,), np.uint64))
         if self.spikes is not None:
-            h = self._event_hash("spike", device, reading)
-            spike = _below(h, self.spikes.probability)
-            if "fault_stuck" in flags:
-                spike &= ~flags["fault_stuck"]
-            sign = np.where((h[spike] >> np.uint64(10)) & np.uint64(1), 1.0, -1.0)
-            temperature[spike] += (sign * self.spikes.magnitude).astype(np.float32)
-            flags["fault_spike"] = spike
-
-        # Healthy devices transmit as they observe: one array serves both columns until a fault splits them.
-        observed = sent = true_time
+            spike = np.flatnonzero(self._below(fault_hash, self.spikes.probability, shift=0))
+            spike = np.setdiff1d(spike, stuck, assume_unique=True)  # a frozen sensor does not spike
+            up = (fault_hash[spike] >> np.uint64(32)) & np.uint64(1)
+            temperature[spike] += np.where(up, self.spikes.magnitude, -self.spikes.magnitude).astype(np.float32)
+            flags[spike] |= _flag("fault_spike")  # type: ignore[index]
         if self.skew is not None:
-            observed = true_time + self.skew[device]
-            flags["fault_clock_skew"] = self.skewed[device]
+            where = events_of(self.skewed)
+            batch.observed = self._ws.get("event_observed", (count,), np.int64)
+            np.copyto(batch.observed, true_time)
+            batch.observed[where] += self.skew[device[where]]
+            flags[where] |= _flag("fault_clock_skew")  # type: ignore[index]
         if self.offline is not None:
-            sent = true_time.copy()
             begin, end, spacing = self.offline
-            away = (true_time >= begin[device]) & (true_time < end[device])
-            if away.any():
-                where = np.flatnonzero(away)
-                dev = device[where]
-                first = np.r_[True, dev[1:] != dev[:-1]]
-                unset = first & (self.offline_first[dev] < 0)
+            where = events_of(begin != _NEVER)
+            when, dev = true_time[where], device[where]
+            away = (when >= begin[dev]) & (when < end[dev])
+            where, dev = where[away], dev[away]
+            if len(where):
+                head = np.r_[True, dev[1:] != dev[:-1]]
+                unset = head & (self.offline_first[dev] < 0)
                 self.offline_first[dev[unset]] = reading[where[unset]]
                 queued = reading[where] - self.offline_first[dev]
-                sent[where] = end[dev] + queued * spacing
-            flags["fault_offline"] = away
-        malformed = None
+                batch.late, batch.late_sent = where, end[dev] + queued * spacing
+                flags[where] |= _flag("fault_offline")  # type: ignore[index]
         if self.malformed is not None:
-            h = self._event_hash("malformed", device, reading)
-            broken = _below(h, self.malformed.probability)
+            hm = self._ws.get("malformed_hash", (count,), np.uint64)
+            np.bitwise_xor(h, _stream("malformed"), out=hm)
+            _mix(hm, self._ws.get("fault_scratch", (count,), np.uint64))
+            broken = np.flatnonzero(self._below(hm, self.malformed.probability, shift=0))
             codes = np.array([MALFORMED_KINDS.index(k) for k in self.malformed.kinds], dtype=np.int8)
-            malformed = np.where(broken, codes[_scaled(h, len(codes))], np.int8(-1))
+            kind = ((hm[broken] >> np.uint64(32)) * np.uint64(len(codes))) >> np.uint64(32)
+            batch.malformed = self._ws.get("event_malformed", (count,), np.int8)
+            batch.malformed.fill(-1)
+            batch.malformed[broken] = codes[kind.astype(np.intp)]
+
+        copies = None
         if self.duplicates is not None:
-            flags["fault_duplicate"] = np.zeros(len(device), dtype=bool)
-        events = _Events(device, observed, temperature, sent, flags, malformed)
+            again = np.flatnonzero(self._below(fault_hash, self.duplicates.probability, shift=33))
+            copies = batch.take(again)
+            copies.sent += _td_us(self.duplicates.delay)
+            copies.flags |= _flag("fault_duplicate")  # type: ignore[operator]
+        return batch, copies
 
-        if self.duplicates is not None:
-            again = np.flatnonzero(_below(self._event_hash("duplicate", device, reading), self.duplicates.probability))
-            copies = events.take(again)
-            copies.sent = copies.sent + _td_us(self.duplicates.delay)
-            copies.flags["fault_duplicate"] = np.ones(len(again), dtype=bool)
-            events = _Events.concat([events, copies])
+    def _below(self, h: np.ndarray, probability: float, *, shift: int) -> np.ndarray:
+        """True with ``probability``, decided by the 31 bits of ``h`` from ``shift`` up."""
+        bits = self._ws.get("below", h.shape, np.uint64)
+        np.right_shift(h, np.uint64(shift), out=bits)
+        bits &= np.uint64((1 << 31) - 1)
+        return bits < np.uint64(min(int(probability * (1 << 31)), 1 << 31))
 
-        if self.carry is not None:
-            events = _Events.concat([self.carry, events])
-        if last:
-            self.carry = None
-            return events
-        due = events.sent < hi
-        if due.all():
-            self.carry = None
-            return events
-        self.carry = events.take(np.flatnonzero(~due))
-        return events.take(np.flatnonzero(due))
+    def _frame(self, batch: _Batch, extra: _Events | None, lo: int, hi: int | None) -> pl.DataFrame:
+        """The events sent before ``hi`` (all if None) as a DataFrame sorted by ``sent_at``.
 
-    def _frame(self, events: _Events, lo: int) -> pl.DataFrame:
-        count = len(events)
-        offset = events.sent - lo
-        # Sort by sent_at (ties: generation order) with one SIMD value sort of packed keys.
-        if count and offset.min() >= 0 and offset.max() < (1 << 31) and count < (1 << 32):
-            packed = (offset << 32) | np.arange(count, dtype=np.int64)
-            packed.sort()
-            order = packed & np.int64(0xFFFFFFFF)
-            sent = (packed >> 32) + lo
-        else:
-            order = np.argsort(events.sent, kind="stable")
-            sent = events.sent[order]
+        Events due later are kept in ``self.carry`` for the next slice.
+        """
+        size, more = len(batch), 0 if extra is None else len(extra)
+        total = size + more
+        key = self._ws.get("key", (total,), np.int64)
+        np.subtract(batch.true_time, lo, out=key[:size])
+        key[batch.late] = batch.late_sent - lo
+        if more:
+            np.subtract(extra.sent, lo, out=key[size:])  # type: ignore[union-attr]
+
+        self.carry = None
+        held = np.empty(0, dtype=np.int64)
+        if hi is not None:
+            # Only late sends (offline buffers, duplicates, carried events) can fall after this slice.
+            late_main = batch.late[batch.late_sent >= hi]
+            late_extra = np.flatnonzero(extra.sent >= hi) if more else np.empty(0, np.int64)  # type: ignore[union-attr]
+            if len(late_main) or len(late_extra):
+                parts = [batch.take(late_main)] + ([extra.take(late_extra)] if more else [])  # type: ignore[union-attr]
+                self.carry = _Events.concat(parts)
+                held = np.concatenate([late_main, late_extra + size])
+                key[held] = _SENTINEL  # sorts after every due event, then cut off
+
+        kept = total - len(held)
+        if total and key.max() < (1 << 31) and total < (1 << 32):
+            # Sort by sent_at (ties: generation order) with one SIMD value sort of packed keys.
+            key <<= 32
+            key |= self._arange(total)
+            key.sort()
+            order = key[:kept] & np.int64(0xFFFFFFFF)
+            sent = key[:kept] >> 32
+        else:  # only the final flush can reach this far past its slice start
+            order = np.argsort(key, kind="stable")[:kept]
+            sent = key[order]
+        sent += lo
+        spill = np.flatnonzero(order >= size) if more else np.empty(0, np.int64)
+        other = extra if more else None
+
+        def gather(main: np.ndarray, name: str) -> np.ndarray:
+            return _gather(main, None if other is None else getattr(other, name), order, spill)
+
         sent_at = pl.Series(sent).cast(pl.Datetime("us", "UTC"))
-        if events.observed is events.sent:
-            time_observed = sent_at
+        if batch.observed is None and not len(batch.late) and other is None:
+            time_observed = sent_at  # nobody sent late or with a wrong clock: one array serves both
         else:
-            time_observed = pl.Series(events.observed[order]).cast(pl.Datetime("us", "UTC"))
-        ev = _Events(events.device[order], events.observed, events.temperature[order], events.sent,
-                     {k: v[order] for k, v in events.flags.items()},
-                     None if events.malformed is None else events.malformed[order])
-        columns: dict[str, pl.Series] = {
-            "device_id": self._id_series.gather(pl.Series(ev.device)),
-            "time_observed": time_observed,
-            "temperature": pl.Series(ev.temperature),
-            "sent_at": sent_at,
-        }
-        frame = pl.DataFrame(columns)
-        extra: list[pl.Expr | pl.Series] = [
+            observed = gather(batch.true_time if batch.observed is None else batch.observed, "observed")
+            time_observed = pl.Series(observed).cast(pl.Datetime("us", "UTC"))
+        frame = pl.DataFrame(
+            {
+                "device_id": self._id_series.gather(pl.Series(gather(batch.device, "device"))),
+                "time_observed": time_observed,
+                "temperature": pl.Series(gather(batch.temperature, "temperature")),
+                "sent_at": sent_at,
+            }
+        )
+        columns: list[pl.Expr | pl.Series] = [
             pl.lit(EVENT_TYPE, dtype=EVENT_TYPE_DTYPE).alias("event_type"),
             pl.lit(EVENT_TYPE_VERSION, dtype=EVENT_TYPE_VERSION_DTYPE).alias("event_type_version"),
         ]
+        flags = None if batch.flags is None else gather(batch.flags, "flags")
         for name in _FLAG_COLUMNS:
-            if name in ev.flags:
-                extra.append(pl.Series(name, ev.flags[name]))
+            if flags is not None and name in self.flag_columns:
+                columns.append(pl.Series(name, (flags & _flag(name)) != 0))
             else:
-                extra.append(pl.lit(False).alias(name))
-        if ev.malformed is None:
-            extra.append(pl.lit(None, dtype=MALFORMED_DTYPE).alias("fault_malformed"))
+                columns.append(pl.lit(False).alias(name))  # off: a broadcast scalar, no memory
+        if batch.malformed is None:
+            columns.append(pl.lit(None, dtype=MALFORMED_DTYPE).alias("fault_malformed"))
         else:
-            kinds = _enum_from_codes(np.maximum(ev.malformed, 0).astype(np.uint8), MALFORMED_DTYPE)
-            extra.append(kinds.set(pl.Series(ev.malformed < 0), None).alias("fault_malformed"))  # type: ignore[arg-type]
-        return frame.with_columns(extra)
+            codes = gather(batch.malformed, "malformed")
+            kinds = _enum_from_codes(np.maximum(codes, 0).astype(np.uint8), MALFORMED_DTYPE)
+            columns.append(kinds.set(pl.Series(codes < 0), None).alias("fault_malformed"))  # type: ignore[arg-type]
+        return frame.with_columns(columns)
+
+    def _arange(self, size: int) -> np.ndarray:
+        if len(self._counter) < size:
+            self._counter = np.arange(size + size // 4, dtype=np.int64)
+        return self._counter[:size]
 
     def __iter__(self) -> Iterator[pl.DataFrame]:
-        """DataFrame chunks, each sorted by ``sent_at`` and later than the one before."""
+        """DataFrame chunks, each sorted by ``sent_at`` and later than the one before.
+
+        Each iteration runs the simulation from its start, with the same result.
+        """
+        self._reset()
         slices = list(zip(self.bounds[:-1], self.bounds[1:]))
         for i, (lo, hi) in enumerate(slices):
-            yield self._frame(self._slice(lo, hi, last=i == len(slices) - 1), lo)
+            batch, copies = self._slice(hi)
+            extra = [e for e in (self.carry, copies) if e is not None and len(e)]
+            merged = _Events.concat(extra) if len(extra) > 1 else (extra[0] if extra else None)
+            last = i == len(slices) - 1  # the last slice flushes everything still buffered
+            yield self._frame(batch, merged, lo, None if last else hi)
 
 
 def simulation(registry: pl.DataFrame, **options: object) -> Simulation:
@@ -555,6 +754,7 @@ def generate(
     period: timedelta | str = timedelta(seconds=60),
     jitter: float = 0.1,
     warmup: timedelta | str | None = None,
+    temperature_range: tuple[int, int] | None = None,
     chunk_events: int = 2_000_000,
     progress: bool = False,
 ) -> pl.DataFrame:
@@ -565,13 +765,17 @@ def generate(
     default one period) or ``synchronized`` (all on the same second).
     ``faults``: fault configs from :mod:`iotlib.faults` (or their text form,
     e.g. ``"spikes:probability=0.01"``). ``period`` and ``jitter`` set the
-    reading interval, ``chunk_events`` the working-set size (not the result),
+    reading interval. ``temperature_range=(low, high)`` reflects the random
+    walk off those bounds (the original's walk, the default, is unbounded and
+    drifts far from room temperature over hours). ``chunk_events`` sets the
+    working-set size (not the result),
     ``progress`` shows a tqdm bar. The frame is made of one chunk per slice of
     time (no rechunking: a full day stays within memory).
     """
     sim = Simulation(
         registry, start=start, duration=duration, scenario=scenario, seed=seed, firmware=firmware,
-        faults=faults, period=period, jitter=jitter, warmup=warmup, chunk_events=chunk_events,
+        faults=faults, period=period, jitter=jitter, warmup=warmup, temperature_range=temperature_range,
+        chunk_events=chunk_events,
     )
     chunks: Iterator[pl.DataFrame] = iter(sim)
     if progress:
@@ -582,20 +786,33 @@ def generate(
     return pl.concat(frames, rechunk=False, how="vertical")
 
 
-def events_per_second(events: pl.DataFrame, *, column: str = "sent_at") -> pl.DataFrame:
-    """Events per whole second of ``column``: columns ``second`` and ``events`` (empty seconds included)."""
-    counts = (
-        events.select(pl.col(column).dt.truncate("1s").alias("second"))
-        .group_by("second")
-        .agg(pl.len().alias("events"))
+def events_per_second(
+    events: pl.DataFrame,
+    *,
+    column: str = "sent_at",
+    start: datetime | str | None = None,
+    end: datetime | str | None = None,
+) -> pl.DataFrame:
+    """Events per whole second of ``column``: columns ``second`` and ``events``, empty seconds included.
+
+    The seconds run from ``start`` (default: the first event's) up to, not
+    including, ``end`` (default: just after the last event's); give both to
+    compare runs over the same window. Events outside it are not counted.
+    """
+    seconds = events.select(pl.col(column).dt.truncate("1s").alias("second"))
+    counts = seconds.group_by("second").agg(pl.len().alias("events"))
+    lo = parse_start(start) if start is not None else counts["second"].min()
+    hi = parse_start(end) if end is not None else counts["second"].max()
+    if lo is None or hi is None:
+        return pl.DataFrame(schema={"second": pl.Datetime("us", "UTC"), "events": pl.UInt32})
+    grid = pl.datetime_range(lo, hi, "1s", closed="left" if end is not None else "both", eager=True,
+                             time_unit="us", time_zone="UTC")
+    return (
+        pl.DataFrame({"second": grid})
+        .join(counts, on="second", how="left")
+        .with_columns(pl.col("events").fill_null(0).cast(pl.UInt32))
         .sort("second")
     )
-    if counts.is_empty():
-        return counts
-    full = pl.DataFrame(
-        {"second": pl.datetime_range(counts["second"].min(), counts["second"].max(), "1s", eager=True)}
-    )
-    return full.join(counts, on="second", how="left").with_columns(pl.col("events").fill_null(0).cast(pl.UInt32))
 
 
 def write_parquet(sim: Simulation, path: str | Path, *, progress: bool = True) -> int:

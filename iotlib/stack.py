@@ -220,11 +220,14 @@ def emulator_available() -> bool:
     return importlib.util.find_spec("iotlib.emulator") is not None
 
 
-def eventhubs_command(host: str, port: int, data_dir: Path) -> list[str]:
-    return [
+def eventhubs_command(host: str, port: int, data_dir: Path, config: Path | None = None) -> list[str]:
+    command = [
         sys.executable, "-m", "iotlib", "emulator",
         "--host", host, "--port", str(port), "--data-dir", str(data_dir),
     ]
+    if config is not None:
+        command += ["--config", str(config)]
+    return command
 
 
 def _log_tail(path: Path, lines: int = 20) -> str:
@@ -337,11 +340,13 @@ def up(
     blob_port: int | None = None,
     eventhub_port: int | None = None,
     services: tuple[str, ...] | None = None,
+    eventhubs_config: Path | None = None,
     timeout: float = START_TIMEOUT,
 ) -> Stack:
     """Start the services that are not running yet; reuse the ones that are.
 
-    A port of ``0`` picks a free port. Raises :class:`StackError` when a port is
+    A port of ``0`` picks a free port. ``eventhubs_config`` is the emulator's
+    entity configuration (the official emulator's ``Config.json`` shape). Raises :class:`StackError` when a port is
     taken by a process the stack did not start, or a service fails to start.
     """
     home = Path(home).resolve() if home else _settings.home()
@@ -378,7 +383,7 @@ def up(
         command = (
             azurite_command(host, port, data_dir)
             if name == "azurite"
-            else eventhubs_command(host, port, data_dir)
+            else eventhubs_command(host, port, data_dir, eventhubs_config)
         )
         svc = _start(name, command, host, port, home / "logs" / f"{name}.log", timeout)
         state.services[name] = svc

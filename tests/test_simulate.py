@@ -87,6 +87,23 @@ def test_chunk_size_does_not_change_the_result(registry: pl.DataFrame) -> None:
     assert sliced.n_chunks() > 5 and sliced.equals(whole)
 
 
+def test_a_simulation_can_be_iterated_again(registry: pl.DataFrame) -> None:
+    sim = simulate.simulation(registry, start=START, duration="20m", chunk_events=3_000,
+                              faults=[Offline(fraction=0.1, outage=5 * MIN), StuckSensors(fraction=0.1)])
+    first, second = pl.concat(list(sim)), pl.concat(list(sim))
+    assert first.height > 0 and first.equals(second)
+
+
+def test_slices_without_readings_are_fine(registry: pl.DataFrame) -> None:
+    # Synchronized devices read in the first second of each minute; with 51 devices and a
+    # 500-event target the slices are [0, 588 s) and [588 s, 600 s): the second holds nothing.
+    few = registry.head(51)
+    options = {"start": START, "duration": "10m", "firmware": "synchronized"}
+    chunks = [c.height for c in simulate.simulation(few, chunk_events=500, **options)]
+    assert chunks == [510, 0]
+    assert simulate.generate(few, chunk_events=500, **options).equals(simulate.generate(few, **options))
+
+
 def test_a_device_does_not_depend_on_the_others(registry: pl.DataFrame, hour: pl.DataFrame) -> None:
     few = registry.filter(pl.col("building_id") == 2)
     alone = simulate.generate(few, start=START, duration="1h", seed=5)
@@ -145,10 +162,29 @@ def test_staggered_firmware_levels_the_load_and_synchronized_bursts(registry: pl
     assert 9 * n <= staggered.height <= 11 * n
 
 
-def test_events_per_second_counts_every_second(hour: pl.DataFrame) -> None:
+def test_events_per_second_counts_every_second(hour: pl.DataFrame, registry: pl.DataFrame) -> None:
     rate = simulate.events_per_second(hour)
     assert rate["events"].sum() == hour.height
     assert rate.height == 3_600 and rate["second"].diff().drop_nulls().dt.total_seconds().eq(1).all()
+    burst = simulate.generate(registry, start=START, duration="3m", firmware="synchronized")
+    assert simulate.events_per_second(burst).height == 121, "by default: first to last event"
+    window = simulate.events_per_second(burst, start=START, end=START + 3 * MIN)
+    assert window.height == 180 and window["events"].mean() == registry.height / 60
+
+
+def test_temperature_range_reflects_the_walk_and_keeps_steps_small() -> None:
+    reg = scenario.build_registry(500, seed=3)
+    free = simulate.generate(reg, start=START, duration="6h", seed=1)
+    kept = simulate.generate(reg, start=START, duration="6h", seed=1, temperature_range=(0, 30))
+    assert free["temperature"].min() < -10 and free["temperature"].max() > 40, "the original walk wanders"
+    assert kept["temperature"].min() == 0 and kept["temperature"].max() == 30
+    assert _steps(kept)["change"].abs().max() == 2
+    inside = (free["temperature"] >= 0) & (free["temperature"] <= 30)
+    first = lambda df: df.group_by("device_id").agg(pl.col("temperature").first()).sort("device_id")  # noqa: E731
+    assert first(free).equals(first(kept)), "starts unchanged"
+    assert inside.any()
+    with pytest.raises(ConfigurationError, match="temperature_range"):
+        simulate.generate(reg, start=START, duration="1m", temperature_range=(5, 30))
 
 
 @settings(max_examples=15, deadline=None)

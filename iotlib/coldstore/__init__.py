@@ -13,6 +13,7 @@ decoder), :mod:`.generic` (fastavro, any schema), :mod:`.columns` (the frame's c
 The file format itself is :mod:`iotlib.captureformat`.
 """
 
+from iotlib.coldstore.cache import read_cache, to_parquet
 from iotlib.coldstore.columns import RAW_SCHEMA, property_value
 from iotlib.coldstore.loader import DEDUPE_KEY, LoadReport, SkippedBlob, load
 from iotlib.coldstore.sources import BlobContainer, LocalDirectory
@@ -26,4 +27,6 @@ __all__ = [
     "SkippedBlob",
     "load",
     "property_value",
+    "read_cache",
+    "to_parquet",
 ]

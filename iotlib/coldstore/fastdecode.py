@@ -103,9 +103,11 @@ def _grow(ent, dbl, need):
         return ent, dbl
     cap = max(need, ent.shape[0] * 2)
     e2 = np.empty((cap, 6), np.int64)
-    e2[: ent.shape[0]] = ent
     d2 = np.empty(cap, np.float64)
-    d2[: dbl.shape[0]] = dbl
+    for i in range(ent.shape[0]):  # plain loops: 2-D slice assignment is slow to compile
+        for j in range(6):
+            e2[i, j] = ent[i, j]
+        d2[i] = dbl[i]
     return e2, d2
 
 

@@ -21,6 +21,14 @@ def register(sub: argparse._SubParsersAction) -> None:
             "--fault heat:buildings=25+26,start=10m,duration=30m  --fault offline:fraction=0.01,outage=15m"
         ),
     )
+    add_simulation_arguments(p)
+    p.add_argument("--out", type=Path, default=Path("events.parquet"), help="output file (default events.parquet)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_simulate)
+
+
+def add_simulation_arguments(p: argparse.ArgumentParser) -> None:
+    """The options that describe a simulation (shared by ``simulate``, ``ingest`` and ``demo``)."""
     p.add_argument("--devices", type=int, default=None,
                    help="number of devices (default 100,000, or all of --registry)")
     p.add_argument("--registry", type=Path, default=None,
@@ -35,18 +43,28 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="staggered start (load levelling) or every device on the same second")
     p.add_argument("--period", default="60s", help="reading period per device (default 60s)")
     p.add_argument("--jitter", type=float, default=0.1, help="jitter as a fraction of the period (default 0.1)")
+    p.add_argument("--temperature-range", default=None, metavar="LOW,HIGH",
+                   help="reflect the random walk within LOW..HIGH °C, e.g. --temperature-range=0,35 "
+                        "(default: unbounded, as the original)")
     p.add_argument("--fault", action="append", default=[], metavar="SPEC", help="inject a fault (see below)")
-    p.add_argument("--out", type=Path, default=Path("events.parquet"), help="output file (default events.parquet)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=_simulate)
 
 
-def _simulate(args: argparse.Namespace) -> int:
+def simulation_from_arguments(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The :class:`iotlib.simulate.Simulation` (and its registry) the options describe."""
     from iotlib import scenario, simulate
     from iotlib.errors import ConfigurationError
 
     if args.devices is not None and args.devices < 1:
         raise ConfigurationError(f"--devices must be at least 1, got {args.devices}")
+    temperature_range = None
+    if args.temperature_range:
+        try:
+            low, high = (int(v) for v in args.temperature_range.split(","))
+        except ValueError:
+            raise ConfigurationError(
+                f"--temperature-range takes two whole numbers LOW,HIGH, got {args.temperature_range!r}"
+            ) from None
+        temperature_range = (low, high)
     if args.registry is not None:
         registry = scenario.load_registry(args.registry)
         if args.devices is not None:
@@ -66,7 +84,15 @@ def _simulate(args: argparse.Namespace) -> int:
         period=args.period,
         jitter=args.jitter,
         faults=args.fault,
+        temperature_range=temperature_range,
     )
+    return sim, registry
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from iotlib import simulate
+
+    sim, registry = simulation_from_arguments(args)
     began = time.perf_counter()
     count = simulate.write_parquet(sim, args.out, progress=not args.no_progress)
     took = time.perf_counter() - began

@@ -12,6 +12,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     p.add_argument("--blob-port", type=int, default=None, help="Azurite's port (default 10000; 0 = free)")
     p.add_argument("--eventhub-port", type=int, default=None, help="emulator's port (default 5672; 0 = free)")
+    p.add_argument("--eventhubs-config", type=Path, default=None,
+                   help="the emulator's entities, in the official emulator's Config.json shape")
     p.set_defaults(func=_up)
 
     p = sub.add_parser("down", help="stop the services `iotlib up` started")
@@ -26,7 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _up(args: argparse.Namespace) -> int:
     from iotlib import stack
 
-    st = stack.up(home=args.home, host=args.host, blob_port=args.blob_port, eventhub_port=args.eventhub_port)
+    st = stack.up(home=args.home, host=args.host, blob_port=args.blob_port, eventhub_port=args.eventhub_port,
+                  eventhubs_config=args.eventhubs_config)
     for name, svc in st.services.items():
         how = "started" if name in st.started else "already running"
         print(f"# {name:<10} {svc.address:<20} pid {svc.pid:<8} {how}; log: {svc.log}")

@@ -1,0 +1,222 @@
+"""The Parquet cache / export: decoded events as zstd Parquet, hive-partitioned by date.
+
+:func:`to_parquet` writes ``<dest>/date=YYYY-MM-DD[/<other>=…]/part-0.parquet`` (UTC date of
+``enqueued_time``; add e.g. ``partition_by=("date", "building")`` after joining the
+device-to-building reference data) and a manifest ``_coldstore.json``: the load options and
+every source blob (name, size, ETag or mtime) the data came from. ``load(..., cache=dest)``
+lists the blobs again (the cheap, pruned listing), and when every one of them is in the
+manifest unchanged and the manifest's range covers the request, reads the Parquet instead of
+decoding Avro; otherwise it decodes and rewrites the cache. (A blob deleted from the store is
+not noticed: the cache keeps its events.)
+
+Reading the cache elsewhere — the partition column ``date`` comes from the folder names:
+
+- polars: ``pl.scan_parquet("dest/**/*.parquet", hive_partitioning=True)``
+- DuckDB: ``SELECT … FROM read_parquet('dest/**/*.parquet', hive_partitioning = true)``
+- Spark: ``spark.read.parquet("abfss://<container>@<account>.dfs.core.windows.net/<dest>")``
+  (or ``wasbs://``): partition discovery turns ``date=…`` into a column; filters on it prune
+  folders.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from iotlib.coldstore.listing import Listing
+from iotlib.coldstore.loader import LoadReport, _Options, list_blobs, load_frame
+from iotlib.coldstore.sources import Source
+from iotlib.errors import ColdStoreError, ConfigurationError
+
+MANIFEST = "_coldstore.json"
+VERSION = 1
+
+
+def to_parquet(
+    df_or_source: pl.DataFrame | Any,
+    dest: str | os.PathLike[str] | Any,
+    *,
+    partition_by: Sequence[str] = ("date",),
+    prefix: str = "",
+    **load_options: Any,
+) -> list[str]:
+    """Write events as zstd Parquet under ``dest``, hive-partitioned; returns the files written.
+
+    ``df_or_source`` is a frame from :func:`iotlib.coldstore.load` or anything ``load``
+    accepts (then ``load_options`` — ``start``, ``end``, ``container`` … — go to ``load``).
+    ``dest`` is a local directory, or a ``ContainerClient`` (files go under ``prefix``).
+    ``date`` (UTC date of ``enqueued_time``) is derived when partitioning by it.
+    """
+    if isinstance(df_or_source, pl.DataFrame):
+        df = df_or_source
+        report = getattr(df, "report", None)
+    else:
+        from iotlib.coldstore.loader import load
+
+        df = load(df_or_source, **load_options)
+        report = df.report  # type: ignore[attr-defined]
+    return _write(df, dest, partition_by=partition_by, prefix=prefix, manifest=_manifest(report, None, None))
+
+
+def _write(df: pl.DataFrame, dest: Any, *, partition_by: Sequence[str], prefix: str, manifest: dict[str, Any]) -> list[str]:
+    parts = list(partition_by)
+    if "date" in parts and "date" not in df.columns:
+        df = df.with_columns(date=pl.col("enqueued_time").dt.date())
+    missing = [c for c in parts if c not in df.columns]
+    if missing:
+        raise ConfigurationError(f"cannot partition by {missing}: not columns of the frame ({', '.join(df.columns)})")
+    groups = df.partition_by(parts, as_dict=True, maintain_order=True) if parts else {(): df}
+    blob = hasattr(dest, "upload_blob")
+    root = Path(os.fspath(dest)) if not blob else None
+    if root is not None:
+        _remove_previous(root)
+        root.mkdir(parents=True, exist_ok=True)
+    written = []
+    for key, part in groups.items():
+        folder = "/".join(f"{c}={v}" for c, v in zip(parts, key))
+        name = "/".join(x for x in (prefix.strip("/"), folder, "part-0.parquet") if x)
+        buf = io.BytesIO()
+        part.drop(parts).write_parquet(buf, compression="zstd", statistics=True)
+        if blob:
+            dest.upload_blob(name, buf.getvalue(), overwrite=True)
+        else:
+            path = root / name  # type: ignore[operator]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(buf.getvalue())
+        written.append(name)
+    manifest = {**manifest, "files": written, "rows": df.height, "partition_by": parts}
+    text = json.dumps(manifest, indent=1, default=str)
+    if blob:
+        dest.upload_blob("/".join(x for x in (prefix.strip("/"), MANIFEST) if x), text.encode(), overwrite=True)
+    else:
+        (root / MANIFEST).write_text(text)  # type: ignore[operator]
+    return written
+
+
+def _remove_previous(root: Path) -> None:
+    """Delete what an earlier cache write left (only the files its manifest names)."""
+    old = root / MANIFEST
+    if not old.exists():
+        return
+    try:
+        files = json.loads(old.read_text()).get("files", [])
+    except ValueError:
+        raise ColdStoreError(f"cache manifest {old} is not JSON: remove the cache folder") from None
+    for name in files:
+        p = root / name
+        p.unlink(missing_ok=True)
+        for parent in p.parents:
+            if parent == root or any(parent.iterdir()):
+                break
+            shutil.rmtree(parent, ignore_errors=True)
+    old.unlink()
+
+
+def _options_key(opts: _Options) -> dict[str, Any]:
+    return {
+        "decode": opts.decode,
+        "dedupe": opts.dedupe,
+        "namespace": opts.namespace,
+        "eventhub": opts.eventhub,
+        "partitions": sorted(str(p) for p in opts.partitions) if opts.partitions is not None else None,
+        "path_format": opts.path_format.format,
+    }
+
+
+def _manifest(report: LoadReport | None, opts: _Options | None, listing: Listing | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"version": VERSION, "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    if report is not None:
+        out["source"] = report.source
+        out["start"] = report.start.isoformat() if report.start else None
+        out["end"] = report.end.isoformat() if report.end else None
+    if opts is not None:
+        out["options"] = _options_key(opts)
+    if listing is not None:
+        out["blobs"] = {c.info.name: [c.info.size, c.info.version] for c in listing.selected}
+    return out
+
+
+def _covers(manifest: dict[str, Any], opts: _Options) -> bool:
+    lo, hi = manifest.get("start"), manifest.get("end")
+    if lo is not None and (opts.start is None or opts.start.isoformat() < lo):
+        return False
+    if hi is not None and (opts.end is None or opts.end.isoformat() > hi):
+        return False
+    return True
+
+
+def freshness(manifest: dict[str, Any] | None, opts: _Options, listing: Listing) -> str | None:
+    """None when the cache answers this load; else why not."""
+    if manifest is None:
+        return "no cache yet"
+    if manifest.get("version") != VERSION or manifest.get("options") != _options_key(opts):
+        return "built with other options"
+    if not _covers(manifest, opts):
+        return "built for a narrower time range"
+    known = manifest.get("blobs", {})
+    changed = [c.info.name for c in listing.selected if known.get(c.info.name) != [c.info.size, c.info.version]]
+    if changed:
+        return f"{len(changed)} new or changed blobs (first: {changed[0]})"
+    return None
+
+
+def load_through_cache(src: Source, opts: _Options, cache: str | os.PathLike[str]) -> tuple[pl.DataFrame, LoadReport]:
+    """Serve a load from the Parquet cache at ``cache`` when it is up to date, else decode and rebuild it."""
+    root = Path(os.fspath(cache))
+    report = LoadReport(src.description, opts.start, opts.end)
+    listing = list_blobs(src, opts, report)
+    manifest = None
+    if (root / MANIFEST).exists():
+        try:
+            manifest = json.loads((root / MANIFEST).read_text())
+        except ValueError:
+            manifest = None
+    why = freshness(manifest, opts, listing)
+    if why is None:
+        t0 = time.perf_counter()
+        df = read_cache(root, opts)
+        report.events = df.height
+        report.cache = f"hit: read {len(manifest.get('files', []))} Parquet files"  # type: ignore[union-attr]
+        report.seconds["cache"] = time.perf_counter() - t0
+        return df, report
+    full = dataclasses.replace(opts, columns=None)  # the cache keeps every column
+    df, report2 = load_frame(src, full, listing)
+    report2.prefixes_walked, report2.prefixes_listed = report.prefixes_walked, report.prefixes_listed
+    report2.blobs_listed, report2.blobs_pruned = report.blobs_listed, report.blobs_pruned
+    report2.seconds["list"] = report.seconds.get("list", 0.0)
+    _write(df, root, partition_by=("date",), prefix="", manifest=_manifest(report2, opts, listing))
+    report2.cache = f"rebuilt: {why}"
+    if opts.columns is not None:
+        df = df.select(opts.columns)
+    return df, report2
+
+
+def read_cache(root: str | os.PathLike[str], opts: _Options | None = None) -> pl.DataFrame:
+    """The cached events (optionally filtered like ``opts``), columns as ``load`` returns them."""
+    root = Path(os.fspath(root))
+    files = json.loads((root / MANIFEST).read_text()).get("files", [])
+    if not files:
+        from iotlib.coldstore.loader import _empty
+
+        return _empty(opts) if opts else pl.DataFrame()
+    lf = pl.scan_parquet([str(root / f) for f in files], hive_partitioning=True)
+    if opts is not None:
+        if opts.start is not None:
+            lf = lf.filter(pl.col("date") >= opts.start.date(), pl.col("enqueued_time") >= opts.start)
+        if opts.end is not None:
+            lf = lf.filter(pl.col("date") <= opts.end.date(), pl.col("enqueued_time") < opts.end)
+        if opts.partitions is not None:
+            lf = lf.filter(pl.col("partition_id").is_in([str(p) for p in opts.partitions]))
+    names = [c for c in lf.collect_schema().names() if c != "date"]
+    if opts is not None and opts.columns is not None:
+        names = list(opts.columns)
+    return lf.select(names).collect()

@@ -1,0 +1,107 @@
+"""The journey end to end on the local stack, at a small scale: what ``make demo`` runs.
+
+Each step is a function of the previous steps' results and prints one line;
+the run ends with a summary of what landed where. The stack is stopped at
+the end only if the demo started it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from iotlib import scale, stack
+
+# Small scale: the original journey's 1,000 devices over 10 buildings, ten minutes.
+SMALL = {"devices": 1_000, "minutes": 10}
+FULL = {"devices": 100_000, "minutes": 60}
+
+
+@dataclass
+class Demo:
+    devices: int
+    minutes: int
+    seed: int = 0
+    results: dict[str, Any] = field(default_factory=dict)
+    lines: list[str] = field(default_factory=list)
+
+    def say(self, step: str, text: str) -> None:
+        line = f"[{step}] {text}"
+        self.lines.append(line)
+        print(line, flush=True)
+
+
+def _registry(demo: Demo) -> None:
+    from iotlib import scenario
+
+    reg = scenario.original_registry() if demo.devices <= 1_000 else scenario.default_registry()
+    reg = reg.head(demo.devices)
+    demo.results["registry"] = reg
+    s = scenario.registry_summary(reg)
+    demo.say("scenario", f"{s['devices']:,} devices in {s['apartments']:,} apartments of {s['buildings']} "
+                         f"buildings ({s['floors_min']}-{s['floors_max']} floors), {s['time_zones']} time zone(s)")
+
+
+def _simulate(demo: Demo) -> None:
+    from iotlib import simulate
+
+    events = simulate.generate(
+        demo.results["registry"],
+        start=simulate.DEFAULT_START,
+        duration=timedelta(minutes=demo.minutes),
+        seed=demo.seed,
+        faults=["heat:buildings=1,start=2m,duration=5m"],
+    )
+    demo.results["events"] = events
+    demo.say("simulate", f"{events.height:,} readings over {demo.minutes} min (seed {demo.seed}), "
+                         f"a heat event in building 1: {int(events['fault_heat'].sum()):,} hot readings")
+
+
+def _ingest(demo: Demo) -> None:
+    from iotlib import hub
+    from iotlib.ingest import IngestClient
+
+    demo.results["positions_before"] = hub.positions()
+    with IngestClient.from_connection_string() as client:
+        report = client.send(demo.results["events"], progress=False)
+    demo.results["ingest"] = report
+    demo.say("ingest", report.summary())
+    per = ", ".join(f"{pid}:{n:,}" for pid, n in sorted(report.per_partition.items(), key=lambda kv: int(kv[0])))
+    demo.say("ingest", f"events per partition: {per}")
+
+
+STEPS: list[tuple[str, Callable[[Demo], None]]] = [
+    ("scenario", _registry),
+    ("simulate", _simulate),
+    ("ingest", _ingest),
+]
+
+
+def run(*, devices: int | None = None, minutes: int | None = None, seed: int = 0) -> Demo:
+    """Start (or reuse) the local stack, run every step, stop what was started."""
+    sizes = scale.pick(full=FULL, small=SMALL)
+    demo = Demo(devices or sizes["devices"], minutes or sizes["minutes"], seed)
+    began = time.monotonic()
+    st = stack.up()
+    demo.say("stack", ", ".join(f"{n} on {s.address}" + (" (started)" if n in st.started else " (running)")
+                                for n, s in st.services.items()))
+    saved = {k: os.environ.get(k) for k in st.environ()}
+    os.environ.update(st.environ())
+    try:
+        for _, step in STEPS:
+            step(demo)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        stopped = st.down()
+        if stopped:
+            demo.say("stack", f"stopped {', '.join(stopped)}")
+    demo.say("done", f"the journey took {time.monotonic() - began:,.1f}s")
+    return demo

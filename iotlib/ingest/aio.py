@@ -1,0 +1,287 @@
+"""Send simulated telemetry to Event Hubs, asynchronously: the engine behind both clients.
+
+Each event goes to the partition its device id maps to (Event Hubs' own key
+hash, see :mod:`iotlib.partitioning`) and carries that key, its JSON body and
+the ``DeviceId``/``EventType``/``EventTypeVersion`` application properties.
+Events are packed into batches up to the link's maximum size, one task per
+partition sends them in order, and several partitions are in flight at once.
+Throttling and transient errors are retried with exponential back-off and
+counted; a batch that still fails is reported event by event, never dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import polars as pl
+from azure.eventhub import EventData
+from azure.eventhub.aio import EventHubProducerClient
+from azure.eventhub.exceptions import (
+    AuthenticationError,
+    ClientClosedError,
+    EventDataError,
+    EventHubError,
+)
+from tqdm.auto import tqdm
+
+from iotlib import events as _events
+from iotlib.connections import settings as _settings
+from iotlib.errors import IngestError, ValidationError
+from iotlib.ingest.plan import MODES, Outgoing, chunks, encode, frames, route, ticks
+from iotlib.ingest.report import Failure, IngestReport
+
+PARTITION_KEY = b"x-opt-partition-key"
+# Errors no retry can fix: report them at once.
+_FATAL = (AuthenticationError, ClientClosedError, EventDataError)
+
+
+def _event(body: bytes, key: str, props: dict[str, str]) -> EventData:
+    event = EventData(body)
+    event.properties = props
+    # Keep the key on each event while batching per partition, as the SDK's buffered producer does.
+    event.raw_amqp_message.annotations = {PARTITION_KEY: key}
+    return event
+
+
+def _is_throttle(exc: BaseException) -> bool:
+    text = f"{exc!r} {getattr(exc, 'error', '')}".lower()
+    return "server-busy" in text or "serverbusy" in text or "throttl" in text
+
+
+class IngestClient:
+    """Sends events to one event hub (async). Create with :meth:`from_connection_string`.
+
+    Use as ``async with IngestClient.from_connection_string(...) as client:
+    report = await client.send(frame)``.
+    """
+
+    def __init__(self, producer: EventHubProducerClient, *, eventhub_name: str) -> None:
+        self._producer = producer
+        self.eventhub_name = eventhub_name
+        self._partition_ids: list[str] | None = None
+        self._props: dict[str, dict[str, str]] = {}
+
+    @classmethod
+    def from_connection_string(
+        cls, conn_str: str | None = None, *, eventhub_name: str | None = None, **producer_options: Any
+    ) -> IngestClient:
+        """A client for ``eventhub_name`` (default: ``iotlib.settings()``'s hub and connection string)."""
+        s = _settings()
+        conn_str = conn_str or s.eventhub_connection_string
+        name = eventhub_name or s.eventhub_name
+        try:
+            producer = EventHubProducerClient.from_connection_string(conn_str, eventhub_name=name, **producer_options)
+        except ValueError as exc:
+            raise IngestError(f"cannot use this Event Hubs connection string: {exc}") from exc
+        return cls(producer, eventhub_name=name)
+
+    async def __aenter__(self) -> IngestClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._producer.close()
+
+    async def partition_ids(self) -> list[str]:
+        if self._partition_ids is None:
+            try:
+                self._partition_ids = list(await self._producer.get_partition_ids())
+            except EventHubError as exc:
+                raise IngestError(f"cannot reach event hub '{self.eventhub_name}': {exc}") from exc
+        return self._partition_ids
+
+    async def send(
+        self,
+        events: pl.DataFrame | Iterable[pl.DataFrame] | Iterable[_events.UpdateTemperatureEvent],
+        *,
+        mode: str = "replay",
+        speed: float = 1.0,
+        send_malformed: bool = False,
+        max_batch_events: int | None = None,
+        chunk_events: int = 50_000,
+        tick: float = 0.1,
+        max_retries: int = 6,
+        backoff: float = 0.2,
+        progress: bool = True,
+    ) -> IngestReport:
+        """Send ``events``: a simulation frame, a :class:`~iotlib.simulate.Simulation` (streamed
+        chunk by chunk), an iterable of frames, or ``UpdateTemperatureEvent`` objects.
+
+        ``mode="replay"`` sends as fast as the hub takes them; ``mode="live"``
+        paces them by ``sent_at``, ``speed`` times faster than real time (1 = the
+        scenario's own rate). ``max_batch_events`` caps events per batch (default:
+        as many as fit the link's size limit). Malformed payloads are held back
+        and reported unless ``send_malformed``.
+
+        One sender task per partition drains a short queue, so encoding the next
+        chunk overlaps sending this one, and in live mode whatever piles up while a
+        send is in flight goes out together in the next batch. ``max_lag_seconds``
+        in the report is how late the latest event went out against its schedule.
+        """
+        if mode not in MODES:
+            raise ValidationError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if max_batch_events is not None and max_batch_events < 1:
+            raise ValidationError(f"max_batch_events must be at least 1, got {max_batch_events}")
+        if mode == "live" and speed <= 0:
+            raise ValidationError(f"speed must be positive, got {speed}")
+        stream, total = frames(events)
+        partition_ids = await self.partition_ids()
+        report = IngestReport(self.eventhub_name, mode, speed if mode == "live" else None)
+        bar = tqdm(total=total, unit="ev", desc=f"ingest ({mode})", disable=not progress, smoothing=0.1)
+        run = _Run(self, report, bar, max_batch_events or 0, max_retries, backoff)
+        queues = {pid: asyncio.Queue[tuple[Outgoing, float] | None](maxsize=4) for pid in partition_ids}
+        senders = [asyncio.ensure_future(run.sender(queues[pid])) for pid in partition_ids]
+
+        async def dispatch(chunk: pl.DataFrame, due: float) -> None:
+            groups, held = route(chunk, partition_ids, send_malformed=send_malformed)
+            report.rejected.extend(held)
+            bar.update(len(held))
+            for pid, group in groups.items():
+                await queues[pid].put((group, due))
+            if run.error is not None:  # a refusal no retry can fix: stop, keeping the report
+                run.error.report = report  # type: ignore[attr-defined]
+                raise run.error
+
+        try:
+            origin = None
+            for frame in stream:
+                report.events_in += frame.height
+                if mode == "replay":
+                    for raw in chunks(frame, chunk_events):
+                        await dispatch(encode(raw), 0.0)
+                    continue
+                if origin is None and frame.height:
+                    origin = frame["sent_at"][0]
+                for due, chunk in ticks(encode(frame), speed=speed, tick=tick, origin=origin):
+                    if run.clock is None:
+                        # The first tick opens the sender links (about half a second each in the
+                        # client); the schedule starts once it is out, so that cost is not lag.
+                        await dispatch(chunk, due)
+                        await asyncio.gather(*(q.join() for q in queues.values()))
+                        run.clock = time.monotonic() - due
+                        continue
+                    delay = run.clock + due - time.monotonic()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    await dispatch(chunk, due)
+            for q in queues.values():
+                await q.put(None)
+            await asyncio.gather(*senders)
+            if run.error is not None:
+                run.error.report = report  # type: ignore[attr-defined]
+                raise run.error
+        finally:
+            for task in senders:
+                task.cancel()
+            bar.close()
+            report.finish()
+        return report
+
+    def _properties(self, device: str) -> dict[str, str]:
+        props = self._props.get(device)
+        if props is None:
+            props = self._props[device] = _events.properties(device)
+        return props
+
+
+class _Run:
+    """State of one send call shared by its per-partition sender tasks."""
+
+    def __init__(self, client: IngestClient, report: IngestReport, bar: Any,
+                 max_batch_events: int, max_retries: int, backoff: float) -> None:
+        self.client = client
+        self.producer = client._producer
+        self.report = report
+        self.bar = bar
+        self.max_batch_events = max_batch_events
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.clock: float | None = None
+        self.error: IngestError | None = None
+
+    async def sender(self, queue: asyncio.Queue[tuple[Outgoing, float] | None]) -> None:
+        while True:
+            item = await queue.get()
+            if item is None:
+                queue.task_done()
+                return
+            group, due = item
+            taken = 1
+            while not queue.empty():  # merge whatever piled up meanwhile
+                nxt = queue.get_nowait()
+                taken += 1
+                if nxt is None:
+                    queue.put_nowait(None)  # finish after this group
+                    break
+                group.extend(nxt[0])
+                due = nxt[1]
+            if self.error is None:  # after a fatal refusal, drain without sending
+                try:
+                    await self.send_group(group, due)
+                except IngestError as exc:
+                    self.error = exc
+            for _ in range(taken):
+                queue.task_done()
+
+    async def send_group(self, group: Outgoing, due: float) -> None:
+        pid = group.partition_id
+        limit = self.max_batch_events or len(group)
+        start = 0
+        while start < len(group):
+            batch = await self.producer.create_batch(partition_id=pid)
+            end = start
+            while end < len(group) and end - start < limit:
+                key = group.keys[end]
+                try:
+                    batch.add(_event(group.bodies[end], key, self.client._properties(key)))
+                except ValueError:
+                    if end > start:
+                        break
+                    # One event larger than the hub takes: report it and go on.
+                    self.report.failed.append(Failure(
+                        key, group.observed[end],  # type: ignore[arg-type]
+                        f"event of {len(group.bodies[end]):,} bytes exceeds the hub's "
+                        f"{batch.max_size_in_bytes:,}-byte limit", pid))
+                    self.bar.update(1)
+                    start = end = end + 1
+                    continue
+                end += 1
+            if len(batch):
+                await self.send_batch(batch, group, start, end)
+            start = end
+        if self.clock is not None:
+            late = time.monotonic() - (self.clock + due)
+            self.report.max_lag_seconds = max(self.report.max_lag_seconds, late)
+
+    async def send_batch(self, batch: Any, group: Outgoing, start: int, end: int) -> None:
+        pid = group.partition_id
+        attempt = 0
+        while True:
+            try:
+                await self.producer.send_batch(batch)
+            except _FATAL as exc:
+                raise IngestError(f"event hub '{self.client.eventhub_name}' refused the send: {exc}") from exc
+            except EventHubError as exc:
+                attempt += 1
+                self.report.retries += 1
+                self.report.throttled += _is_throttle(exc)
+                if attempt > self.max_retries:
+                    reason = f"not accepted after {self.max_retries} retries: {exc}"
+                    self.report.failed.extend(
+                        Failure(group.keys[i], group.observed[i], reason, pid)  # type: ignore[arg-type]
+                        for i in range(start, end)
+                    )
+                    self.bar.update(end - start)
+                    return
+                pause = self.backoff * (2 ** (attempt - 1)) * (0.5 + random.random())
+                await asyncio.sleep(min(pause, 30.0))
+                continue
+            self.report.record_send(pid, end - start, batch.size_in_bytes, sum(group.malformed[start:end]))
+            self.bar.update(end - start)
+            return
