@@ -116,7 +116,8 @@ def _capture(args: argparse.Namespace) -> int:
 
         def on_file(row: Any) -> None:
             events_out.write(json.dumps({"type": "Microsoft.EventHub.CaptureFileCreated", "name": row.name,
-                                         "reason": row.reason, "writer": row.writer, "pid": os.getpid(),
+                                         "reason": row.reason, "extended": row.extended, "writer": row.writer,
+                                         "pid": os.getpid(),
                                          "data": row.to_event_data()}) + "\n")  # fmt: skip
 
         engine.on_file = on_file
