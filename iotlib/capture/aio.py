@@ -363,6 +363,8 @@ class _Run:
             p = self.partitions[context.partition_id]
         if events:
             self.last_event_at = time.monotonic()
+            if self.report.first_received is None:
+                self.report.first_received = datetime.now(timezone.utc)
         await p.on_batch(events)
 
     async def on_error(self, context: Any, error: Exception) -> None:

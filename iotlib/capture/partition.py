@@ -175,6 +175,8 @@ class PartitionCapture:
                     await self.breaker.wait_if_tripped(self._stalled_for_good)
         if self.skipped_last is not None and self.open is None:
             self._checkpoint_skipped()
+        self.stats.lag = max(0.0, time.time() - ms / 1000)
+        self.stats.max_lag = max(self.stats.max_lag, self.stats.lag)
         target = self.run.targets.get(self.pid)
         if self.run.once and target is not None and self.received_seq is not None and self.received_seq >= target:
             if self.open is not None:

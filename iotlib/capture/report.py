@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -91,6 +90,8 @@ class PartitionStats:
     releases: int = 0
     resets: int = 0  # restarted from the checkpoint after a conflict it could not resolve
     discarded: int = 0  # received but dropped on a handover/reset/timeout (captured again later)
+    lag: float = 0.0  # seconds from the latest event's enqueued time to its arrival here
+    max_lag: float = 0.0  # the largest such lag seen (a backlog being caught up shows here too)
 
 
 @dataclass
@@ -102,6 +103,7 @@ class CaptureReport:
     container: str
     started: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     stopped: datetime | None = None
+    first_received: datetime | None = None  # when the first event arrived (start-up excluded)
     files: list[CaptureFile] = field(default_factory=list)
     partitions: dict[str, PartitionStats] = field(default_factory=dict)
     breaker: list[BreakerEvent] = field(default_factory=list)
@@ -151,6 +153,15 @@ class CaptureReport:
     def seconds(self) -> float:
         end = self.stopped.timestamp() if self.stopped else time.time()
         return max(0.0, end - self.started.timestamp())
+
+    def events_per_second(self) -> float:
+        """Events stored per second, from the first event received to the last file committed."""
+        with self._lock:
+            if not self.files or self.first_received is None:
+                return 0.0
+            last = max(f.created for f in self.files)
+        span = (last - self.first_received).total_seconds()
+        return self.events / span if span > 0 else 0.0
 
     def files_frame(self) -> pl.DataFrame:
         """One row per file written, with the ``CaptureFileCreated`` fields in snake_case."""
@@ -216,8 +227,3 @@ def _pid_key(pid: str) -> tuple[int, str]:
     return (int(pid), pid) if pid.isdigit() else (1 << 30, pid)
 
 
-def merge_counts(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = out.get(k, 0) + v
-    return out
