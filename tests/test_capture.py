@@ -5,6 +5,7 @@ Each test has a hub of its own, so every count is exact; containers are unique p
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import signal
@@ -21,7 +22,8 @@ from capturekit import blobs, capture_process, captured, checkpoints, hub_ids, p
 
 import iotlib
 from iotlib import captureformat as cf
-from iotlib.capture import CaptureWriter
+from iotlib.capture import CaptureWriter, explore
+from iotlib.capture import aio as capture_aio
 from iotlib.emulator import Emulator
 from iotlib.errors import CaptureError
 
@@ -119,8 +121,16 @@ def test_size_cuts_deflate_and_a_custom_path_format(hub: Emulator, storage: str,
             assert name_time <= f.first_enqueue_time < name_time.replace(second=0) + timedelta(seconds=60)
             assert f.window_start == name_time.replace(second=0)
         assert len({f.name for f in files}) == len(files)
-    data, _ = next(iter(blobs(storage, names["container"]).values()))
+    stored = blobs(storage, names["container"])
+    data, _ = next(iter(stored.values()))
     assert fastavro.reader(io.BytesIO(data)).codec == "deflate"
+    # what the notebook's helpers show agrees with the blobs
+    listed = explore.list_files(storage, name=names["container"], path_format=fmt)
+    assert listed.height == len(stored) and listed["events"].sum() == sent
+    anatomy = explore.describe(data)
+    assert anatomy.codec == "deflate" and anatomy.events == len(list(fastavro.reader(io.BytesIO(data))))
+    tree = explore.blob_tree(storage, name=names["container"], max_children=50)
+    assert all(name.rsplit("/", 1)[1] in tree for name in stored)
     # a cut happens at the first event of a later second than the file's name (names stay unique)
     for files in per_partition.values():
         for f, nxt in zip(files, files[1:]):
@@ -223,3 +233,17 @@ def test_sigint_flushes_open_windows_then_checkpoints(hub: Emulator, storage: st
     assert checkpoints(storage, names["checkpoint_container"]) == {
         p: max(s for q, s in got if q == p) for p in {q for q, _ in got}
     }
+
+
+def test_the_async_writer_is_the_same_writer(hub: Emulator, storage: str, names: dict) -> None:
+    sent = send(hub.connection_string, simulated(200, seed=9))
+
+    async def capture() -> object:
+        async with capture_aio.CaptureWriter.from_connection_string(
+            hub.connection_string, storage, eventhub_name=hub.eventhub_name, load_balancing_interval=1, **names
+        ) as writer:
+            return await writer.run(once=True, timeout=60)
+
+    report = asyncio.run(capture())
+    got, duplicates, _ = captured(storage, names["container"])
+    assert report.events == sent == len(got) and duplicates == 0  # type: ignore[attr-defined]
