@@ -190,6 +190,14 @@ def test_a_missing_container_is_a_clear_error(hub: Emulator, storage: str, names
         writer(hub, storage, create_container=False, **names).run(once=True, timeout=30)
 
 
+def test_a_refused_storage_key_is_a_clear_error(hub: Emulator, storage: str, names: dict) -> None:
+    parts = dict(item.split("=", 1) for item in storage.strip(";").split(";"))
+    parts["AccountKey"] = "d3Jvbmc=" * 11  # well-formed base64, wrong key
+    wrong = ";".join(f"{k}={v}" for k, v in parts.items()) + ";"
+    with pytest.raises(CaptureError, match="refused the credentials"):
+        writer(hub, wrong, **names).run(once=True, timeout=30)
+
+
 def test_deleted_container_stops_the_writer_with_one_clear_error(
     hub: Emulator, storage: str, names: dict, caplog: pytest.LogCaptureFixture
 ) -> None:

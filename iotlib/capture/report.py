@@ -5,6 +5,9 @@ event (``fileUrl``, ``partitionId``, ``sizeInBytes``, ``eventCount``, ``firstSeq
 ``lastSequenceNumber``, ``firstEnqueueTime``, ``lastEnqueueTime``) plus what the writer knows
 beside them (the blob name, the window, why the file was closed). The same fields go into each
 blob's metadata, so a later run — or any tool — can tell what a file holds without reading it.
+
+A row is written per commit: a file that is *extended* (its window went on after an early commit)
+appears again with ``extended=True`` and its new totals; the last row of a name describes the blob.
 """
 
 from __future__ import annotations
@@ -195,7 +198,8 @@ class CaptureReport:
         lines = [
             f"capture of {self.eventhub!r} ({self.consumer_group}) into container {self.container!r}: "
             f"{self.events:,} events in {len(self.files)} files ({nbytes / 1e6:,.2f} MB) in {secs:,.1f} s"
-            + (f", {self.events / secs:,.0f} events/s" if secs > 0 and self.events else "")
+            + (f" ({self.events_per_second():,.0f} events/s from the first event to the last commit)"
+               if self.events_per_second() else "")
             + (f"; stopped: {self.stop_reason}" if self.stop_reason else "")
         ]
         for p in sorted(self.partitions.values(), key=lambda p: _pid_key(p.partition_id)):
