@@ -25,7 +25,7 @@ from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 from iotlib.capture.options import CaptureOptions
 from iotlib.capture.partition import PartitionCapture, PartitionReset
 from iotlib.capture.report import CaptureFile, CaptureReport
-from iotlib.capture.storage import Retrier, StorageConflict, StorageFatal
+from iotlib.capture.storage import CONTAINER_GONE, Retrier, StorageConflict, StorageFatal
 from iotlib.connections import parse_connection_string
 from iotlib.errors import CaptureError, ConfigurationError
 
@@ -316,24 +316,31 @@ class _Run:
             _LOG.error("capture stops: %s", exc)
 
     async def prepare_container(self, client: ContainerClient, *, create: bool) -> None:
+        """Check the container is there (create it if asked and missing); a clear error otherwise.
+
+        Existence is checked first, so credentials that may write blobs but not create containers
+        (a container SAS) work with a container that exists.
+        """
         # At start a hard error (no container, a refused key) fails at once: nothing is running yet.
         retrier = Retrier(where=f"container {client.container_name!r}", backoff=self.options.retry_backoff,
-                          hard_error_grace=0, on_retry=self.report.add_retry, report_once=self.report_once)  # fmt: skip
-        if create:
-            try:
-                await retrier.call("create the container", client.create_container)
-                _LOG.info("capture: created container %r", client.container_name)
-            except StorageConflict:
-                pass  # exists
-            except StorageFatal as exc:
-                raise CaptureError(str(exc)) from exc
-            return
+                          hard_error_grace=0, on_retry=self.report.add_retry, report_once=lambda _: False)  # fmt: skip
         try:
             await retrier.call("find the container", client.get_container_properties)
-        except CaptureError as exc:
-            raise CaptureError(
-                f"container {client.container_name!r} does not exist ({exc}); create it or pass create_container=True"
-            ) from exc
+            return
+        except StorageFatal as exc:
+            if exc.reason != CONTAINER_GONE:
+                raise CaptureError(f"container {client.container_name!r}: {exc}") from exc
+            if not create:
+                raise CaptureError(
+                    f"container {client.container_name!r} does not exist; create it or pass create_container=True"
+                ) from exc
+        try:
+            await retrier.call("create the container", client.create_container)
+            _LOG.info("capture: created container %r", client.container_name)
+        except StorageConflict:
+            pass  # created meanwhile by someone else
+        except StorageFatal as exc:
+            raise CaptureError(f"container {client.container_name!r} could not be created: {exc}") from exc
 
     # --- the consumer's callbacks ----------------------------------------------------
 

@@ -38,6 +38,7 @@ _LOG = logging.getLogger("iotlib.capture")
 T = TypeVar("T")
 
 TRANSIENT, HARD, CONFLICT, NOT_FOUND, BROKEN = "transient", "hard", "conflict", "not found", "broken file"
+CONTAINER_GONE = "the container does not exist (deleted while capture was running?)"
 
 
 class StorageConflict(CaptureError):
@@ -55,6 +56,10 @@ class BrokenFile(CaptureError):
 class StorageFatal(CaptureError):
     """A hard storage error lasted longer than ``hard_error_grace``: the writer stops."""
 
+    def __init__(self, message: str, *, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason  # the classified text, e.g. CONTAINER_GONE
+
 
 def classify(exc: BaseException) -> tuple[str, str]:
     """The kind of a storage failure and a short text for logs."""
@@ -66,7 +71,7 @@ def classify(exc: BaseException) -> tuple[str, str]:
         return CONFLICT, f"{code or status}"
     if isinstance(exc, ResourceNotFoundError) or status == 404:
         if code == "ContainerNotFound":
-            return HARD, "the container does not exist (deleted while capture was running?)"
+            return HARD, CONTAINER_GONE
         return NOT_FOUND, code or "not found"
     if isinstance(exc, ClientAuthenticationError) or status == 403:
         return HARD, f"storage refused the credentials ({code or 'HTTP 403'}): check the storage connection string"
@@ -139,7 +144,9 @@ class Retrier:
                             text, self.where, what, self.hard_error_grace,
                         )  # fmt: skip
                     if now - hard_since >= self.hard_error_grace:
-                        raise StorageFatal(f"storage: {text} (for {now - hard_since:.0f} s, on {self.where}, {what})") from exc
+                        raise StorageFatal(
+                            f"storage: {text} (for {now - hard_since:.0f} s, on {self.where}, {what})", reason=text
+                        ) from exc
                 self.on_retry(what)
                 delay = min(self.most, self.first * 2**attempt) * random.uniform(0.8, 1.2)
                 attempt += 1
