@@ -123,6 +123,8 @@ class Retrier:
                 raise
             except Exception as exc:  # noqa: BLE001 - classified below; unknown ones re-raised
                 kind, text = classify(exc)
+                if kind not in (TRANSIENT, HARD):
+                    self.failing_since = None  # storage answered, if only to say no
                 if kind == CONFLICT:
                     raise StorageConflict(f"{what}: {text}") from exc
                 if kind == NOT_FOUND:
@@ -144,6 +146,7 @@ class Retrier:
                             text, self.where, what, self.hard_error_grace,
                         )  # fmt: skip
                     if now - hard_since >= self.hard_error_grace:
+                        self.failing_since = None
                         raise StorageFatal(
                             f"storage: {text} (for {now - hard_since:.0f} s, on {self.where}, {what})", reason=text
                         ) from exc
