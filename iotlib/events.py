@@ -51,7 +51,7 @@ MALFORMED_KINDS = ("invalid_json", "missing_field", "wrong_type", "bad_timestamp
 
 _TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S%.6fZ"
 _RFC3339 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})"
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})"
 )
 # The exact shape encode_frame writes; anything else goes through the slow, precise path.
 _CANONICAL = (
@@ -218,8 +218,8 @@ def _type_name(value: Any) -> str:
     return "object"
 
 
-def _check(body: bytes | str | bytearray | memoryview) -> tuple[UpdateTemperatureEvent | None, str | None]:
-    """Parse one body: (event, None) when valid, else (None, reason)."""
+def check(body: bytes | str | bytearray | memoryview) -> tuple[UpdateTemperatureEvent | None, str | None]:
+    """Parse one body: ``(event, None)`` when valid, else ``(None, reason)``: the definition of a valid body."""
     if isinstance(body, (bytes, bytearray, memoryview)):
         try:
             text = bytes(body).decode("utf-8")
@@ -261,7 +261,7 @@ def _check(body: bytes | str | bytearray | memoryview) -> tuple[UpdateTemperatur
 
 def decode(body: bytes | str) -> UpdateTemperatureEvent:
     """Parse one JSON body; raises :class:`~iotlib.errors.ValidationError` naming what is wrong."""
-    event, reason = _check(body)
+    event, reason = check(body)
     if event is None:
         raise ValidationError(f"malformed {EVENT_TYPE}: {reason}")
     return event
@@ -269,7 +269,7 @@ def decode(body: bytes | str) -> UpdateTemperatureEvent:
 
 def validate(body: bytes | str) -> str | None:
     """``None`` if ``body`` is a valid event, else a short reason such as ``missing field(s): Temperature``."""
-    return _check(body)[1]
+    return check(body)[1]
 
 
 def _utf8_or_none(value: bytes | None) -> str | None:
@@ -332,7 +332,7 @@ def decode_bodies(bodies: pl.Series | Iterable[bytes | str]) -> pl.DataFrame:
     devices, moments, temps, errors = [], [], [], []
     for i in slow_rows.to_list():
         value = originals[i]
-        event, reason = (None, "empty body (null)") if value is None else _check(value)
+        event, reason = (None, "empty body (null)") if value is None else check(value)
         devices.append(event.device_id if event else None)
         moments.append(event.time_observed if event else None)
         temps.append(event.temperature if event else None)

@@ -397,7 +397,6 @@ class Simulation:
 
     # --- faults ------------------------------------------------------------------------------
     def _prepare_faults(self) -> None:
-        n = self.n
         span = self.end - self.t0
         buildings = self.registry["building_id"].to_numpy()
         self.heat: list[tuple[np.ndarray, int, int, float, int]] = []

@@ -174,7 +174,7 @@ class RawClient:
                 return channel, fields, payload
         raise AssertionError(f"performative 0x{code:02x} never came")
 
-    def handshake(self) -> None:
+    def handshake(self, max_frame_size: int = 65536) -> None:
         """SASL ANONYMOUS, AMQP header, open, begin on channel 1."""
         self.send_raw(f.SASL_HEADER)
         assert self.recv_exact(8) == f.SASL_HEADER
@@ -185,7 +185,7 @@ class RawClient:
         assert code == f.SASL_OUTCOME and fields[0] == 0
         self.send_raw(f.AMQP_HEADER)
         assert self.recv_exact(8) == f.AMQP_HEADER
-        self.send_raw(f.frame(0, f.open_("raw-test", 65536, 100, None)))
+        self.send_raw(f.frame(0, f.open_("raw-test", max_frame_size, 100, None)))
         self.read_until(f.OPEN)
         self.send_raw(f.frame(1, _begin_unmapped()))
         self.read_until(f.BEGIN)

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import fastavro
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from iotlib import captureformat as cf

@@ -194,7 +194,7 @@ def test_bulk_bodies_equal_reference(items: list[bytes | None]) -> None:
 def test_body_errors_are_kept_with_reasons() -> None:
     items = [b'{"DeviceId":"a","TimeObserved":"2024-03-01T10:00:00Z","Temperature":21.5}', b"oops", None, b'{"DeviceId":"a"}', b"[]"]
     df = bodies.decode_bodies(*_spans(items))
-    assert df["decode_error"].to_list() == [None, "invalid JSON: Expecting value: line 1 column 1 (char 0)", "no body", "missing TimeObserved, Temperature", "body is a JSON array, not an object"]
+    assert df["decode_error"].to_list() == [None, "invalid JSON: Expecting value: line 1 column 1 (char 0)", "no body", "missing field(s): TimeObserved, Temperature", "not a JSON object (got array)"]
     assert df.row(0) == ("a", datetime(2024, 3, 1, 10, tzinfo=UTC), 21.5, None)
 
 

@@ -8,7 +8,7 @@ import pytest
 from azure.core.credentials import AzureNamedKeyCredential, AzureSasCredential
 from azure.eventhub import EventData, EventHubProducerClient
 from azure.eventhub.exceptions import AuthenticationError, EventHubError
-from emulator_helpers import FAST, RawClient, receive
+from emulator_helpers import FAST, RawClient, event_message, receive
 
 from iotlib.emulator import Emulator, EmulatorConfig, EntityConfig, KeyConfig
 from iotlib.emulator.auth import make_token
@@ -128,7 +128,7 @@ def test_unknown_entities_are_not_found(emu):
             ("sender", f"{HUB}/Partitions/9"),
             ("receiver", f"{HUB}/ConsumerGroups/nogroup/Partitions/0"),
             ("receiver", f"{HUB}/ConsumerGroups/$Default/Partitions/5"),
-            ("receiver", f"nohub/ConsumerGroups/$Default/Partitions/0"),
+            ("receiver", "nohub/ConsumerGroups/$Default/Partitions/0"),
         ]):
             if kind == "sender":
                 raw.attach_sender(address, handle=handle)
@@ -144,3 +144,22 @@ def test_unknown_entities_are_not_found(emu):
         p.get_eventhub_properties()
     with pytest.raises(EventHubError):
         receive(emu.connection_string, partition_id="0", count=1, consumer_group="nogroup", timeout=5)
+
+
+def test_links_close_when_their_token_expires_unrenewed(emu):
+    raw = RawClient(emu.port)
+    try:
+        raw.handshake()
+        short = make_token(f"sb://localhost:{emu.port}/{HUB}", *ROOT, int(time.time()) + 2)
+        assert raw.put_token(f"sb://localhost:{emu.port}/{HUB}", short) == 202
+        fields, _ = raw.attach_sender(f"{HUB}/Partitions/0", handle=0)
+        assert fields[6] is not None
+        raw.transfer(0, 0, event_message(b"in time"))
+        _, disposition, _ = raw.read_until(0x15)
+        assert disposition[4].descriptor == 0x24  # accepted
+        time.sleep(2.5)
+        raw.transfer(0, 1, event_message(b"too late"))
+        _, detach, _ = raw.read_until(0x16)
+        assert detach[2].value[0] == "amqp:unauthorized-access"
+    finally:
+        raw.close()

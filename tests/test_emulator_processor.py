@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 from azure.eventhub import EventData
+from azure.eventhub.amqp import AmqpAnnotatedMessage
 from azure.eventhub.aio import EventHubConsumerClient, EventHubProducerClient
 from azure.eventhub.extensions.checkpointstoreblobaio import BlobCheckpointStore
 from azure.storage.blob.aio import BlobServiceClient
@@ -199,22 +200,28 @@ def test_last_enqueued_event_properties(emu):
         await _send(emu, {"3": [f"m-{i}" for i in range(4)]})
         async with EventHubProducerClient.from_connection_string(emu.connection_string, eventhub_name=HUB,
                                                                  **FAST) as p:
+            # An event with delivery annotations of its own: the service's are merged in.
+            await p.send_event(AmqpAnnotatedMessage(data_body=b"own-da", delivery_annotations={b"x-opt-user": 5}),
+                               partition_id="3")
             props = await p.get_partition_properties("3")
         seen = []
         client = _consumer(emu, "metrics")
 
         async def on_event(ctx, event):
-            seen.append((event.sequence_number, ctx.last_enqueued_event_properties))
+            seen.append((event.sequence_number, ctx.last_enqueued_event_properties,
+                         event.raw_amqp_message.delivery_annotations))
 
         task = asyncio.create_task(client.receive(
             on_event, partition_id="3", starting_position="-1", track_last_enqueued_event_properties=True))
-        await _until(lambda: len(seen) >= 4, 15)
+        await _until(lambda: len(seen) >= 5, 15)
         await _stop(client, task)
         return props, seen
 
     props, seen = asyncio.run(scenario())
-    assert len(seen) >= 4
+    assert len(seen) >= 5
     last = seen[-1][1]
+    assert seen[-1][2][b"x-opt-user"] == 5
+    assert seen[-1][2][b"last_enqueued_sequence_number"] == props["last_enqueued_sequence_number"]
     assert last["sequence_number"] == props["last_enqueued_sequence_number"]
     assert last["offset"] == props["last_enqueued_offset"]
     assert last["enqueued_time"] == props["last_enqueued_time_utc"]

@@ -15,7 +15,7 @@ from emulator_helpers import FAST, receive, receive_many
 
 import iotlib
 from iotlib.emulator import Emulator, EmulatorConfig, EntityConfig
-from iotlib.emulator.hub import partition_for_key
+from iotlib.partitioning import partition_index
 
 HUB = "telemetry"
 
@@ -55,7 +55,7 @@ def test_session_stack_serves_the_sdk(local_stack):
 
 def test_batch_with_partition_key_keeps_order_and_properties(emu, prod):
     key = "device-000042"
-    pid = str(partition_for_key(key, 4))
+    pid = str(partition_index(key, 4))
     start = last_seq(prod, pid)
     p = prod
     batch = p.create_batch(partition_key=key)
@@ -93,7 +93,7 @@ def test_send_event_explicit_partition_and_body_kinds(emu, prod):
 def test_same_key_same_partition_as_buffered_producer(emu, prod):
     """The emulator maps a key where the SDK's buffered producer would send it."""
     key = "device-buffered-7"
-    pid = str(partition_for_key(key, 4))
+    pid = str(partition_index(key, 4))
     start = last_seq(prod, pid)
     p = prod
     p.send_batch([EventData(b"unbuffered")], partition_key=key)

@@ -7,17 +7,19 @@ import pandas as pd
 import polars as pl
 import pytest
 
+from processing_helpers import simulated
+
+from iotlib import scenario
 from iotlib.errors import ValidationError
 from iotlib.processing.building import BUILDING_COLUMNS, BuildingAverager, building_averages
 from iotlib.processing.policy import EventTimePolicy
 from iotlib.processing.reference import Registry
 from iotlib.processing.results import WindowOutput
-from iotlib.processing.sample import Faults, registry, sample
 
 
 @pytest.fixture(scope="module")
 def fleet():
-    return sample(300, minutes=6, seed=11, per_building=30, faults=Faults(behind_devices=1))
+    return simulated(300, 6, seed=11)
 
 
 def pandas_building_averages(events: pl.DataFrame, reg: pl.DataFrame) -> pd.DataFrame:
@@ -114,7 +116,7 @@ def test_the_streaming_job_equals_the_batch_job(fleet, late_policy):
 
 
 def test_the_registry_is_validated():
-    reg = registry(20, per_building=5)
+    reg = scenario.build_registry(20, buildings=4, equal_buildings=True)
     with pytest.raises(ValidationError, match="more than once"):
         Registry(pl.concat([reg, reg.head(1)]))
     with pytest.raises(ValidationError, match="building_id"):
@@ -123,3 +125,14 @@ def test_the_registry_is_validated():
         Registry(reg).enrich(pl.DataFrame({"device_id": ["x"]}), ["elevation"])
     matched, unmatched = Registry(reg).enrich(pl.DataFrame({"device_id": [reg["device_id"][0], "nobody"]}), ["room", "floor"])
     assert matched["room"].to_list() == [reg["room"][0]] and unmatched["reason"].to_list() == ["unknown_device"]
+
+
+def test_empty_input_and_empty_registry():
+    reg, ev = simulated(20, 2, seed=1, faults=False)
+    for policy in (None, EventTimePolicy()):
+        res = building_averages(ev.clear(), reg, policy=policy)
+        assert res.windows.height == 0 and res.windows.columns == BUILDING_COLUMNS
+    nobody = building_averages(ev, reg.clear())
+    assert nobody.counts.unmatched == ev.height and nobody.windows.height == 0
+    job = BuildingAverager(reg)
+    assert job.feed(ev.clear()).windows.height == 0 and job.flush().windows.height == 0

@@ -21,6 +21,7 @@ from iotlib.processing.results import WindowOutput
 from iotlib.processing.windows import Hopping, Tumbling
 
 import processing_oracle as oracle
+from processing_helpers import simulated
 
 T0 = int(datetime(2025, 1, 6, tzinfo=timezone.utc).timestamp()) * 1_000_000
 MS = 1_000
@@ -182,9 +183,7 @@ def test_merging_interleaved_partition_batches_restores_arrival_order(df, policy
 
 def test_an_engine_snapshot_resumes_where_it_left_off():
     rng = np.random.default_rng(3)
-    from iotlib.processing.sample import Faults, sample
-
-    _, df = sample(60, minutes=4, seed=3, faults=Faults(behind_devices=1))
+    _, df = simulated(60, 4, seed=3)
     policy = EventTimePolicy(late_policy="adjust")
     whole = windows_with_policy(df, "5s", policy=policy)
     engine = WindowEngine("5s", policy=policy)
@@ -194,3 +193,19 @@ def test_an_engine_snapshot_resumes_where_it_left_off():
     rest = [resumed.feed(df.slice(cut)), resumed.flush()]
     inc = WindowOutput.concat([first, *rest])
     assert inc.windows.equals(whole.windows) and inc.counts == whole.counts
+
+
+def test_a_replay_from_a_lagging_checkpoint_is_caught_as_duplicates():
+    """Restore a snapshot, then replay events it already saw: same windows, replays flagged."""
+    _, df = simulated(60, 4, seed=4, resends=False)
+    policy = EventTimePolicy(dedupe_horizon="2m")
+    whole = windows_with_policy(df, "5s", policy=policy)
+    engine = WindowEngine("5s", policy=policy)
+    cut, lag = df.height // 2, 40
+    first = engine.feed(df.head(cut))
+    resumed = pickle.loads(pickle.dumps(engine))
+    rest = [resumed.feed(df.slice(cut - lag)), resumed.flush()]  # checkpoint 40 events behind the snapshot
+    inc = WindowOutput.concat([first, *rest])
+    assert inc.windows.equals(whole.windows)
+    assert inc.duplicates.height == lag and set(inc.duplicates["reason"].to_list()) == {"duplicate_sequence"}
+    assert inc.counts.accepted == whole.counts.accepted

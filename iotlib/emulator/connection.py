@@ -191,8 +191,9 @@ class Connection(asyncio.Protocol):
             raise ConnectionFailed("amqp:not-implemented", f"unknown performative 0x{code:02x}")
         if code == f.TRANSFER:
             fields, _, end = c.decode_fields(body, pos, expected)
-            if channel in self.sessions:
-                self._transfer(channel, fields, body[end:])
+            session = self.sessions.get(channel)
+            if session is not None:
+                session.on_transfer(fields, body[end:])
             return
         fields, raws, _ = c.decode_fields(body, pos, expected)
         if self.state == _OPEN:
@@ -200,24 +201,26 @@ class Connection(asyncio.Protocol):
                 raise ConnectionFailed("amqp:illegal-state", "the first frame must be open")
             self._on_open(fields)
             return
-        handler = {
-            f.BEGIN: self._on_begin,
-            f.ATTACH: None,
-            f.FLOW: self._on_flow,
-            f.DISPOSITION: self._on_disposition,
-            f.DETACH: self._on_detach,
-            f.END: self._on_end,
-            f.CLOSE: self._on_close,
-            f.OPEN: self._on_second_open,
-        }[code]
-        if code not in (f.BEGIN, f.CLOSE) and channel not in self.sessions:
+        if code not in (f.BEGIN, f.CLOSE, f.OPEN) and channel not in self.sessions:
             # The client detaches some links after ending their session; ignore such stragglers.
             _LOG.debug("ignoring performative 0x%02x on channel %d without a session", code, channel)
             return
         if code == f.ATTACH:
-            self._session(channel).on_attach(fields, raws)
+            self.sessions[channel].on_attach(fields, raws)
+        elif code == f.BEGIN:
+            self._on_begin(channel, fields)
+        elif code == f.FLOW:
+            self.sessions[channel].on_flow(fields)
+        elif code == f.DISPOSITION:
+            self.sessions[channel].on_disposition(fields)
+        elif code == f.DETACH:
+            self.sessions[channel].on_detach(fields)
+        elif code == f.END:
+            self._on_end(channel)
+        elif code == f.CLOSE:
+            self._on_close(fields)
         else:
-            handler(channel, fields)
+            raise ConnectionFailed("amqp:illegal-state", "open received twice")
 
     @staticmethod
     def _descriptor(body: bytes) -> tuple[int, int]:
@@ -227,12 +230,6 @@ class Connection(asyncio.Protocol):
         if not isinstance(descriptor, int):
             raise DecodeError(f"performative descriptor {descriptor!r} is not numeric")
         return descriptor, pos
-
-    def _session(self, channel: int) -> Session:
-        session = self.sessions.get(channel)
-        if session is None:
-            raise ConnectionFailed("amqp:not-found", f"no session on channel {channel}")
-        return session
 
     def _on_open(self, fields: list[Any]) -> None:
         remote_max = fields[2] if fields[2] is not None else 0xFFFFFFFF
@@ -246,9 +243,6 @@ class Connection(asyncio.Protocol):
         if idle:
             self._schedule_heartbeat(idle / 1000.0 / 2)
         _LOG.debug("connection from %s opened (container %s)", self.peer, fields[0])
-
-    def _on_second_open(self, channel: int, fields: list[Any]) -> None:
-        raise ConnectionFailed("amqp:illegal-state", "open received twice")
 
     def _schedule_heartbeat(self, interval: float) -> None:
         def beat() -> None:
@@ -267,26 +261,14 @@ class Connection(asyncio.Protocol):
             raise ConnectionFailed("amqp:connection:framing-error", f"channel {channel} is above channel-max")
         self.sessions[channel] = Session(self, channel, channel, fields)
 
-    def _on_flow(self, channel: int, fields: list[Any]) -> None:
-        self._session(channel).on_flow(fields)
-
-    def _transfer(self, channel: int, fields: list[Any], payload: bytes) -> None:
-        self._session(channel).on_transfer(fields, payload)
-
-    def _on_disposition(self, channel: int, fields: list[Any]) -> None:
-        self._session(channel).on_disposition(fields)
-
-    def _on_detach(self, channel: int, fields: list[Any]) -> None:
-        self._session(channel).on_detach(fields)
-
-    def _on_end(self, channel: int, fields: list[Any]) -> None:
+    def _on_end(self, channel: int) -> None:
         session = self.sessions.pop(channel, None)
         if session is None:
             return
         session.close()
         self.send(session.channel, f.end())
 
-    def _on_close(self, channel: int, fields: list[Any]) -> None:
+    def _on_close(self, fields: list[Any]) -> None:
         err = fields[0]
         if err:
             _LOG.info("client %s closed its connection with an error: %r", self.peer, err)

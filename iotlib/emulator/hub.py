@@ -1,8 +1,7 @@
 """The namespace the emulator serves: event hubs, their partitions and consumer groups.
 
-Partition keys map to partitions the way azure-eventhub's buffered producer
-maps them (Jenkins lookup3 ``hashlittle2`` over the key's UTF-8 bytes, folded
-to a signed 16-bit code, modulo the partition count), so a key lands on the
+Partition keys map to partitions with :mod:`iotlib.partitioning` (the hash the
+service and azure-eventhub's buffered producer use), so a key lands on the
 same partition whether the client or the emulator chooses. Events without key
 or partition go round-robin, one batch at a time.
 """
@@ -11,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,62 +19,9 @@ from iotlib.emulator.config import EmulatorConfig, EntityConfig
 from iotlib.emulator.log import PartitionLog
 from iotlib.emulator.ownership import ReaderSlot
 from iotlib.errors import EmulatorError
+from iotlib.partitioning import partition_index
 
 _LOG = logging.getLogger("iotlib.emulator.hub")
-_M = 0xFFFFFFFF
-
-
-def _rot(x: int, k: int) -> int:
-    return ((x << k) | (x >> (32 - k))) & _M
-
-
-def lookup3(data: bytes, seed1: int = 0, seed2: int = 0) -> tuple[int, int]:
-    """Bob Jenkins' lookup3 ``hashlittle2`` (public domain): the pair (c, b)."""
-    n = len(data)
-    a = b = c = (0xDEADBEEF + n + seed1) & _M
-    c = (c + seed2) & _M
-    p = 0
-    while n > 12:
-        a = (a + int.from_bytes(data[p : p + 4], "little")) & _M
-        b = (b + int.from_bytes(data[p + 4 : p + 8], "little")) & _M
-        c = (c + int.from_bytes(data[p + 8 : p + 12], "little")) & _M
-        # mix
-        a = (a - c) & _M; a ^= _rot(c, 4); c = (c + b) & _M  # noqa: E702
-        b = (b - a) & _M; b ^= _rot(a, 6); a = (a + c) & _M  # noqa: E702
-        c = (c - b) & _M; c ^= _rot(b, 8); b = (b + a) & _M  # noqa: E702
-        a = (a - c) & _M; a ^= _rot(c, 16); c = (c + b) & _M  # noqa: E702
-        b = (b - a) & _M; b ^= _rot(a, 19); a = (a + c) & _M  # noqa: E702
-        c = (c - b) & _M; c ^= _rot(b, 4); b = (b + a) & _M  # noqa: E702
-        p += 12
-        n -= 12
-    if n == 0:
-        return c, b
-    tail = data[p:] + bytes(12 - n)
-    a = (a + int.from_bytes(tail[0:4], "little")) & _M
-    b = (b + int.from_bytes(tail[4:8], "little")) & _M
-    c = (c + int.from_bytes(tail[8:12], "little")) & _M
-    # final
-    c ^= b; c = (c - _rot(b, 14)) & _M  # noqa: E702
-    a ^= c; a = (a - _rot(c, 11)) & _M  # noqa: E702
-    b ^= a; b = (b - _rot(a, 25)) & _M  # noqa: E702
-    c ^= b; c = (c - _rot(b, 16)) & _M  # noqa: E702
-    a ^= c; a = (a - _rot(c, 4)) & _M  # noqa: E702
-    b ^= a; b = (b - _rot(a, 14)) & _M  # noqa: E702
-    c ^= b; c = (c - _rot(b, 24)) & _M  # noqa: E702
-    return c, b
-
-
-def partition_for_key(key: str, partition_count: int) -> int:
-    """The partition index a partition key maps to."""
-    if not key:
-        return 0
-    c, b = lookup3(key.encode("utf-8"))
-    code = (c ^ b) & 0xFFFF
-    if code >= 0x8000:
-        code -= 0x10000
-    return code % partition_count
-
-
 class Partition:
     """One partition: its log and the delivery links waiting for new events."""
 
@@ -137,7 +84,7 @@ class EventHub:
     def route(self, key: str | None) -> Partition:
         """The partition for a batch without an explicit partition."""
         if key:
-            return self.partitions[partition_for_key(key, len(self.partitions))]
+            return self.partitions[partition_index(key, len(self.partitions))]
         self._round_robin = (self._round_robin + 1) % len(self.partitions)
         return self.partitions[self._round_robin]
 
@@ -154,13 +101,14 @@ class EventHub:
 
 
 class Namespace:
-    """Every event hub of the configuration, opened over ``data_dir``."""
+    """Every event hub of the configuration, opened over ``data_dir`` (which it locks)."""
 
     def __init__(self, config: EmulatorConfig, data_dir: Path) -> None:
         self.config = config
         self.name = config.namespace
         self.data_dir = Path(data_dir)
         self.hubs: dict[str, EventHub] = {}
+        self._lock = _lock_folder(self.data_dir)
         try:
             for entity in config.entities:
                 self.hubs[entity.name.lower()] = EventHub(
@@ -183,3 +131,30 @@ class Namespace:
     def close(self) -> None:
         for hub in self.hubs.values():
             hub.close()
+        self.hubs = {}
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
+
+def _lock_folder(folder: Path) -> int | None:
+    """Hold an exclusive lock on ``folder`` so that two emulators never share one log."""
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; one emulator per folder is up to the user
+        return None
+    path = folder / ".lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise EmulatorError(
+            f"{folder} is in use by another emulator (pid {holder}); stop it, or give this one "
+            "another --data-dir"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd

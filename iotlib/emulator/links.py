@@ -47,11 +47,27 @@ class Link:
         self.remote_handle = remote_handle
         self.attached = True
         self.detach_sent = False
+        self.entity_path = ""  # set for event links: what the token must keep covering
+        self.right = ""
+        self.authorised_until = float("inf")
+
+    def still_authorised(self, now: float) -> bool:
+        """Links live as long as a token covers them; when the last one expires, they are closed."""
+        if now < self.authorised_until:
+            return True
+        grants = [g for g in self.session.conn.grants if g.covers(self.entity_path, self.right, now)]
+        if grants:
+            self.authorised_until = max(g.expires for g in grants)
+            return True
+        self.session.detach_link(self, f.error(
+            "amqp:unauthorized-access", f"the token for '{self.entity_path}' expired and was not renewed"))
+        return False
 
     def on_flow(self, fields: list[Any]) -> None:
         pass
 
-    def on_transfer(self, delivery_id: int | None, fmt: int, settled: bool, payload: bytes) -> None:
+    def on_transfer(self, delivery_id: int | None, fmt: int, settled: bool, payload: bytes | None, size: int) -> None:
+        """A complete delivery; ``payload`` is None when it passed the size limit (its bytes were dropped)."""
         self.session.conn.fail("amqp:not-allowed", "transfer on a link where the emulator is the sender")
 
     def closed(self) -> None:
@@ -89,12 +105,14 @@ class IngressLink(_Receiving):
         self.hub = hub
         self.partition = partition
 
-    def on_transfer(self, delivery_id: int | None, fmt: int, settled: bool, payload: bytes) -> None:
+    def on_transfer(self, delivery_id: int | None, fmt: int, settled: bool, payload: bytes | None, size: int) -> None:
         self.count_delivery()
         server = self.session.conn.server
-        if len(payload) > MAX_MESSAGE_SIZE:
+        if not self.still_authorised(time.time()):
+            return
+        if payload is None or size > MAX_MESSAGE_SIZE:
             self._reject(delivery_id, settled, "amqp:link:message-size-exceeded",
-                         f"the message is {len(payload)} bytes; the limit is {MAX_MESSAGE_SIZE} bytes")
+                         f"the message is {size} bytes; the limit is {MAX_MESSAGE_SIZE} bytes")
             return
         try:
             if fmt == message.BATCH_FORMAT:
@@ -136,10 +154,12 @@ class RequestLink(_Receiving):
         super().__init__(session, name, handle, remote_handle, delivery_count)
         self.node = node
 
-    def on_transfer(self, delivery_id: int | None, fmt: int, settled: bool, payload: bytes) -> None:
+    def on_transfer(self, delivery_id: int | None, fmt: int, settled: bool, payload: bytes | None, size: int) -> None:
         self.count_delivery()
         conn = self.session.conn
         try:
+            if payload is None:
+                raise DecodeError(f"a {size}-byte request is larger than the {MAX_MESSAGE_SIZE}-byte limit")
             request = message.decode_message(payload)
         except DecodeError as exc:
             if not settled and delivery_id is not None:
@@ -230,7 +250,7 @@ class EgressLink(Link):
             conn.blocked.add(self)
             return
         budget = min(self.credit, DELIVERY_BATCH, session.remote_incoming_window)
-        if budget <= 0:
+        if budget <= 0 or not self.still_authorised(time.time()):
             return
         log = self.partition.log
         records = log.read(self.cursor, budget, READ_BYTES)

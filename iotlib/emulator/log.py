@@ -44,6 +44,15 @@ INDEX_EVERY = 64  # one sparse-index entry per this many records
 FLAG_USER_DELIVERY_ANNOTATIONS = 0x1
 
 
+def _pread_fallback(fd: int, n: int, pos: int) -> bytes:
+    """``os.pread`` for systems without it (Windows); the log is used from one thread."""
+    os.lseek(fd, pos, os.SEEK_SET)
+    return os.read(fd, n)
+
+
+pread = getattr(os, "pread", _pread_fallback)
+
+
 class LogCorruptError(EmulatorError):
     """A sealed segment holds bytes that are not whole records."""
 
@@ -72,7 +81,8 @@ class Segment:
 
     def open_fd(self) -> int:
         if self.fd is None:
-            self.fd = os.open(self.path, os.O_RDWR | os.O_APPEND | getattr(os, "O_CLOEXEC", 0))
+            flags = os.O_RDWR | os.O_APPEND | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+            self.fd = os.open(self.path, flags)
         return self.fd
 
     def close(self) -> None:
@@ -155,7 +165,7 @@ class PartitionLog:
 
     def _first_time(self, seg: Segment) -> int | None:
         fd = seg.open_fd()
-        head = os.pread(fd, HEADER_SIZE, 0)
+        head = pread(fd, HEADER_SIZE, 0)
         if len(head) < HEADER_SIZE:
             return None
         return HEADER.unpack(head)[3]
@@ -196,7 +206,7 @@ class PartitionLog:
             off = pos - chunk_start
             if off + HEADER_SIZE > len(data):
                 chunk_start = pos
-                data = os.pread(fd, max(1 << 20, HEADER_SIZE), pos)
+                data = pread(fd, max(1 << 20, HEADER_SIZE), pos)
                 off = 0
                 if len(data) < HEADER_SIZE:
                     break
@@ -204,7 +214,7 @@ class PartitionLog:
             end = off + 4 + length
             if end > len(data):
                 chunk_start = pos
-                data = os.pread(fd, 4 + length, pos)
+                data = pread(fd, 4 + length, pos)
                 off, end = 0, 4 + length
                 if len(data) < end:
                     break  # short record: torn tail
@@ -239,7 +249,7 @@ class PartitionLog:
         fd = seg.open_fd()
         last = pos
         while pos < seg.size:
-            length = PREFIX.unpack(os.pread(fd, 8, pos))[0]
+            length = PREFIX.unpack(pread(fd, 8, pos))[0]
             last = pos
             pos += 4 + length
         return last
@@ -389,7 +399,7 @@ class PartitionLog:
                 seg = self.segments[k + 1]
                 fd, pos, seq = seg.open_fd(), 0, seg.base_seq
                 continue
-            head = os.pread(fd, HEADER_SIZE, pos)
+            head = pread(fd, HEADER_SIZE, pos)
             length, _, rseq, t = HEADER.unpack(head)[:4]
             if found(rseq, pos, t):
                 return Cursor(seg, pos, rseq)
@@ -418,11 +428,11 @@ class PartitionLog:
             if seg.size == 0:
                 return []
         available = seg.size - cursor.pos
-        data = os.pread(seg.open_fd(), min(available, max_bytes), cursor.pos)
+        data = pread(seg.open_fd(), min(available, max_bytes), cursor.pos)
         if len(data) >= 4:
             need = 4 + PREFIX.unpack_from(data, 0)[0]
             if need > len(data):  # a record larger than max_bytes: read it whole
-                data = os.pread(seg.open_fd(), need, cursor.pos)
+                data = pread(seg.open_fd(), need, cursor.pos)
         view = memoryview(data)
         out = []
         off = 0

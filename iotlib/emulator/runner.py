@@ -55,6 +55,7 @@ class Emulator:
         self._stop_event: asyncio.Event | None = None
         self._process: subprocess.Popen | None = None
         self._config_file: Path | None = None
+        self.exit_code: int | None = None
 
     # --- what users need -------------------------------------------------------------
 
@@ -190,6 +191,7 @@ class Emulator:
                 except subprocess.TimeoutExpired:
                     self._process.kill()
                     self._process.wait()
+            self.exit_code = self._process.returncode
             self._process = None
             self._log_file.close()
         self._cleanup_dir()
@@ -199,13 +201,9 @@ class Emulator:
         if self._process is None:
             raise EmulatorError("kill() needs an emulator started with mode='process'")
         self._process.kill()
-        self._process.wait()
+        self.exit_code = self._process.wait()
         self._process = None
         self._log_file.close()
-
-    @property
-    def returncode(self) -> int | None:
-        return self._process.poll() if self._process else None
 
     def _cleanup_dir(self) -> None:
         if self._owns_data_dir:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from iotlib.emulator import framing as f
 from iotlib.emulator.config import EmulatorConfig
 from iotlib.emulator.hub import Namespace, Partition
+from iotlib.errors import EmulatorError
 
 if TYPE_CHECKING:
     from iotlib.emulator.connection import Connection
@@ -48,9 +49,14 @@ class Server:
 
         self.loop = asyncio.get_running_loop()
         self.namespace = Namespace(self.config, self.data_dir)
-        self._server = await self.loop.create_server(
-            lambda: Connection(self), self.host, self.port, reuse_address=True, backlog=128
-        )
+        try:
+            self._server = await self.loop.create_server(
+                lambda: Connection(self), self.host, self.port, reuse_address=True, backlog=128
+            )
+        except OSError as exc:
+            self.namespace.close()
+            self.namespace = None
+            raise EmulatorError(f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc}") from exc
         sock = self._server.sockets[0]
         self.port = sock.getsockname()[1]
         self._schedule_retention()

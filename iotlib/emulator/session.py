@@ -117,8 +117,8 @@ class Session:
                     link.wake()
             return
         link = self.links.get(fields[4])
-        if link is None:
-            self.conn.fail("amqp:session:unattached-handle", f"flow for unknown handle {fields[4]}")
+        if link is None:  # a link that just detached: nothing to do (and no reason to drop the connection)
+            _LOG.debug("flow for handle %s, which is not attached", fields[4])
             return
         link.on_flow(fields)
 
@@ -143,7 +143,7 @@ class Session:
                 self._incoming_since_flow = 0
                 self.conn.send(self.channel, f.flow(**self._flow_fields()))
             if not more:
-                link.on_transfer(delivery_id, fmt, settled, payload)
+                link.on_transfer(delivery_id, fmt, settled, payload, len(payload))
                 return
             self._partial[handle] = (delivery_id, fmt, settled, [payload], len(payload))
             return
@@ -158,10 +158,7 @@ class Session:
             self._partial[handle] = (delivery_id, fmt, settled, parts, size)
             return
         del self._partial[handle]
-        if size > MAX_MESSAGE_SIZE:
-            link.on_transfer(delivery_id, fmt, settled, _Oversize(size))
-            return
-        link.on_transfer(delivery_id, fmt, settled, b"".join(parts))
+        link.on_transfer(delivery_id, fmt, settled, b"".join(parts) if size <= MAX_MESSAGE_SIZE else None, size)
 
     def send_disposition(self, first: int, last: int, state: bytes) -> None:
         self.conn.send(self.channel, f.disposition(role=f.ROLE_RECEIVER, first=first,
@@ -217,9 +214,15 @@ class Session:
         if not isinstance(name, str) or remote_handle is None:
             self.conn.fail("amqp:invalid-field", "attach without name or handle")
             return
-        if remote_handle in self.links:
-            self.conn.fail("amqp:session:handle-in-use", f"handle {remote_handle} is already attached")
-            return
+        existing = self.links.get(remote_handle)
+        if existing is not None:
+            if existing.attached:
+                self.conn.fail("amqp:session:handle-in-use", f"handle {remote_handle} is already attached")
+                return
+            # A link the emulator refused or detached, whose detach the client never answered
+            # (the SDK does not answer a refused attach): the handle is free again.
+            del self.links[remote_handle]
+            self.by_handle.pop(existing.handle, None)
         handle = self._new_handle()
         source, target = fields[5], fields[6]
         try:
@@ -271,14 +274,17 @@ class Session:
             offered_capabilities=offered,
         ))
 
-    def _authorise(self, path: str, right: str) -> None:
+    def _authorise(self, path: str, right: str) -> float:
+        """Check that a token covers ``path`` with ``right``; return until when."""
         now = time.time()
-        if not any(g.covers(path, right, now) for g in self.conn.grants):
-            raise AttachRefused(
-                "amqp:unauthorized-access",
-                f"Unauthorized access. '{right}' claim(s) are required to perform this operation on "
-                f"'{path}'; put a valid token on $cbs first",
-            )
+        covering = [g.expires for g in self.conn.grants if g.covers(path, right, now)]
+        if covering:
+            return max(covering)
+        raise AttachRefused(
+            "amqp:unauthorized-access",
+            f"Unauthorized access. '{right}' claim(s) are required to perform this operation on "
+            f"'{path}'; put a valid token on $cbs first",
+        )
 
     def _hub(self, name: str):
         hub = self.conn.server.namespace.hub(name)
@@ -300,8 +306,11 @@ class Session:
                 raise AttachRefused("amqp:not-found", f"partition '{parts[2]}' of '{hub.name}' could not be found")
         elif len(parts) != 1:
             raise AttachRefused("amqp:not-found", f"the target address {address!r} is not <hub> or <hub>/Partitions/<id>")
-        self._authorise("/".join(p.lower() for p in parts), "Send")
-        return IngressLink(self, name, handle, remote_handle, fields[9] or 0, hub, partition)
+        path = "/".join(p.lower() for p in parts)
+        until = self._authorise(path, "Send")
+        link = IngressLink(self, name, handle, remote_handle, fields[9] or 0, hub, partition)
+        link.entity_path, link.right, link.authorised_until = path, "Send", until
+        return link
 
     def _attach_sending(self, name: str, handle: int, remote_handle: int, fields: list[Any], address: str | None) -> Link:
         if address in (management.CBS_NODE, management.MANAGEMENT_NODE):
@@ -321,7 +330,8 @@ class Session:
         partition = hub.partition(parts[4])
         if partition is None:
             raise AttachRefused("amqp:not-found", f"partition '{parts[4]}' of '{hub.name}' could not be found")
-        self._authorise("/".join(p.lower() for p in parts), "Listen")
+        path = "/".join(p.lower() for p in parts)
+        until = self._authorise(path, "Listen")
         source = fields[5]
         filters = source.value[7] if isinstance(source, Described) and len(source.value) > 7 else None
         selector = None
@@ -341,6 +351,7 @@ class Session:
         runtime_metric = RUNTIME_METRIC in _symbols(fields[12])
         link = EgressLink(self, name, handle, remote_handle, hub=hub, group=group, partition=partition,
                           cursor=cursor, epoch=epoch, runtime_metric=runtime_metric)
+        link.entity_path, link.right, link.authorised_until = path, "Listen", until
         try:
             displaced = hub.slot(group, partition.id).admit(link)
         except Refused as exc:
@@ -388,15 +399,3 @@ class Session:
         self.links.clear()
         self.by_handle.clear()
         self._partial.clear()
-
-
-class _Oversize(bytes):
-    """Stands in for a delivery whose bytes were dropped because it passed the size limit."""
-
-    def __new__(cls, size: int) -> _Oversize:
-        obj = super().__new__(cls, b"")
-        obj.size = size  # type: ignore[attr-defined]
-        return obj
-
-    def __len__(self) -> int:
-        return self.size  # type: ignore[attr-defined]

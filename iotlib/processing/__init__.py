@@ -13,22 +13,38 @@ Modules, one concept each:
 - :mod:`~iotlib.processing.arrival` — merging per-partition batches into arrival order.
 - :mod:`~iotlib.processing.reference` — joining events with the device registry.
 - :mod:`~iotlib.processing.building` — the original ASA job: building averages.
+- :mod:`~iotlib.processing.results` — what every job returns (windows, side outputs, counts).
+- :mod:`~iotlib.processing.plots` — figures for notebook 05 (imports matplotlib).
 """
 
 from iotlib.processing.aggregates import Agg, stats
+from iotlib.processing.arrival import ArrivalMerger
+from iotlib.processing.building import BuildingAverager, building_averages
+from iotlib.processing.event_time import windows_with_policy
+from iotlib.processing.incremental import WindowEngine
+from iotlib.processing.policy import EventTimePolicy
+from iotlib.processing.reference import Registry, enrich
 from iotlib.processing.results import Counts, EventTimeResult, WindowOutput
 from iotlib.processing.windowing import windowed
 from iotlib.processing.windows import Hopping, Session, Sliding, Tumbling
 
 __all__ = [
     "Agg",
+    "ArrivalMerger",
+    "BuildingAverager",
     "Counts",
+    "EventTimePolicy",
     "EventTimeResult",
     "Hopping",
+    "Registry",
     "Session",
     "Sliding",
     "Tumbling",
+    "WindowEngine",
     "WindowOutput",
+    "building_averages",
+    "enrich",
     "stats",
     "windowed",
+    "windows_with_policy",
 ]

@@ -112,12 +112,13 @@ def aggregate(
     null ``time`` are placeholders and do not count).
     """
     by = list(by)
-    lf = rows.lazy()
     if exact:
         summed = columns_of(a for a in aggs if a.stat in ("sum", "mean"))
         if summed:
-            lf = lf.with_columns(
+            rows = rows.with_columns(
                 pl.col(c).cast(pl.Float64).cum_sum().over(by).alias(_cumsum_name(c)) for c in summed
             )
     exprs = [_expr(a, time=time, order=order, exact=exact) for a in aggs]
-    return lf.group_by(by).agg(exprs).collect()
+    if isinstance(rows, pl.LazyFrame):
+        return rows.group_by(by).agg(exprs).collect()
+    return rows.group_by(by).agg(exprs)  # eager: no optimiser pass, cheaper for small frames

@@ -76,7 +76,7 @@ def check(events: pl.DataFrame | pl.LazyFrame, *, time: str, values: Sequence[st
     if need_arrival:
         _require(schema, arrival_column(schema), (pl.Datetime,), "a Datetime")
     for v in values:
-        if v in (src,) or v == TIME_OBSERVED:
+        if v in (src, TIME_OBSERVED):  # time columns are aggregated (max, last), not checked as numbers
             continue
         _require(schema, v, (pl.Float32, pl.Float64, pl.Int8, pl.Int16, pl.Int32, pl.Int64,
                              pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64), "numbers")
@@ -113,11 +113,13 @@ class Normaliser:
         self.source = src
         self._exprs = [epoch_us(src).alias(E), epoch_us(arrival).alias(A), part.alias(P), seq.alias(SEQ), reason.alias(REASON)]
 
-    def __call__(self, events: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    def __call__(self, events: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+        """``(valid, invalid)``; ``invalid`` is ``None`` when every row is valid (the usual case)."""
         df = events.with_columns(self._exprs)
-        bad = df[REASON].is_not_null()
-        if not bad.any():
-            return df.drop(REASON), df.select([*self.columns, REASON]).clear()
+        reason = df[REASON]
+        if reason.null_count() == df.height:  # null counts are metadata: no pass over the data
+            return df.drop(REASON), None
+        bad = reason.is_not_null()
         return df.filter(~bad).drop(REASON), df.filter(bad).select([*self.columns, REASON])
 
 
@@ -134,7 +136,10 @@ def normalise(
     ``reason`` naming the first missing field (``"missing <column>"``).
     """
     schema = check(events, time=time, values=values, need_arrival=need_arrival)
-    return Normaliser(schema, time=time, values=values, need_arrival=need_arrival)(events)
+    valid, invalid = Normaliser(schema, time=time, values=values, need_arrival=need_arrival)(events)
+    if invalid is None:
+        invalid = events.clear().with_columns(pl.lit(None, dtype=pl.String).alias(REASON))
+    return valid, invalid
 
 
 def arrival_sorted(df: pl.DataFrame) -> pl.DataFrame:

@@ -44,49 +44,61 @@ def duplicate_reason(key: Sequence[str], horizon_us: int | None) -> pl.Expr:
 
 
 class DuplicateFilter:
-    """Event-by-event duplicate detection with the same rules as :func:`duplicate_reason`.
+    """Batch-by-batch duplicate detection with the same rules as :func:`duplicate_reason`.
 
-    Keeps, per identity, the arrival time of its latest sighting; entries older
-    than the horizon behind the newest arrival are forgotten, so memory is
-    bounded by the events of one horizon.
+    Keeps, per identity, the arrival time of its latest sighting. Sightings are
+    remembered in per-batch chunks; a chunk is forgotten once its newest arrival
+    is more than the horizon behind the newest arrival seen (nothing still to
+    come can match it), so memory is bounded by one horizon of events — about
+    400 bytes each (some 70 MB for two minutes at Fabrikam's 1,667 events/s).
     """
 
     def __init__(self, horizon_us: int | None) -> None:
         self.horizon_us = horizon_us
         self._event: dict[Hashable, int] = {}
         self._sequence: dict[Hashable, int] = {}
-        self._order: deque[tuple[int, bool, Hashable]] = deque()
-        self._clock = None  # newest arrival seen
+        self._chunks: deque[tuple[int, list, list, list]] = deque()
+        self._clock: int | None = None  # newest arrival seen
 
     def __len__(self) -> int:
         return len(self._event) + len(self._sequence)
 
-    def check(self, arrival: int, event_key: Hashable, sequence_key: Hashable | None) -> str | None:
-        """The duplicate reason for this event (``None`` if new); records the sighting."""
+    def check(
+        self, arrivals: Sequence[int], event_keys: Sequence[Hashable], sequence_keys: Sequence[Hashable | None]
+    ) -> list[str | None]:
+        """The duplicate reason (``None`` if new) of each event of a batch, in order; records them."""
         h = self.horizon_us
-        if h is None:
-            return None
-        if self._clock is None or arrival > self._clock:
-            self._clock = arrival
+        n = len(arrivals)
+        if h is None or n == 0:
+            return [None] * n
+        if self._clock is not None:
             self._forget(self._clock - h)
-        reason = None
-        if sequence_key is not None:
-            prev = self._sequence.get(sequence_key)
-            if prev is not None and arrival - prev <= h:
-                reason = DUPLICATE_SEQUENCE
-            self._sequence[sequence_key] = arrival
-            self._order.append((arrival, True, sequence_key))
-        prev = self._event.get(event_key)
-        if reason is None and prev is not None and arrival - prev <= h:
-            reason = DUPLICATE_EVENT
-        self._event[event_key] = arrival
-        self._order.append((arrival, False, event_key))
-        return reason
+        reasons: list[str | None] = [None] * n
+        events, sequences = self._event, self._sequence
+        get_e, get_s = events.get, sequences.get
+        for i in range(n):
+            a, key, seq = arrivals[i], event_keys[i], sequence_keys[i]
+            if seq is not None:
+                prev = get_s(seq)
+                if prev is not None and a - prev <= h:
+                    reasons[i] = DUPLICATE_SEQUENCE
+                sequences[seq] = a
+            prev = get_e(key)
+            if prev is not None and a - prev <= h and reasons[i] is None:
+                reasons[i] = DUPLICATE_EVENT
+            events[key] = a
+        newest = max(arrivals)
+        self._clock = newest if self._clock is None else max(self._clock, newest)
+        self._chunks.append((newest, list(arrivals), list(event_keys), list(sequence_keys)))
+        return reasons
 
     def _forget(self, before: int) -> None:
-        order = self._order
-        while order and order[0][0] < before:
-            arrival, is_seq, key = order.popleft()
-            table = self._sequence if is_seq else self._event
-            if table.get(key) == arrival:
-                del table[key]
+        chunks = self._chunks
+        while chunks and chunks[0][0] < before:
+            _, arrivals, event_keys, sequence_keys = chunks.popleft()
+            for a, key, seq in zip(arrivals, event_keys, sequence_keys):
+                # Only if no later sighting refreshed it (a later one has a later or equal, expired, arrival).
+                if self._event.get(key) == a:
+                    del self._event[key]
+                if seq is not None and self._sequence.get(seq) == a:
+                    del self._sequence[seq]

@@ -141,7 +141,6 @@ def assemble(
 ) -> EventTimeResult:
     """Windows, side outputs, counts and state from classified rows."""
     handled = pl.col(FATE).is_in([LATE, CLOCK_AHEAD])
-    reason = pl.col(FATE).alias(C.REASON)
     dups = df.filter(pl.col(DUP).is_not_null()).select(*public, pl.col(DUP).alias(C.REASON))
     routed = df.filter(handled)
     late, adjusted, dropped = route_late(routed, policy.late_policy, public)

@@ -17,15 +17,36 @@ counts and the final device/partition state).
 Per batch, work that needs no order (validation, window assignment,
 aggregation) is vectorised; the sequential part — duplicate memory, device
 watermarks, the fleet watermark at tick boundaries — is a tight loop over the
-batch's events. The engine pickles, so a streaming job can snapshot it with
-its checkpoint. ``advance(now)`` lets a live job move the arrival clock when
-no event comes (a heartbeat), so quiet streams still close windows.
+batch's events (about 3 ms of CPU per 300-event batch, ~100,000 events/s).
+
+Wrapping it in a streaming job (Event Hubs)
+-------------------------------------------
+- **Order**: results are defined on the global arrival order. Put each
+  partition's received batch into an
+  :class:`~iotlib.processing.arrival.ArrivalMerger` (declared with the hub's
+  partition ids) and feed the engine what ``pop()`` releases.
+- **Quiet streams**: call ``advance(now)`` now and then with the hub's notion of
+  the current time (e.g. the newest ``last_enqueued_time`` from partition
+  properties) so windows close even when no event comes. Heartbeats change
+  when windows close (``closed_at``), not what they contain — unless an event
+  then arrives for a window a heartbeat already closed: it is late.
+- **Restarts**: the engine pickles. Store a snapshot in the same transaction as
+  the windows it emitted, checkpoint the hub after that commit, and on restart
+  restore the snapshot and replay from the checkpoint: the output continues
+  exactly as if nothing had happened. (Should the checkpoint lag the snapshot,
+  replayed events the snapshot already saw are caught as
+  ``duplicate_sequence`` within the horizon instead of being counted twice.)
+  Without a snapshot, a restart starts with empty windows and watermarks.
+- **Memory**: open windows (a few seconds of events) plus the duplicate memory
+  (``dedupe_horizon`` of events, ~400 bytes each) plus one small record per
+  device and partition.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
+from sys import intern
 
 import numpy as np
 import polars as pl
@@ -36,13 +57,13 @@ from iotlib.processing.aggregates import Agg, aggregate, columns_of, expressions
 from iotlib.processing.dedupe import DuplicateFilter
 from iotlib.processing.durations import Duration
 from iotlib.processing.event_time import (
-    AHEAD,
+    ADJUSTED_TIME,
     CLOSED_AT,
     DUP,
     EFFECTIVE,
     F_ROW,
     FATE,
-    REORDERED,
+    FRONTIER,
     finish_device_state,
     finish_partition_state,
     identity_columns,
@@ -174,9 +195,7 @@ class WindowEngine:
                 f"batch columns {events.columns} differ from the first batch's {self._columns}; "
                 "every micro-batch must have the same columns"
             )
-        valid, invalid = self._normalise(events)
-        df = valid.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).add(self._next_order).alias(C.ORDER))
-        self._next_order += df.height
+        df, invalid = self._normalise(events)
         fates, transitions = self._classify(df)
         return self._route(df, fates, transitions, invalid)
 
@@ -188,6 +207,8 @@ class WindowEngine:
         """
         if self._finished:
             raise ProcessingError("this engine was flushed (end of stream)")
+        if self._columns is None:
+            return WindowOutput(windows=pl.DataFrame())  # nothing fed yet: nothing to close
         if arrival_time.tzinfo is None:
             arrival_time = arrival_time.replace(tzinfo=timezone.utc)
         tick = ((arrival_time - _EPOCH) // timedelta(microseconds=1)) // self.policy.tick_us
@@ -201,6 +222,8 @@ class WindowEngine:
         if self._finished:
             raise ProcessingError("this engine was already flushed")
         self._finished = True
+        if self._columns is None:
+            return WindowOutput(windows=pl.DataFrame())
         out = self._route(None, None, [], None)
         if self._buffer:
             rows = pl.concat(self._buffer)
@@ -228,6 +251,7 @@ class WindowEngine:
         ]
         # Empty frames of every output shape, so that empty outputs concatenate with full ones.
         template, _ = self._normalise(events.clear())
+        self._no_watermarks = self._watermarks([])
         template = template.with_columns(
             pl.lit(0, dtype=pl.Int64).alias(C.ORDER),
             pl.col(C.E).alias(EFFECTIVE),
@@ -247,7 +271,8 @@ class WindowEngine:
     def _classify(self, df: pl.DataFrame) -> tuple[np.ndarray, list[tuple[int, int]]]:
         """Fate of each event, one by one; returns fates and the watermark transitions crossed.
 
-        Fate codes: see ``_FATES``. Also fills ``self._frontier`` and ``self._reordered``.
+        Fate codes: see ``_FATES``. Also keeps the batch's frontiers, reordered
+        flags and times for :meth:`_route`.
         """
         p = self.policy
         n = df.height
@@ -259,62 +284,67 @@ class WindowEngine:
             pl.col(C.SEQ),
             self.window.first_end(pl.col(C.E)).alias("__first_end"),
         )
-        keys = list(zip(*[arrays[f"k{i}"].to_list() for i in range(len(self._ident_exprs))]))
-        e = arrays[C.E].to_numpy()
-        a = arrays[C.A].to_numpy()
-        parts = arrays[C.P].to_list()
-        seqs = arrays[C.SEQ].to_list()
-        first_end = arrays["__first_end"].to_numpy()
-        ticks = a // p.tick_us
-        if self.time != C.ARRIVAL:
-            ahead = e - a > p.clock_ahead_us
-        else:
-            ahead = np.zeros(n, dtype=bool)
+        cols = arrays.get_columns()
+        devices = [intern(d) if d is not None else d for d in cols[0].to_list()]  # one string per device
+        keys = list(zip(devices, *[c.to_list() for c in cols[1 : len(self._ident_exprs)]]))
+        e_np = cols[-5].to_numpy()
+        a_np = cols[-4].to_numpy()
+        e, a = e_np.tolist(), a_np.tolist()
+        parts, seqs, first_end = cols[-3].to_list(), cols[-2].to_list(), cols[-1].to_list()
+        dup = self._dedupe.check(a, keys, [None if q is None else (p_, q) for p_, q in zip(parts, seqs)])
+        ahead_us = p.clock_ahead_us if self.time != C.ARRIVAL else None
 
-        fate = np.zeros(n, dtype=np.int8)
-        frontier = np.empty(n, dtype=np.int64)
-        reordered = np.zeros(n, dtype=bool)
+        fate = [0] * n
+        frontier = [0] * n
+        reordered = [False] * n
         transitions: list[tuple[int, int]] = []
-        clock, dedupe, dev_state, part_events = self._clock, self._dedupe, self._devices, self._partition_events
-        late_us = p.late_arrival_us
+        clock, dev_state, part_events = self._clock, self._devices, self._partition_events
+        newest_p, latest_p = clock.newest, clock.latest
+        tick_us, late_us = p.tick_us, p.late_arrival_us
         cur = clock.tick
         f = clock.frontier
         for i in range(n):
-            k = int(ticks[i])
-            if cur is None or k > cur:  # first event of a new tick: evaluate the fleet watermark
+            ai = a[i]
+            if cur is None or ai // tick_us > cur:  # first event of a new tick: evaluate the fleet watermark
+                k = ai // tick_us
                 w = clock.evaluate(k)
                 transitions.append((k, w))
                 cur, f = k, w - late_us
             frontier[i] = f
-            key = keys[i]
-            ai, ei, part, seq = int(a[i]), int(e[i]), parts[i], seqs[i]
-            reason = dedupe.check(ai, key, None if seq is None else (part, seq))
+            reason = dup[i]
             if reason is not None:
                 fate[i] = _DUP_SEQ if reason == DUPLICATE_SEQUENCE else _DUP_EVENT
                 continue
-            st = dev_state.get(key[0])
+            ei, part, device = e[i], parts[i], devices[i]
+            st = dev_state.get(device)
             if st is None:
-                st = dev_state[key[0]] = [0, NONE, NONE, 0, NONE]
+                st = dev_state[device] = [0, NONE, NONE, 0, NONE]
             st[0] += 1
             if ai > st[1]:
                 st[1] = ai
             if ei - ai > st[4]:
                 st[4] = ei - ai
             part_events[part] = part_events.get(part, 0) + 1
-            if ahead[i]:
+            if ahead_us is not None and ei - ai > ahead_us:
                 st[3] += 1
                 fate[i] = _AHEAD
                 continue
             prior = st[2]
             if ei > prior:
                 st[2] = ei
-            clock.observe(part, ei, ai)
+            # The partition's watermark inputs (FleetClock.observe, inlined: this loop is the hot path).
+            if ei > newest_p.get(part, NONE):
+                newest_p[part] = ei
+            if ai > latest_p.get(part, NONE):
+                latest_p[part] = ai
             if first_end[i] < f:
                 fate[i] = _LATE
             elif ei < prior:
                 reordered[i] = True
-        self._frontier, self._reordered, self._e, self._a = frontier, reordered, e, a
-        return fate, transitions
+        self._frontier = np.array(frontier, dtype=np.int64)
+        self._reordered = np.array(reordered, dtype=bool)
+        self._e, self._a = e_np, a_np
+        return np.array(fate, dtype=np.int8), transitions
 
     def _route(
         self,
@@ -334,6 +364,8 @@ class WindowEngine:
             invalid=self._no_invalid if invalid is None else invalid,
         )
         if df is not None and fate is not None and df.height:
+            order = pl.int_range(pl.len(), dtype=pl.Int64).add(self._next_order).alias(C.ORDER)
+            self._next_order += df.height
             n_by = np.bincount(fate, minlength=len(_FATES))
             handled = (fate == _LATE) | (fate == _AHEAD)
             adjust = self.policy.late_policy == "adjust"
@@ -344,21 +376,13 @@ class WindowEngine:
                 effective = np.where(fate == _ACCEPTED_CODE, self._e, NONE)
             used = effective != NONE
             if used.any():
-                rows = df.with_columns(pl.Series(EFFECTIVE, effective)).filter(pl.Series(used))
-                self._buffer.append(self.window.assign(rows, EFFECTIVE).select(self._buffer_columns()))
+                self._buffer.append(self._rows_for_windows(df, effective, used, order))
             if handled.any():
-                routed = df.with_columns(
-                    pl.Series(FATE, _FATES.take(fate), dtype=pl.String),
-                    pl.Series(F_ROW, self._frontier),
-                    pl.Series(EFFECTIVE, effective),
-                ).filter(pl.Series(handled))
-                out.late, out.adjusted, out.dropped = route_late(routed, self.policy.late_policy, self._columns)
-            dups = fate >= _DUP_EVENT
-            if dups.any():
-                out.duplicates = (
-                    df.with_columns(pl.Series(DUP, _FATES.take(fate), dtype=pl.String))
-                    .filter(pl.Series(dups))
-                    .select(*self._columns, pl.col(DUP).alias(C.REASON))
+                self._side_output(out, df, fate, np.flatnonzero(handled), effective)
+            dups = np.flatnonzero(fate >= _DUP_EVENT)
+            if len(dups):
+                out.duplicates = df.select(pl.col(self._columns).gather(dups)).hstack(
+                    [pl.Series(C.REASON, _FATES[fate[dups]], dtype=pl.String)]
                 )
             counts = Counts(
                 events=df.height,
@@ -375,11 +399,40 @@ class WindowEngine:
             out.windows = self._close(transitions)
             out.watermarks = self._watermarks(transitions)
         else:
-            out.watermarks = self._watermarks([])
+            out.watermarks = self._no_watermarks
         counts = counts + Counts(windows=out.windows.height, invalid=0 if invalid is None else invalid.height)
         out.counts = counts
         self.totals = self.totals + counts
         return out
+
+    def _rows_for_windows(self, df: pl.DataFrame, effective: np.ndarray, used: np.ndarray, order: pl.Expr) -> pl.DataFrame:
+        """The buffer rows for this batch: one eager select (cheaper than a lazy plan at this size)."""
+        if not used.all():
+            keep = pl.Series(used)
+            df = df.with_columns(order).filter(keep)
+            effective = effective[used]
+            order = pl.col(C.ORDER)
+        t = pl.lit(pl.Series(EFFECTIVE, effective))
+        w = self.window
+        end = (w.first_end(t) if w.hop_us == w.size_us else w.ends(t)).alias(END)
+        exprs = {c: pl.col(c) for c in self._buffer_columns()}
+        exprs[END], exprs[C.ORDER] = end, order
+        rows = df.select(list(exprs.values()))
+        return rows if w.hop_us == w.size_us else rows.explode(END)
+
+    def _side_output(self, out: WindowOutput, df: pl.DataFrame, fate: np.ndarray, idx: np.ndarray, effective: np.ndarray) -> None:
+        """Late and clock-ahead rows to ``late``, ``adjusted`` or ``dropped`` (same shape as the batch job)."""
+        rows = df.select(pl.col(self._columns).gather(idx))
+        reason = pl.Series(C.REASON, _FATES[fate[idx]], dtype=pl.String)
+        policy = self.policy.late_policy
+        if policy == "adjust":
+            out.adjusted = rows.hstack([reason, pl.Series(ADJUSTED_TIME, effective[idx]).cast(C.UTC_US)])
+            return
+        routed = rows.hstack([reason, pl.Series(FRONTIER, self._frontier[idx]).cast(C.UTC_US)])
+        if policy == "drop":
+            out.dropped = routed
+        else:
+            out.late = routed
 
     def _close(self, transitions: list[tuple[int, int]]) -> pl.DataFrame:
         """Emit buffered windows whose end the new frontiers passed."""

@@ -116,7 +116,7 @@ class EventTimePolicy:
     late_policy: LatePolicy = "side_output"
     clock_ahead: Duration = "5s"
     idle_timeout: Duration = "30s"
-    dedupe_horizon: Duration | None = "10m"
+    dedupe_horizon: Duration | None = "2m"
     tick: Duration = "1s"
     # Microsecond forms, derived.
     out_of_order_us: int = field(init=False, repr=False)

@@ -67,8 +67,8 @@ class Registry:
         if clash:
             events = events.drop(clash)
         if events.height < _SMALL:
-            looked_up = self._by_dictionary(events, columns)
-        elif isinstance(events.schema[C.DEVICE], pl.Enum):
+            return self._by_dictionary(events, columns)
+        if isinstance(events.schema[C.DEVICE], pl.Enum):
             looked_up = self._by_codes(events, columns)
         else:
             looked_up = events.join(
@@ -79,21 +79,35 @@ class Registry:
             )
         unknown = pl.col(C.DEVICE).is_not_null() & pl.col(columns[0]).is_null()
         flags = looked_up.select(unknown.alias("u"))["u"]
+        return self._split(events, looked_up, flags)
+
+    def _split(self, events: pl.DataFrame, looked_up: pl.DataFrame, flags: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame]:
         if not flags.any():
-            return looked_up, events.clear().with_columns(pl.lit(None, dtype=pl.String).alias(C.REASON))
+            return looked_up, self._no_unmatched(events)
         return (
             looked_up.filter(~flags),
             events.filter(flags).with_columns(pl.lit(UNKNOWN_DEVICE).alias(C.REASON)),
         )
 
-    def _by_dictionary(self, events: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
+    @staticmethod
+    def _no_unmatched(events: pl.DataFrame) -> pl.DataFrame:
+        return events.clear().with_columns(pl.lit(None, dtype=pl.String).alias(C.REASON))
+
+    def _by_dictionary(self, events: pl.DataFrame, columns: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
         if self._index is None:
             self._index = {d: i for i, d in enumerate(self.frame[C.DEVICE].to_list())}
         get = self._index.get
-        rows = [get(d) for d in events[C.DEVICE].cast(pl.String).to_list()]
-        found = self.frame.select(columns)[pl.Series(rows, dtype=pl.Int64).fill_null(0)]
-        known = pl.Series([r is not None for r in rows], dtype=pl.Boolean)
-        return events.with_columns(pl.when(known).then(found[c]).otherwise(None).alias(c) for c in columns)
+        devices = events[C.DEVICE].cast(pl.String).to_list()
+        rows = [get(d) for d in devices]
+        table = self.frame.select(columns)
+        if table.height == 0:  # an empty registry knows nobody
+            table = pl.DataFrame([pl.Series(c, [None], dtype=table.schema[c]) for c in columns])
+        found = table.select(pl.all().gather(pl.Series(rows, dtype=pl.Int64)))  # null index: null values
+        looked_up = events.hstack(found.get_columns())
+        if None not in rows:
+            return looked_up, self._no_unmatched(events)
+        flags = pl.Series([r is None and d is not None for r, d in zip(rows, devices)], dtype=pl.Boolean)
+        return self._split(events, looked_up, flags)
 
     def _by_codes(self, events: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
         # An Enum's physical code is the category's position: lay the registry out by it.

@@ -38,7 +38,10 @@ class Counts:
     windows: int = 0
 
     def __add__(self, other: Counts) -> Counts:
-        return Counts(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
+        return Counts(*[a + b for a, b in zip(self._values(), other._values())])
+
+    def _values(self) -> tuple[int, ...]:
+        return tuple(getattr(self, n) for n in _COUNT_FIELDS)
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -47,6 +50,9 @@ class Counts:
         """One row per count, for display and plots."""
         d = self.as_dict()
         return pl.DataFrame({"outcome": list(d), "count": list(d.values())})
+
+
+_COUNT_FIELDS = tuple(f.name for f in fields(Counts))
 
 
 def _empty() -> pl.DataFrame:

@@ -110,3 +110,28 @@ class FleetClock:
         self.watermark = candidate if self.watermark is None else max(self.watermark, candidate)
         self.tick = tick
         return self.watermark
+
+
+def device_history(events: pl.DataFrame, devices: list[str], *, policy: EventTimePolicy | None = None) -> pl.DataFrame:
+    """Each listed device's watermark after each of its events, in arrival order.
+
+    Columns: ``device_id``, ``arrival``, ``time_observed``, ``clock_ahead`` (the
+    event is more than ``policy.clock_ahead`` ahead of its arrival),
+    ``newest_event_time`` (running maximum over the device's events, clock-ahead
+    ones included — what its watermark would be without the protection) and
+    ``watermark`` (over the events the policy lets count, minus ``out_of_order``).
+    """
+    policy = policy or EventTimePolicy()
+    arrival = C.arrival_column(events.schema)
+    df = (
+        events.filter(pl.col(C.DEVICE).cast(pl.String).is_in(devices))
+        .select(pl.col(C.DEVICE).cast(pl.String), pl.col(arrival).alias("arrival"), C.TIME_OBSERVED)
+        .sort("arrival", maintain_order=True)
+    )
+    ahead = (pl.col(C.TIME_OBSERVED) - pl.col("arrival")) > pl.duration(microseconds=policy.clock_ahead_us)
+    counted = pl.when(~ahead).then(pl.col(C.TIME_OBSERVED))
+    return df.with_columns(
+        ahead.alias("clock_ahead"),
+        pl.col(C.TIME_OBSERVED).cum_max().over(C.DEVICE).alias("newest_event_time"),
+        (counted.cum_max().over(C.DEVICE).forward_fill().over(C.DEVICE) - pl.duration(microseconds=policy.out_of_order_us)).alias("watermark"),
+    )

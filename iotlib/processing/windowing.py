@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
+from iotlib.errors import ProcessingError
 from iotlib.processing import columns as C
 from iotlib.processing.aggregates import Agg, aggregate, columns_of, expressions, stats
 from iotlib.processing.durations import Duration
@@ -39,7 +40,7 @@ def default_aggs() -> tuple[Agg, ...]:
 def prepare(events: pl.DataFrame, *, time: str, aggs: Sequence[Agg]) -> tuple[pl.DataFrame, pl.DataFrame, str]:
     """Valid rows in arrival order (input order without an arrival column), invalid rows, time column."""
     has_arrival = C.ENQUEUED in events.columns or C.SENT in events.columns
-    values = [c for c in columns_of(aggs)]
+    values = columns_of(aggs)
     valid, invalid = C.normalise(events, time=time, values=values, need_arrival=has_arrival or time == C.ARRIVAL)
     return C.arrival_sorted(valid), invalid, C.time_source(events.schema, time)
 
@@ -67,8 +68,6 @@ def windowed(
     by = list(by)
     missing = [c for c in by if c not in events.columns]
     if missing:
-        from iotlib.errors import ProcessingError
-
         raise ProcessingError(f"group-by columns {missing} are not in the events (columns: {events.columns})")
     valid, invalid, src = prepare(events, time=time, aggs=aggs)
     if isinstance(w, Hopping):
