@@ -30,9 +30,11 @@ module, and nothing else does:
   blocks. With codec ``null``, ``capture_header(...) + encode_block(...) + ...`` is
   byte-identical to :func:`write_capture_file` cutting its blocks at the same records.
 
-A capture writer needs: ``PathFormat(fmt).name(...)``, :func:`capture_record` per received event
-(or :func:`format_enqueued_time` + :func:`system_properties` to build records itself), and
-:func:`write_capture_file`. A reader needs ``PathFormat.parse``/``time_prefixes``/``may_overlap``
+A capture writer needs: ``PathFormat(fmt).name(...)``, :func:`sync_marker_for`, and either
+:func:`capture_record` + :func:`write_capture_file` (a whole file at once) or
+:func:`capture_header` + :func:`encode_record` + :func:`encode_block` (block by block, as
+:mod:`iotlib.capture` stages them; :func:`format_enqueued_time` and :func:`system_properties`
+fill a record's fields). A reader needs ``PathFormat.parse``/``time_prefixes``/``may_overlap``
 and :func:`parse_enqueued_time`; :func:`iter_records` is the plain fastavro reference reader.
 """
 

@@ -25,8 +25,9 @@ window, or — when no events come — ``grace`` seconds after its end by the wa
 
 **Names.** ``{Namespace}/{EventHub}/{PartitionId}/{Year}/{Month}/{Day}/{Hour}/{Minute}/{Second}.avro``
 (or the placeholders in another order), zero-padded UTC. A window's file is named by the window's
-start; a size cut's continuation by its first event's enqueued second (never later than any event
-in it, so pruning readers stay right). ``{Namespace}`` defaults to the first label of the Event Hubs
+start; a size cut's continuation by its first event's enqueued second (so a file is cut only once a
+later second begins; if that name is taken, the nearest free earlier second in the window). A name is
+never later than any event in its file, so readers that prune by name stay right. ``{Namespace}`` defaults to the first label of the Event Hubs
 host (``mynamespace`` for ``mynamespace.servicebus.windows.net``) and to ``fabrikam`` — the
 namespace of iotlib's emulator — for a local emulator, whose host says nothing about it.
 

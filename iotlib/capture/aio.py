@@ -25,7 +25,7 @@ from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 from iotlib.capture.options import CaptureOptions
 from iotlib.capture.partition import PartitionCapture, PartitionReset
 from iotlib.capture.report import CaptureFile, CaptureReport
-from iotlib.capture.storage import Retrier, StorageConflict, StorageFatal
+from iotlib.capture.storage import CONTAINER_GONE, Retrier, StorageConflict, StorageFatal
 from iotlib.connections import parse_connection_string
 from iotlib.errors import CaptureError, ConfigurationError
 
@@ -238,7 +238,7 @@ class CaptureWriter:
                     progress(run.report, final=False)
                 if timeout is not None and now - started >= timeout:
                     return f"timeout ({timeout:g} s)"
-                if until_idle is not None and now - run.last_event_at >= until_idle and run.all_idle():
+                if until_idle is not None and now - run.last_event_at >= until_idle and run.all_caught_up():
                     return f"idle for {until_idle:g} s"
                 if run.once:
                     if now - checked_store >= 2.0:
@@ -259,11 +259,13 @@ class CaptureWriter:
 
 async def _targets(client: EventHubConsumerClient) -> dict[str, int | None]:
     """Each partition's last enqueued sequence number now (None when empty): what ``once`` must store."""
-    out: dict[str, int | None] = {}
-    for pid in await client.get_partition_ids():
-        props = await client.get_partition_properties(pid)
-        out[pid] = None if props.get("is_empty") else int(props["last_enqueued_sequence_number"])
-    return out
+    pids = await client.get_partition_ids()
+    # one management round trip each: ask for all partitions at once
+    found = await asyncio.gather(*(client.get_partition_properties(pid) for pid in pids))
+    return {
+        pid: None if props.get("is_empty") else int(props["last_enqueued_sequence_number"])
+        for pid, props in zip(pids, found)
+    }
 
 
 async def _checkpoints(store: BlobCheckpointStore, client: EventHubConsumerClient, opts: CaptureOptions) -> dict[str, int]:
@@ -314,24 +316,31 @@ class _Run:
             _LOG.error("capture stops: %s", exc)
 
     async def prepare_container(self, client: ContainerClient, *, create: bool) -> None:
+        """Check the container is there (create it if asked and missing); a clear error otherwise.
+
+        Existence is checked first, so credentials that may write blobs but not create containers
+        (a container SAS) work with a container that exists.
+        """
+        # At start a hard error (no container, a refused key) fails at once: nothing is running yet.
         retrier = Retrier(where=f"container {client.container_name!r}", backoff=self.options.retry_backoff,
-                          hard_error_grace=self.options.hard_error_grace, on_retry=self.report.add_retry,
-                          report_once=self.report_once)  # fmt: skip
-        if create:
-            try:
-                await retrier.call("create the container", client.create_container)
-                _LOG.info("capture: created container %r", client.container_name)
-            except StorageConflict:
-                pass  # exists
-            except StorageFatal as exc:
-                raise CaptureError(str(exc)) from exc
-            return
+                          hard_error_grace=0, on_retry=self.report.add_retry, report_once=lambda _: False)  # fmt: skip
         try:
             await retrier.call("find the container", client.get_container_properties)
-        except CaptureError as exc:
-            raise CaptureError(
-                f"container {client.container_name!r} does not exist ({exc}); create it or pass create_container=True"
-            ) from exc
+            return
+        except StorageFatal as exc:
+            if exc.reason != CONTAINER_GONE:
+                raise CaptureError(f"container {client.container_name!r}: {exc}") from exc
+            if not create:
+                raise CaptureError(
+                    f"container {client.container_name!r} does not exist; create it or pass create_container=True"
+                ) from exc
+        try:
+            await retrier.call("create the container", client.create_container)
+            _LOG.info("capture: created container %r", client.container_name)
+        except StorageConflict:
+            pass  # created meanwhile by someone else
+        except StorageFatal as exc:
+            raise CaptureError(f"container {client.container_name!r} could not be created: {exc}") from exc
 
     # --- the consumer's callbacks ----------------------------------------------------
 
@@ -361,6 +370,8 @@ class _Run:
             p = self.partitions[context.partition_id]
         if events:
             self.last_event_at = time.monotonic()
+            if self.report.first_received is None:
+                self.report.first_received = datetime.now(timezone.utc)
         await p.on_batch(events)
 
     async def on_error(self, context: Any, error: Exception) -> None:
@@ -376,8 +387,9 @@ class _Run:
 
     # --- stop conditions ------------------------------------------------------------
 
-    def all_idle(self) -> bool:
-        return all(p.idle for p in self.partitions.values())
+    def all_caught_up(self) -> bool:
+        """Some partitions are owned and each one's client had nothing more to give at its last look."""
+        return bool(self.partitions) and all(p.caught_up for p in self.partitions.values())
 
     def once_done(self, stored: dict[str, int]) -> bool:
         if not self.targets:

@@ -5,8 +5,9 @@ memory. At ``warn`` buffered frames the breaker logs a warning; at ``trip`` it s
 partition's receiving (the callback waits, so the client stops asking for more events; what the
 client already prefetched is bounded by its prefetch count) and re-checks every ``stall``
 seconds, logging once per stall that it is still waiting. Receiving resumes when storage has
-taken the backlog down below ``warn``. Memory is therefore bounded by about ``trip`` frames per
-partition, and the checkpoint never moves while nothing is stored.
+taken the backlog down to half the warning level (hysteresis: no flapping at a level). Memory is
+therefore bounded per partition by about ``breaker_trip`` × ``frame_size`` plus ``prefetch``
+events, and the checkpoint never moves while nothing is stored.
 """
 
 from __future__ import annotations
@@ -57,10 +58,11 @@ class CircuitBreaker:
     def stored(self, frames: int = 1) -> None:
         self.buffered = max(0, self.buffered - frames)
         self._progress.set()
-        if self.state == "warning" and self.buffered < self.warn:
+        # hysteresis: clear at half the warning level, so a backlog hovering at the level does not flap
+        if self.state == "warning" and self.buffered <= self.warn // 2:
             self.state = "closed"
-            self._event("cleared", "back below the warning level")
-            _LOG.warning("partition %s: buffered frames back below the warning level (%d)", self.partition_id, self.buffered)
+            self._event("cleared", "storage caught up")
+            _LOG.warning("partition %s: storage caught up (%d frames buffered)", self.partition_id, self.buffered)
 
     def forget(self) -> None:
         """The partition dropped its buffered frames (handover, reset): nothing is pending any more."""
@@ -80,7 +82,7 @@ class CircuitBreaker:
             "until storage takes the backlog (last error: %s)",
             self.partition_id, self.buffered, self.trip, self.last_error() or "none",
         )  # fmt: skip
-        while self.buffered >= self.warn and not stopping():
+        while self.buffered > self.warn // 2 and not stopping():
             self._progress.clear()
             try:
                 await asyncio.wait_for(self._progress.wait(), self.stall)
@@ -90,7 +92,7 @@ class CircuitBreaker:
                     self.partition_id, time.monotonic() - self.tripped_at, self.buffered, self.last_error() or "none",
                 )  # fmt: skip
         took = time.monotonic() - self.tripped_at
-        self.state = "closed" if self.buffered < self.warn else "warning"
+        self.state = "closed" if self.buffered <= self.warn // 2 else "warning"
         self._event("resumed", f"after {took:.1f} s stalled")
         _LOG.warning("partition %s: circuit breaker reset after %.1f s; receiving resumes (%d frames buffered)",
                      self.partition_id, took, self.buffered)  # fmt: skip

@@ -114,6 +114,7 @@ class OpenFile:
     first_ms: int | None = None
     last_ms: int | None = None
     last_event: Any = None  # the EventData to checkpoint once committed
+    cut_for_size: bool = False
     # after commit
     committed: bool = False
     etag: str | None = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -78,7 +79,8 @@ class CaptureOptions:
     such as a deleted container or a refused key may last before the writer stops).
     Consumer: ``consumer_group``, ``checkpoint_container``, ``starting_position`` (where a
     partition without a checkpoint starts: ``"-1"`` earliest, ``"@latest"``, a datetime, a
-    sequence number, or a dict per partition), ``load_balancing_interval``,
+    sequence number, a dict per partition, or a :func:`iotlib.hub.positions` snapshot to capture
+    only what comes after it), ``load_balancing_interval``,
     ``ownership_expiry``, ``max_batch_size``, ``prefetch``, ``max_wait_time``, ``shutdown_timeout``.
     """
 
@@ -129,6 +131,8 @@ class CaptureOptions:
                 values[name] = parse_seconds(values[name], what=name)
         if "path_format" in values and not isinstance(values["path_format"], cf.PathFormat):
             values["path_format"] = cf.PathFormat(str(values["path_format"]))
+        if "starting_position" in values:
+            values["starting_position"] = _position(values["starting_position"])
         if "retry_backoff" in values:
             first, most = values["retry_backoff"]
             values["retry_backoff"] = (float(first), float(most))
@@ -201,6 +205,13 @@ class CaptureOptions:
         if self.size_window < slo:
             out.append(f"size_window {self.size_window:,} bytes is below Azure's minimum of {slo:,}")
         return out
+
+
+def _position(value: Any) -> Any:
+    """A :func:`iotlib.hub.positions` snapshot becomes the sequence numbers to start after."""
+    if isinstance(value, Mapping):
+        return {str(k): getattr(v, "last_enqueued_sequence_number", v) for k, v in value.items()}
+    return value
 
 
 def _whole_seconds(value: Any) -> int:

@@ -171,13 +171,20 @@ class PartitionCapture:
             self.stats.events += 1
             if f.pending_bytes >= self.opts.frame_size:
                 self._stage_frame(f)
+                if self.breaker.buffered >= self.opts.breaker_trip:  # stall mid-batch: memory stays bounded
+                    await self.breaker.wait_if_tripped(self._stalled_for_good)
         if self.skipped_last is not None and self.open is None:
             self._checkpoint_skipped()
+        self.stats.lag = max(0.0, time.time() - ms / 1000)
+        self.stats.max_lag = max(self.stats.max_lag, self.stats.lag)
         target = self.run.targets.get(self.pid)
         if self.run.once and target is not None and self.received_seq is not None and self.received_seq >= target:
             if self.open is not None:
                 self._close("once")
-        await self.breaker.wait_if_tripped(lambda: self.run.stopping or self.broken is not None)
+        await self.breaker.wait_if_tripped(self._stalled_for_good)
+
+    def _stalled_for_good(self) -> bool:
+        return self.run.stopping or self.run.failed or self.broken is not None
 
     async def _tick(self) -> None:
         """No event for ``max_wait_time``: close a window whose time is over, write empty windows."""
@@ -186,8 +193,11 @@ class PartitionCapture:
         f = self.open
         quiet = time.monotonic() - self.last_event_at
         if f is not None:
-            if self.run.once or (now >= f.window.end + self.opts.grace and quiet >= self.opts.grace):
-                self._close("once" if self.run.once else "idle")
+            target = self.run.targets.get(self.pid)
+            if self.run.once and (target is None or (self.received_seq or -1) >= target):
+                self._close("once")
+            elif now >= f.window.end + self.opts.grace and quiet >= self.opts.grace:
+                self._close("idle")
         if self.skipped_last is not None and self.open is None:
             self._checkpoint_skipped()
         if not self.opts.skip_empty_archives and self.open is None:
@@ -230,12 +240,14 @@ class PartitionCapture:
         return self._new_file(self._name(window.start), window)
 
     def _can_extend(self, f: OpenFile | ExistingFile, ms: int) -> bool:
-        size = f.size
-        blocks = len(f.committed_ids() + f.block_ids) if isinstance(f, OpenFile) else len(f.committed_ids or [])
-        if blocks >= MAX_BLOCKS - 2:
+        """A file may take more events unless it was cut for size (or holds too many blocks)."""
+        if isinstance(f, OpenFile):
+            if len(f.committed_ids()) + len(f.block_ids) >= MAX_BLOCKS - 2:
+                return False
+            return not f.cut_for_size or ms // 1000 == f.name_second
+        if len(f.committed_ids or []) >= MAX_BLOCKS - 2:
             return False
-        name_second = f.name_second if isinstance(f, OpenFile) else None
-        return size < self.opts.size_window or (name_second is not None and ms // 1000 == name_second)
+        return f.size < self.opts.size_window
 
     async def _open_after_claim(self, seq: int, ms: int, window: Window) -> OpenFile | None:
         existing = await self._existing(window)
@@ -381,6 +393,7 @@ class PartitionCapture:
         f, self.open = self.open, None
         if f is None:
             return
+        f.cut_for_size = reason == "size"
         self._stage_frame(f)
         self.queue.put_nowait(_Commit(f, reason))
         self.closed.append(f)
@@ -538,11 +551,13 @@ class PartitionCapture:
         self.breaker.forget()
 
     async def shutdown(self, *, flush: bool, timeout: float) -> None:
-        """Flush (commit the open file, checkpoint) and stop the storage task; or drop everything."""
-        if flush and not self.broken and not self.run.failed:
-            self._close("shutdown")
-        else:
+        """Flush (commit the open file, then checkpoint) and stop the storage task; or drop everything at once."""
+        self.stats.releases += 1
+        if not flush or self.broken or self.run.failed:
             self._drop_queue()
+            self.task.cancel()
+            return
+        self._close("shutdown")
         self.queue.put_nowait(_STOP)
         try:
             await asyncio.wait_for(asyncio.shield(self.task), timeout)
@@ -557,7 +572,6 @@ class PartitionCapture:
         except asyncio.CancelledError:
             self.task.cancel()
             raise
-        self.stats.releases += 1
 
     @property
     def idle(self) -> bool:

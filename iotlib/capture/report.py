@@ -5,13 +5,15 @@ event (``fileUrl``, ``partitionId``, ``sizeInBytes``, ``eventCount``, ``firstSeq
 ``lastSequenceNumber``, ``firstEnqueueTime``, ``lastEnqueueTime``) plus what the writer knows
 beside them (the blob name, the window, why the file was closed). The same fields go into each
 blob's metadata, so a later run — or any tool — can tell what a file holds without reading it.
+
+A row is written per commit: a file that is *extended* (its window went on after an early commit)
+appears again with ``extended=True`` and its new totals; the last row of a name describes the blob.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -91,6 +93,8 @@ class PartitionStats:
     releases: int = 0
     resets: int = 0  # restarted from the checkpoint after a conflict it could not resolve
     discarded: int = 0  # received but dropped on a handover/reset/timeout (captured again later)
+    lag: float = 0.0  # seconds from the latest event's enqueued time to its arrival here
+    max_lag: float = 0.0  # the largest such lag seen (a backlog being caught up shows here too)
 
 
 @dataclass
@@ -102,6 +106,7 @@ class CaptureReport:
     container: str
     started: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     stopped: datetime | None = None
+    first_received: datetime | None = None  # when the first event arrived (start-up excluded)
     files: list[CaptureFile] = field(default_factory=list)
     partitions: dict[str, PartitionStats] = field(default_factory=dict)
     breaker: list[BreakerEvent] = field(default_factory=list)
@@ -152,6 +157,15 @@ class CaptureReport:
         end = self.stopped.timestamp() if self.stopped else time.time()
         return max(0.0, end - self.started.timestamp())
 
+    def events_per_second(self) -> float:
+        """Events stored per second, from the first event received to the last file committed."""
+        with self._lock:
+            if not self.files or self.first_received is None:
+                return 0.0
+            last = max(f.created for f in self.files)
+        span = (last - self.first_received).total_seconds()
+        return self.events / span if span > 0 else 0.0
+
     def files_frame(self) -> pl.DataFrame:
         """One row per file written, with the ``CaptureFileCreated`` fields in snake_case."""
         with self._lock:
@@ -184,7 +198,8 @@ class CaptureReport:
         lines = [
             f"capture of {self.eventhub!r} ({self.consumer_group}) into container {self.container!r}: "
             f"{self.events:,} events in {len(self.files)} files ({nbytes / 1e6:,.2f} MB) in {secs:,.1f} s"
-            + (f", {self.events / secs:,.0f} events/s" if secs > 0 and self.events else "")
+            + (f" ({self.events_per_second():,.0f} events/s from the first event to the last commit)"
+               if self.events_per_second() else "")
             + (f"; stopped: {self.stop_reason}" if self.stop_reason else "")
         ]
         for p in sorted(self.partitions.values(), key=lambda p: _pid_key(p.partition_id)):
@@ -216,8 +231,3 @@ def _pid_key(pid: str) -> tuple[int, str]:
     return (int(pid), pid) if pid.isdigit() else (1 << 30, pid)
 
 
-def merge_counts(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = out.get(k, 0) + v
-    return out

@@ -38,6 +38,7 @@ _LOG = logging.getLogger("iotlib.capture")
 T = TypeVar("T")
 
 TRANSIENT, HARD, CONFLICT, NOT_FOUND, BROKEN = "transient", "hard", "conflict", "not found", "broken file"
+CONTAINER_GONE = "the container does not exist (deleted while capture was running?)"
 
 
 class StorageConflict(CaptureError):
@@ -55,6 +56,10 @@ class BrokenFile(CaptureError):
 class StorageFatal(CaptureError):
     """A hard storage error lasted longer than ``hard_error_grace``: the writer stops."""
 
+    def __init__(self, message: str, *, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason  # the classified text, e.g. CONTAINER_GONE
+
 
 def classify(exc: BaseException) -> tuple[str, str]:
     """The kind of a storage failure and a short text for logs."""
@@ -66,7 +71,7 @@ def classify(exc: BaseException) -> tuple[str, str]:
         return CONFLICT, f"{code or status}"
     if isinstance(exc, ResourceNotFoundError) or status == 404:
         if code == "ContainerNotFound":
-            return HARD, "the container does not exist (deleted while capture was running?)"
+            return HARD, CONTAINER_GONE
         return NOT_FOUND, code or "not found"
     if isinstance(exc, ClientAuthenticationError) or status == 403:
         return HARD, f"storage refused the credentials ({code or 'HTTP 403'}): check the storage connection string"
@@ -118,6 +123,8 @@ class Retrier:
                 raise
             except Exception as exc:  # noqa: BLE001 - classified below; unknown ones re-raised
                 kind, text = classify(exc)
+                if kind not in (TRANSIENT, HARD):
+                    self.failing_since = None  # storage answered, if only to say no
                 if kind == CONFLICT:
                     raise StorageConflict(f"{what}: {text}") from exc
                 if kind == NOT_FOUND:
@@ -139,12 +146,16 @@ class Retrier:
                             text, self.where, what, self.hard_error_grace,
                         )  # fmt: skip
                     if now - hard_since >= self.hard_error_grace:
-                        raise StorageFatal(f"storage: {text} (for {now - hard_since:.0f} s, on {self.where}, {what})") from exc
+                        self.failing_since = None
+                        raise StorageFatal(
+                            f"storage: {text} (for {now - hard_since:.0f} s, on {self.where}, {what})", reason=text
+                        ) from exc
                 self.on_retry(what)
                 delay = min(self.most, self.first * 2**attempt) * random.uniform(0.8, 1.2)
                 attempt += 1
                 await asyncio.sleep(delay)
                 continue
+            self.last_error = ""
             if self.failing_since is not None:
                 _LOG.warning(
                     "%s: storage answers again (%s succeeded after %d retries, %.1f s)",

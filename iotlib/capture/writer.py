@@ -98,18 +98,18 @@ class CaptureWriter:
         once: bool = False,
         until_idle: float | None = None,
         timeout: float | None = None,
-        progress: bool = False,
+        progress: Any = False,
     ) -> CaptureReport:
         """Capture until :meth:`stop` (or Ctrl-C), ``once``, ``until_idle`` seconds without events, or ``timeout``.
 
         ``once``: until every event enqueued when it started is stored and checkpointed.
-        Open windows are flushed before it returns. ``progress`` shows a tqdm bar with
-        per-partition counts. Raises :class:`~iotlib.errors.CaptureError` if storage failed hard.
+        Open windows are flushed before it returns. ``progress=True`` shows a tqdm bar with
+        per-partition counts (or pass a callable ``f(report, final=...)``). Raises :class:`~iotlib.errors.CaptureError` if storage failed hard.
         """
         if self._thread is not None and self._thread.is_alive():
             raise CaptureError("this writer is already running")
         self._engine._stop_requested = False  # noqa: SLF001 - a new run
-        bar = Progress(targets=None) if progress else None
+        bar = progress if callable(progress) else Progress() if progress else None
         outcome: dict[str, Any] = {}
 
         def main() -> None:

@@ -1,0 +1,175 @@
+"""Helpers for the capture tests: a private hub, sending simulated events, reading back what was captured.
+
+Events go through the real ``EventHubProducerClient`` (partition key = device id, application
+properties from :func:`iotlib.events.properties`, body from :func:`iotlib.events.encode_frame`),
+to a private emulator over TCP, so counts are exact (nobody else sends to it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import polars as pl
+from azure.eventhub import EventData, EventHubConsumerClient, EventHubProducerClient
+from azure.storage.blob import BlobServiceClient
+
+from iotlib import coldstore, events, scenario, simulate
+from iotlib.emulator import Emulator, EmulatorConfig, EntityConfig
+
+HUB = "telemetry"
+
+
+@contextlib.contextmanager
+def private_hub(partitions: int = 4) -> Iterator[Emulator]:
+    """An emulator of our own (a thread, plain TCP) with one hub and the ``capture`` consumer group."""
+    config = EmulatorConfig(entities=(EntityConfig(HUB, partitions, ("$Default", "capture")),))
+    emu = Emulator.start(config=config, mode="thread", port=0)
+    try:
+        yield emu
+    finally:
+        emu.stop()
+
+
+def simulated(n: int, *, seed: int = 0, devices: int = 200) -> pl.DataFrame:
+    """``n`` simulated thermostat events with their JSON bodies (column ``body``)."""
+    registry = scenario.original_registry().head(devices)
+    df = simulate.generate(registry, start=None, duration="2h", seed=seed)
+    df = df.head(n)
+    assert df.height == n, f"the simulation gave only {df.height} events"
+    return df.with_columns(events.encode_frame(df).alias("body"))
+
+
+def send(conn: str, frame: pl.DataFrame, *, rate: float | None = None, hub: str = HUB) -> int:
+    """Send the frame's events, each with its device id as partition key; paced at ``rate`` events/s if given."""
+    sent = 0
+    t0 = time.monotonic()
+    with EventHubProducerClient.from_connection_string(conn, eventhub_name=hub) as producer:
+        chunk = 50 if rate else 500
+        for lo in range(0, frame.height, chunk):
+            part = frame.slice(lo, chunk)
+            by_device: dict[str, list[str]] = {}
+            for dev, body in zip(part["device_id"].cast(pl.String).to_list(), part["body"].to_list()):
+                by_device.setdefault(dev, []).append(body)
+            for dev, bodies in by_device.items():
+                batch = producer.create_batch(partition_key=dev)
+                for body in bodies:
+                    ev = EventData(body)
+                    ev.properties = events.properties(dev)
+                    batch.add(ev)
+                producer.send_batch(batch)
+                sent += len(bodies)
+            if rate:
+                ahead = sent / rate - (time.monotonic() - t0)
+                if ahead > 0:
+                    time.sleep(ahead)
+    return sent
+
+
+def hub_ids(conn: str, hub: str = HUB) -> set[tuple[str, int]]:
+    """Every (partition, sequence number) the hub holds now."""
+    out = set()
+    with EventHubConsumerClient.from_connection_string(conn, consumer_group="$Default", eventhub_name=hub) as c:
+        for pid in c.get_partition_ids():
+            props = c.get_partition_properties(pid)
+            if not props["is_empty"]:
+                out |= {(pid, s) for s in range(props["beginning_sequence_number"], props["last_enqueued_sequence_number"] + 1)}
+    return out
+
+
+def captured(storage: str, container: str, **options: object) -> tuple[set[tuple[str, int]], int, pl.DataFrame]:
+    """(partition, sequence number) in the container, the number of duplicate copies, the raw frame."""
+    df = coldstore.load(storage, container=container, dedupe=False, decode=None, **options)
+    keys = list(zip(df["partition_id"].to_list(), df["sequence_number"].to_list()))
+    counts = Counter(keys)
+    return set(counts), sum(c - 1 for c in counts.values()), df
+
+
+def blobs(storage: str, container: str) -> dict[str, tuple[bytes, dict[str, str]]]:
+    """name -> (bytes, metadata) of every blob in the container."""
+    cc = BlobServiceClient.from_connection_string(storage).get_container_client(container)
+    return {b.name: (cc.download_blob(b.name).readall(), b.metadata) for b in cc.list_blobs(include=["metadata"])}
+
+
+def checkpoints(storage: str, container: str) -> dict[str, int]:
+    """partition -> checkpointed sequence number, read straight from the checkpoint blobs."""
+    cc = BlobServiceClient.from_connection_string(storage).get_container_client(container)
+    out = {}
+    for b in cc.list_blobs(include=["metadata"]):
+        if "/checkpoint/" in b.name and b.metadata.get("sequencenumber"):
+            out[b.name.rsplit("/", 1)[1]] = int(b.metadata["sequencenumber"])
+    return out
+
+
+def capture_process(
+    eventhub_conn: str, storage_conn: str, *args: str, log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """``iotlib capture ARGS`` as a child process pointed at the given hub and storage."""
+    environ = {**os.environ, "IOTLIB_EVENTHUB_CONNECTION_STRING": eventhub_conn,
+               "IOTLIB_STORAGE_CONNECTION_STRING": storage_conn, "IOTLIB_EVENTHUB_NAME": HUB, **(env or {})}  # fmt: skip
+    out = open(log, "ab")  # noqa: SIM115 - the child owns it
+    return subprocess.Popen(
+        [sys.executable, "-m", "iotlib", "capture", "-v", *args],
+        stdout=out, stderr=subprocess.STDOUT, env=environ,
+    )  # fmt: skip
+
+
+class CheckpointWatch:
+    """Samples, in a thread, each checkpoint and then the committed blobs: every event up to a checkpoint
+    must already be in a committed blob (blobs only grow, so listing after reading is conservative).
+
+    ``violations`` collects (partition, checkpoint, first missing sequence number); the hub must start at 0.
+    """
+
+    def __init__(self, storage: str, container: str, checkpoint_container: str, every: float = 0.25) -> None:
+        import threading
+
+        self.storage, self.container, self.checkpoint_container, self.every = storage, container, checkpoint_container, every
+        self.violations: list[tuple[str, int, int]] = []
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> CheckpointWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                ckpt = checkpoints(self.storage, self.checkpoint_container)
+                cc = BlobServiceClient.from_connection_string(self.storage).get_container_client(self.container)
+                ranges: dict[str, list[tuple[int, int]]] = {}
+                for b in cc.list_blobs(include=["metadata"]):
+                    m = {k.lower(): v for k, v in (b.metadata or {}).items()}
+                    if int(m.get("eventcount", 0)) > 0:
+                        ranges.setdefault(m["partitionid"], []).append((int(m["firstsequencenumber"]), int(m["lastsequencenumber"])))
+            except Exception:  # noqa: BLE001 - storage may be down on purpose
+                continue
+            self.samples += 1
+            for pid, c in ckpt.items():
+                covered = set()
+                for lo, hi in ranges.get(pid, []):
+                    covered.update(range(lo, hi + 1))
+                missing = next((s for s in range(c + 1) if s not in covered), None)
+                if missing is not None:
+                    self.violations.append((pid, c, missing))
+
+
+def files_log(path: Path) -> list[dict]:
+    """The CaptureFileCreated lines ``iotlib capture --events-out`` wrote (none if it never wrote)."""
+    import json
+
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -1,0 +1,183 @@
+"""At-least-once under trouble: kill -9, storage outages, two writers sharing a consumer group.
+
+Real emulator (private, over TCP), real Azurite, capture in child processes where a process must
+die. The invariant watched throughout: a checkpoint never names an event that is not stored.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import threading
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from capturekit import (
+    CheckpointWatch,
+    capture_process,
+    captured,
+    files_log,
+    hub_ids,
+    private_hub,
+    send,
+    simulated,
+)
+
+import iotlib
+from iotlib import stack
+from iotlib.capture import CaptureWriter
+
+pytestmark = pytest.mark.slow
+
+
+def _names() -> dict[str, str]:
+    tag = uuid.uuid4().hex[:10]
+    return {"container": f"cap-{tag}", "checkpoint_container": f"ckpt-{tag}"}
+
+
+def _cli_args(names: dict[str, str], *extra: str, expiry: str = "2") -> list[str]:
+    return [
+        "--container", names["container"], "--checkpoint-container", names["checkpoint_container"],
+        "--time-window", "2", "--grace", "1", "--frame-size", "1KB",
+        "--load-balancing-interval", "0.5", "--ownership-expiry", expiry, *extra,
+    ]  # fmt: skip
+
+
+def test_kill_9_at_random_points_loses_nothing(tmp_path: Path) -> None:
+    storage = iotlib.settings().storage_connection_string
+    names = _names()
+    rng = random.Random(4)  # seeded: the same kill points every run
+    kills = [2.5 + 3 * i + rng.uniform(0, 2) for i in range(5)]
+    log, events = tmp_path / "capture.log", tmp_path / "files.jsonl"
+    with private_hub(4) as hub, CheckpointWatch(storage, **names) as watch:
+        frame = simulated(2400, seed=11)
+        sender = threading.Thread(target=send, args=(hub.connection_string, frame), kwargs={"rate": 150})
+        sender.start()
+        args = _cli_args(names, "--events-out", str(events))
+        proc = capture_process(hub.connection_string, storage, *args, log=log)
+        t0 = time.monotonic()
+        files_before_kill = []
+        for at in kills:
+            time.sleep(max(0.0, t0 + at - time.monotonic()))
+            proc.kill()  # SIGKILL: no flush, no release, no goodbye
+            assert proc.wait(10) == -signal.SIGKILL
+            files_before_kill.append(len(files_log(events)))
+            proc = capture_process(hub.connection_string, storage, *args, log=log)
+        sender.join()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, log.read_text()[-3000:]
+        final = capture_process(hub.connection_string, storage, *args, "--once", log=log)
+        assert final.wait(60) == 0, log.read_text()[-3000:]
+        expected = hub_ids(hub.connection_string)
+    got, duplicates, _ = captured(storage, names["container"])
+    assert len(expected) == frame.height
+    assert got == expected, f"missing {sorted(expected - got)[:10]}"
+    assert duplicates == 0  # a crash alone never leaves a second copy (see iotlib.capture)
+    assert watch.samples > 10 and watch.violations == []
+    # the kills fell across the run, between files of several windows
+    assert files_before_kill == sorted(files_before_kill) and files_before_kill[-1] > files_before_kill[0]
+    windows = {row["name"].rsplit("/", 3)[-2:][0] + row["name"][-7:] for row in files_log(events)}
+    assert len(windows) >= 5
+
+
+def test_storage_outage_trips_the_breaker_and_loses_nothing(tmp_path: Path) -> None:
+    st = stack.up(home=tmp_path / "stack", blob_port=0, services=("azurite",))  # our own Azurite: we stop it
+    try:
+        storage = st.settings().storage_connection_string
+        port = st.services["azurite"].port
+        names = _names()
+        with private_hub(4) as hub:
+            w = CaptureWriter.from_connection_string(
+                hub.connection_string, storage, eventhub_name=hub.eventhub_name, time_window=2, grace=1,
+                frame_size=512, breaker_warn=4, breaker_trip=8, breaker_stall=0.5, retry_backoff=(0.1, 1.0),
+                load_balancing_interval=1, ownership_expiry=60, max_wait_time=0.5, **names,
+            )  # fmt: skip
+            outcome: dict = {}
+            runner = threading.Thread(target=lambda: outcome.update(report=w.run(until_idle=3, timeout=90)))
+            frame = simulated(1800, seed=12)
+            sender = threading.Thread(target=send, args=(hub.connection_string, frame), kwargs={"rate": 150})
+            with CheckpointWatch(storage, **names) as watch:
+                runner.start()
+                sender.start()
+                time.sleep(3)
+                stack.down(st.home, only=["azurite"])  # storage gone for a while
+                down_at = time.monotonic()
+                time.sleep(4)
+                assert w.report is not None and w.report.retries, "no storage call failed while Azurite was down"
+                stack.up(home=st.home, blob_port=port, services=("azurite",))
+                outage = time.monotonic() - down_at
+                sender.join()
+                runner.join(120)
+            report = outcome["report"]
+            got, duplicates, _ = captured(storage, names["container"])
+            assert got == hub_ids(hub.connection_string) and duplicates == 0
+    finally:
+        stack.down(st.home)
+    states = {(b.partition_id, b.state) for b in report.breaker}
+    tripped = {p for p, s in states if s == "tripped"}
+    assert tripped and all((p, "resumed") in states for p in tripped)
+    assert sum(report.retries.values()) > 0 and outage >= 4
+    assert watch.violations == [] and watch.samples > 5
+    peak = max(b.buffered_frames for b in report.breaker)
+    assert peak <= 8 + 2  # bounded: receiving stops at the trip level, even within a batch
+
+
+def test_two_writers_share_partitions_and_hand_them_over(tmp_path: Path) -> None:
+    storage = iotlib.settings().storage_connection_string
+    names = _names()
+    a_log, b_log = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    with private_hub(4) as hub, CheckpointWatch(storage, **names) as watch:
+        frame = simulated(2100, seed=13)
+        sender = threading.Thread(target=send, args=(hub.connection_string, frame), kwargs={"rate": 150})
+        sender.start()
+        a = capture_process(hub.connection_string, storage, *_cli_args(names, "--events-out", str(a_log), expiry="6"),
+                            log=tmp_path / "a.log")  # fmt: skip
+        time.sleep(2)
+        b = capture_process(hub.connection_string, storage, *_cli_args(names, "--events-out", str(b_log), expiry="6"),
+                            log=tmp_path / "b.log")  # fmt: skip
+        b_started = time.time()
+        time.sleep(6)
+        a_term = time.time()
+        a.send_signal(signal.SIGTERM)  # A stops: flushes, checkpoints, releases its partitions
+        assert a.wait(60) == 0, (tmp_path / "a.log").read_text()[-3000:]
+        a_stopped = time.time()
+        sender.join()
+        time.sleep(2)
+        b.send_signal(signal.SIGTERM)
+        assert b.wait(60) == 0, (tmp_path / "b.log").read_text()[-3000:]
+        expected = hub_ids(hub.connection_string)
+    got, duplicates, _ = captured(storage, names["container"])
+    assert got == expected and duplicates == 0
+    assert watch.violations == []
+    rows_a, rows_b = files_log(a_log), files_log(b_log)
+    # while both ran, both captured (the client balanced the partitions between them) …
+    both = (b_started + 3, a_term - 0.5)
+    assert _partitions(rows_a, *both) and _partitions(rows_b, *both)
+    # … and after A stopped, B took all of them
+    assert _partitions(rows_b, a_stopped + 1, float("inf")) == {"0", "1", "2", "3"}
+    # one writer at a time per partition: files follow each other, never overlap, whoever wrote them
+    for pid in "0123":
+        ranges = sorted((r["data"]["firstSequenceNumber"], r["data"]["lastSequenceNumber"])
+                        for r in _final(rows_a + rows_b) if r["data"]["partitionId"] == pid and r["data"]["eventCount"])  # fmt: skip
+        assert all(prev[1] < nxt[0] for prev, nxt in zip(ranges, ranges[1:])), f"partition {pid}: {ranges}"
+
+
+def _final(rows: list[dict]) -> list[dict]:
+    """The last commit of each blob (an extended file is committed again with its new totals)."""
+    return list({r["name"]: r for r in rows}.values())
+
+
+def _partitions(rows: list[dict], lo: float, hi: float) -> set[str]:
+    """Partitions with a file holding events enqueued within [lo, hi) (epoch seconds)."""
+    out = set()
+    for r in rows:
+        d = r["data"]
+        if d["eventCount"] and d["lastEnqueueTime"]:
+            first = datetime.fromisoformat(d["firstEnqueueTime"].replace("Z", "+00:00")).timestamp()
+            last = datetime.fromisoformat(d["lastEnqueueTime"].replace("Z", "+00:00")).timestamp()
+            if first < hi and last >= lo:
+                out.add(d["partitionId"])
+    return out
