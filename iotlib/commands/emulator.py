@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 
@@ -19,8 +20,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", type=Path, default=None,
                    help="entity config in the official emulator's Config.json shape "
                         "(default: hub 'telemetry', 8 partitions)")
+    p.add_argument("--throughput-units", type=_units, default=None, metavar="N",
+                   help="meter the namespace as N of Azure's standard-tier throughput units (1,000 events/s "
+                        "or 1 MiB/s in, 4,096 events/s or 2 MiB/s out each); sends over budget fail with "
+                        "com.microsoft:server-busy (default: the config's ThroughputUnits, else not metered; "
+                        "0 = not metered)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.set_defaults(func=_emulator)
+
+
+def _units(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of throughput units, not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (not metered) or more, not {value}")
+    return value
 
 
 def _emulator(args: argparse.Namespace) -> int:
@@ -30,5 +46,7 @@ def _emulator(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = EmulatorConfig.from_file(args.config) if args.config else EmulatorConfig()
+    if args.throughput_units is not None:
+        config = replace(config, throughput_units=args.throughput_units)
     data_dir = args.data_dir or connections.home() / "eventhubs"
     return run(config, data_dir, host=args.host, port=args.port)

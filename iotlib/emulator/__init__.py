@@ -22,7 +22,9 @@ Modules, one concept each: :mod:`~iotlib.emulator.codec` (AMQP types),
 :mod:`~iotlib.emulator.position` (starting positions),
 :mod:`~iotlib.emulator.ownership` (owner levels),
 :mod:`~iotlib.emulator.auth` (SAS tokens), :mod:`~iotlib.emulator.config`
-(``Config.json``), :mod:`~iotlib.emulator.management` (``$cbs``,
+(``Config.json``), :mod:`~iotlib.emulator.throughput` (throughput units:
+ingress refused with ``server-busy`` over budget, egress paced; off by
+default), :mod:`~iotlib.emulator.management` (``$cbs``,
 ``$management``), :mod:`~iotlib.emulator.links`, :mod:`~iotlib.emulator.session`,
 :mod:`~iotlib.emulator.connection`, :mod:`~iotlib.emulator.server` and
 :mod:`~iotlib.emulator.runner` (start one from Python).
@@ -30,5 +32,6 @@ Modules, one concept each: :mod:`~iotlib.emulator.codec` (AMQP types),
 
 from iotlib.emulator.config import EmulatorConfig, EntityConfig, KeyConfig
 from iotlib.emulator.runner import Emulator
+from iotlib.emulator.throughput import ThroughputStats
 
-__all__ = ["Emulator", "EmulatorConfig", "EntityConfig", "KeyConfig"]
+__all__ = ["Emulator", "EmulatorConfig", "EntityConfig", "KeyConfig", "ThroughputStats"]

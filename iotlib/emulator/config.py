@@ -11,7 +11,12 @@ iotlib reads a few optional keys beside those (ignored by Microsoft's emulator):
 per entity ``RetentionTimeInHours`` and ``RetentionSizeInMB`` (per partition;
 default: keep everything, like Fabrikam's cold path wants), per namespace
 ``SharedAccessKeys`` (``[{"Name", "Key", "Rights": ["Manage", "Send", "Listen"]}]``,
-default ``RootManageSharedAccessKey`` / ``SAS_KEY_VALUE`` with all rights), and
+default ``RootManageSharedAccessKey`` / ``SAS_KEY_VALUE`` with all rights) and
+``ThroughputUnits`` (a whole number, 1 to 40: meter the namespace as that many of
+Azure's standard-tier throughput units, each 1,000 events/s or 1 MiB/s in and
+4,096 events/s or 2 MiB/s out; sends over budget are refused with
+``com.microsoft:server-busy``, see :mod:`~iotlib.emulator.throughput`; default
+``0``/absent: not metered, local runs are never throttled unless asked), and
 ``UserConfig.EmulatorConfig`` with ``SegmentSizeInMB``, ``MaxFrameSize``,
 ``Fsync`` and ``RetentionCheckSeconds``.
 
@@ -27,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from iotlib.emulator.throughput import MAX_THROUGHPUT_UNITS
 from iotlib.errors import ConfigurationError
 
 MAX_PARTITIONS = 32
@@ -71,9 +77,12 @@ class EmulatorConfig:
     max_frame_size: int = 65536
     fsync: bool = False
     retention_check_seconds: float = 30.0
+    throughput_units: int | None = None
 
     def __post_init__(self) -> None:
         _validate(self)
+        if self.throughput_units == 0:
+            object.__setattr__(self, "throughput_units", None)  # 0 means "not metered", like absent
 
     @classmethod
     def from_file(cls, path: str | Path) -> EmulatorConfig:
@@ -139,6 +148,7 @@ class EmulatorConfig:
             max_frame_size=int(emu.get("MaxFrameSize", 65536)),
             fsync=bool(emu.get("Fsync", False)),
             retention_check_seconds=float(emu.get("RetentionCheckSeconds", 30.0)),
+            throughput_units=_throughput_units(ns.get("ThroughputUnits"), f"{source}: ThroughputUnits"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -155,18 +165,17 @@ class EmulatorConfig:
             if e.retention_mb is not None:
                 item["RetentionSizeInMB"] = e.retention_mb
             entities.append(item)
+        namespace: dict[str, Any] = {
+            "Type": "EventHub",
+            "Name": self.namespace,
+            "Entities": entities,
+            "SharedAccessKeys": [{"Name": k.name, "Key": k.key, "Rights": sorted(k.rights)} for k in self.keys],
+        }
+        if self.throughput_units:
+            namespace["ThroughputUnits"] = self.throughput_units
         return {
             "UserConfig": {
-                "NamespaceConfig": [
-                    {
-                        "Type": "EventHub",
-                        "Name": self.namespace,
-                        "Entities": entities,
-                        "SharedAccessKeys": [
-                            {"Name": k.name, "Key": k.key, "Rights": sorted(k.rights)} for k in self.keys
-                        ],
-                    }
-                ],
+                "NamespaceConfig": [namespace],
                 "EmulatorConfig": {
                     "SegmentSizeInMB": self.segment_bytes / (1024 * 1024),
                     "MaxFrameSize": self.max_frame_size,
@@ -188,6 +197,21 @@ def _opt_float(value: Any, what: str) -> float | None:
     if result <= 0:
         raise ConfigurationError(f"{what} must be positive")
     return result
+
+
+def _throughput_units(value: Any, what: str) -> int | None:
+    """``ThroughputUnits`` as a whole number (``"2"`` as in the official file's strings); 0 = not metered."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ConfigurationError(f"{what} must be a whole number of throughput units, not {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(f"{what} must be a whole number of throughput units, not {value!r}") from exc
+    if not number.is_integer():
+        raise ConfigurationError(f"{what} must be a whole number of throughput units, not {value!r}")
+    return int(number) or None
 
 
 def _validate(cfg: EmulatorConfig) -> None:
@@ -225,3 +249,10 @@ def _validate(cfg: EmulatorConfig) -> None:
         raise ConfigurationError("SegmentSizeInMB is too small (at least 4 KiB)")
     if not 4096 <= cfg.max_frame_size <= 1 << 24:
         raise ConfigurationError("MaxFrameSize must be between 4096 and 16 MiB")
+    units = cfg.throughput_units
+    if units is not None and (isinstance(units, bool) or not isinstance(units, int)
+                              or not 0 <= units <= MAX_THROUGHPUT_UNITS):
+        raise ConfigurationError(
+            f"ThroughputUnits is {units!r}; Azure's standard tier allows 1 to {MAX_THROUGHPUT_UNITS} "
+            "(0 or absent: not metered)"
+        )

@@ -2,16 +2,20 @@
 
 * :class:`IngressLink` receives events from a producer (target ``<hub>`` or
   ``<hub>/Partitions/<id>``), appends them to the log and settles each delivery
-  with ``accepted`` once the log has written it.
+  with ``accepted`` once the log has written it; with throughput units set, a
+  send over the namespace's budget is settled ``rejected`` with
+  ``com.microsoft:server-busy`` instead, whole, and the link stays attached.
 * :class:`EgressLink` delivers a partition to a consumer (source
   ``<hub>/ConsumerGroups/<group>/Partitions/<id>``), pre-settled, within the
-  consumer's credit, reading from the log (never an in-memory copy of it).
+  consumer's credit and the namespace's egress budget, reading from the log
+  (never an in-memory copy of it).
 * :class:`RequestLink` / :class:`ReplyLink` carry ``$cbs`` and ``$management``
   requests and their answers.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -22,6 +26,7 @@ from iotlib.emulator import management, message
 from iotlib.emulator.codec import DecodeError
 from iotlib.emulator.hub import EventHub, Partition
 from iotlib.emulator.log import FLAG_USER_DELIVERY_ANNOTATIONS, Cursor
+from iotlib.emulator.throughput import SERVER_BUSY
 
 if TYPE_CHECKING:
     from iotlib.emulator.session import Session
@@ -134,6 +139,12 @@ class IngressLink(_Receiving):
         except DecodeError as exc:
             self._reject(delivery_id, settled, "amqp:decode-error", f"the message cannot be decoded: {exc}")
             return
+        if events:
+            refusal = server.throughput.admit(len(events), size, self.hub.name)
+            if refusal is not None:  # over budget: refuse it whole, store nothing (logged as a summary)
+                if not settled and delivery_id is not None:
+                    server.after_commit(self.session, delivery_id, f.rejected_state(SERVER_BUSY, refusal))
+                return
         partition = self.partition or self.hub.route(route_key)
         if events:
             partition.log.append(events, int(time.time() * 1000))
@@ -224,6 +235,7 @@ class EgressLink(Link):
         self.delivery_count = 0
         self.credit = 0
         self._scheduled = False
+        self._held: asyncio.TimerHandle | None = None  # waiting for egress budget
         self.drain = False
         partition.waiters.add(self.wake)
 
@@ -236,9 +248,13 @@ class EgressLink(Link):
         self.wake()
 
     def wake(self) -> None:
-        if not self._scheduled and self.attached:
+        if not self._scheduled and self._held is None and self.attached:
             self._scheduled = True
             self.session.conn.loop.call_soon(self._pump)
+
+    def _release(self) -> None:
+        self._held = None
+        self.wake()
 
     def _pump(self) -> None:
         self._scheduled = False
@@ -253,7 +269,14 @@ class EgressLink(Link):
         if budget <= 0 or not self.still_authorised(time.time()):
             return
         log = self.partition.log
-        records = log.read(self.cursor, budget, READ_BYTES)
+        meter = conn.server.throughput
+        max_bytes = READ_BYTES
+        if meter.limited and log.has_data(self.cursor):
+            budget, max_bytes, wait = meter.egress_allowance(budget, READ_BYTES)
+            if not budget:
+                self._held = conn.loop.call_later(wait, self._release)
+                return
+        records = log.read(self.cursor, budget, max_bytes)
         if not records:
             if self.drain and self.credit:
                 self.delivery_count = (self.delivery_count + self.credit) & 0xFFFFFFFF
@@ -277,6 +300,7 @@ class EgressLink(Link):
         limit = conn.remote_max_frame_size - f.TRANSFER_OVERHEAD
         delivery_id = session.next_outgoing_id
         frames = 0
+        delivered = 0
         deliverable = message.deliverable
         transfer = f.presettled_transfer
         for seq, offset, t, key, body, ma_pos, ma_end, ent_pos, ent_count, flags in records:
@@ -287,6 +311,7 @@ class EgressLink(Link):
             size = 0
             for chunk in chunks:
                 size += len(chunk)
+            delivered += size
             if size <= limit:
                 out.append(transfer(channel, handle, delivery_id, size))
                 out.extend(chunks)
@@ -299,11 +324,15 @@ class EgressLink(Link):
         session.remote_incoming_window -= frames
         self.credit -= n
         self.delivery_count = (self.delivery_count + n) & 0xFFFFFFFF
+        meter.delivered(n, delivered)
         conn.write(b"".join(out))
         if self.credit > 0 and log.has_data(self.cursor):
             self.wake()
 
     def closed(self) -> None:
         super().closed()
+        if self._held is not None:
+            self._held.cancel()
+            self._held = None
         self.partition.waiters.discard(self.wake)
         self.hub.slot(self.group, self.partition.id).remove(self)

@@ -8,6 +8,10 @@
 
 ``mode="process"`` runs ``python -m iotlib emulator`` instead, which is what a
 test of crash durability needs (:meth:`Emulator.kill` sends SIGKILL).
+
+``throughput_units=1`` meters the namespace like one of Azure's throughput units
+(sends over budget fail with ``server-busy``); :meth:`Emulator.throughput` tells
+what was accepted, throttled and delivered.
 """
 
 from __future__ import annotations
@@ -24,11 +28,17 @@ import tempfile
 import threading
 import time
 from concurrent.futures import Future
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from iotlib.connections import eventhub_connection_string
 from iotlib.emulator.config import EmulatorConfig
+from iotlib.emulator.throughput import ThroughputStats
 from iotlib.errors import EmulatorError
+
+if TYPE_CHECKING:
+    from iotlib.emulator.server import Server
 
 _LOG = logging.getLogger("iotlib.emulator")
 
@@ -55,6 +65,7 @@ class Emulator:
         self._stop_event: asyncio.Event | None = None
         self._process: subprocess.Popen | None = None
         self._config_file: Path | None = None
+        self._server: list[Server] = []
         self.exit_code: int | None = None
 
     # --- what users need -------------------------------------------------------------
@@ -82,8 +93,12 @@ class Emulator:
         config: EmulatorConfig | str | Path | None = None,
         mode: str = "thread",
         timeout: float = 30.0,
+        throughput_units: int | None = None,
     ) -> Emulator:
-        """Start an emulator; ``port=0`` picks a free port, ``data_dir=None`` a temporary folder."""
+        """Start an emulator; ``port=0`` picks a free port, ``data_dir=None`` a temporary folder.
+
+        ``throughput_units`` overrides the config's ``ThroughputUnits`` (``0``: not metered).
+        """
         if mode not in ("thread", "process"):
             raise EmulatorError(f"mode must be 'thread' or 'process', not {mode!r}")
         if config is None:
@@ -92,6 +107,8 @@ class Emulator:
             cfg = config
         else:
             cfg = EmulatorConfig.from_file(config)
+        if throughput_units is not None:
+            cfg = replace(cfg, throughput_units=throughput_units)
         owns = data_dir is None
         folder = Path(tempfile.mkdtemp(prefix="iotlib-eventhubs-")) if owns else Path(data_dir)
         folder.mkdir(parents=True, exist_ok=True)
@@ -122,7 +139,8 @@ class Emulator:
             )
             try:
                 loop.run_until_complete(
-                    serve(self.config, self.data_dir, host=self.host, port=self.port, ready=fut, stop=self._stop_event)
+                    serve(self.config, self.data_dir, host=self.host, port=self.port, ready=fut,
+                          stop=self._stop_event, server_holder=self._server)
                 )
             except BaseException as exc:  # noqa: BLE001 - surfaced through ``ready``
                 if not ready.done():
@@ -170,6 +188,21 @@ class Emulator:
             time.sleep(0.05)
         self.kill()
         raise EmulatorError(f"the emulator did not answer on {self.host}:{self.port} within {timeout:.0f}s")
+
+    def throughput(self, timeout: float = 5.0) -> ThroughputStats:
+        """Events and bytes accepted, throttled (refused with ``server-busy``) and delivered so far."""
+        if self.mode != "thread":
+            raise EmulatorError(
+                "throughput counts are read from an emulator running in this process (mode='thread'); "
+                f"one in a subprocess logs them instead (see {self.data_dir / 'emulator.log'})"
+            )
+        if not self._server or self._loop is None or self._thread is None or not self._thread.is_alive():
+            raise EmulatorError("the emulator is not running")
+        meter = self._server[0].throughput
+        answer: Future = Future()
+        # Read on the emulator's own loop, so that the counts are one consistent snapshot.
+        self._loop.call_soon_threadsafe(lambda: answer.set_result(meter.stats()))
+        return answer.result(timeout)
 
     # --- stopping ----------------------------------------------------------------------
 

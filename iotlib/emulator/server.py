@@ -1,4 +1,4 @@
-"""The emulator as a server: listen, group-commit the log, retention, clean shutdown.
+"""The emulator as a server: listen, group-commit the log, retention, throughput metering, clean shutdown.
 
 Group commit: every frame a connection read in one go is handled first; then
 each partition that received events writes them with one ``write`` (and
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from iotlib.emulator import framing as f
 from iotlib.emulator.config import EmulatorConfig
 from iotlib.emulator.hub import Namespace, Partition
+from iotlib.emulator.throughput import SUMMARY_SECONDS, ThroughputMeter
 from iotlib.errors import EmulatorError
 
 if TYPE_CHECKING:
@@ -43,6 +44,8 @@ class Server:
         self._touched: set[Partition] = set()
         self._acks: list[tuple[Session, int, bytes | None]] = []
         self._retention: asyncio.TimerHandle | None = None
+        self._summary: asyncio.TimerHandle | None = None
+        self.throughput = ThroughputMeter(config.throughput_units, namespace=config.namespace)
 
     async def start(self) -> None:
         from iotlib.emulator.connection import Connection
@@ -60,9 +63,11 @@ class Server:
         sock = self._server.sockets[0]
         self.port = sock.getsockname()[1]
         self._schedule_retention()
+        if self.throughput.limited:
+            self._schedule_summary()
         hubs = ", ".join(f"{h.name} ({len(h.partitions)} partitions)" for h in self.namespace.hubs.values())
-        _LOG.info("Event Hubs emulator listening on %s:%d, namespace %s: %s; data in %s",
-                  self.host, self.port, self.namespace.name, hubs, self.data_dir)
+        _LOG.info("Event Hubs emulator listening on %s:%d, namespace %s: %s; %s; data in %s",
+                  self.host, self.port, self.namespace.name, hubs, self.throughput.describe_ingress(), self.data_dir)
 
     def _schedule_retention(self) -> None:
         def run() -> None:
@@ -74,6 +79,13 @@ class Server:
             self._schedule_retention()
 
         self._retention = self.loop.call_later(self.config.retention_check_seconds, run)
+
+    def _schedule_summary(self) -> None:
+        def run() -> None:
+            self.throughput.log_summary()
+            self._schedule_summary()
+
+        self._summary = self.loop.call_later(SUMMARY_SECONDS, run)
 
     # --- group commit --------------------------------------------------------------
 
@@ -127,6 +139,9 @@ class Server:
     async def stop(self) -> None:
         if self._retention is not None:
             self._retention.cancel()
+        if self._summary is not None:
+            self._summary.cancel()
+            self.throughput.log_summary()
         if self._server is not None:
             self._server.close()
         for conn in list(self.connections):
@@ -145,9 +160,15 @@ class Server:
 
 
 async def serve(config: EmulatorConfig, data_dir: str | Path, *, host: str, port: int,
-                ready: asyncio.Future | None = None, stop: asyncio.Event | None = None) -> None:
-    """Run until ``stop`` is set (or SIGTERM/SIGINT when running in the main thread)."""
+                ready: asyncio.Future | None = None, stop: asyncio.Event | None = None,
+                server_holder: list[Server] | None = None) -> None:
+    """Run until ``stop`` is set (or SIGTERM/SIGINT when running in the main thread).
+
+    ``server_holder`` receives the :class:`Server` (what an in-process owner reads counts from).
+    """
     server = Server(config, data_dir, host=host, port=port)
+    if server_holder is not None:
+        server_holder.append(server)
     stop = stop or asyncio.Event()
     try:
         await server.start()
