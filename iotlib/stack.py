@@ -220,13 +220,17 @@ def emulator_available() -> bool:
     return importlib.util.find_spec("iotlib.emulator") is not None
 
 
-def eventhubs_command(host: str, port: int, data_dir: Path, config: Path | None = None) -> list[str]:
+def eventhubs_command(
+    host: str, port: int, data_dir: Path, config: Path | None = None, throughput_units: int | None = None
+) -> list[str]:
     command = [
         sys.executable, "-m", "iotlib", "emulator",
         "--host", host, "--port", str(port), "--data-dir", str(data_dir),
     ]
     if config is not None:
         command += ["--config", str(config)]
+    if throughput_units is not None:
+        command += ["--throughput-units", str(throughput_units)]
     return command
 
 
@@ -341,12 +345,14 @@ def up(
     eventhub_port: int | None = None,
     services: tuple[str, ...] | None = None,
     eventhubs_config: Path | None = None,
+    throughput_units: int | None = None,
     timeout: float = START_TIMEOUT,
 ) -> Stack:
     """Start the services that are not running yet; reuse the ones that are.
 
     A port of ``0`` picks a free port. ``eventhubs_config`` is the emulator's
-    entity configuration (the official emulator's ``Config.json`` shape). Raises :class:`StackError` when a port is
+    entity configuration (the official emulator's ``Config.json`` shape);
+    ``throughput_units`` meters it like Azure's standard tier (default: not metered). Raises :class:`StackError` when a port is
     taken by a process the stack did not start, or a service fails to start.
     """
     home = Path(home).resolve() if home else _settings.home()
@@ -383,7 +389,7 @@ def up(
         command = (
             azurite_command(host, port, data_dir)
             if name == "azurite"
-            else eventhubs_command(host, port, data_dir, eventhubs_config)
+            else eventhubs_command(host, port, data_dir, eventhubs_config, throughput_units)
         )
         svc = _start(name, command, host, port, home / "logs" / f"{name}.log", timeout)
         state.services[name] = svc

@@ -14,6 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eventhub-port", type=int, default=None, help="emulator's port (default 5672; 0 = free)")
     p.add_argument("--eventhubs-config", type=Path, default=None,
                    help="the emulator's entities, in the official emulator's Config.json shape")
+    p.add_argument("--throughput-units", type=int, default=None, metavar="N",
+                   help="throttle the emulator like N standard-tier throughput units (default: no limit)")
     p.set_defaults(func=_up)
 
     p = sub.add_parser("down", help="stop the services `iotlib up` started")
@@ -29,7 +31,7 @@ def _up(args: argparse.Namespace) -> int:
     from iotlib import stack
 
     st = stack.up(home=args.home, host=args.host, blob_port=args.blob_port, eventhub_port=args.eventhub_port,
-                  eventhubs_config=args.eventhubs_config)
+                  eventhubs_config=args.eventhubs_config, throughput_units=args.throughput_units)
     for name, svc in st.services.items():
         how = "started" if name in st.started else "already running"
         print(f"# {name:<10} {svc.address:<20} pid {svc.pid:<8} {how}; log: {svc.log}")

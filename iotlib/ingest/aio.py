@@ -35,6 +35,8 @@ from iotlib.ingest.plan import MODES, Outgoing, chunks, encode, frames, route, t
 from iotlib.ingest.report import Failure, IngestReport
 
 PARTITION_KEY = b"x-opt-partition-key"
+#: Longest pause after a throttled send (ServerBusy), in seconds.
+THROTTLE_PAUSE = 1.0
 # Errors no retry can fix: report them at once.
 _FATAL = (AuthenticationError, ClientClosedError, EventDataError)
 
@@ -280,7 +282,8 @@ class _Run:
                     self.bar.update(end - start)
                     return
                 pause = self.backoff * (2 ** (attempt - 1)) * (0.5 + random.random())
-                await asyncio.sleep(min(pause, 30.0))
+                # A throughput-unit budget refills every second: waiting longer only wastes it.
+                await asyncio.sleep(min(pause, THROTTLE_PAUSE if _is_throttle(exc) else 30.0))
                 continue
             self.report.record_send(pid, end - start, batch.size_in_bytes, sum(group.malformed[start:end]))
             self.bar.update(end - start)
