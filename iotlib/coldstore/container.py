@@ -10,6 +10,11 @@ from __future__ import annotations
 
 import json
 import zlib
+
+try:  # ISA-L inflates deflate blocks ~1.7x faster than zlib, with the same results
+    from isal import isal_zlib as _inflater
+except ImportError:  # pragma: no cover - isal is a dependency; zlib keeps working without it
+    _inflater = zlib  # type: ignore[assignment]
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,8 +102,8 @@ def _inflate(raw: bytes, starts: np.ndarray, sizes: np.ndarray) -> tuple[np.ndar
     parts = []
     for s, n in zip(starts.tolist(), sizes.tolist()):
         try:
-            parts.append(zlib.decompress(raw[s : s + n], -15))
-        except zlib.error as exc:
+            parts.append(_inflater.decompress(raw[s : s + n], -15))
+        except _inflater.error as exc:
             raise CorruptFile(f"deflate block at byte {s} does not inflate: {exc}") from None
     new_sizes = np.fromiter((len(p) for p in parts), dtype=np.int64, count=len(parts))
     new_starts = np.zeros(len(parts), dtype=np.int64)
