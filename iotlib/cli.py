@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "iotlib.commands.demo",
     "iotlib.commands.monitor",
     "iotlib.commands.load",
+    "iotlib.commands.process",
 ]
 
 
