@@ -18,7 +18,10 @@ batches, and the engine's state pickles with the window engine's snapshot.
 Each alert is one row (:data:`SCHEMA`) in the warm store's ``alerts`` table,
 and optionally an event on another hub (:mod:`iotlib.stream.alerthub`). An
 alert is raised once per episode: a building is re-armed when a window comes
-back at or below the threshold, a silent device when it speaks again.
+back at or below the threshold, a silent device when it speaks again. A
+building's windows are consecutive when no window of that building lies
+between them: a window without readings is no evidence either way and
+neither breaks nor extends a streak.
 """
 
 from __future__ import annotations
@@ -133,18 +136,15 @@ def no_alerts() -> pl.DataFrame:
 class AlertEngine:
     """Evaluates the rules on closed windows, readings and the passing of arrival time.
 
-    ``hop_us``: the window's hop (its size for tumbling windows), which makes
-    two windows of a building consecutive. The state pickles (the registry
-    lookup is rebuilt from the registry on restore).
+    The state pickles (the registry lookup is rebuilt from the registry on restore).
     """
 
-    def __init__(self, rules: Sequence[Rule], registry: Registry, *, hop_us: int) -> None:
+    def __init__(self, rules: Sequence[Rule], registry: Registry) -> None:
         self.rules = check_rules(rules)
-        self.hop_us = hop_us
         self._hot = next((r for r in self.rules if isinstance(r, BuildingTooHot)), None)
         self._jump = next((r for r in self.rules if isinstance(r, TemperatureJump)), None)
         self._silent = next((r for r in self.rules if isinstance(r, DeviceSilent)), None)
-        self._streaks: dict[int, list[int]] = {}  # building -> [streak, last window end µs]
+        self._streaks: dict[int, list[int]] = {}  # building -> [streak, its first window's start µs]
         self._last_value: dict[str, float] = {}  # device -> previous reading
         self._last_seen: OrderedDict[str, int] = OrderedDict()  # device -> last arrival µs, oldest first
         self._registry: Registry | None = registry
@@ -186,19 +186,18 @@ class AlertEngine:
             pl.coalesce("closed_at", "window_end").dt.epoch("us").alias("at"),
         )
         for b, start, end, avg, at in cols.iter_rows():
-            st = self._streaks.get(b)
-            if avg > rule.threshold:
-                if st is not None and st[0] > 0 and end - st[1] == self.hop_us:
-                    st[0] += 1
-                    st[1] = end
-                else:
-                    st = self._streaks[b] = [1, end]
-                if st[0] == rule.windows:
-                    rows.append((at, rule.name, b, None, None, avg, rule.threshold, start - (rule.windows - 1) * self.hop_us, end,
-                                 f"building {b}: average above {rule.threshold:g} °C for {rule.windows} consecutive windows "
-                                 f"({avg:.1f} °C in the last)"))  # fmt: skip
-            elif st is not None:
-                st[0], st[1] = 0, end
+            st = self._streaks.get(b)  # [windows above the threshold in a row, start of the first]
+            if avg <= rule.threshold:
+                if st is not None:
+                    st[0] = 0
+                continue
+            if st is None or st[0] == 0:
+                st = self._streaks[b] = [0, start]
+            st[0] += 1
+            if st[0] == rule.windows:
+                rows.append((at, rule.name, b, None, None, avg, rule.threshold, st[1], end,
+                             f"building {b}: average above {rule.threshold:g} °C for {rule.windows} consecutive windows "
+                             f"({avg:.1f} °C in the last)"))  # fmt: skip
         return _frame(rows)
 
     def on_readings(self, readings: pl.DataFrame) -> pl.DataFrame:

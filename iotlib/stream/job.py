@@ -98,7 +98,7 @@ class WarmJob:
         self.heartbeat = heartbeat
         self.engine = WindowEngine(self.window, by=[BUILDING], aggs=BUILDING_AGGS, policy=self.policy)
         self._unmatched = Counts()
-        self.alerts = AlertEngine(self.rules, self.registry, hop_us=self.window.hop_us) if self.rules else None
+        self.alerts = AlertEngine(self.rules, self.registry) if self.rules else None
         self.merger = ArrivalMerger(partitions, idle_timeout=merge_timeout or _FOREVER)
         self.positions: dict[str, Position] = {}
         self.totals = JobTotals()
