@@ -3,8 +3,6 @@ checkpoints after commits, the warm store's answers, alerts on another hub."""
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -18,7 +16,7 @@ from iotlib import hub, monitor, scenario, simulate
 from iotlib.emulator import Emulator, EmulatorConfig, EntityConfig
 from iotlib.ingest import IngestClient
 from iotlib.processing import EventTimePolicy
-from iotlib.stream import BuildingTooHot, StreamProcessor, TemperatureJump, WarmStore, compare, received
+from iotlib.stream import BuildingTooHot, StreamProcessor, TemperatureJump, WarmStore, compare, live, received
 
 FAULTS = [
     "skew:fraction=0.15,min_skew=20s,max_skew=3m",  # some clocks behind (late), some ahead of the hub
@@ -42,18 +40,8 @@ def _process_while_sending(eventhub_name: str, events: pl.DataFrame, *, speed: f
     processor = StreamProcessor.from_settings(eventhub_name=eventhub_name, starting_position=before,
                                               checkpoint_container=f"warm-{uuid.uuid4().hex[:10]}",
                                               commit_interval=0.5, **options)  # fmt: skip
-    outcome: dict = {}
-    worker = threading.Thread(target=lambda: outcome.update(report=processor.run(timeout=90, flush=True)))
-    worker.start()
-    with IngestClient.from_connection_string(eventhub_name=eventhub_name) as client:
-        sent = client.send(events, mode="live", speed=speed, send_malformed=True, progress=False)
-    deadline = time.monotonic() + 60
-    while processor.report is None or processor.report.received < sent.events_sent:
-        assert time.monotonic() < deadline and worker.is_alive(), "the processor did not read everything"
-        time.sleep(0.1)
-    processor.stop()
-    worker.join()
-    return before, sent, outcome["report"], processor.options
+    run = live.run_alongside(processor, events, speed=speed, settle=0.5, flush=True, timeout=90)
+    return before, run.sent, run.report, processor.options
 
 
 @settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import polars as pl
@@ -86,12 +86,10 @@ class DeviceSilent:
     after: Duration = "5m"
     name: ClassVar[str] = "device_silent"
 
-    def __post_init__(self) -> None:
-        to_us(self.after, name="DeviceSilent.after", allow_zero=False)
+    after_us: int = field(init=False, repr=False, compare=False)
 
-    @property
-    def after_us(self) -> int:
-        return to_us(self.after, name="DeviceSilent.after", allow_zero=False)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "after_us", to_us(self.after, name="DeviceSilent.after", allow_zero=False))
 
 
 Rule = BuildingTooHot | TemperatureJump | DeviceSilent
@@ -213,20 +211,22 @@ class AlertEngine:
         arrivals = readings["enqueued_time"].dt.epoch("us").to_list()
         rows: list[tuple] = []
         if self._silent is not None:
-            seen = self._last_seen
+            seen, after = self._last_seen, self._silent.after_us
+            move = seen.move_to_end
             for d, a in zip(devices, arrivals):
-                self._expire(a, rows)
+                if seen and next(iter(seen.values())) < a - after:  # the oldest is overdue
+                    self._expire(a, rows)
                 seen[d] = a
-                seen.move_to_end(d)
+                move(d)
         rule = self._jump
         if rule is not None:
-            last = self._last_value
-            for d, t, a in zip(devices, readings["temperature"].to_list(), arrivals):
+            last, limit = self._last_value, rule.degrees
+            for i, (d, t) in enumerate(zip(devices, readings["temperature"].to_list())):
                 prev = last.get(d)
                 last[d] = t
-                if prev is not None and abs(t - prev) > rule.degrees:
+                if prev is not None and abs(t - prev) > limit:
                     building, room = self._place(d)
-                    rows.append((a, rule.name, building, d, room, t, rule.degrees, None, None,
+                    rows.append((arrivals[i], rule.name, building, d, room, t, limit, None, None,
                                  f"device {d} in building {building} room {room}: {prev:.1f} → {t:.1f} °C"))  # fmt: skip
         return _frame(rows)
 
