@@ -110,3 +110,42 @@ def test_the_job_equals_batch_for_any_interleaving_commits_and_restart(seed, cut
     expected = whole.take().alerts.sort(key)
     assert alerts.drop("value").equals(expected.drop("value"))
     assert set(alerts["rule"]) == {"building_too_hot", "temperature_jump", "device_silent"}
+
+
+def test_a_snapshot_only_restores_into_the_same_settings_and_a_finished_job_takes_nothing():
+    import pytest
+
+    from iotlib.errors import ConfigurationError, ProcessingError
+
+    frame = simulated(1)
+    job = WarmJob(REGISTRY, policy=EventTimePolicy(), rules=RULES, partitions=["all"])
+    job.push("all", frame.head(50))
+    job.step()
+    commit = job.take()
+    other = WarmJob(REGISTRY, policy=EventTimePolicy(late_policy="drop"), rules=RULES, partitions=["all"])
+    with pytest.raises(ConfigurationError, match="other settings"):
+        other.restore(commit.snapshot, commit.progress)
+    job.finish()
+    with pytest.raises(ProcessingError, match="flushed"):
+        job.push("all", frame.slice(50, 10))
+    restored = WarmJob(REGISTRY, policy=EventTimePolicy(), rules=RULES, partitions=["all"])
+    restored.restore(job.take().snapshot, {})
+    assert restored.finished  # the processor refuses to go on with a flushed warm store
+
+
+def test_processor_options_are_checked_before_anything_connects():
+    import pytest
+
+    from iotlib.errors import ConfigurationError
+    from iotlib.stream import StreamProcessor
+
+    conn = "Endpoint=sb://localhost:1;SharedAccessKeyName=k;SharedAccessKey=v;UseDevelopmentEmulator=true;"
+    storage = "DefaultEndpointsProtocol=http;AccountName=a;AccountKey=b;BlobEndpoint=http://127.0.0.1:1/a;"
+    make = lambda **o: StreamProcessor.from_connection_string(conn, storage, eventhub_name="telemetry", **o)  # noqa: E731
+    assert make().options.consumer_group == "warm" and make().options.checkpoint_container == "warm-checkpoints"
+    for bad, match in [({"consumer_grp": "x"}, "unknown processor option"), ({"starting_position": "middle"}, "starting_position"),
+                       ({"commit_interval": 0}, "commit_interval"), ({"window": "soon"}, "window")]:  # fmt: skip
+        with pytest.raises(ConfigurationError, match=match):
+            make(**bad)
+    with pytest.raises(ConfigurationError, match="event hub name"):
+        StreamProcessor.from_connection_string(conn, storage)

@@ -20,6 +20,7 @@ Modules, one concept each:
 - :mod:`~iotlib.stream.aio` / :mod:`~iotlib.stream.processor` — the processor, async and sync;
 - :mod:`~iotlib.stream.alerthub` — alerts as events on another hub;
 - :mod:`~iotlib.stream.equivalence` — the warm store against the batch job on the same events;
+- :mod:`~iotlib.stream.live` — the processor beside a live ingestion, with its lag (notebooks, benchmarks);
 - :mod:`~iotlib.stream.report`, :mod:`~iotlib.stream.progress` — what a run did, as it goes;
 - :mod:`~iotlib.stream.plots` — figures for notebook 06 (imports matplotlib).
 

@@ -198,6 +198,7 @@ class _Run:
         self.producer: EventHubProducerClient | None = None
         self.fqns = namespace_host(processor.eventhub_connection_string)
         self.received: dict[str, int] = {}  # last sequence number pushed into the job, per partition
+        self.unchecked: dict[str, Position] = {}  # committed progress not yet checkpointed
         self.last_event: dict[str, float] = {}  # monotonic time of each partition's last events
         self.last_event_at = time.monotonic()
         self.failure: BaseException | None = None
@@ -412,14 +413,18 @@ class _Run:
         r.counts = self.job.totals.counts
         r.dead_letters, r.alerts, r.heartbeats = self.job.totals.dead_letters, self.job.totals.alerts, self.job.totals.heartbeats
         r.positions.update({pid: pos.sequence_number for pid, pos in step.progress.items()})
-        if step.progress:
+        self.unchecked.update(step.progress)
+        if self.unchecked:
+            pending = list(self.unchecked.items())
             results = await asyncio.gather(
-                *(self.checkpoints.update_checkpoint(self._checkpoint(pid, pos)) for pid, pos in step.progress.items()),
+                *(self.checkpoints.update_checkpoint(self._checkpoint(pid, pos)) for pid, pos in pending),
                 return_exceptions=True,
             )
-            for res in results:
+            for (pid, pos), res in zip(pending, results):
                 if isinstance(res, Exception):  # the warm store is the truth: the next commit tries again
                     self._log_error("checkpoint", res)
+                elif self.unchecked.get(pid) == pos:
+                    del self.unchecked[pid]
         if self.producer is not None and step.alerts.height:
             await self._send_alerts()
         return took

@@ -24,6 +24,7 @@ from iotlib.processing.results import Counts, EventTimeResult
 from iotlib.processing.windows import Window
 from iotlib.processing.durations import Duration
 from iotlib.stream import deadletters, received
+from iotlib.stream.job import enrichment
 from iotlib.stream.store import SIDE_TABLES, TABLES, WarmStore
 
 _KEYS = {
@@ -51,7 +52,8 @@ def batch_view(
 ) -> BatchView:
     """The batch job over a received frame (dead letters split off, registry joined)."""
     valid, dead = deadletters.split(events)
-    matched, unmatched = Registry.of(registry).enrich(valid.select(received.EVENT_COLUMNS), [BUILDING])
+    reg = Registry.of(registry)
+    matched, unmatched = reg.enrich(valid.select(received.EVENT_COLUMNS), enrichment(reg))
     res = windows_with_policy(matched, window, by=[BUILDING], aggs=BUILDING_AGGS, policy=policy, heartbeats=heartbeats)
     res.unmatched = unmatched
     res.counts = res.counts + Counts(unmatched=unmatched.height)

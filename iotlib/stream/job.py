@@ -7,7 +7,8 @@
 
 The window part is :mod:`iotlib.processing.building`'s job — the same
 registry join, aggregates and policies as ``BuildingAverager`` — kept one
-step lower so that each window keeps its ``closed_at``.
+step lower so that each window keeps its ``closed_at``, and each reading its
+room (in the side outputs: which apartment's thermostat was late).
 
 ``push`` a partition's received frame (:mod:`iotlib.stream.received`), ``step``
 to release what the merger can and run it through the window engine and the alert
@@ -246,7 +247,7 @@ class WarmJob:
         if valid.height == 0:
             return
         events = valid.select(received.EVENT_COLUMNS)
-        matched, unmatched = self.registry.enrich(events, [BUILDING])
+        matched, unmatched = self.registry.enrich(events, enrichment(self.registry))
         out = self.engine.feed(matched)
         if unmatched.height:
             out.unmatched = unmatched
@@ -294,6 +295,11 @@ class WarmJob:
         if rows.height:
             self._p["alerts"].append(rows)
             self.totals.alerts += rows.height
+
+
+def enrichment(registry: Registry) -> list[str]:
+    """What each reading gets from the registry: its building, and its room when the registry has rooms."""
+    return [BUILDING] + (["room"] if "room" in registry.frame.columns else [])
 
 
 def _cat(frames: list[pl.DataFrame]) -> pl.DataFrame:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from iotlib.errors import ConfigurationError
+from iotlib.errors import ConfigurationError, ProcessingError
 from iotlib.hub import PartitionPosition
 from iotlib.processing import EventTimePolicy
 from iotlib.processing.durations import Duration, describe, to_us
@@ -88,7 +88,10 @@ class ProcessorOptions:
         return opts
 
     def _check(self) -> None:
-        fixed(self.window)  # raises on a bad window
+        try:
+            fixed(self.window)
+        except ProcessingError as exc:
+            raise ConfigurationError(f"window: {exc}") from None
         for name in ("consumer_group", "checkpoint_container", "eventhub_name"):
             if not getattr(self, name):
                 raise ConfigurationError(f"{name} must not be empty")

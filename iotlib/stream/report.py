@@ -39,7 +39,6 @@ class ProcessReport:
     positions: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     last_commit: datetime | None = None
-    _t0: float = field(default_factory=time.monotonic, repr=False)
 
     @property
     def elapsed(self) -> float:

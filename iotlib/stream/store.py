@@ -81,7 +81,8 @@ class Table:
 
 _EVENT = (
     ("partition_id", "text"), ("sequence_number", "int"), ("enqueued_time", "time"), ("device_id", "text"),
-    ("building_id", "building"), ("time_observed", "time"), ("temperature", "real"), ("reason", "text"),
+    ("building_id", "building"), ("room", "text"), ("time_observed", "time"), ("temperature", "real"),
+    ("reason", "text"),
 )  # fmt: skip
 TABLES = {
     t.name: t
