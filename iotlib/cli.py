@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "iotlib.commands.monitor",
     "iotlib.commands.load",
     "iotlib.commands.capture",
+    "iotlib.commands.process",
 ]
 
 

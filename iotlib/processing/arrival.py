@@ -11,6 +11,13 @@ except that a partition whose latest arrival is more than ``idle_timeout``
 behind the newest one no longer holds the others back. Declare the hub's
 partitions up front (``partitions=client.get_partition_ids()``) so that one
 which has delivered nothing yet holds the others too (until it idles).
+
+A quiet partition holds the others back until it idles. When the consumer
+knows better — it has read a partition up to the hub's last enqueued event as
+of some hub time — :meth:`ArrivalMerger.mark` says so, and the others' events
+before that time are released at once. :attr:`ArrivalMerger.released_until`
+is then the safe time for an engine heartbeat (``WindowEngine.advance``):
+every event that arrived before it has been released.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ import polars as pl
 from iotlib.errors import ProcessingError
 from iotlib.processing import columns as C
 from iotlib.processing.durations import Duration, to_us
+
+NO_TIME = -(2**63)
 
 
 class ArrivalMerger:
@@ -57,16 +66,37 @@ class ArrivalMerger:
         old = self._pending.get(key)
         self._pending[key] = events if old is None else pl.concat([old, events], how="vertical")
 
+    def mark(self, partition_id: str | int, arrival_us: int) -> None:
+        """Partition ``partition_id`` has delivered every event that arrived before ``arrival_us``.
+
+        For a partition read up to the hub's last enqueued event: its next event
+        can only arrive at or after the hub's clock at that moment. Marks never
+        move a partition back; an earlier mark than its latest event is ignored.
+        """
+        key = str(partition_id)
+        if arrival_us > self._latest.get(key, NO_TIME):
+            self._latest[key] = arrival_us
+        if self._first is None:
+            self._first = arrival_us
+
+    @property
+    def released_until(self) -> int | None:
+        """Arrival time (µs) before which every event has been released by :meth:`pop`, if known."""
+        return self._bound()
+
     def pop(self) -> pl.DataFrame:
         """Events that can no longer be preceded by anything unseen, in arrival order."""
+        bound = self._bound()
+        return pl.DataFrame() if bound is None else self._release(bound)
+
+    def _bound(self) -> int | None:
         if not self._latest:
-            return pl.DataFrame()
+            return None
         newest = max(self._latest.values())
         idle_before = newest - self.idle_timeout_us
         if any(p not in self._latest for p in self._declared) and self._first >= idle_before:
-            return pl.DataFrame()  # a declared partition has not spoken yet and is not idle
-        holding = [t for t in self._latest.values() if t >= idle_before]
-        return self._release(min(holding))
+            return None  # a declared partition has not spoken yet and is not idle
+        return min(t for t in self._latest.values() if t >= idle_before)
 
     def drain(self) -> pl.DataFrame:
         """Everything still buffered (end of stream), in arrival order."""

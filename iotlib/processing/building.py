@@ -21,10 +21,12 @@ streaming job.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 import polars as pl
 
+from iotlib.errors import ProcessingError
 from iotlib.processing import columns as C
 from iotlib.processing.aggregates import Agg
 from iotlib.processing.durations import Duration
@@ -53,6 +55,7 @@ def building_averages(
     window: Window | Duration = "5s",
     policy: EventTimePolicy | None = None,
     time: str = C.TIME_OBSERVED,
+    heartbeats: Sequence[datetime] | pl.Series | None = None,
 ) -> WindowOutput:
     """Per building and window: mean temperature, newest ``time_observed``, event count.
 
@@ -61,11 +64,17 @@ def building_averages(
     analysis at full scale); with a policy: the stream's view, see
     :mod:`iotlib.processing.policy` (the result then also has ``devices``,
     ``partitions`` and ``watermarks``). ``time``: ``"time_observed"`` or ``"arrival"``.
+    ``heartbeats`` (with a policy): the arrival times at which a stream job also
+    evaluated its watermark, see :func:`~iotlib.processing.event_time.windows_with_policy`.
     """
     reg = Registry.of(registry)
+    if heartbeats is not None and policy is None:
+        raise ProcessingError("heartbeats only mean something with an event-time policy (policy=...)")
     if policy is not None:
         matched, unmatched = reg.enrich(events, [BUILDING])
-        res = windows_with_policy(matched, window, by=[BUILDING], aggs=BUILDING_AGGS, policy=policy, time=time)
+        res = windows_with_policy(
+            matched, window, by=[BUILDING], aggs=BUILDING_AGGS, policy=policy, time=time, heartbeats=heartbeats
+        )
         res.windows = res.windows.select(BUILDING_COLUMNS)
         res.unmatched = unmatched
         res.counts = res.counts + Counts(unmatched=unmatched.height)

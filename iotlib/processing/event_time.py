@@ -12,10 +12,12 @@ implements them micro-batch by micro-batch, and the two agree exactly.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 import numpy as np
 import polars as pl
 
+from iotlib.errors import ProcessingError
 from iotlib.processing import columns as C
 from iotlib.processing.aggregates import Agg, aggregate, columns_of
 from iotlib.processing.dedupe import duplicate_reason
@@ -54,6 +56,7 @@ def windows_with_policy(
     aggs: Sequence[Agg] | None = None,
     policy: EventTimePolicy | None = None,
     time: str = C.TIME_OBSERVED,
+    heartbeats: Sequence[datetime] | pl.Series | None = None,
 ) -> EventTimeResult:
     """What a stream job with ``policy`` emits for ``events`` (tumbling or hopping windows).
 
@@ -63,6 +66,12 @@ def windows_with_policy(
     ``adjusted``, ``dropped``, ``duplicates``, ``invalid`` keep the caller's
     columns plus ``reason``; ``watermarks``, ``devices`` and ``partitions``
     describe the watermarks. See :mod:`iotlib.processing.policy`.
+
+    ``heartbeats``: arrival times at which the stream job also evaluated its
+    watermark without an event (``WindowEngine.advance``), e.g. the
+    ``tick_start`` column of a streaming run's watermarks — event ticks among
+    them change nothing. With them the result equals that run's, ``closed_at``
+    included.
     """
     w = fixed(window)
     policy = policy or EventTimePolicy()
@@ -73,14 +82,34 @@ def windows_with_policy(
     public = list(events.columns)
     df = C.arrival_sorted(valid)
     ident = identity_columns(public, aggs, src)
-    df, marks = classify(df, w, policy, ident=ident, event_time=time != C.ARRIVAL)
+    beats = _heartbeat_ticks(heartbeats, policy.tick_us)
+    df, marks = classify(df, w, policy, ident=ident, event_time=time != C.ARRIVAL, heartbeats=beats)
     return assemble(df, invalid, marks, w, policy, by=by, aggs=aggs, src=src, public=public)
 
 
+def _heartbeat_ticks(heartbeats: Sequence[datetime] | pl.Series | None, tick_us: int) -> np.ndarray | None:
+    if heartbeats is None:
+        return None
+    times = heartbeats if isinstance(heartbeats, pl.Series) else pl.Series(list(heartbeats), dtype=C.UTC_US)
+    if not isinstance(times.dtype, pl.Datetime):
+        raise ProcessingError(f"heartbeats must be datetimes, got {times.dtype}")
+    us = times.drop_nulls().dt.epoch("us").to_numpy()
+    return np.unique(us // tick_us)
+
+
 def classify(
-    df: pl.DataFrame, w: Hopping, policy: EventTimePolicy, *, ident: Sequence[str], event_time: bool
+    df: pl.DataFrame,
+    w: Hopping,
+    policy: EventTimePolicy,
+    *,
+    ident: Sequence[str],
+    event_time: bool,
+    heartbeats: np.ndarray | None = None,
 ) -> tuple[pl.DataFrame, TickWatermarks]:
-    """Add each row's fate, effective time and frontier; compute the tick watermarks."""
+    """Add each row's fate, effective time and frontier; compute the tick watermarks.
+
+    ``heartbeats``: extra ticks at which the watermark was evaluated without an event.
+    """
     p = policy
     df = df.with_columns(duplicate_reason(ident, p.dedupe_horizon_us).alias(DUP), (pl.col(C.A) // p.tick_us).alias(TICK))
     fresh = pl.col(DUP).is_null()
@@ -94,6 +123,8 @@ def classify(
         .agg(pl.col(C.E).max().alias(MAX_E), pl.col(C.A).max().alias(MAX_A))
     )
     ticks = df[TICK].unique().sort().to_numpy()
+    if heartbeats is not None and len(heartbeats):
+        ticks = np.union1d(ticks, heartbeats.astype(ticks.dtype if len(ticks) else np.int64))
     marks = fleet_watermarks(ticks, per_tick, p)
     frontiers = pl.DataFrame({TICK: marks.ticks, F_ROW: marks.frontier})
     df = df.join(frontiers, on=TICK, how="left", maintain_order="left")
