@@ -25,13 +25,15 @@ node_modules/.installed: package.json package-lock.json
 demo: setup
 	IOTLIB_SCALE=small $(PY) -m iotlib demo
 
-# Tests run on two workers, a module per worker at a time (each test module owns an event hub);
-# the notebooks then run one after another (they share the `telemetry` hub).
+# Tests run on two workers, a module per worker at a time (each test module owns an event hub).
+# The notebooks run meanwhile in a session of their own (its own local stack), one after another
+# since they share the `telemetry` hub; their output follows the tests'.
 test: setup
-	@status=0; \
+	@log=$$(mktemp); status=0; \
+	$(PY) -m pytest --nbval-lax --nbval-current-env notebooks --nbval-cell-timeout=600 > $$log 2>&1 & notebooks=$$!; \
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile tests || status=$$?; \
-	$(PY) -m pytest --nbval-lax --nbval-current-env notebooks || status=$$?; \
-	exit $$status
+	wait $$notebooks || status=$$?; \
+	cat $$log; rm -f $$log; exit $$status
 
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks
