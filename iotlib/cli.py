@@ -14,16 +14,16 @@ from collections.abc import Sequence
 from iotlib.errors import IotlibError
 
 # Each module defines register(subparsers) and sets `func` on its parsers.
-COMMAND_MODULES = [
+COMMAND_MODULES = [  # in the journey's order, as `iotlib --help` lists them
     "iotlib.commands.stack",
-    "iotlib.commands.simulate",
     "iotlib.commands.emulator",
+    "iotlib.commands.simulate",
     "iotlib.commands.ingest",
-    "iotlib.commands.demo",
-    "iotlib.commands.monitor",
-    "iotlib.commands.load",
     "iotlib.commands.capture",
+    "iotlib.commands.load",
     "iotlib.commands.process",
+    "iotlib.commands.monitor",
+    "iotlib.commands.demo",
 ]
 
 

@@ -6,7 +6,7 @@ from iotlib import demo
 
 
 def test_demo_runs_the_journey_end_to_end(local_stack: object) -> None:
-    run = demo.run(devices=200, minutes=3, seed=1)
+    run = demo.run(devices=200, minutes=10, seed=1)
     text = "\n".join(run.lines)
     sent = run.results["ingest"].events_sent
     assert sent == run.results["events"].height
@@ -16,4 +16,8 @@ def test_demo_runs_the_journey_end_to_end(local_stack: object) -> None:
     windows = run.results["windows"]
     hot = windows.filter(windows["building_id"] == 1)["avg_temperature"].max()
     assert hot > windows.filter(windows["building_id"] != 1)["avg_temperature"].max()
+    # The streaming job saw the same windows as the batch job, and the heat event raised alerts.
+    assert run.results["stream"].windows == windows.height
+    alerts = run.results["alerts"]
+    assert 1 in alerts.filter(alerts["rule"] == "building_too_hot")["building_id"].to_list()
     assert "stopped" not in text, "the demo must not stop a stack it did not start"
