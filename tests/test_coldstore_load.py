@@ -200,3 +200,22 @@ def test_columns_projection(store: Path, tmp_path_factory: pytest.TempPathFactor
     assert coldstore.load(store, start=T0, end=T0 + timedelta(hours=1), cache=cache).columns == full.columns
     with pytest.raises(ConfigurationError, match="colour"):
         coldstore.load(store, columns=["colour"])
+
+
+def test_scan_is_lazy_over_a_fresh_cache(store: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    cache = tmp_path_factory.mktemp("scan-cache")
+    lf = coldstore.scan(store, cache=cache)
+    assert isinstance(lf, pl.LazyFrame)
+    assert (cache / "_coldstore.json").exists(), "scan brings the cache up to date first"
+    full = coldstore.load(store)
+    assert lf.collect().sort(KEY).equals(full.sort(KEY))
+    # A lazy query reads what it needs: one partition, two columns.
+    part = lf.filter(pl.col("partition_id") == "0").select("sequence_number", "temperature").collect()
+    assert part.height == full.filter(pl.col("partition_id") == "0").height and part.width == 2
+    # A new capture file makes the next scan rebuild the cache.
+    put(store, name(0, T0 + timedelta(minutes=62)), avro_bytes([record(999, T0 + timedelta(minutes=63))]))
+    assert coldstore.scan(store, cache=cache).collect().height == full.height + 1
+    # Without a cache it is load() handed over lazily; bad options name themselves.
+    assert coldstore.scan(store).collect().height == full.height + 1
+    with pytest.raises(ConfigurationError, match="scan takes load's options"):
+        coldstore.scan(store, cache=cache, colums=["x"])

@@ -9,13 +9,13 @@
 One concept per module: :mod:`.sources` (Blob container or local directory), :mod:`.listing`
 (time-pruned listing), :mod:`.container` (Avro blocks), :mod:`.fastdecode` (compiled Capture
 decoder), :mod:`.generic` (fastavro, any schema), :mod:`.columns` (the frame's columns),
-:mod:`.bodies` (thermostat JSON bodies), :mod:`.loader` (``load``), :mod:`.cache` (Parquet).
+:mod:`.bodies` (thermostat JSON bodies), :mod:`.loader` (``load``, ``scan``), :mod:`.cache` (Parquet).
 The file format itself is :mod:`iotlib.captureformat`.
 """
 
 from iotlib.coldstore.cache import read_cache, to_parquet
 from iotlib.coldstore.columns import RAW_SCHEMA, property_value
-from iotlib.coldstore.loader import DEDUPE_KEY, LoadReport, SkippedBlob, load
+from iotlib.coldstore.loader import DEDUPE_KEY, LoadReport, SkippedBlob, load, scan
 from iotlib.coldstore.sources import BlobContainer, LocalDirectory
 
 __all__ = [
@@ -28,5 +28,6 @@ __all__ = [
     "load",
     "property_value",
     "read_cache",
+    "scan",
     "to_parquet",
 ]

@@ -200,14 +200,14 @@ def load_through_cache(src: Source, opts: _Options, cache: str | os.PathLike[str
     return df, report2
 
 
-def read_cache(root: str | os.PathLike[str], opts: _Options | None = None) -> pl.DataFrame:
-    """The cached events (optionally filtered like ``opts``), columns as ``load`` returns them."""
+def scan_cache(root: str | os.PathLike[str], opts: _Options | None = None) -> pl.LazyFrame:
+    """The cached events as a LazyFrame (optionally filtered like ``opts``), columns as ``load`` returns them."""
     root = Path(os.fspath(root))
     files = json.loads((root / MANIFEST).read_text()).get("files", [])
     if not files:
         from iotlib.coldstore.loader import _empty
 
-        return _empty(opts) if opts else pl.DataFrame()
+        return (_empty(opts) if opts else pl.DataFrame()).lazy()
     lf = pl.scan_parquet([str(root / f) for f in files], hive_partitioning=True)
     if opts is not None:
         if opts.start is not None:
@@ -219,4 +219,9 @@ def read_cache(root: str | os.PathLike[str], opts: _Options | None = None) -> pl
     names = [c for c in lf.collect_schema().names() if c != "date"]
     if opts is not None and opts.columns is not None:
         names = list(opts.columns)
-    return lf.select(names).collect()
+    return lf.select(names)
+
+
+def read_cache(root: str | os.PathLike[str], opts: _Options | None = None) -> pl.DataFrame:
+    """The cached events (optionally filtered like ``opts``), columns as ``load`` returns them."""
+    return scan_cache(root, opts).collect()

@@ -9,6 +9,8 @@ cores without processes (and without forking polars). Then the time filter and t
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 import time
 from collections.abc import Sequence
@@ -221,6 +223,37 @@ def load(
         raise ConfigurationError(f"backend={backend!r}: use 'polars' or 'pandas'")
     df.report = report  # type: ignore[attr-defined]
     return df
+
+
+def scan(
+    source: Any,
+    *,
+    container: str | None = None,
+    cache: str | os.PathLike[str] | None = None,
+    start: datetime | str | None = None,
+    end: datetime | str | None = None,
+    partitions: Sequence[str | int] | None = None,
+    **load_options: Any,
+) -> pl.LazyFrame:
+    """The captured events as a polars LazyFrame; options as :func:`load`.
+
+    With ``cache`` (a local folder) the Parquet cache is first brought up to date — decoding Avro
+    only when the listed blobs changed — and then scanned lazily, so later filters and column
+    choices read only the Parquet they need: the way to query a long stretch repeatedly. Without
+    a cache, the events are loaded and handed over as a LazyFrame.
+    """
+    if cache is None:
+        frame = load(source, container=container, start=start, end=end, partitions=partitions, **load_options)
+        return frame.lazy()
+    from iotlib.coldstore.cache import load_through_cache, scan_cache
+
+    try:
+        opts = options(start=start, end=end, partitions=partitions, **load_options)
+    except TypeError as exc:
+        raise ConfigurationError(f"scan takes load's options: {exc}") from None
+    # Bring the cache up to date without materialising it (no columns asked for).
+    load_through_cache(open_source(source, container), dataclasses.replace(opts, columns=()), cache)
+    return scan_cache(cache, opts)
 
 
 def list_blobs(src: Source, opts: _Options, report: LoadReport) -> Listing:
