@@ -45,3 +45,75 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         return runner.run(coro)
     finally:
         runner.stop()
+
+
+class EngineThread:
+    """The synchronous face of an async engine that runs until stopped (capture, stream processing).
+
+    The engine (``self._engine``) has an async ``run(**options)`` returning a report with a
+    ``stop_reason``, a thread-safe ``stop()``, and ``options``/``report`` attributes. Each run gets
+    a private event loop on a thread of its own, so it works the same in a script, the CLI and a
+    Jupyter kernel (which already runs a loop). Ctrl-C in the calling thread asks the engine to
+    finish cleanly, waits for it and returns the report with ``stop_reason == "interrupted"``; a
+    second Ctrl-C stops waiting.
+    """
+
+    _engine: Any
+    _thread: threading.Thread | None = None
+    #: Raised when ``run`` is called while a run is going.
+    _busy_error: type[Exception] = RuntimeError
+
+    @property
+    def options(self) -> Any:
+        return self._engine.options
+
+    @property
+    def report(self) -> Any:
+        """The report of the current or last run (live while it runs)."""
+        return self._engine.report
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop a run still going (from another thread) and wait for it to finish cleanly."""
+        self.stop()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+
+    def stop(self) -> None:
+        """Ask the run to finish cleanly and return. Safe from any thread or a signal handler."""
+        self._engine.stop()
+
+    def _run_engine(self, thread_name: str, **options: Any) -> Any:
+        if self._thread is not None and self._thread.is_alive():
+            raise self._busy_error(f"this {type(self).__name__} is already running")
+        self._engine._stop_requested = False  # noqa: SLF001 - a new run
+        outcome: dict[str, Any] = {}
+
+        def main() -> None:
+            try:
+                outcome["report"] = asyncio.run(self._engine.run(**options))
+            except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
+                outcome["error"] = exc
+
+        self._thread = threading.Thread(target=main, name=thread_name, daemon=True)
+        self._thread.start()
+        interrupted = False
+        while self._thread.is_alive():
+            try:
+                self._thread.join(0.2)
+            except KeyboardInterrupt:
+                if interrupted:
+                    raise
+                interrupted = True
+                self.stop()
+        if "error" in outcome:
+            raise outcome["error"]
+        report = outcome["report"]
+        if interrupted:
+            report.stop_reason = "interrupted"
+        return report

@@ -20,7 +20,6 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import polars as pl
 import pytest
 
 from iotlib import hub, scenario, simulate
