@@ -117,3 +117,37 @@ class EngineThread:
         if interrupted:
             report.stop_reason = "interrupted"
         return report
+
+
+class StoppableEngine:
+    """An async engine that runs until stopped; ``stop()`` may come from any thread.
+
+    A run calls :meth:`_arm_stop` when it starts (on its own loop) and waits on ``self._stop``;
+    :meth:`stop` before or during the run makes it finish cleanly.
+    """
+
+    _loop: asyncio.AbstractEventLoop | None = None
+    _stop: asyncio.Event | None = None
+    _stop_requested: bool = False
+
+    async def __aenter__(self) -> Any:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Ask a running ``run`` to finish cleanly and return. Safe from any thread."""
+        self._stop_requested = True
+        loop, event = self._loop, self._stop
+        if loop is not None and event is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(event.set)
+            except RuntimeError:  # the loop closed meanwhile: the run is over anyway
+                pass
+
+    def _arm_stop(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        if self._stop_requested:
+            self._stop.set()

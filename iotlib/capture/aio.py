@@ -25,9 +25,15 @@ from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 from iotlib.capture.options import CaptureOptions
 from iotlib.capture.partition import PartitionCapture, PartitionReset
 from iotlib.capture.report import CaptureFile, CaptureReport
-from iotlib.capture.storage import CONTAINER_GONE, Retrier, StorageConflict, StorageFatal
+from iotlib.capture.storage import (
+    CONTAINER_GONE,
+    Retrier,
+    StorageConflict,
+    StorageFatal,
+)
 from iotlib.connections import parse_connection_string
 from iotlib.errors import CaptureError, ConfigurationError
+from iotlib.eventloop import StoppableEngine
 
 _LOG = logging.getLogger("iotlib.capture")
 LOCAL_NAMESPACE = "fabrikam"  # the namespace of iotlib's emulator (EmulatorConfig's default)
@@ -55,7 +61,7 @@ def eventhub_name_from(eventhub_connection_string: str, eventhub_name: str | Non
     raise ConfigurationError("no event hub name: pass eventhub_name= or use a connection string with EntityPath=")
 
 
-class CaptureWriter:
+class CaptureWriter(StoppableEngine):
     """Capture an event hub's consumer group into Blob storage as Event Hubs Capture files (async).
 
     Use :meth:`from_connection_string`; options are those of :class:`CaptureOptions` (time and
@@ -82,9 +88,6 @@ class CaptureWriter:
         )
         self.report: CaptureReport | None = None
         self._run: _Run | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._stop_requested = False
         self.on_file: Callable[[CaptureFile], None] | None = None
 
     @classmethod
@@ -100,22 +103,6 @@ class CaptureWriter:
         """A writer for the hub and storage account the two connection strings name."""
         return cls(eventhub_connection_string, storage_connection_string, eventhub_name=eventhub_name,
                    namespace=namespace, **options)  # fmt: skip
-
-    async def __aenter__(self) -> CaptureWriter:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        """Ask a running :meth:`run` to flush open windows, checkpoint and return. Safe from any thread."""
-        self._stop_requested = True
-        loop, event = self._loop, self._stop
-        if loop is not None and event is not None and not loop.is_closed():
-            try:
-                loop.call_soon_threadsafe(event.set)
-            except RuntimeError:
-                pass
 
     async def run(
         self,
@@ -133,10 +120,7 @@ class CaptureWriter:
         """
         if until_idle is not None and until_idle <= 0:
             raise ConfigurationError(f"until_idle={until_idle!r} must be a positive number of seconds")
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        if self._stop_requested:
-            self._stop.set()
+        self._arm_stop()
         opts = self.options
         report = CaptureReport(opts.eventhub_name, opts.consumer_group, opts.container)
         report.notes.extend(opts.notes())

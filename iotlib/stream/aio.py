@@ -46,6 +46,7 @@ from azure.storage.blob.aio import BlobServiceClient
 from iotlib.connections import parse_connection_string
 from iotlib.connections import settings as _settings
 from iotlib.errors import ConfigurationError, ProcessingError
+from iotlib.eventloop import StoppableEngine
 from iotlib.monitor import namespace_host
 from iotlib.processing.reference import Registry
 from iotlib.stream import alerthub, received
@@ -59,7 +60,7 @@ _LOG = logging.getLogger("iotlib.stream")
 _EARLIEST = Position(-1, "-1")
 
 
-class StreamProcessor:
+class StreamProcessor(StoppableEngine):
     """The warm path: a consumer group of an event hub into the SQLite warm store (async).
 
     Create with :meth:`from_connection_string` or :meth:`from_settings`; options are those of
@@ -87,9 +88,6 @@ class StreamProcessor:
         self.options = ProcessorOptions.create(eventhub_name=name, **options)
         self._registry = registry
         self.report: ProcessReport | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._stop_requested = False
 
     @classmethod
     def from_connection_string(
@@ -111,22 +109,6 @@ class StreamProcessor:
         s = settings or _settings()
         options.setdefault("eventhub_name", s.eventhub_name)
         return cls(s.eventhub_connection_string, s.storage_connection_string, **options)
-
-    async def __aenter__(self) -> StreamProcessor:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        """Ask a running :meth:`run` to commit, checkpoint and return. Safe from any thread."""
-        self._stop_requested = True
-        loop, event = self._loop, self._stop
-        if loop is not None and event is not None and not loop.is_closed():
-            try:
-                loop.call_soon_threadsafe(event.set)
-            except RuntimeError:
-                pass
 
     def registry(self) -> Registry:
         if not isinstance(self._registry, Registry):
@@ -160,10 +142,7 @@ class StreamProcessor:
         if until_idle is not None and until_idle <= 0:
             raise ConfigurationError(f"until_idle={until_idle!r} must be a positive number of seconds")
         opts = self.options
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        if self._stop_requested:
-            self._stop.set()
+        self._arm_stop()
         report = ProcessReport(opts.eventhub_name, opts.consumer_group, str(opts.warm_store))
         self.report = report
         store = WarmStore(opts.warm_store, writer=True)
