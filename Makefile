@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # Tests run on 2 workers by default (the reference machine has 2 cores).
 PYTEST_WORKERS ?= 2
 
-.PHONY: setup demo test lab up down status bench clean
+.PHONY: setup demo test lint lab up down status bench clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -24,6 +24,12 @@ node_modules/.installed: package.json package-lock.json
 
 demo: setup
 	IOTLIB_SCALE=small $(PY) -m iotlib demo
+
+# Lint and format (ruff) and types (mypy) over the package, tests and benchmarks.
+lint: setup
+	$(VENV)/bin/ruff check iotlib tests benchmarks conftest.py
+	$(VENV)/bin/ruff format --check iotlib tests benchmarks conftest.py
+	$(VENV)/bin/mypy
 
 # Tests run on two workers, a module per worker at a time (each test module owns an event hub).
 # The notebooks run meanwhile in a session of their own (its own local stack), one after another

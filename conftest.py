@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from iotlib import stack as _stack
+from iotlib.local import stack as _stack
 
 _session: dict[str, object] = {}
 
@@ -71,10 +71,17 @@ def _emulator_config(home: Path) -> Path:
     """
     names = _hub_names()
     groups = [{"Name": g} for g in CONSUMER_GROUPS if g != "$Default"]
-    config = {"UserConfig": {"NamespaceConfig": [{
-        "Type": "EventHub", "Name": "fabrikam",
-        "Entities": [{"Name": n, "PartitionCount": "8", "ConsumerGroups": groups} for n in names],
-    }]}}
+    config = {
+        "UserConfig": {
+            "NamespaceConfig": [
+                {
+                    "Type": "EventHub",
+                    "Name": "fabrikam",
+                    "Entities": [{"Name": n, "PartitionCount": "8", "ConsumerGroups": groups} for n in names],
+                }
+            ]
+        }
+    }
     path = home / "eventhubs-config.json"
     path.write_text(json.dumps(config, indent=2))
     return path

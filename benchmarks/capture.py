@@ -27,10 +27,11 @@ from datetime import timedelta
 
 from azure.eventhub.aio import EventHubConsumerClient
 
-from iotlib import scenario, simulate, stack
 from iotlib.capture import CaptureWriter
-from iotlib.capture.received import RecordEncoder
+from iotlib.capture.records import RecordEncoder
+from iotlib.fleet import scenario, simulate
 from iotlib.ingest import IngestClient
+from iotlib.local import stack
 
 FABRIKAM_RATE = 100_000 / 60
 

@@ -26,20 +26,30 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import fastavro
 import pandas as pd
 
 import iotlib
-from iotlib import captureformat as cf
-from iotlib import coldstore, scale, stack
+from iotlib import coldstore
+from iotlib.capture import format as cf
 from iotlib.coldstore import synthetic
+from iotlib.fleet import scale
+from iotlib.local import stack
 
-START = datetime(2024, 3, 1, tzinfo=timezone.utc)
+START = datetime(2024, 3, 1, tzinfo=UTC)
 # What an analysis of the scenario reads: ids, times, the decoded body (no raw maps or bytes).
-ANALYSIS = ["partition_id", "sequence_number", "enqueued_time", "device_id", "time_observed", "temperature", "decode_error"]
+ANALYSIS = [
+    "partition_id",
+    "sequence_number",
+    "enqueued_time",
+    "device_id",
+    "time_observed",
+    "temperature",
+    "decode_error",
+]
 
 
 def naive(path: Path) -> pd.DataFrame:
@@ -48,7 +58,11 @@ def naive(path: Path) -> pd.DataFrame:
     for p in sorted(path.rglob("*.avro")):
         with open(p, "rb") as fh:
             for rec in fastavro.reader(fh):
-                row = {"SequenceNumber": rec["SequenceNumber"], "Offset": rec["Offset"], "EnqueuedTimeUtc": rec["EnqueuedTimeUtc"]}
+                row = {
+                    "SequenceNumber": rec["SequenceNumber"],
+                    "Offset": rec["Offset"],
+                    "EnqueuedTimeUtc": rec["EnqueuedTimeUtc"],
+                }
                 if rec["Body"]:
                     row.update(json.loads(rec["Body"]))
                 rows.append(row)
@@ -70,7 +84,9 @@ def timed(fn, repeat: int = 1):
 
 def write_one_file(root: Path, events: int) -> None:
     devices = max(1, events // 10)
-    ev = synthetic.thermostat_events(devices=devices, start=START, duration=timedelta(minutes=10), partitions=1, seed=7).head(events)
+    ev = synthetic.thermostat_events(
+        devices=devices, start=START, duration=timedelta(minutes=10), partitions=1, seed=7
+    ).head(events)
     records = [synthetic._record(r) for r in ev.iter_rows(named=True)]
     name = cf.PathFormat().name("fabrikam", "telemetry", 0, START)
     path = root / name
@@ -88,15 +104,21 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="iotlib-bench-coldstore-"))
     own_stack = None
     try:
-        print(f"# {n:,} events, {os.cpu_count()} cores, polars threads {os.environ.get('POLARS_MAX_THREADS', 'default')}")
+        print(
+            f"# {n:,} events, {os.cpu_count()} cores, polars threads {os.environ.get('POLARS_MAX_THREADS', 'default')}"
+        )
         t0 = time.perf_counter()
         one = work / "one-file"
         write_one_file(one, n)
         windowed = work / "windowed"
-        store = synthetic.write_store(windowed, devices=max(1, n // 10), start=START, duration=timedelta(minutes=10), partitions=4, seed=7)
+        store = synthetic.write_store(
+            windowed, devices=max(1, n // 10), start=START, duration=timedelta(minutes=10), partitions=4, seed=7
+        )
         size_one = sum(p.stat().st_size for p in one.rglob("*.avro"))
-        print(f"# wrote one deflate file ({size_one / 2**20:.1f} MiB) and {store.files.height} windowed null-codec files "
-              f"({store.files['bytes'].sum() / 2**20:.1f} MiB, {store.events.height:,} events) in {time.perf_counter() - t0:.1f} s")
+        print(
+            f"# wrote one deflate file ({size_one / 2**20:.1f} MiB) and {store.files.height} windowed null-codec files "
+            f"({store.files['bytes'].sum() / 2**20:.1f} MiB, {store.events.height:,} events) in {time.perf_counter() - t0:.1f} s"
+        )
 
         # Warm up: load the compiled decoders (numba cache) outside the timings.
         coldstore.load(one, start=START, end=START + timedelta(seconds=1))
@@ -147,8 +169,10 @@ def main() -> int:
             print(f"{label:<34} {(rows / best) / (n / naive_s):7.1f}×")
         fast = n / results["fast load"][0]
         cached = n / results["cache load, analysis columns"][0]
-        print(f"# targets: fast ≥ 1,000,000/s and ≥ 10× naive: {fast:,.0f}/s, {fast / (n / naive_s):.1f}×; "
-              f"cache (analysis columns) ≥ 10,000,000/s: {cached:,.0f}/s")
+        print(
+            f"# targets: fast ≥ 1,000,000/s and ≥ 10× naive: {fast:,.0f}/s, {fast / (n / naive_s):.1f}×; "
+            f"cache (analysis columns) ≥ 10,000,000/s: {cached:,.0f}/s"
+        )
         return 0
     finally:
         if own_stack is not None:

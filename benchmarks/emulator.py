@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from azure.eventhub import EventData, EventHubProducerClient  # noqa: E402
 from azure.eventhub.aio import EventHubConsumerClient as AsyncConsumer  # noqa: E402
 
-from iotlib.emulator import Emulator  # noqa: E402
+from iotlib.local.emulator import Emulator  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -116,9 +116,10 @@ def main() -> int:
     avg = sum(len(b) for _, b in events) / len(events)
     print(f"{args.events:,} events of ~{avg:.0f} bytes, {args.devices} partition keys")
 
-    with tempfile.TemporaryDirectory(prefix="iotlib-bench-") as tmp, Emulator.start(
-        data_dir=tmp, port=0, mode="process"
-    ) as emu:
+    with (
+        tempfile.TemporaryDirectory(prefix="iotlib-bench-") as tmp,
+        Emulator.start(data_dir=tmp, port=0, mode="process") as emu,
+    ):
         pid = emu.pid
         producer = EventHubProducerClient.from_connection_string(emu.connection_string, eventhub_name="telemetry")
         with producer:
@@ -137,8 +138,10 @@ def main() -> int:
             send_s = time.perf_counter() - t0
             send_cpu = cpu_seconds(pid) - cpu0
         print(f"send:    {args.events / send_s:10,.0f} events/s  ({len(batches)} batches, {send_s:.2f} s)")
-        print(f"  baseline (client builds the same batches, no send): {args.events / build_s:10,.0f} events/s"
-              f"  -> send takes {send_s / build_s:.2f}x the client's own batch building")
+        print(
+            f"  baseline (client builds the same batches, no send): {args.events / build_s:10,.0f} events/s"
+            f"  -> send takes {send_s / build_s:.2f}x the client's own batch building"
+        )
 
         cpu0 = cpu_seconds(pid)
         t0 = time.perf_counter()
@@ -150,10 +153,14 @@ def main() -> int:
         total_cpu = send_cpu + recv_cpu
         print(f"emulator CPU: send {send_cpu:.2f} s, receive {recv_cpu:.2f} s, total {total_cpu:.2f} s")
         per_cpu = args.events / total_cpu if total_cpu else float("inf")
-        print(f"emulator capacity: {per_cpu:,.0f} events per CPU-second (each event in and out; target 30,000)"
-              f" -> {per_cpu / 30000:.2f}x target")
-        print(f"  in:  {args.events / send_cpu if send_cpu else float('inf'):,.0f} events/CPU-s;"
-              f"  out: {received / recv_cpu if recv_cpu else float('inf'):,.0f} events/CPU-s")
+        print(
+            f"emulator capacity: {per_cpu:,.0f} events per CPU-second (each event in and out; target 30,000)"
+            f" -> {per_cpu / 30000:.2f}x target"
+        )
+        print(
+            f"  in:  {args.events / send_cpu if send_cpu else float('inf'):,.0f} events/CPU-s;"
+            f"  out: {received / recv_cpu if recv_cpu else float('inf'):,.0f} events/CPU-s"
+        )
         return 0 if received >= args.events else 1
 
 

@@ -20,10 +20,11 @@ from datetime import timedelta
 from azure.eventhub import EventData
 from azure.eventhub.aio import EventHubProducerClient
 
-from iotlib import events as ev
-from iotlib import scenario, simulate, stack
+from iotlib.fleet import events as ev
+from iotlib.fleet import scenario, simulate
 from iotlib.ingest import IngestClient
-from iotlib.partitioning import partition_for_key
+from iotlib.ingest.partitioning import partition_for_key
+from iotlib.local import stack
 
 
 async def _baseline(conn: str, hub: str, frame) -> tuple[float, float]:  # type: ignore[no-untyped-def]
@@ -86,17 +87,25 @@ def main() -> None:
             began = time.perf_counter()
             report = client.send(frame, progress=False)
             rate = report.events_sent / (time.perf_counter() - began)
-        print(f"iotlib    replay (encode, route, build, send):      {rate:>9,.0f} events/s "
-              f"= {rate / base:.2f}x the bare SDK; {report.batches_sent} batches, {report.retries} retries")
+        print(
+            f"iotlib    replay (encode, route, build, send):      {rate:>9,.0f} events/s "
+            f"= {rate / base:.2f}x the bare SDK; {report.batches_sent} batches, {report.retries} retries"
+        )
 
-        live = simulate.generate(registry, start=simulate.DEFAULT_START + timedelta(hours=2),
-                                 duration=timedelta(seconds=args.live_seconds), seed=2)
+        live = simulate.generate(
+            registry,
+            start=simulate.DEFAULT_START + timedelta(hours=2),
+            duration=timedelta(seconds=args.live_seconds),
+            seed=2,
+        )
         with IngestClient.from_connection_string() as client:
             report = client.send(live, mode="live", speed=1.0, progress=False)
         want = live.height / args.live_seconds
-        print(f"live x1   Fabrikam rate: {want:,.0f} events/s due, sent {report.events_sent:,} in "
-              f"{report.elapsed_seconds:,.1f}s; max lag {report.max_lag_seconds:.2f}s "
-              f"({'keeps up' if report.max_lag_seconds < 1.0 else 'FALLS BEHIND'})")
+        print(
+            f"live x1   Fabrikam rate: {want:,.0f} events/s due, sent {report.events_sent:,} in "
+            f"{report.elapsed_seconds:,.1f}s; max lag {report.max_lag_seconds:.2f}s "
+            f"({'keeps up' if report.max_lag_seconds < 1.0 else 'FALLS BEHIND'})"
+        )
     finally:
         st.down()
 

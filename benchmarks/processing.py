@@ -18,10 +18,10 @@ Run under the shared lock (it needs ~12 GB at full scale)::
     flock /tmp/iotlib-bench.lock .venv/bin/python benchmarks/processing.py
     IOTLIB_SCALE=small .venv/bin/python benchmarks/processing.py     # a quick look
 
-The events come from the product's simulator, ``iotlib.simulate`` (the
+The events come from the product's simulator, ``iotlib.fleet.simulate`` (the
 default Fabrikam fleet for 100,000 devices); the incremental run adds every
 processing-relevant fault (skewed clocks, offline devices, resends) and the
-hub's view from ``iotlib.delivery`` (partitions, enqueued times, sequence
+hub's view from ``iotlib.fleet.delivery`` (partitions, enqueued times, sequence
 numbers, slow transit, consumer replays).
 """
 
@@ -38,9 +38,9 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from iotlib import scale, scenario, simulate
-from iotlib.delivery import Delivery, deliver
-from iotlib.faults import ClockSkew, Duplicates, Offline
+from iotlib.fleet import scale, scenario, simulate
+from iotlib.fleet.delivery import Delivery, deliver
+from iotlib.fleet.faults import ClockSkew, Duplicates, Offline
 from iotlib.processing.building import BuildingAverager, building_averages
 from iotlib.processing.policy import EventTimePolicy
 from iotlib.processing.results import WindowOutput
@@ -84,7 +84,11 @@ def pandas_building_averages(events: pd.DataFrame, building_of: pd.Series) -> pd
     df = events.assign(building_id=events["device_id"].map(building_of))
     df = df.dropna(subset=["building_id"])
     g = df.groupby(["building_id", df["time_observed"].dt.ceil("5s").rename("window_end")], observed=True, sort=False)
-    out = g.agg(avg_temperature=("temperature", "mean"), last_observed_time=("time_observed", "max"), events=("temperature", "size"))
+    out = g.agg(
+        avg_temperature=("temperature", "mean"),
+        last_observed_time=("time_observed", "max"),
+        events=("temperature", "size"),
+    )
     return out.reset_index()
 
 
@@ -101,8 +105,10 @@ def bench_day(devices: int, minutes: int, seed: int) -> None:
         lambda: simulate.generate(reg, start=simulate.DEFAULT_START, duration=timedelta(minutes=minutes), seed=seed),
     )
     n = events.height
-    print(f"  {n:,} events from {reg.height:,} devices in {reg['building_id'].n_unique():,} buildings, "
-          f"{events.estimated_size() / 1e9:.1f} GB in polars, device_id {type(events.schema['device_id']).__name__}")
+    print(
+        f"  {n:,} events from {reg.height:,} devices in {reg['building_id'].n_unique():,} buildings, "
+        f"{events.estimated_size() / 1e9:.1f} GB in polars, device_id {type(events.schema['device_id']).__name__}"
+    )
 
     res, t_polars = timed("polars: building_averages()", partial(building_averages, events, reg), repeat=2)
     print(f"  → {res.windows.height:,} windows, {n / t_polars / 1e6:.1f} M events/s")
@@ -111,7 +117,9 @@ def bench_day(devices: int, minutes: int, seed: int) -> None:
     del events
     gc.collect()
     building_of = reg.select("device_id", "building_id").to_pandas().set_index("device_id")["building_id"]
-    want, t_pandas = timed("pandas: map + groupby(dt.ceil(5s))", partial(pandas_building_averages, pdf, building_of), repeat=2)
+    want, t_pandas = timed(
+        "pandas: map + groupby(dt.ceil(5s))", partial(pandas_building_averages, pdf, building_of), repeat=2
+    )
     del pdf
     gc.collect()
 
@@ -120,13 +128,20 @@ def bench_day(devices: int, minutes: int, seed: int) -> None:
     same = (
         len(got) == len(want)
         and np.array_equal(got["building_id"].to_numpy(), want["building_id"].to_numpy().astype(np.int64))
-        and np.array_equal(got["window_end"].dt.epoch("us").to_numpy(), want["window_end"].dt.as_unit("us").astype("int64").to_numpy())
+        and np.array_equal(
+            got["window_end"].dt.epoch("us").to_numpy(), want["window_end"].dt.as_unit("us").astype("int64").to_numpy()
+        )
         and np.array_equal(got["events"].to_numpy(), want["events"].to_numpy())
-        and np.array_equal(got["last_observed_time"].dt.epoch("us").to_numpy(), want["last_observed_time"].dt.as_unit("us").astype("int64").to_numpy())
+        and np.array_equal(
+            got["last_observed_time"].dt.epoch("us").to_numpy(),
+            want["last_observed_time"].dt.as_unit("us").astype("int64").to_numpy(),
+        )
         and np.allclose(got["avg_temperature"].to_numpy(), want["avg_temperature"].to_numpy(), rtol=1e-12, atol=0)
     )
     print(f"  same windows, counts, times and means (rtol 1e-12): {'yes' if same else 'NO'}")
-    print(f"  best of two: polars {t_polars:.2f} s, pandas {t_pandas:.2f} s: pandas/polars = {t_pandas / t_polars:.1f}×")
+    print(
+        f"  best of two: polars {t_polars:.2f} s, pandas {t_pandas:.2f} s: pandas/polars = {t_pandas / t_polars:.1f}×"
+    )
     target = "met" if t_polars <= 20 or devices * minutes < 100_000 * 1_440 else "MISSED"
     print(f"  target ≤ 20 s for a full day: {target}")
     if not same:
@@ -136,7 +151,9 @@ def bench_day(devices: int, minutes: int, seed: int) -> None:
 def bench_incremental(devices: int, minutes: int, batch: int, seed: int) -> None:
     print(f"\n2. incremental engine: {devices:,} devices × {minutes:g} min, micro-batches of {batch}")
     reg = fleet(devices)
-    sent = simulate.generate(reg, start=simulate.DEFAULT_START, duration=timedelta(minutes=minutes), seed=seed, faults=STREAM_FAULTS)
+    sent = simulate.generate(
+        reg, start=simulate.DEFAULT_START, duration=timedelta(minutes=minutes), seed=seed, faults=STREAM_FAULTS
+    )
     events = deliver(sent, STREAM_DELIVERY, seed=seed)
     del sent
     n = events.height
@@ -150,13 +167,22 @@ def bench_incremental(devices: int, minutes: int, batch: int, seed: int) -> None
         return job, WindowOutput.concat(outs)
 
     (job, inc), t_inc = timed(f"BuildingAverager.feed × {len(batches):,}", stream)
-    batch_res, t_batch = timed("building_averages(policy=...) on all at once", lambda: building_averages(events, reg, policy=policy))
-    same = all(getattr(inc, k).equals(getattr(batch_res, k)) for k in ("windows", "late", "duplicates", "unmatched")) and inc.counts == batch_res.counts
+    batch_res, t_batch = timed(
+        "building_averages(policy=...) on all at once", lambda: building_averages(events, reg, policy=policy)
+    )
+    same = (
+        all(getattr(inc, k).equals(getattr(batch_res, k)) for k in ("windows", "late", "duplicates", "unmatched"))
+        and inc.counts == batch_res.counts
+    )
     c = inc.counts
-    print(f"  {n:,} events ({STREAM_DELIVERY.partitions} partitions): {c.accepted:,} accepted, {c.late:,} late, "
-          f"{c.clock_ahead:,} clock ahead, {c.duplicates:,} duplicates → {c.windows:,} windows")
-    print(f"  incremental {n / t_inc:,.0f} events/s (target ≥ 50,000: {'met' if n / t_inc >= 50_000 else 'MISSED'}); "
-          f"batch {n / t_batch:,.0f} events/s; batch/incremental = {t_inc / t_batch:.1f}×")
+    print(
+        f"  {n:,} events ({STREAM_DELIVERY.partitions} partitions): {c.accepted:,} accepted, {c.late:,} late, "
+        f"{c.clock_ahead:,} clock ahead, {c.duplicates:,} duplicates → {c.windows:,} windows"
+    )
+    print(
+        f"  incremental {n / t_inc:,.0f} events/s (target ≥ 50,000: {'met' if n / t_inc >= 50_000 else 'MISSED'}); "
+        f"batch {n / t_batch:,.0f} events/s; batch/incremental = {t_inc / t_batch:.1f}×"
+    )
     print(f"  streaming == batch (windows, side outputs, counts): {'yes' if same else 'NO'}")
     if not same:
         raise SystemExit("incremental and batch disagree")

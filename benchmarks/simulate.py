@@ -27,7 +27,7 @@ TARGET_PEAK_GB = 6.0
 CHILD = textwrap.dedent(
     """
     import json, resource, sys, time
-    from iotlib import scenario, simulate
+    from iotlib.fleet import scenario, simulate
     devices, duration, faults = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
     registry = scenario.build_registry(int(devices))
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -48,7 +48,7 @@ NAIVE = textwrap.dedent(
     import json, random, sys, time
     from datetime import timedelta
     import polars as pl
-    from iotlib import scenario, simulate
+    from iotlib.fleet import scenario, simulate
     devices, minutes = int(sys.argv[1]), int(sys.argv[2])
     ids = scenario.build_registry(devices)["device_id"].to_list()
     start = simulate.DEFAULT_START
@@ -106,8 +106,10 @@ def main() -> int:
     naive = _child(NAIVE, "1000", "60")
 
     naive_rate = naive["events"] / naive["seconds"]
-    print(f"\n{'run':<20}{'events':>13}{'wall s':>8}{'cpu s':>8}{'events/s':>10}{'per cpu-s':>11}"
-          f"{'peak RSS':>10}{'frame':>8}")
+    print(
+        f"\n{'run':<20}{'events':>13}{'wall s':>8}{'cpu s':>8}{'events/s':>10}{'per cpu-s':>11}"
+        f"{'peak RSS':>10}{'frame':>8}"
+    )
     print(
         f"{'naive Python loop':<20}{naive['events']:>13,}{naive['seconds']:>8.2f}{naive['cpu']:>8.2f}"
         f"{naive_rate / 1e6:>9.2f}M{naive['events'] / naive['cpu'] / 1e6:>10.2f}M{'-':>10}{'-':>8}"
@@ -128,8 +130,10 @@ def main() -> int:
         print(f"\ntargets for a full day (>= {TARGET_RATE / 1e6:.0f}M events/s wall, <= {TARGET_PEAK_GB:.0f} GB peak):")
         for line in verdicts:
             print(f"  {line}")
-        print("(peak RSS includes the interpreter, libraries and the 100,000-device registry; on a busy "
-              "machine compare 'per cpu-s': wall time also counts waiting for a core)")
+        print(
+            "(peak RSS includes the interpreter, libraries and the 100,000-device registry; on a busy "
+            "machine compare 'per cpu-s': wall time also counts waiting for a core)"
+        )
     return 0
 
 

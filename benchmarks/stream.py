@@ -14,7 +14,7 @@ Figures printed, all measured in this process:
    with a check that both give exactly the batch job's windows. Target: ≥ 50,000 events/s.
 2. **End to end** on a private local stack: ``iotlib.ingest`` sends the fleet live at speed 1
    (1,667 events/s) for ``--live-seconds`` while ``StreamProcessor`` reads the consumer group
-   ``warm``; ``iotlib.monitor.lag`` samples the unprocessed events (hub end − checkpoint) every
+   ``warm``; ``iotlib.hub.monitor.lag`` samples the unprocessed events (hub end − checkpoint) every
    two seconds. Target: it keeps up — the lag stays bounded (checkpoints follow commits, so a few
    seconds of events is the floor) and the backlog is gone soon after sending stops.
 
@@ -38,12 +38,14 @@ from pathlib import Path
 
 import polars as pl
 
-from iotlib import hub, scale, scenario, simulate, stack
+from iotlib import hub
+from iotlib.fleet import scale, scenario, simulate
+from iotlib.local import stack
 from iotlib.processing import EventTimePolicy, WindowEngine
 from iotlib.processing.building import BUILDING, BUILDING_AGGS
 from iotlib.processing.reference import Registry
-from iotlib.stream import StreamProcessor, WarmStore, batch_view, default_rules, live, received
-from iotlib.stream.job import WarmJob
+from iotlib.warm import StreamProcessor, WarmStore, batch_view, default_rules, live, received
+from iotlib.warm.job import WarmJob
 
 FAULTS = ["skew:fraction=0.01,min_skew=10s,max_skew=10m", "offline:fraction=0.01,outage=90s",
           "duplicates:probability=0.001", "malformed:probability=0.001", "spikes:probability=0.001"]  # fmt: skip
@@ -143,9 +145,14 @@ def end_to_end(registry: pl.DataFrame, seconds: int) -> bool:
             commits = store.commits()
         during = run.lag.filter(pl.col("seconds") <= sent.elapsed_seconds)["unprocessed"].to_list()
         half = len(during) // 2
-        first, second = (statistics.mean(during[:half]) if half else 0), (statistics.mean(during[half:]) if during else 0)
+        first, second = (
+            (statistics.mean(during[:half]) if half else 0),
+            (statistics.mean(during[half:]) if during else 0),
+        )
         caught_up = run.caught_up_seconds
-        print(f"  ingest: {sent.events_sent:,} events in {sent.elapsed_seconds:.1f} s, max send lag {sent.max_lag_seconds:.2f} s")
+        print(
+            f"  ingest: {sent.events_sent:,} events in {sent.elapsed_seconds:.1f} s, max send lag {sent.max_lag_seconds:.2f} s"
+        )
         print(f"  processor: {report.received:,} events, {report.windows:,} windows in {report.commits} commits; "
               f"all read {caught_up:.1f} s after sending stopped")  # fmt: skip
         print(f"  checkpoint lag while sending (monitor.lag, unprocessed events): max {max(during, default=0):,}, "

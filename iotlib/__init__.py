@@ -1,20 +1,44 @@
 """IoT Journey workbench: Fabrikam's telemetry back end in Python, locally or on Azure.
 
-Modules, one concept each (the README has the full map):
+The package reads as the pipeline, one stage a subpackage (the README has the full map):
 
-- the scenario: ``scenario`` (device registry), ``simulate`` and ``faults`` (seeded
-  telemetry), ``events`` (the ``UpdateTemperatureEvent`` schema and JSON), ``delivery``
-  (the hub's view of simulated events);
-- where to connect: ``connections`` (``iotlib.settings()``), ``stack`` (the local stack),
-  ``emulator`` (local Event Hubs), ``partitioning`` (partition keys);
-- the back end: ``ingest``, ``hub`` (positions, reading back), ``captureformat`` and
-  ``capture`` (Event Hubs Capture to Blob), ``coldstore`` (loading it), ``processing``
-  (windows and event time), ``stream`` (warm store and alerts), ``monitor`` (lag);
-- around them: ``plots``, ``scale``, ``demo``, ``eventloop``, ``errors``.
+- ``fleet`` — the scenario: device registry, seeded simulation, faults, the event schema,
+  the hub's view of simulated events, and how big a run is (``scale``);
+- ``ingest`` — devices into Event Hubs (and which partition a key lands in);
+- ``hub`` — looking into a hub: partition positions, reading back, consumer-group lag;
+- ``capture`` — Event Hubs Capture to Blob storage, in Azure's Avro format;
+- ``coldstore`` — Capture files into polars/pandas, pruned, deduplicated, cached as Parquet;
+- ``processing`` — Stream Analytics-style windows, event time, the building-average job;
+- ``warm`` — the warm path: the streaming job, its SQLite warm store and alerts;
+- ``local`` — the local stack (Azurite and iotlib's Event Hubs ``emulator``);
+- ``cli`` — the ``iotlib`` command line and ``iotlib demo``.
+
+At the root: ``connections`` (``iotlib.settings()``, the two connection strings),
+``durations`` (one time grammar) and ``errors`` (one exception hierarchy).
+Subpackages load on first use: ``import iotlib; iotlib.fleet.simulate.generate(...)``.
 """
 
+from iotlib._lazy import submodules
 from iotlib.connections import Settings, settings
 from iotlib.errors import IotlibError
 
 __version__ = "0.1.0"
 __all__ = ["IotlibError", "Settings", "settings", "__version__"]
+
+__getattr__ = submodules(
+    __name__,
+    [
+        "fleet",
+        "ingest",
+        "hub",
+        "capture",
+        "coldstore",
+        "processing",
+        "warm",
+        "local",
+        "cli",
+        "connections",
+        "durations",
+        "errors",
+    ],
+)

@@ -26,9 +26,7 @@ DEFAULT_BLOB_PORT = 10000
 
 # Azurite's well-known development account; the key is public by design.
 DEVELOPMENT_ACCOUNT = "devstoreaccount1"
-DEVELOPMENT_KEY = (
-    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-)
+DEVELOPMENT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 
 def eventhub_connection_string(host: str = "localhost", port: int = DEFAULT_EVENTHUB_PORT) -> str:
@@ -112,7 +110,7 @@ class Settings:
 
 def settings() -> Settings:
     """The settings in force now: environment, then running local stack, then defaults."""
-    from iotlib import stack  # late: stack imports this module
+    from iotlib.local import stack  # late: stack imports this module
 
     state = stack.read_state()
     eventhub = os.environ.get(EVENTHUB_ENV)

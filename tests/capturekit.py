@@ -1,7 +1,7 @@
 """Helpers for the capture tests: a private hub, sending simulated events, reading back what was captured.
 
 Events go through the real ``EventHubProducerClient`` (partition key = device id, application
-properties from :func:`iotlib.events.properties`, body from :func:`iotlib.events.encode_frame`),
+properties from :func:`iotlib.fleet.events.properties`, body from :func:`iotlib.fleet.events.encode_frame`),
 to a private emulator over TCP, so counts are exact (nobody else sends to it).
 """
 
@@ -20,8 +20,9 @@ import polars as pl
 from azure.eventhub import EventData, EventHubConsumerClient, EventHubProducerClient
 from azure.storage.blob import BlobServiceClient
 
-from iotlib import coldstore, events, scenario, simulate
-from iotlib.emulator import Emulator, EmulatorConfig, EntityConfig
+from iotlib import coldstore
+from iotlib.fleet import events, scenario, simulate
+from iotlib.local.emulator import Emulator, EmulatorConfig, EntityConfig
 
 HUB = "telemetry"
 
@@ -79,7 +80,10 @@ def hub_ids(conn: str, hub: str = HUB) -> set[tuple[str, int]]:
         for pid in c.get_partition_ids():
             props = c.get_partition_properties(pid)
             if not props["is_empty"]:
-                out |= {(pid, s) for s in range(props["beginning_sequence_number"], props["last_enqueued_sequence_number"] + 1)}
+                out |= {
+                    (pid, s)
+                    for s in range(props["beginning_sequence_number"], props["last_enqueued_sequence_number"] + 1)
+                }
     return out
 
 
@@ -130,7 +134,12 @@ class CheckpointWatch:
     def __init__(self, storage: str, container: str, checkpoint_container: str, every: float = 0.25) -> None:
         import threading
 
-        self.storage, self.container, self.checkpoint_container, self.every = storage, container, checkpoint_container, every
+        self.storage, self.container, self.checkpoint_container, self.every = (
+            storage,
+            container,
+            checkpoint_container,
+            every,
+        )
         self.violations: list[tuple[str, int, int]] = []
         self.samples = 0
         self._stop = threading.Event()
@@ -153,7 +162,9 @@ class CheckpointWatch:
                 for b in cc.list_blobs(include=["metadata"]):
                     m = {k.lower(): v for k, v in (b.metadata or {}).items()}
                     if int(m.get("eventcount", 0)) > 0:
-                        ranges.setdefault(m["partitionid"], []).append((int(m["firstsequencenumber"]), int(m["lastsequencenumber"])))
+                        ranges.setdefault(m["partitionid"], []).append(
+                            (int(m["firstsequencenumber"]), int(m["lastsequencenumber"]))
+                        )
             except Exception:  # noqa: BLE001 - storage may be down on purpose
                 continue
             self.samples += 1

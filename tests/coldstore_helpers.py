@@ -5,12 +5,12 @@ from __future__ import annotations
 import io
 import json
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import fastavro
 
-UTC = timezone.utc
+UTC = UTC
 
 # Azure's schema, spelled out here rather than imported, so the tests do not trust captureformat.
 AZURE_SCHEMA = {
@@ -36,10 +36,14 @@ def dotnet(t: datetime) -> str:
 
 
 def body(device: str, t: datetime, temp: float) -> bytes:
-    return json.dumps({"DeviceId": device, "TimeObserved": t.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z", "Temperature": temp}).encode()
+    return json.dumps(
+        {"DeviceId": device, "TimeObserved": t.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z", "Temperature": temp}
+    ).encode()
 
 
-def record(seq: int, t: datetime, *, device: str = "dev-1", temp: float = 21.5, with_ms: bool = True, raw_body: Any = "default") -> dict[str, Any]:
+def record(
+    seq: int, t: datetime, *, device: str = "dev-1", temp: float = 21.5, with_ms: bool = True, raw_body: Any = "default"
+) -> dict[str, Any]:
     sp: dict[str, Any] = {"x-opt-sequence-number": seq, "x-opt-offset": str(seq * 100)}
     if with_ms:
         sp["x-opt-enqueued-time"] = int(t.timestamp() * 1000)
@@ -56,7 +60,9 @@ def record(seq: int, t: datetime, *, device: str = "dev-1", temp: float = 21.5, 
 
 def avro_bytes(records: list[dict[str, Any]], *, codec: str = "null", schema: dict[str, Any] = AZURE_SCHEMA) -> bytes:
     buf = io.BytesIO()
-    fastavro.writer(buf, fastavro.parse_schema(json.loads(json.dumps(schema))), records, codec=codec, sync_interval=2000)
+    fastavro.writer(
+        buf, fastavro.parse_schema(json.loads(json.dumps(schema))), records, codec=codec, sync_interval=2000
+    )
     return buf.getvalue()
 
 
@@ -77,7 +83,9 @@ def put(root: Any, blob: str, data: bytes) -> None:
 T0 = datetime(2024, 3, 1, 0, 0, tzinfo=UTC)
 
 
-def small_store(root: Any, *, hours: int = 3, partitions: int = 2, per_window: int = 5, codec: str = "null") -> dict[str, int]:
+def small_store(
+    root: Any, *, hours: int = 3, partitions: int = 2, per_window: int = 5, codec: str = "null"
+) -> dict[str, int]:
     """5-minute windows over ``hours`` hours, ``per_window`` events each (1 min apart, +10 s); returns name → events."""
     out = {}
     for p in range(partitions):

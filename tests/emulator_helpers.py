@@ -12,8 +12,8 @@ from typing import Any
 from azure.eventhub import EventData, EventHubConsumerClient
 from azure.eventhub.aio import EventHubConsumerClient as AsyncConsumer
 
-from iotlib.emulator import codec as c
-from iotlib.emulator import framing as f
+from iotlib.local.emulator import codec as c
+from iotlib.local.emulator import framing as f
 
 FAST = {"retry_total": 0}
 
@@ -105,13 +105,17 @@ async def areceive(
 
     task = asyncio.create_task(
         consumer.receive_batch(
-            on_batch, partition_id=partition_id, starting_position=starting_position,
-            starting_position_inclusive=inclusive, max_wait_time=0.3, **kwargs,
+            on_batch,
+            partition_id=partition_id,
+            starting_position=starting_position,
+            starting_position_inclusive=inclusive,
+            max_wait_time=0.3,
+            **kwargs,
         )
     )
     try:
         await asyncio.wait_for(done.wait(), timeout)
-    except (asyncio.TimeoutError, TimeoutError):
+    except TimeoutError:
         pass
     finally:
         await consumer.close()
@@ -179,7 +183,9 @@ class RawClient:
         self.send_raw(f.SASL_HEADER)
         assert self.recv_exact(8) == f.SASL_HEADER
         self.read_frame()  # mechanisms
-        init = c.enc_described(f.SASL_INIT, c.enc_list([c.enc_symbol("ANONYMOUS"), c.enc_binary(b""), c.enc_string("localhost")]))
+        init = c.enc_described(
+            f.SASL_INIT, c.enc_list([c.enc_symbol("ANONYMOUS"), c.enc_binary(b""), c.enc_string("localhost")])
+        )
         self.send_raw(f.frame(0, init, f.FRAME_SASL))
         _, code, fields, _ = self.read_frame()
         assert code == f.SASL_OUTCOME and fields[0] == 0
@@ -193,18 +199,44 @@ class RawClient:
     def attach_sender(self, address: str, handle: int = 0) -> tuple[Any, bytes]:
         target = c.enc_described(f.TARGET, c.enc_list([c.enc_string(address)] + [c.NULL] * 6))
         source = c.enc_described(f.SOURCE, c.enc_list([c.enc_string("raw-sender")] + [c.NULL] * 10))
-        self.send_raw(f.frame(1, f.attach(
-            name=f"sender-{handle}", handle=handle, role=f.ROLE_SENDER, snd_settle_mode=0, rcv_settle_mode=0,
-            source=source, target=target, initial_delivery_count=0, max_message_size=None)))
+        self.send_raw(
+            f.frame(
+                1,
+                f.attach(
+                    name=f"sender-{handle}",
+                    handle=handle,
+                    role=f.ROLE_SENDER,
+                    snd_settle_mode=0,
+                    rcv_settle_mode=0,
+                    source=source,
+                    target=target,
+                    initial_delivery_count=0,
+                    max_message_size=None,
+                ),
+            )
+        )
         _, fields, _ = self.read_until(f.ATTACH)
         return fields, b""
 
     def attach_receiver(self, address: str, handle: int = 0) -> Any:
         source = c.enc_described(f.SOURCE, c.enc_list([c.enc_string(address)] + [c.NULL] * 10))
         target = c.enc_described(f.TARGET, c.enc_list([c.enc_string("raw-receiver")] + [c.NULL] * 6))
-        self.send_raw(f.frame(1, f.attach(
-            name=f"receiver-{handle}", handle=handle, role=f.ROLE_RECEIVER, snd_settle_mode=0, rcv_settle_mode=0,
-            source=source, target=target, initial_delivery_count=None, max_message_size=None)))
+        self.send_raw(
+            f.frame(
+                1,
+                f.attach(
+                    name=f"receiver-{handle}",
+                    handle=handle,
+                    role=f.ROLE_RECEIVER,
+                    snd_settle_mode=0,
+                    rcv_settle_mode=0,
+                    source=source,
+                    target=target,
+                    initial_delivery_count=None,
+                    max_message_size=None,
+                ),
+            )
+        )
         _, fields, _ = self.read_until(f.ATTACH)
         return fields
 
@@ -212,20 +244,37 @@ class RawClient:
         """Put a token on $cbs the way the SDK does; return the status code."""
         import uuid
 
-        from iotlib.emulator.message import decode_message
+        from iotlib.local.emulator.message import decode_message
 
         if not self.cbs_attached:
             self.attach_sender("$cbs", handle=10)
             self.attach_receiver("$cbs", handle=11)
-            self.send_raw(f.frame(1, f.flow(next_incoming_id=0, incoming_window=1000, next_outgoing_id=0,
-                                             outgoing_window=1000, handle=11, delivery_count=0, link_credit=10)))
+            self.send_raw(
+                f.frame(
+                    1,
+                    f.flow(
+                        next_incoming_id=0,
+                        incoming_window=1000,
+                        next_outgoing_id=0,
+                        outgoing_window=1000,
+                        handle=11,
+                        delivery_count=0,
+                        link_credit=10,
+                    ),
+                )
+            )
             self.cbs_attached = True
         props = c.enc_described(0x73, c.enc_list([c.enc_uuid(uuid.uuid4())] + [c.NULL] * 12))
-        app = c.enc_described(0x74, c.enc_map([
-            (c.enc_string("operation"), c.enc_string("put-token")),
-            (c.enc_string("type"), c.enc_string("servicebus.windows.net:sastoken")),
-            (c.enc_string("name"), c.enc_string(audience)),
-        ]))
+        app = c.enc_described(
+            0x74,
+            c.enc_map(
+                [
+                    (c.enc_string("operation"), c.enc_string("put-token")),
+                    (c.enc_string("type"), c.enc_string("servicebus.windows.net:sastoken")),
+                    (c.enc_string("name"), c.enc_string(audience)),
+                ]
+            ),
+        )
         body = c.enc_described(0x77, c.enc_string(token))
         self.transfer(10, self.next_delivery, props + app + body)
         self.next_delivery += 1
@@ -244,7 +293,9 @@ def _begin_unmapped() -> bytes:
     """A begin from the client side (no remote channel)."""
     return c.enc_described(
         f.BEGIN,
-        c.enc_list([c.NULL, c.enc_uint(0), c.enc_uint(1000), c.enc_uint(1000), c.enc_uint(100), c.NULL, c.NULL, c.NULL]),
+        c.enc_list(
+            [c.NULL, c.enc_uint(0), c.enc_uint(1000), c.enc_uint(1000), c.enc_uint(100), c.NULL, c.NULL, c.NULL]
+        ),
     )
 
 

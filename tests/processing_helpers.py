@@ -6,9 +6,9 @@ from datetime import timedelta
 
 import polars as pl
 
-from iotlib import scenario, simulate
-from iotlib.delivery import Delivery, deliver
-from iotlib.faults import ClockSkew, Duplicates, Offline
+from iotlib.fleet import scenario, simulate
+from iotlib.fleet.delivery import Delivery, deliver
+from iotlib.fleet.faults import ClockSkew, Duplicates, Offline
 
 
 def simulated(
@@ -26,7 +26,9 @@ def simulated(
     chosen: list = []
     if faults:
         chosen = [
-            ClockSkew(devices=ids[4:7], min_skew=timedelta(seconds=30), max_skew=timedelta(minutes=10), direction="both"),
+            ClockSkew(
+                devices=ids[4:7], min_skew=timedelta(seconds=30), max_skew=timedelta(minutes=10), direction="both"
+            ),
             Offline(devices=ids[7:8], outage=timedelta(minutes=2)),
         ]
         if resends:

@@ -61,7 +61,7 @@ def run(events: list[Event], p: EventTimePolicy, size: int, hop: int, closed: st
             cand = max(min(active) - p.out_of_order_us, floor) if active else floor
             W = cand if W is None else max(W, cand)
             tick, F = k, W - p.late_arrival_us
-            for (key, end), win in out.windows.items():
+            for (_key, end), win in out.windows.items():
                 if win[2] is None and end < F:
                     win[2] = k * p.tick_us
         out.frontiers.append(F)
@@ -72,9 +72,7 @@ def run(events: list[Event], p: EventTimePolicy, size: int, hop: int, closed: st
                 s.partition == ev.partition and s.seq == ev.seq and ev.a - s.a <= h for s in seen
             ):
                 dup = "duplicate_sequence"
-            elif any(
-                s.device == ev.device and s.e == ev.e and s.value == ev.value and ev.a - s.a <= h for s in seen
-            ):
+            elif any(s.device == ev.device and s.e == ev.e and s.value == ev.value and ev.a - s.a <= h for s in seen):
                 dup = "duplicate_event"
         seen.append(ev)
         if dup:

@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import fastavro
 import pytest
@@ -21,13 +21,13 @@ from azure.storage.blob import BlobServiceClient
 from capturekit import blobs, capture_process, captured, checkpoints, hub_ids, private_hub, send, simulated
 
 import iotlib
-from iotlib import captureformat as cf
 from iotlib.capture import CaptureWriter, explore
 from iotlib.capture import aio as capture_aio
-from iotlib.emulator import Emulator
+from iotlib.capture import format as cf
 from iotlib.errors import CaptureError
+from iotlib.local.emulator import Emulator
 
-UTC = timezone.utc
+UTC = UTC
 
 
 @pytest.fixture
@@ -134,7 +134,9 @@ def test_size_cuts_deflate_and_a_custom_path_format(hub: Emulator, storage: str,
     # a cut happens at the first event of a later second than the file's name (names stay unique)
     for files in per_partition.values():
         for f, nxt in zip(files, files[1:]):
-            assert f.reason == "size" and nxt.first_enqueue_time.replace(microsecond=0) > parsed.parse(f.name).window_start
+            assert (
+                f.reason == "size" and nxt.first_enqueue_time.replace(microsecond=0) > parsed.parse(f.name).window_start
+            )
 
 
 def test_empty_windows_get_the_header_only_file(hub: Emulator, storage: str, names: dict) -> None:
@@ -181,7 +183,9 @@ def test_replay_after_a_lost_checkpoint_skips_what_is_stored(hub: Emulator, stor
     assert sum(p.skipped_stored for p in report.partitions.values()) == sent
     assert blobs(storage, names["container"]) == before  # untouched: no second copy
     ids = hub_ids(hub.connection_string)
-    assert checkpoints(storage, names["checkpoint_container"]) == {p: max(s for q, s in ids if q == p) for p in report.partitions}
+    assert checkpoints(storage, names["checkpoint_container"]) == {
+        p: max(s for q, s in ids if q == p) for p in report.partitions
+    }
 
 
 def test_a_missing_container_is_a_clear_error(hub: Emulator, storage: str, names: dict) -> None:
@@ -219,7 +223,9 @@ def test_deleted_container_stops_the_writer_with_one_clear_error(
     took = time.monotonic() - t0
     sender.join()
     assert deleted.is_set() and took < 30
-    stalls = [r for r in caplog.records if r.levelno == logging.ERROR and "Capture stalls and retries" in r.getMessage()]
+    stalls = [
+        r for r in caplog.records if r.levelno == logging.ERROR and "Capture stalls and retries" in r.getMessage()
+    ]
     assert len(stalls) == 1 and "container does not exist" in stalls[0].getMessage()  # once, not a log storm
 
 

@@ -27,8 +27,8 @@ from capturekit import (
 )
 
 import iotlib
-from iotlib import stack
 from iotlib.capture import CaptureWriter
+from iotlib.local import stack
 
 pytestmark = pytest.mark.slow
 

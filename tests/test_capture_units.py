@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import fastavro
 import pytest
@@ -12,17 +12,17 @@ from azure.eventhub import EventData
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from iotlib import captureformat as cf
 from iotlib.capture import CaptureOptions, parse_size
+from iotlib.capture import format as cf
 from iotlib.capture.aio import namespace_from
 from iotlib.capture.files import ExistingFile, block_id
-from iotlib.capture.received import RecordEncoder
+from iotlib.capture.records import RecordEncoder
 from iotlib.capture.report import CaptureFile
 from iotlib.capture.storage import CONFLICT, HARD, TRANSIENT, classify
 from iotlib.capture.windows import Window
 from iotlib.errors import ConfigurationError
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def opts(**kw: object) -> CaptureOptions:
@@ -91,7 +91,8 @@ records = st.fixed_dictionaries(
         "Offset": st.integers(0, 2**40).map(str),
         "EnqueuedTimeUtc": st.just("12/8/2017 3:03:17 AM"),
         "SystemProperties": st.dictionaries(
-            st.text(max_size=12), st.one_of(st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False), st.text(), st.binary()),
+            st.text(max_size=12),
+            st.one_of(st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False), st.text(), st.binary()),
             max_size=4,
         ),
         "Properties": st.dictionaries(
@@ -115,7 +116,9 @@ def test_hand_written_encoder_reads_back_with_fastavro(recs: list[dict], codec: 
     back = list(fastavro.reader(io.BytesIO(blob)))
     assert back == recs
     if codec == "null":  # and the very bytes fastavro writes
-        assert blob == cf.write_capture_file(None, recs, codec=codec, sync_marker=marker, block_records=max(1, len(recs)))
+        assert blob == cf.write_capture_file(
+            None, recs, codec=codec, sync_marker=marker, block_records=max(1, len(recs))
+        )
 
 
 def _args(r: dict) -> dict:
@@ -144,7 +147,9 @@ def test_received_event_becomes_the_record_azure_writes() -> None:
     seq, got_ms, data = RecordEncoder().encode(ev)
     assert (seq, got_ms) == (42, ms)
     marker = cf.sync_marker_for("x")
-    (rec,) = fastavro.reader(io.BytesIO(cf.capture_header(sync_marker=marker) + cf.encode_block(data, 1, codec="null", sync_marker=marker)))
+    (rec,) = fastavro.reader(
+        io.BytesIO(cf.capture_header(sync_marker=marker) + cf.encode_block(data, 1, codec="null", sync_marker=marker))
+    )
     assert rec == {
         "SequenceNumber": 42,
         "Offset": "8400",
@@ -161,7 +166,9 @@ def test_event_without_partition_key_has_no_key_in_system_properties() -> None:
     ev = _received(b"x", {b"x-opt-sequence-number": 0, b"x-opt-offset": b"0", b"x-opt-enqueued-time": 0}, None)
     _, _, data = RecordEncoder().encode(ev)
     marker = cf.sync_marker_for("x")
-    (rec,) = fastavro.reader(io.BytesIO(cf.capture_header(sync_marker=marker) + cf.encode_block(data, 1, codec="null", sync_marker=marker)))
+    (rec,) = fastavro.reader(
+        io.BytesIO(cf.capture_header(sync_marker=marker) + cf.encode_block(data, 1, codec="null", sync_marker=marker))
+    )
     assert "x-opt-partition-key" not in rec["SystemProperties"] and rec["Properties"] == {}
 
 
@@ -179,7 +186,9 @@ def test_blob_metadata_round_trips_the_capture_file_created_fields() -> None:
     assert back.contains(100) and back.contains(269) and not back.contains(270)
     assert back.first_ms == int(t0.timestamp() * 1000)
     # metadata that does not add up is not trusted
-    bad = ExistingFile.from_properties("n", "e", 1, {"firstSequenceNumber": "1", "lastSequenceNumber": "9", "eventCount": "3"})
+    bad = ExistingFile.from_properties(
+        "n", "e", 1, {"firstSequenceNumber": "1", "lastSequenceNumber": "9", "eventCount": "3"}
+    )
     assert not bad.known and not bad.contains(5)
 
 

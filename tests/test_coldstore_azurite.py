@@ -44,7 +44,12 @@ def test_blob_load_prunes_and_matches_disk(container: ContainerClient, tmp_path:
     assert df.height == 2 * 30
     disk = coldstore.load(tmp_path, start=start, end=start + timedelta(minutes=30))
     assert df.equals(disk)
-    by_string = coldstore.load(iotlib.settings().storage_connection_string, container=container.container_name, start=start, end=start + timedelta(minutes=30))
+    by_string = coldstore.load(
+        iotlib.settings().storage_connection_string,
+        container=container.container_name,
+        start=start,
+        end=start + timedelta(minutes=30),
+    )
     assert by_string.equals(df)
 
 
@@ -75,7 +80,9 @@ def test_blob_dedupe_and_parquet_export(container: ContainerClient) -> None:
 
 
 def test_missing_container_is_named(local_stack: object) -> None:
-    client = ContainerClient.from_connection_string(iotlib.settings().storage_connection_string, "no-such-container-here")
+    client = ContainerClient.from_connection_string(
+        iotlib.settings().storage_connection_string, "no-such-container-here"
+    )
     with pytest.raises(ColdStoreError, match="no-such-container-here"):
         coldstore.load(client)
 
@@ -91,8 +98,12 @@ def test_aio_twin_with_an_aio_client(container: ContainerClient) -> None:
     put(container, name(0, T0), avro_bytes(recs))
 
     async def go() -> pl.DataFrame:
-        async with AioContainerClient.from_connection_string(iotlib.settings().storage_connection_string, container.container_name) as client:
+        async with AioContainerClient.from_connection_string(
+            iotlib.settings().storage_connection_string, container.container_name
+        ) as client:
             return await aio.load(client, start=T0, end=T0 + timedelta(minutes=1))
 
     df = asyncio.run(go())
-    assert df["sequence_number"].to_list() == [0, 1, 2] and df.equals(coldstore.load(container, start=T0, end=T0 + timedelta(minutes=1)))
+    assert df["sequence_number"].to_list() == [0, 1, 2] and df.equals(
+        coldstore.load(container, start=T0, end=T0 + timedelta(minutes=1))
+    )

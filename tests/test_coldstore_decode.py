@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import polars as pl
 import pytest
+from coldstore_helpers import AZURE_SCHEMA, AZURE_SCHEMA_NO_NULL, avro_bytes, dotnet
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from iotlib import captureformat as cf
+from iotlib.capture import format as cf
 from iotlib.coldstore import bodies, columns, container, fastdecode, generic
 from iotlib.coldstore.timestamps import NOT_HANDLED, enqueued_text_micros, parse_rfc3339, rfc3339_micros, to_micros
-from coldstore_helpers import AZURE_SCHEMA, AZURE_SCHEMA_NO_NULL, avro_bytes, dotnet
 
-UTC = timezone.utc
+UTC = UTC
 PATH = cf.BlobPath("ns", "hub", "3", datetime(2024, 3, 1, tzinfo=UTC))
 
 keys = st.text(min_size=0, max_size=12)
@@ -27,9 +27,13 @@ sys_values = st.one_of(
     st.text(max_size=20),
     st.binary(max_size=20),
 )
-moments = st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2100, 1, 1)).map(lambda t: t.replace(tzinfo=UTC))
+moments = st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2100, 1, 1)).map(
+    lambda t: t.replace(tzinfo=UTC)
+)
 thermo_bodies = st.builds(
-    lambda d, t, x: json.dumps({"DeviceId": d, "TimeObserved": t.isoformat().replace("+00:00", "Z"), "Temperature": x}).encode(),
+    lambda d, t, x: json.dumps(
+        {"DeviceId": d, "TimeObserved": t.isoformat().replace("+00:00", "Z"), "Temperature": x}
+    ).encode(),
     st.text(min_size=1, max_size=10),
     moments,
     st.floats(allow_nan=False, allow_infinity=False, width=32),
@@ -89,7 +93,12 @@ def test_values_survive_both_paths() -> None:
         "SequenceNumber": 7,
         "Offset": "700",
         "EnqueuedTimeUtc": dotnet(t),
-        "SystemProperties": {"x-opt-enqueued-time": 1709287201250, "x-opt-partition-key": "pk", "d": 0.5, "b": b"\x00\xff"},
+        "SystemProperties": {
+            "x-opt-enqueued-time": 1709287201250,
+            "x-opt-partition-key": "pk",
+            "d": 0.5,
+            "b": b"\x00\xff",
+        },
         "Properties": {"n": None, "l": -3, "s": "é"},
         "Body": None,
     }
@@ -106,14 +115,31 @@ def test_values_survive_both_paths() -> None:
 
 
 def test_text_time_when_no_milliseconds() -> None:
-    rec = {"SequenceNumber": 1, "Offset": "1", "EnqueuedTimeUtc": "12/8/2017 3:03:17 PM", "SystemProperties": {}, "Properties": {}, "Body": b"x"}
+    rec = {
+        "SequenceNumber": 1,
+        "Offset": "1",
+        "EnqueuedTimeUtc": "12/8/2017 3:03:17 PM",
+        "SystemProperties": {},
+        "Properties": {},
+        "Body": b"x",
+    }
     rec2 = dict(rec, EnqueuedTimeUtc="2017-12-08T15:03:17.1234567Z")
     df = fast_frame(avro_bytes([rec, rec2]))
-    assert df["enqueued_time"].to_list() == [datetime(2017, 12, 8, 15, 3, 17, tzinfo=UTC), datetime(2017, 12, 8, 15, 3, 17, 123456, tzinfo=UTC)]
+    assert df["enqueued_time"].to_list() == [
+        datetime(2017, 12, 8, 15, 3, 17, tzinfo=UTC),
+        datetime(2017, 12, 8, 15, 3, 17, 123456, tzinfo=UTC),
+    ]
 
 
 def test_bad_time_text_is_a_corrupt_file() -> None:
-    rec = {"SequenceNumber": 1, "Offset": "1", "EnqueuedTimeUtc": "soon", "SystemProperties": {}, "Properties": {}, "Body": b"x"}
+    rec = {
+        "SequenceNumber": 1,
+        "Offset": "1",
+        "EnqueuedTimeUtc": "soon",
+        "SystemProperties": {},
+        "Properties": {},
+        "Body": b"x",
+    }
     with pytest.raises(container.CorruptFile, match="soon"):
         fast_frame(avro_bytes([rec]))
     with pytest.raises(container.CorruptFile, match="soon"):
@@ -123,7 +149,15 @@ def test_bad_time_text_is_a_corrupt_file() -> None:
 def test_other_schema_is_not_fast() -> None:
     schema = json.loads(json.dumps(AZURE_SCHEMA))
     schema["fields"].append({"name": "Extra", "type": "string", "default": ""})
-    rec = {"SequenceNumber": 1, "Offset": "1", "EnqueuedTimeUtc": "12/8/2017 3:03:17 PM", "SystemProperties": {}, "Properties": {}, "Body": b"x", "Extra": "y"}
+    rec = {
+        "SequenceNumber": 1,
+        "Offset": "1",
+        "EnqueuedTimeUtc": "12/8/2017 3:03:17 PM",
+        "SystemProperties": {},
+        "Properties": {},
+        "Body": b"x",
+        "Extra": "y",
+    }
     data = avro_bytes([rec], schema=schema)
     assert container.open_container(data).props_branches is None
     assert generic.decode_file(data, PATH)["sequence_number"].to_list() == [1]
@@ -137,9 +171,19 @@ def test_header_only_file() -> None:
 
 @pytest.mark.parametrize("cut", [3, 40, -30, -17, -1])
 def test_truncated_files_are_named_corrupt(cut: int) -> None:
-    recs = [{"SequenceNumber": i, "Offset": "1", "EnqueuedTimeUtc": "12/8/2017 3:03:17 PM", "SystemProperties": {}, "Properties": {}, "Body": b"x" * 50} for i in range(40)]
+    recs = [
+        {
+            "SequenceNumber": i,
+            "Offset": "1",
+            "EnqueuedTimeUtc": "12/8/2017 3:03:17 PM",
+            "SystemProperties": {},
+            "Properties": {},
+            "Body": b"x" * 50,
+        }
+        for i in range(40)
+    ]
     data = avro_bytes(recs)
-    with pytest.raises((container.CorruptFile)):
+    with pytest.raises(container.CorruptFile):
         f = container.open_container(data[:cut])
         fastdecode.decode(f.inflate())
     with pytest.raises(container.CorruptFile):
@@ -147,7 +191,17 @@ def test_truncated_files_are_named_corrupt(cut: int) -> None:
 
 
 def test_flipped_bytes_inside_a_block_are_caught() -> None:
-    recs = [{"SequenceNumber": i, "Offset": "1", "EnqueuedTimeUtc": "12/8/2017 3:03:17 PM", "SystemProperties": {"k": 1}, "Properties": {}, "Body": b"x"} for i in range(40)]
+    recs = [
+        {
+            "SequenceNumber": i,
+            "Offset": "1",
+            "EnqueuedTimeUtc": "12/8/2017 3:03:17 PM",
+            "SystemProperties": {"k": 1},
+            "Properties": {},
+            "Body": b"x",
+        }
+        for i in range(40)
+    ]
     data = bytearray(avro_bytes(recs))
     meta, sync, start = cf.read_header_meta(bytes(data))
     data[start + 6] = 0x7F  # a union branch / length in the first record's maps
@@ -174,13 +228,33 @@ tricky_bodies = st.one_of(
         lambda d: json.dumps(d).encode(),
         st.dictionaries(
             st.sampled_from(["DeviceId", "TimeObserved", "Temperature", "x"]),
-            st.one_of(st.none(), st.booleans(), st.integers(-(10**20), 10**20), st.floats(), st.text(max_size=30),
-                      st.sampled_from(["2024-03-01T10:00:00Z", "2024-02-30T10:00:00Z", "2024-03-01t10:00:00.1234567+05:30", "2024-03-01T10:00:00"])),
+            st.one_of(
+                st.none(),
+                st.booleans(),
+                st.integers(-(10**20), 10**20),
+                st.floats(),
+                st.text(max_size=30),
+                st.sampled_from(
+                    [
+                        "2024-03-01T10:00:00Z",
+                        "2024-02-30T10:00:00Z",
+                        "2024-03-01t10:00:00.1234567+05:30",
+                        "2024-03-01T10:00:00",
+                    ]
+                ),
+            ),
         ),
     ),
-    st.sampled_from([b'{"DeviceId":"a","TimeObserved":"2024-03-01T10:00:00Z","Temperature":-0}', b' {"DeviceId" : "a" , "TimeObserved":"2024-03-01T10:00:00Z","Temperature":1E5} ',
-                     b'{"DeviceId":"a","TimeObserved":"2024-03-01T10:00:00Z","Temperature":01}', b'{"DeviceId":"a","TimeObserved":"2024-03-01T10:00:00Z","Temperature":1.5}x',
-                     b'\xef\xbb\xbf{}', b'{"DeviceId":"a","DeviceId":"b","TimeObserved":"2024-03-01T10:00:00Z","Temperature":NaN}']),
+    st.sampled_from(
+        [
+            b'{"DeviceId":"a","TimeObserved":"2024-03-01T10:00:00Z","Temperature":-0}',
+            b' {"DeviceId" : "a" , "TimeObserved":"2024-03-01T10:00:00Z","Temperature":1E5} ',
+            b'{"DeviceId":"a","TimeObserved":"2024-03-01T10:00:00Z","Temperature":01}',
+            b'{"DeviceId":"a","TimeObserved":"2024-03-01T10:00:00Z","Temperature":1.5}x',
+            b"\xef\xbb\xbf{}",
+            b'{"DeviceId":"a","DeviceId":"b","TimeObserved":"2024-03-01T10:00:00Z","Temperature":NaN}',
+        ]
+    ),
 )
 
 
@@ -192,9 +266,21 @@ def test_bulk_bodies_equal_reference(items: list[bytes | None]) -> None:
 
 
 def test_body_errors_are_kept_with_reasons() -> None:
-    items = [b'{"DeviceId":"a","TimeObserved":"2024-03-01T10:00:00Z","Temperature":21.5}', b"oops", None, b'{"DeviceId":"a"}', b"[]"]
+    items = [
+        b'{"DeviceId":"a","TimeObserved":"2024-03-01T10:00:00Z","Temperature":21.5}',
+        b"oops",
+        None,
+        b'{"DeviceId":"a"}',
+        b"[]",
+    ]
     df = bodies.decode_bodies(*_spans(items))
-    assert df["decode_error"].to_list() == [None, "invalid JSON: Expecting value: line 1 column 1 (char 0)", "no body", "missing field(s): TimeObserved, Temperature", "not a JSON object (got array)"]
+    assert df["decode_error"].to_list() == [
+        None,
+        "invalid JSON: Expecting value: line 1 column 1 (char 0)",
+        "no body",
+        "missing field(s): TimeObserved, Temperature",
+        "not a JSON object (got array)",
+    ]
     assert df.row(0) == ("a", datetime(2024, 3, 1, 10, tzinfo=UTC), 21.5, None)
 
 

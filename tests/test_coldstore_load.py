@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -15,7 +15,7 @@ from iotlib import coldstore
 from iotlib.cli import main
 from iotlib.errors import ColdStoreError, ConfigurationError
 
-UTC = timezone.utc
+UTC = UTC
 KEY = ["partition_id", "sequence_number"]
 
 
@@ -35,7 +35,9 @@ def test_one_hour_lists_only_its_hour_folders(store: Path) -> None:
     # A window named 00:55 ends by 01:10 at the latest: listed, but pruned by its name.
     assert name(0, T0 + timedelta(minutes=55)) in r.blobs_pruned
     assert sorted(r.blobs_read) == sorted(
-        name(p, T0 + timedelta(minutes=5 * w)) for p in (0, 1) for w in range(12, 26)  # windows 01:00 … 02:05
+        name(p, T0 + timedelta(minutes=5 * w))
+        for p in (0, 1)
+        for w in range(12, 26)  # windows 01:00 … 02:05
     )
     assert df["enqueued_time"].min() >= start and df["enqueued_time"].max() < start + timedelta(hours=1)
     assert df.height == 2 * 12 * 5  # one event a minute per partition
@@ -44,7 +46,9 @@ def test_one_hour_lists_only_its_hour_folders(store: Path) -> None:
 
 
 def test_narrowing_by_names(store: Path) -> None:
-    df = coldstore.load(store, start=T0, end=T0 + timedelta(minutes=30), namespace="fabrikam", eventhub="telemetry", partitions=[1])
+    df = coldstore.load(
+        store, start=T0, end=T0 + timedelta(minutes=30), namespace="fabrikam", eventhub="telemetry", partitions=[1]
+    )
     assert df.report.prefixes_walked == []  # every folder level was known
     assert df.report.prefixes_listed == ["fabrikam/telemetry/1/2024/02/29/23/", "fabrikam/telemetry/1/2024/03/01/00/"]
     assert set(df["partition_id"]) == {"1"} and df.height == 30
@@ -60,8 +64,14 @@ def test_other_path_format(tmp_path: Path) -> None:
     for p in (0, 1):
         for w in range(24):
             ws = T0 + timedelta(minutes=5 * w)
-            put(tmp_path, f"{ws:%Y-%m-%d}/ns/hub/{ws:%H}/{p}/{ws:%M%S}.avro", avro_bytes([record(w, ws + timedelta(seconds=5))]))
-    df = coldstore.load(tmp_path, start=T0 + timedelta(hours=1), end=T0 + timedelta(hours=1, minutes=30), path_format=fmt)
+            put(
+                tmp_path,
+                f"{ws:%Y-%m-%d}/ns/hub/{ws:%H}/{p}/{ws:%M%S}.avro",
+                avro_bytes([record(w, ws + timedelta(seconds=5))]),
+            )
+    df = coldstore.load(
+        tmp_path, start=T0 + timedelta(hours=1), end=T0 + timedelta(hours=1, minutes=30), path_format=fmt
+    )
     assert df.height == 2 * 6 and set(df["namespace"]) == {"ns"}
     assert df.report.prefixes_walked == ["2024-03-01/", "2024-03-01/ns/"]
     assert df.report.prefixes_listed == ["2024-03-01/ns/hub/00/", "2024-03-01/ns/hub/01/"]
@@ -69,10 +79,18 @@ def test_other_path_format(tmp_path: Path) -> None:
 
 def test_empty_windows_and_variants(tmp_path: Path) -> None:
     put(tmp_path, name(0, T0), avro_bytes([]))  # header-only: an empty window
-    put(tmp_path, name(0, T0 + timedelta(minutes=5)), avro_bytes([record(0, T0 + timedelta(minutes=6))], schema=AZURE_SCHEMA_NO_NULL, codec="deflate"))
+    put(
+        tmp_path,
+        name(0, T0 + timedelta(minutes=5)),
+        avro_bytes([record(0, T0 + timedelta(minutes=6))], schema=AZURE_SCHEMA_NO_NULL, codec="deflate"),
+    )
     extra = json.loads(json.dumps(AZURE_SCHEMA))
     extra["fields"].append({"name": "PartitionKey", "type": ["null", "string"], "default": None})
-    put(tmp_path, name(0, T0 + timedelta(minutes=10)), avro_bytes([dict(record(1, T0 + timedelta(minutes=11)), PartitionKey="x")], schema=extra))
+    put(
+        tmp_path,
+        name(0, T0 + timedelta(minutes=10)),
+        avro_bytes([dict(record(1, T0 + timedelta(minutes=11)), PartitionKey="x")], schema=extra),
+    )
     df = coldstore.load(tmp_path)
     assert df["sequence_number"].to_list() == [0, 1]
     assert df.report.empty_blobs == [name(0, T0)]
@@ -118,12 +136,22 @@ def test_dedupe_removes_recaptured_events(tmp_path: Path) -> None:
 
 
 def test_bad_bodies_are_kept(tmp_path: Path) -> None:
-    recs = [record(0, T0), record(1, T0, raw_body=b"{not json"), record(2, T0, raw_body=None), record(3, T0, raw_body=b'{"DeviceId":"d","TimeObserved":"yesterday","Temperature":1}')]
+    recs = [
+        record(0, T0),
+        record(1, T0, raw_body=b"{not json"),
+        record(2, T0, raw_body=None),
+        record(3, T0, raw_body=b'{"DeviceId":"d","TimeObserved":"yesterday","Temperature":1}'),
+    ]
     put(tmp_path, name(0, T0), avro_bytes(recs))
     df = coldstore.load(tmp_path)
     assert df.height == 4 and df.report.decode_errors == 3
     errors = df["decode_error"].to_list()
-    assert errors[0] is None and errors[1].startswith("invalid JSON") and errors[2] == "no body" and "RFC 3339" in errors[3]
+    assert (
+        errors[0] is None
+        and errors[1].startswith("invalid JSON")
+        and errors[2] == "no body"
+        and "RFC 3339" in errors[3]
+    )
     assert df["temperature"].to_list()[1:] == [None, None, None]
     nodecode = coldstore.load(tmp_path, decode=None)
     assert "device_id" not in nodecode.columns and nodecode["body"].to_list()[1] == b"{not json"
@@ -160,13 +188,17 @@ def test_cache_is_used_while_fresh(store: Path, tmp_path_factory: pytest.TempPat
     wider = coldstore.load(store, start=T0, end=end, cache=cache)
     assert wider.report.cache == "rebuilt: built for a narrower time range"
     files = sorted(p.relative_to(cache).as_posix() for p in cache.rglob("*.parquet"))
-    assert files == ["date=2024-02-29/part-0.parquet", "date=2024-03-01/part-0.parquet"] or files == ["date=2024-03-01/part-0.parquet"]
+    assert files == ["date=2024-02-29/part-0.parquet", "date=2024-03-01/part-0.parquet"] or files == [
+        "date=2024-03-01/part-0.parquet"
+    ]
 
 
 def test_to_parquet_is_hive_partitioned(store: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     dest = tmp_path_factory.mktemp("export")
     df = coldstore.load(store)
-    files = coldstore.to_parquet(df.with_columns(building=pl.col("partition_id")), dest, partition_by=("date", "building"))
+    files = coldstore.to_parquet(
+        df.with_columns(building=pl.col("partition_id")), dest, partition_by=("date", "building")
+    )
     assert files == ["date=2024-03-01/building=0/part-0.parquet", "date=2024-03-01/building=1/part-0.parquet"]
     back = pl.scan_parquet(str(dest / "**/*.parquet"), hive_partitioning=True).collect()
     assert back.height == df.height and set(back["building"].cast(pl.String)) == {"0", "1"}
@@ -179,7 +211,9 @@ def test_to_parquet_is_hive_partitioned(store: Path, tmp_path_factory: pytest.Te
 
 def test_cli_load(store: Path, tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path_factory.mktemp("cli") / "hour.parquet"
-    code = main(["load", "--dir", str(store), "--start", "2024-03-01T01:00Z", "--end", "2024-03-01T02:00Z", "--out", str(out)])
+    code = main(
+        ["load", "--dir", str(store), "--start", "2024-03-01T01:00Z", "--end", "2024-03-01T02:00Z", "--out", str(out)]
+    )
     assert code == 0
     assert pl.read_parquet(out).height == 2 * 60
     printed = capsys.readouterr()

@@ -12,7 +12,9 @@ from iotlib.errors import ConfigurationError
 
 
 def test_environment_wins(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(connections.EVENTHUB_ENV, "Endpoint=sb://x.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=v")
+    monkeypatch.setenv(
+        connections.EVENTHUB_ENV, "Endpoint=sb://x.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=v"
+    )
     monkeypatch.setenv(connections.STORAGE_ENV, "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=b==")
     monkeypatch.setenv(connections.EVENTHUB_NAME_ENV, "hub1")
     s = iotlib.settings()

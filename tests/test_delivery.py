@@ -7,11 +7,11 @@ from datetime import timedelta
 import polars as pl
 import pytest
 
-from iotlib import scenario, simulate
-from iotlib.delivery import DELIVERY_COLUMNS, Delivery, deliver
 from iotlib.errors import ConfigurationError, ValidationError
-from iotlib.faults import Duplicates, Offline
-from iotlib.partitioning import partition_for_key
+from iotlib.fleet import scenario, simulate
+from iotlib.fleet.delivery import DELIVERY_COLUMNS, Delivery, deliver
+from iotlib.fleet.faults import Duplicates, Offline
+from iotlib.ingest.partitioning import partition_for_key
 
 
 @pytest.fixture(scope="module")
@@ -56,9 +56,16 @@ def test_a_devices_transit_does_not_depend_on_the_other_devices(fleet):
     reg, sent = fleet
     few = reg["device_id"][10:20].to_list()
     whole = deliver(sent, seed=4).filter(pl.col("device_id").cast(pl.String).is_in(few))
-    alone = deliver(sent.filter(pl.col("device_id").cast(pl.String).is_in(few)).with_columns(pl.col("device_id").cast(pl.String)), seed=4)
+    alone = deliver(
+        sent.filter(pl.col("device_id").cast(pl.String).is_in(few)).with_columns(pl.col("device_id").cast(pl.String)),
+        seed=4,
+    )
     key = ["time_observed", "sent_at"]
-    assert whole.sort(key).select("partition_id", "enqueued_time").equals(alone.sort(key).select("partition_id", "enqueued_time"))
+    assert (
+        whole.sort(key)
+        .select("partition_id", "enqueued_time")
+        .equals(alone.sort(key).select("partition_id", "enqueued_time"))
+    )
 
 
 def test_replays_repeat_a_stretch_of_one_partition(fleet):
@@ -73,10 +80,12 @@ def test_replays_repeat_a_stretch_of_one_partition(fleet):
     assert (same["enqueued_time"] == same["enqueued_time_first"]).all()
     assert (same["temperature"] == same["temperature_first"]).all()
     # Each replay is a contiguous run of one partition's sequence numbers, within the span.
-    runs = copies.unique(key).sort(key).with_columns(
-        (pl.col("sequence_number").diff().over("partition_id").fill_null(1) != 1).cum_sum().alias("run")
-    ).group_by("partition_id", "run").agg(
-        (pl.col("enqueued_time").max() - pl.col("enqueued_time").min()).alias("spread")
+    runs = (
+        copies.unique(key)
+        .sort(key)
+        .with_columns((pl.col("sequence_number").diff().over("partition_id").fill_null(1) != 1).cum_sum().alias("run"))
+        .group_by("partition_id", "run")
+        .agg((pl.col("enqueued_time").max() - pl.col("enqueued_time").min()).alias("spread"))
     )
     assert runs.height <= 3 and (runs["spread"] < timedelta(seconds=15)).all()
     # In arrival order a copy comes right after its first delivery.

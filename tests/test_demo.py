@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from iotlib import demo
+from iotlib.cli import journey as demo
 
 
 def test_demo_runs_the_journey_end_to_end(local_stack: object) -> None:

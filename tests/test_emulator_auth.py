@@ -10,8 +10,8 @@ from azure.eventhub import EventData, EventHubProducerClient
 from azure.eventhub.exceptions import AuthenticationError, EventHubError
 from emulator_helpers import FAST, RawClient, event_message, receive
 
-from iotlib.emulator import Emulator, EmulatorConfig, EntityConfig, KeyConfig
-from iotlib.emulator.auth import make_token
+from iotlib.local.emulator import Emulator, EmulatorConfig, EntityConfig, KeyConfig
+from iotlib.local.emulator.auth import make_token
 
 HUB = "telemetry"
 ROOT = ("RootManageSharedAccessKey", "SAS_KEY_VALUE")
@@ -53,7 +53,8 @@ def test_named_key_and_sas_credentials_work(emu):
 def test_bad_tokens_are_refused_with_401(emu, case):
     if case == "wrong key":
         p = EventHubProducerClient.from_connection_string(
-            emu.connection_string.replace("SAS_KEY_VALUE", "NOT_THE_KEY"), eventhub_name=HUB, **FAST)
+            emu.connection_string.replace("SAS_KEY_VALUE", "NOT_THE_KEY"), eventhub_name=HUB, **FAST
+        )
     elif case == "unknown key name":
         p = _producer(emu, AzureNamedKeyCredential("NoSuchPolicy", "SAS_KEY_VALUE"))
     elif case == "expired":
@@ -78,8 +79,12 @@ def test_consumer_group_scoped_token_covers_only_its_group(emu):
         _, detach, _ = raw.read_until(0x16)
         assert detach[2].value[0] == "amqp:unauthorized-access"
         # Naming another group as the audience of the same token is refused outright.
-        assert raw.put_token(f"sb://localhost:{emu.port}/{HUB}/consumergroups/warm",
-                             _token(emu, f"{HUB}/consumergroups/$default")) == 401
+        assert (
+            raw.put_token(
+                f"sb://localhost:{emu.port}/{HUB}/consumergroups/warm", _token(emu, f"{HUB}/consumergroups/$default")
+            )
+            == 401
+        )
     finally:
         raw.close()
 
@@ -123,13 +128,15 @@ def test_unknown_entities_are_not_found(emu):
     try:
         raw.handshake()
         assert raw.put_token(f"sb://localhost:{emu.port}/", _token(emu, "")) == 202
-        for handle, (kind, address) in enumerate([
-            ("sender", "nohub"),
-            ("sender", f"{HUB}/Partitions/9"),
-            ("receiver", f"{HUB}/ConsumerGroups/nogroup/Partitions/0"),
-            ("receiver", f"{HUB}/ConsumerGroups/$Default/Partitions/5"),
-            ("receiver", "nohub/ConsumerGroups/$Default/Partitions/0"),
-        ]):
+        for handle, (kind, address) in enumerate(
+            [
+                ("sender", "nohub"),
+                ("sender", f"{HUB}/Partitions/9"),
+                ("receiver", f"{HUB}/ConsumerGroups/nogroup/Partitions/0"),
+                ("receiver", f"{HUB}/ConsumerGroups/$Default/Partitions/5"),
+                ("receiver", "nohub/ConsumerGroups/$Default/Partitions/0"),
+            ]
+        ):
             if kind == "sender":
                 raw.attach_sender(address, handle=handle)
             else:

@@ -8,7 +8,7 @@ import time
 from azure.eventhub import EventData, EventHubProducerClient
 from emulator_helpers import FAST, receive, receive_many, wait_until
 
-from iotlib.emulator import Emulator, EmulatorConfig, EntityConfig
+from iotlib.local.emulator import Emulator, EmulatorConfig, EntityConfig
 
 HUB = "telemetry"
 CONFIG = EmulatorConfig(entities=(EntityConfig(HUB, 2),), segment_bytes=64 * 1024)

@@ -12,10 +12,10 @@ from azure.eventhub import EventData, EventHubProducerClient
 from azure.eventhub.exceptions import EventDataSendError
 from emulator_helpers import FAST, RawClient, event_message, receive
 
-from iotlib.emulator import Emulator, EmulatorConfig, EntityConfig
-from iotlib.emulator import framing as f
-from iotlib.emulator.auth import make_token
-from iotlib.emulator.codec import decode
+from iotlib.local.emulator import Emulator, EmulatorConfig, EntityConfig
+from iotlib.local.emulator import framing as f
+from iotlib.local.emulator.auth import make_token
+from iotlib.local.emulator.codec import decode
 
 HUB = "telemetry"
 LIMIT = 1024 * 1024
@@ -37,8 +37,9 @@ def prod(emu):
 def _authorised_raw(emu) -> RawClient:
     raw = RawClient(emu.port)
     raw.handshake()
-    token = make_token(f"sb://localhost:{emu.port}/{HUB}", "RootManageSharedAccessKey", "SAS_KEY_VALUE",
-                       int(time.time()) + 300)
+    token = make_token(
+        f"sb://localhost:{emu.port}/{HUB}", "RootManageSharedAccessKey", "SAS_KEY_VALUE", int(time.time()) + 300
+    )
     assert raw.put_token(f"sb://localhost:{emu.port}/{HUB}", token) == 202
     return raw
 
@@ -203,7 +204,7 @@ def test_wire_details_the_client_depends_on(emu):
 
 
 def test_large_delivery_is_split_to_the_client_frame_size(emu, prod):
-    from iotlib.emulator.message import decode_message
+    from iotlib.local.emulator.message import decode_message
 
     start = prod.get_partition_properties("1")["last_enqueued_sequence_number"]
     body = os.urandom(20_000)
@@ -211,24 +212,54 @@ def test_large_delivery_is_split_to_the_client_frame_size(emu, prod):
     raw = RawClient(emu.port)
     try:
         raw.handshake(max_frame_size=4096)
-        token = make_token(f"sb://localhost:{emu.port}/{HUB}", "RootManageSharedAccessKey", "SAS_KEY_VALUE",
-                           int(time.time()) + 300)
+        token = make_token(
+            f"sb://localhost:{emu.port}/{HUB}", "RootManageSharedAccessKey", "SAS_KEY_VALUE", int(time.time()) + 300
+        )
         assert raw.put_token(f"sb://localhost:{emu.port}/{HUB}", token) == 202
-        from iotlib.emulator import codec as c
+        from iotlib.local.emulator import codec as c
 
         selector = c.enc_described_symbol(
-            "apache.org:selector-filter:string",
-            c.enc_string(f"amqp.annotation.x-opt-sequence-number > '{start}'"))
+            "apache.org:selector-filter:string", c.enc_string(f"amqp.annotation.x-opt-sequence-number > '{start}'")
+        )
         filters = c.enc_map([(c.enc_symbol("apache.org:selector-filter:string"), selector)])
-        source = c.enc_described(f.SOURCE, c.enc_list(
-            [c.enc_string(f"{HUB}/ConsumerGroups/$Default/Partitions/1")] + [c.NULL] * 6 + [filters] + [c.NULL] * 3))
-        raw.send_raw(f.frame(1, f.attach(name="big", handle=0, role=f.ROLE_RECEIVER, snd_settle_mode=0,
-                                         rcv_settle_mode=0, source=source, target=c.NULL,
-                                         initial_delivery_count=None, max_message_size=None)))
+        source = c.enc_described(
+            f.SOURCE,
+            c.enc_list(
+                [c.enc_string(f"{HUB}/ConsumerGroups/$Default/Partitions/1")] + [c.NULL] * 6 + [filters] + [c.NULL] * 3
+            ),
+        )
+        raw.send_raw(
+            f.frame(
+                1,
+                f.attach(
+                    name="big",
+                    handle=0,
+                    role=f.ROLE_RECEIVER,
+                    snd_settle_mode=0,
+                    rcv_settle_mode=0,
+                    source=source,
+                    target=c.NULL,
+                    initial_delivery_count=None,
+                    max_message_size=None,
+                ),
+            )
+        )
         _, attached, _ = raw.read_until(f.ATTACH)
         assert attached[5] is not None, attached
-        raw.send_raw(f.frame(1, f.flow(next_incoming_id=0, incoming_window=1000, next_outgoing_id=0,
-                                         outgoing_window=1000, handle=0, delivery_count=0, link_credit=1)))
+        raw.send_raw(
+            f.frame(
+                1,
+                f.flow(
+                    next_incoming_id=0,
+                    incoming_window=1000,
+                    next_outgoing_id=0,
+                    outgoing_window=1000,
+                    handle=0,
+                    delivery_count=0,
+                    link_credit=1,
+                ),
+            )
+        )
         frames, payload = 0, b""
         while True:
             channel, code, fields, rest = raw.read_frame()
@@ -242,7 +273,8 @@ def test_large_delivery_is_split_to_the_client_frame_size(emu, prod):
     finally:
         raw.close()
     assert frames >= 5
-    from iotlib.emulator.message import _section_at
+    from iotlib.local.emulator.message import _section_at
+
     message = decode_message(payload)
     assert message.body == body
     code, vpos = _section_at(payload, 0)

@@ -7,14 +7,14 @@ import uuid
 
 import pytest
 from azure.eventhub import EventData
-from azure.eventhub.amqp import AmqpAnnotatedMessage
 from azure.eventhub.aio import EventHubConsumerClient, EventHubProducerClient
+from azure.eventhub.amqp import AmqpAnnotatedMessage
 from azure.eventhub.extensions.checkpointstoreblobaio import BlobCheckpointStore
 from azure.storage.blob.aio import BlobServiceClient
 from emulator_helpers import FAST
 
 import iotlib
-from iotlib.emulator import Emulator, EmulatorConfig, EntityConfig
+from iotlib.local.emulator import Emulator, EmulatorConfig, EntityConfig
 
 HUB = "telemetry"
 GROUPS = ("$Default", "capture", "warm", "monitor", "balance", "resume", "owners", "metrics")
@@ -44,8 +44,13 @@ async def _send(emu, per_partition: dict[str, list[str]]) -> None:
 
 def _consumer(emu, group: str, store=None, **kwargs) -> EventHubConsumerClient:
     return EventHubConsumerClient.from_connection_string(
-        emu.connection_string, consumer_group=group, eventhub_name=HUB, checkpoint_store=store,
-        load_balancing_interval=0.5, **FAST, **kwargs,
+        emu.connection_string,
+        consumer_group=group,
+        eventhub_name=HUB,
+        checkpoint_store=store,
+        load_balancing_interval=0.5,
+        **FAST,
+        **kwargs,
     )
 
 
@@ -87,13 +92,19 @@ def test_two_processors_share_the_partitions(emu, local_stack):
                 owned[name].discard(ctx.partition_id)
 
             clients[name] = client
-            tasks[name] = asyncio.create_task(client.receive(
-                on_event, starting_position="@latest", on_partition_initialize=on_init, on_partition_close=on_close,
-                max_wait_time=0.5,
-            ))
+            tasks[name] = asyncio.create_task(
+                client.receive(
+                    on_event,
+                    starting_position="@latest",
+                    on_partition_initialize=on_init,
+                    on_partition_close=on_close,
+                    max_wait_time=0.5,
+                )
+            )
             await asyncio.sleep(0.3)
         balanced = await _until(
-            lambda: len(owned["a"]) == 2 and len(owned["b"]) == 2 and not owned["a"] & owned["b"], 25)
+            lambda: len(owned["a"]) == 2 and len(owned["b"]) == 2 and not owned["a"] & owned["b"], 25
+        )
         assert balanced, owned
         await asyncio.sleep(1.0)  # both processors' links are up
         await _send(emu, {pid: [f"bal-{pid}-{i}" for i in range(3)] for pid in "0123"})
@@ -109,14 +120,15 @@ def test_two_processors_share_the_partitions(emu, local_stack):
     assert got_all, seen
     assert owned["a"] and owned["b"] and not owned["a"] & owned["b"]
     for name, pids in owned.items():  # each processor got the events of the partitions it owned
-        assert {b.split("-")[1] for b in seen[name] if b.startswith("bal-")} <= pids | owned["a" if name == "b" else "b"]
+        assert {b.split("-")[1] for b in seen[name] if b.startswith("bal-")} <= pids | owned[
+            "a" if name == "b" else "b"
+        ]
 
 
 def test_processor_resumes_from_checkpoint(emu, local_stack):
     async def scenario():
         store, _ = await _container(local_stack)
-        async with EventHubProducerClient.from_connection_string(emu.connection_string, eventhub_name=HUB,
-                                                                 **FAST) as p:
+        async with EventHubProducerClient.from_connection_string(emu.connection_string, eventhub_name=HUB, **FAST) as p:
             before = (await p.get_partition_properties("2"))["last_enqueued_sequence_number"]
         await _send(emu, {"2": [f"first-{i}" for i in range(5)]})
         first: list[str] = []
@@ -169,9 +181,16 @@ def test_owner_level_takeover_and_refusal(emu):
 
             kwargs = {"owner_level": level} if level is not None else {}
             clients[name] = client
-            tasks[name] = asyncio.create_task(client.receive(
-                on_event, partition_id="1", starting_position="@latest", on_error=on_error, max_wait_time=0.3,
-                **kwargs))
+            tasks[name] = asyncio.create_task(
+                client.receive(
+                    on_event,
+                    partition_id="1",
+                    starting_position="@latest",
+                    on_error=on_error,
+                    max_wait_time=0.3,
+                    **kwargs,
+                )
+            )
 
         await start("low", 1)
         await asyncio.sleep(1.5)
@@ -198,21 +217,25 @@ def test_owner_level_takeover_and_refusal(emu):
 def test_last_enqueued_event_properties(emu):
     async def scenario():
         await _send(emu, {"3": [f"m-{i}" for i in range(4)]})
-        async with EventHubProducerClient.from_connection_string(emu.connection_string, eventhub_name=HUB,
-                                                                 **FAST) as p:
+        async with EventHubProducerClient.from_connection_string(emu.connection_string, eventhub_name=HUB, **FAST) as p:
             # An event with delivery annotations of its own: the service's are merged in.
-            await p.send_event(AmqpAnnotatedMessage(data_body=b"own-da", delivery_annotations={b"x-opt-user": 5}),
-                               partition_id="3")
+            await p.send_event(
+                AmqpAnnotatedMessage(data_body=b"own-da", delivery_annotations={b"x-opt-user": 5}), partition_id="3"
+            )
             props = await p.get_partition_properties("3")
         seen = []
         client = _consumer(emu, "metrics")
 
         async def on_event(ctx, event):
-            seen.append((event.sequence_number, ctx.last_enqueued_event_properties,
-                         event.raw_amqp_message.delivery_annotations))
+            seen.append(
+                (event.sequence_number, ctx.last_enqueued_event_properties, event.raw_amqp_message.delivery_annotations)
+            )
 
-        task = asyncio.create_task(client.receive(
-            on_event, partition_id="3", starting_position="-1", track_last_enqueued_event_properties=True))
+        task = asyncio.create_task(
+            client.receive(
+                on_event, partition_id="3", starting_position="-1", track_last_enqueued_event_properties=True
+            )
+        )
         await _until(lambda: len(seen) >= 5, 15)
         await _stop(client, task)
         return props, seen

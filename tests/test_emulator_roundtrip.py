@@ -14,8 +14,8 @@ from azure.eventhub.amqp import AmqpAnnotatedMessage, AmqpMessageBodyType
 from emulator_helpers import FAST, receive, receive_many
 
 import iotlib
-from iotlib.emulator import Emulator, EmulatorConfig, EntityConfig
-from iotlib.partitioning import partition_index
+from iotlib.ingest.partitioning import partition_index
+from iotlib.local.emulator import Emulator, EmulatorConfig, EntityConfig
 
 HUB = "telemetry"
 
@@ -74,7 +74,7 @@ def test_batch_with_partition_key_keeps_order_and_properties(emu, prod):
     assert first.properties[b"EventType"] == b"UpdateTemperatureEvent"
     assert first.properties[b"n"] == 0
     assert first.enqueued_time.tzinfo is not None
-    assert abs((dt.datetime.now(dt.timezone.utc) - first.enqueued_time).total_seconds()) < 60
+    assert abs((dt.datetime.now(dt.UTC) - first.enqueued_time).total_seconds()) < 60
 
 
 def test_send_event_explicit_partition_and_body_kinds(emu, prod):
@@ -98,8 +98,13 @@ def test_same_key_same_partition_as_buffered_producer(emu, prod):
     p = prod
     p.send_batch([EventData(b"unbuffered")], partition_key=key)
     buffered = EventHubProducerClient.from_connection_string(
-        emu.connection_string, eventhub_name=HUB, buffered_mode=True,
-        on_success=lambda *_: None, on_error=lambda *_: None, max_wait_time=0.2, **FAST,
+        emu.connection_string,
+        eventhub_name=HUB,
+        buffered_mode=True,
+        on_success=lambda *_: None,
+        on_error=lambda *_: None,
+        max_wait_time=0.2,
+        **FAST,
     )
     with buffered:
         buffered.send_event(EventData(b"buffered"), partition_key=key)
@@ -119,12 +124,19 @@ def test_round_robin_without_key_uses_every_partition(emu, prod):
 
 def test_annotated_message_bodies_and_mixed_batch(emu, prod):
     start = last_seq(prod, "1")
-    multi = AmqpAnnotatedMessage(data_body=[b"part-1", b"part-2", b"part-3"], annotations={"x-opt-mine": "kept"},
-                                 properties={"message_id": "m-1", "subject": "thermostat", "content_type": "text/plain",
-                                             "correlation_id": "c-9"},
-                                 header={"priority": 7, "durable": True, "time_to_live": 60000},
-                                 application_properties={"EventType": "Multi"},
-                                 footer={"x-opt-foot": "f"})
+    multi = AmqpAnnotatedMessage(
+        data_body=[b"part-1", b"part-2", b"part-3"],
+        annotations={"x-opt-mine": "kept"},
+        properties={
+            "message_id": "m-1",
+            "subject": "thermostat",
+            "content_type": "text/plain",
+            "correlation_id": "c-9",
+        },
+        header={"priority": 7, "durable": True, "time_to_live": 60000},
+        application_properties={"EventType": "Multi"},
+        footer={"x-opt-foot": "f"},
+    )
     sequence = AmqpAnnotatedMessage(sequence_body=[[1, "two", 3.0]])
     value = AmqpAnnotatedMessage(value_body={"DeviceId": "d-1", "Temperature": 22.5})
     p = prod
@@ -226,12 +238,15 @@ def test_management_calls(emu, prod):
     assert part["beginning_sequence_number"] == 0
     assert part["last_enqueued_sequence_number"] >= 0
     assert int(part["last_enqueued_offset"]) >= 0
-    consumer = EventHubConsumerClient.from_connection_string(emu.connection_string, consumer_group="$Default",
-                                                             eventhub_name=HUB, **FAST)
+    consumer = EventHubConsumerClient.from_connection_string(
+        emu.connection_string, consumer_group="$Default", eventhub_name=HUB, **FAST
+    )
     with consumer:
         assert consumer.get_partition_ids() == ["0", "1", "2", "3"]
-        assert consumer.get_partition_properties("2")["last_enqueued_sequence_number"] == part[
-            "last_enqueued_sequence_number"]
+        assert (
+            consumer.get_partition_properties("2")["last_enqueued_sequence_number"]
+            == part["last_enqueued_sequence_number"]
+        )
 
 
 def test_empty_partition_properties(tmp_path):
@@ -255,8 +270,9 @@ def test_aio_round_trip(emu):
             await p.send_event(EventData("aio-single"), partition_id="3")
         got: list[EventData] = []
         done = asyncio.Event()
-        consumer = AsyncConsumer.from_connection_string(emu.connection_string, consumer_group="warm",
-                                                        eventhub_name=HUB, **FAST)
+        consumer = AsyncConsumer.from_connection_string(
+            emu.connection_string, consumer_group="warm", eventhub_name=HUB, **FAST
+        )
 
         async def on_event(_ctx, event) -> None:
             got.append(event)
@@ -281,12 +297,14 @@ def test_aio_receive_batch_all_partitions(emu):
                 await p.send_batch([EventData(f"all-{pid}-{i}") for i in range(10)], partition_id=pid)
         seen: dict[str, int] = {}
         done = asyncio.Event()
-        consumer = AsyncConsumer.from_connection_string(emu.connection_string, consumer_group="monitor",
-                                                        eventhub_name=HUB, **FAST)
+        consumer = AsyncConsumer.from_connection_string(
+            emu.connection_string, consumer_group="monitor", eventhub_name=HUB, **FAST
+        )
 
         async def on_batch(ctx, batch) -> None:
             seen[ctx.partition_id] = seen.get(ctx.partition_id, 0) + sum(
-                1 for e in batch if e.body_as_str().startswith("all-"))
+                1 for e in batch if e.body_as_str().startswith("all-")
+            )
             if len(seen) == 4 and all(v >= 10 for v in seen.values()):
                 done.set()
 

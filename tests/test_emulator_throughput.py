@@ -16,11 +16,11 @@ from azure.eventhub.exceptions import EventDataSendError
 from emulator_helpers import RawClient, event_message, receive, wait_until
 
 from iotlib.connections import eventhub_connection_string
-from iotlib.emulator import Emulator, EmulatorConfig, EntityConfig
-from iotlib.emulator import framing as f
-from iotlib.emulator.auth import make_token
-from iotlib.emulator.throughput import SERVER_BUSY, ThroughputMeter, TokenBucket
 from iotlib.errors import ConfigurationError, EmulatorError
+from iotlib.local.emulator import Emulator, EmulatorConfig, EntityConfig
+from iotlib.local.emulator import framing as f
+from iotlib.local.emulator.auth import make_token
+from iotlib.local.emulator.throughput import SERVER_BUSY, ThroughputMeter, TokenBucket
 
 HUB = "telemetry"
 ONE_HUB = EmulatorConfig(entities=(EntityConfig(HUB, 2),))
@@ -102,7 +102,7 @@ def test_egress_waits_for_budget():
 def test_throttling_is_logged_once_then_as_summaries(caplog):
     clock = Clock()
     meter = ThroughputMeter(1, namespace="ns", clock=clock)
-    caplog.set_level(logging.INFO, logger="iotlib.emulator.throughput")
+    caplog.set_level(logging.INFO, logger="iotlib.local.emulator.throughput")
     meter.admit(1000, 1000, HUB)
     for _ in range(5000):
         meter.admit(10, 1000, HUB)
@@ -298,16 +298,34 @@ def _free_port() -> int:
 
 
 def test_cli_flag(tmp_path):
-    bad = subprocess.run([sys.executable, "-m", "iotlib", "emulator", "--throughput-units", "1.5"],
-                         capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        [sys.executable, "-m", "iotlib", "emulator", "--throughput-units", "1.5"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode == 2 and "whole number of throughput units" in bad.stderr
     port = _free_port()
     log = tmp_path / "emulator.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "iotlib", "emulator", "--host", "127.0.0.1", "--port", str(port),
-             "--data-dir", str(tmp_path / "data"), "--throughput-units", "1"],
-            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            [
+                sys.executable,
+                "-m",
+                "iotlib",
+                "emulator",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(tmp_path / "data"),
+                "--throughput-units",
+                "1",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
     try:
         assert wait_until(lambda: "listening on" in log.read_text() or proc.poll() is not None, timeout=30)

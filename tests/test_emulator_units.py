@@ -8,12 +8,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from iotlib.emulator import EmulatorConfig
-from iotlib.emulator import codec as c
-from iotlib.emulator import message as m
-from iotlib.emulator.log import PartitionLog
-from iotlib.emulator.position import PositionError, resolve_position
 from iotlib.errors import ConfigurationError
+from iotlib.local.emulator import EmulatorConfig
+from iotlib.local.emulator import codec as c
+from iotlib.local.emulator import message as m
+from iotlib.local.emulator.log import PartitionLog
+from iotlib.local.emulator.position import PositionError, resolve_position
 
 OFFICIAL = {
     "UserConfig": {
@@ -110,8 +110,10 @@ def test_splice_keeps_user_annotations_and_adds_the_services(user, header, key, 
     event, layout, own_key = m.scan_event(sections)
     assert own_key is None and bytes(event) == sections
     stored_key = key.encode() if key else b""
-    out = b"".join(bytes(x) for x in m.deliverable(memoryview(event), 41, 9000, 1_700_000_000_000,
-                                                    memoryview(stored_key), *layout[:4]))
+    out = b"".join(
+        bytes(x)
+        for x in m.deliverable(memoryview(event), 41, 9000, 1_700_000_000_000, memoryview(stored_key), *layout[:4])
+    )
     parsed = _annotations(out)
     annotations = parsed[m.MESSAGE_ANNOTATIONS][0]
     assert annotations["x-opt-sequence-number"] == 41
@@ -126,17 +128,26 @@ def test_splice_keeps_user_annotations_and_adds_the_services(user, header, key, 
 
 
 def test_forged_service_annotations_are_dropped_and_own_key_kept():
-    ma = _section(m.MESSAGE_ANNOTATIONS, c.enc_map([
-        (c.enc_symbol("x-opt-sequence-number"), c.enc_long(7)),
-        (c.enc_symbol("x-opt-partition-key"), c.enc_string("dev-1")),
-        (c.enc_symbol("x-opt-offset"), c.enc_string("1")),
-    ]))
+    ma = _section(
+        m.MESSAGE_ANNOTATIONS,
+        c.enc_map(
+            [
+                (c.enc_symbol("x-opt-sequence-number"), c.enc_long(7)),
+                (c.enc_symbol("x-opt-partition-key"), c.enc_string("dev-1")),
+                (c.enc_symbol("x-opt-offset"), c.enc_string("1")),
+            ]
+        ),
+    )
     event, layout, own_key = m.scan_event(ma + _section(m.DATA, c.enc_binary(b"x")))
     assert own_key == "dev-1"
     out = b"".join(bytes(x) for x in m.deliverable(memoryview(event), 3, 5, 6, memoryview(b""), *layout[:4]))
     annotations = _annotations(out)[m.MESSAGE_ANNOTATIONS][0]
-    assert annotations == {"x-opt-sequence-number": 3, "x-opt-offset": "5", "x-opt-enqueued-time": 6,
-                           "x-opt-partition-key": "dev-1"}
+    assert annotations == {
+        "x-opt-sequence-number": 3,
+        "x-opt-offset": "5",
+        "x-opt-enqueued-time": 6,
+        "x-opt-partition-key": "dev-1",
+    }
 
 
 def test_batch_key_reaches_events_without_their_own_and_delivery_annotations_merge():

@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from iotlib import events, scenario, simulate
 from iotlib.errors import ValidationError
-from iotlib.faults import MalformedPayloads
+from iotlib.fleet import events, scenario, simulate
+from iotlib.fleet.faults import MalformedPayloads
 
-UTC = timezone.utc
+UTC = UTC
 MOMENT = datetime(2025, 1, 6, 12, 34, 56, 789012, tzinfo=UTC)
 
-moments = st.datetimes(
-    min_value=datetime(1970, 1, 2), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
-)
+moments = st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2200, 1, 1), timezones=st.just(UTC))
 temperatures = st.floats(allow_nan=False, allow_infinity=False, width=64)
 
 
@@ -34,12 +32,11 @@ def test_one_event_round_trips_through_json(device: str, moment: datetime, tempe
 
 
 @settings(max_examples=30, deadline=None)
-@given(
-    rows=st.lists(st.tuples(st.text(min_size=1, max_size=12), moments, temperatures), min_size=1, max_size=30)
-)
+@given(rows=st.lists(st.tuples(st.text(min_size=1, max_size=12), moments, temperatures), min_size=1, max_size=30))
 def test_a_frame_round_trips_through_vectorised_encode_and_decode(rows) -> None:
     frame = pl.DataFrame(
-        rows, schema={"device_id": pl.String, "time_observed": pl.Datetime("us", "UTC"), "temperature": pl.Float64},
+        rows,
+        schema={"device_id": pl.String, "time_observed": pl.Datetime("us", "UTC"), "temperature": pl.Float64},
         orient="row",
     )
     bodies = events.encode_frame(frame)
@@ -67,8 +64,11 @@ def test_simulated_events_encode_to_valid_json_with_the_same_values() -> None:
 
 def test_ids_that_need_escaping_are_escaped() -> None:
     frame = pl.DataFrame(
-        {"device_id": ['quote"d', "back\\slash", "tab\there", "plain"], "time_observed": [MOMENT] * 4,
-         "temperature": [1.0, 2.0, 3.0, 4.0]}
+        {
+            "device_id": ['quote"d', "back\\slash", "tab\there", "plain"],
+            "time_observed": [MOMENT] * 4,
+            "temperature": [1.0, 2.0, 3.0, 4.0],
+        }
     )
     bodies = events.encode_frame(frame)
     assert [json.loads(b)["DeviceId"] for b in bodies] == frame["device_id"].to_list()

@@ -12,11 +12,12 @@ import polars as pl
 import pytest
 
 import iotlib
-from iotlib import events, hub, scenario, simulate
+from iotlib import hub
 from iotlib.errors import IngestError, ValidationError
+from iotlib.fleet import events, scenario, simulate
 from iotlib.ingest import IngestClient
 from iotlib.ingest import aio as ingest_aio
-from iotlib.partitioning import partition_for_key
+from iotlib.ingest.partitioning import partition_for_key
 
 pytestmark = pytest.mark.usefixtures("local_stack")
 
@@ -40,7 +41,10 @@ def test_replay_round_trip_keys_properties_bodies(registry: pl.DataFrame, eventh
     got = hub.read(eventhub_name=eventhub_name, since=before)
     assert got.height == sent.height
     # Every event sits in the partition its device's key maps to, and carries that key.
-    assert (got["partition_key"] == got["properties"].map_elements(lambda p: json.loads(p)["DeviceId"], return_dtype=pl.String)).all()
+    assert (
+        got["partition_key"]
+        == got["properties"].map_elements(lambda p: json.loads(p)["DeviceId"], return_dtype=pl.String)
+    ).all()
     expected_pid = got["partition_key"].map_elements(lambda k: partition_for_key(k, ids), return_dtype=pl.String)
     assert (got["partition_id"] == expected_pid).all()
     props = json.loads(got["properties"][0])
@@ -59,7 +63,9 @@ def test_replay_round_trip_keys_properties_bodies(registry: pl.DataFrame, eventh
         assert times.is_sorted() or group.height < 2
 
 
-def test_malformed_payloads_are_held_back_with_reasons_or_sent_on_request(registry: pl.DataFrame, eventhub_name: str) -> None:
+def test_malformed_payloads_are_held_back_with_reasons_or_sent_on_request(
+    registry: pl.DataFrame, eventhub_name: str
+) -> None:
     sent = _sim(registry, 5, seed=3, faults=["malformed:probability=0.05"])
     bad = sent["fault_malformed"].is_not_null().sum()
     assert bad > 0
@@ -99,10 +105,13 @@ def test_batch_size_cap_is_respected(registry: pl.DataFrame, eventhub_name: str)
 
 
 def test_async_client_sends_a_simulation_stream(registry: pl.DataFrame, eventhub_name: str) -> None:
-    sim = simulate.simulation(registry.head(100), start=simulate.DEFAULT_START, duration="3m", seed=8,
-                              chunk_events=100)
-    expected = sum(f.height for f in simulate.simulation(registry.head(100), start=simulate.DEFAULT_START,
-                                                          duration="3m", seed=8, chunk_events=100))
+    sim = simulate.simulation(registry.head(100), start=simulate.DEFAULT_START, duration="3m", seed=8, chunk_events=100)
+    expected = sum(
+        f.height
+        for f in simulate.simulation(
+            registry.head(100), start=simulate.DEFAULT_START, duration="3m", seed=8, chunk_events=100
+        )
+    )
 
     async def go() -> int:
         async with ingest_aio.IngestClient.from_connection_string(eventhub_name=eventhub_name) as client:
@@ -132,9 +141,24 @@ def test_wrong_key_is_reported_as_refused(eventhub_name: str) -> None:
 def test_cli_ingest_reports_what_it_sent(eventhub_name: str) -> None:
     before = hub.positions(eventhub_name=eventhub_name)
     out = subprocess.run(
-        [sys.executable, "-m", "iotlib", "ingest", "--devices", "50", "--duration", "2m", "--no-progress",
-         "--eventhub", eventhub_name],
-        capture_output=True, text=True, timeout=120, env=os.environ.copy(), check=False,
+        [
+            sys.executable,
+            "-m",
+            "iotlib",
+            "ingest",
+            "--devices",
+            "50",
+            "--duration",
+            "2m",
+            "--no-progress",
+            "--eventhub",
+            eventhub_name,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=os.environ.copy(),
+        check=False,
     )
     assert out.returncode == 0, out.stderr
     sent = int(out.stdout.split("sent ", 1)[1].split(" events", 1)[0].replace(",", ""))

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import polars as pl
 
-from iotlib import events, hub, scenario, simulate
-from iotlib.emulator import Emulator
+from iotlib import hub
+from iotlib.fleet import events, scenario, simulate
 from iotlib.ingest import IngestClient
+from iotlib.local.emulator import Emulator
 
 
 def test_a_synchronized_burst_at_one_throughput_unit_is_all_sent_once():

@@ -44,8 +44,7 @@ def test_environment_yml_mirrors_pyproject() -> None:
     env = _environment_packages()
     py = _pyproject_packages()
     assert sorted(env) == sorted(py), (
-        f"only in environment.yml: {sorted(set(env) - set(py))}; "
-        f"only in pyproject.toml: {sorted(set(py) - set(env))}"
+        f"only in environment.yml: {sorted(set(env) - set(py))}; only in pyproject.toml: {sorted(set(py) - set(env))}"
     )
     differing = {name: (py[name], env[name]) for name in py if py[name] != env[name]}
     assert not differing, f"bounds differ (pyproject, environment.yml): {differing}"

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import uuid
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from iotlib.partitioning import hash_code, lookup3, partition_for_key, partition_index
-
 # The client's own router (private, used here only as the reference to agree with).
 from azure.eventhub._buffered_producer._partition_resolver import (  # noqa: E402
     PartitionResolver,
     generate_hash_code,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from iotlib.ingest.partitioning import hash_code, lookup3, partition_for_key, partition_index
 
 ascii_keys = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), min_size=0, max_size=64)
 

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
-from iotlib import plots, scenario, simulate
+from iotlib.fleet import plots, scenario, simulate
 
-START = datetime(2025, 1, 6, tzinfo=timezone.utc)
+START = datetime(2025, 1, 6, tzinfo=UTC)
 
 
 def test_figures_draw_the_data() -> None:
     reg = scenario.build_registry(1_200, seed=2)
     overview = plots.registry_overview(reg)
     assert [ax.get_title() for ax in overview.axes] == [
-        "Devices per building", "Floors per building", "Buildings per time zone",
+        "Devices per building",
+        "Floors per building",
+        "Buildings per time zone",
     ]
     assert len(overview.axes[2].patches) == reg["time_zone"].n_unique()
 

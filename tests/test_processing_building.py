@@ -6,11 +6,10 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
-
 from processing_helpers import simulated
 
-from iotlib import scenario
 from iotlib.errors import ValidationError
+from iotlib.fleet import scenario
 from iotlib.processing.building import BUILDING_COLUMNS, BuildingAverager, building_averages
 from iotlib.processing.policy import EventTimePolicy
 from iotlib.processing.reference import Registry
@@ -24,10 +23,16 @@ def fleet():
 
 def pandas_building_averages(events: pl.DataFrame, reg: pl.DataFrame) -> pd.DataFrame:
     """The same question asked of pandas: join, then a 5 s (start, end] resample per building."""
-    ev = events.select(pl.col("device_id").cast(pl.String), "time_observed", pl.col("temperature").cast(pl.Float64)).to_pandas()
+    ev = events.select(
+        pl.col("device_id").cast(pl.String), "time_observed", pl.col("temperature").cast(pl.Float64)
+    ).to_pandas()
     joined = ev.merge(reg.select("device_id", "building_id").to_pandas(), on="device_id", how="inner")
     g = joined.groupby(["building_id", pd.Grouper(key="time_observed", freq="5s", closed="right", label="right")])
-    out = g.agg(avg_temperature=("temperature", "mean"), last_observed_time=("time_observed", "max"), events=("temperature", "size"))
+    out = g.agg(
+        avg_temperature=("temperature", "mean"),
+        last_observed_time=("time_observed", "max"),
+        events=("temperature", "size"),
+    )
     return out[out["events"] > 0].reset_index().rename(columns={"time_observed": "window_end"})
 
 
@@ -67,7 +72,9 @@ def test_device_id_as_enum_string_or_categorical_gives_the_same_answer(fleet, de
         ev = ev.with_columns(pl.col("device_id").cast(pl.String).cast(pl.Categorical))
     # Large frames go through codes or a join, small ones through a dictionary: same rows.
     big = building_averages(pl.concat([ev] * 12), reg.slice(3))
-    assert big.windows.select(pl.exclude("avg_temperature", "events")).equals(base.select(pl.exclude("avg_temperature", "events")))
+    assert big.windows.select(pl.exclude("avg_temperature", "events")).equals(
+        base.select(pl.exclude("avg_temperature", "events"))
+    )
     assert (big.windows["events"] == base["events"] * 12).all()
     small = building_averages(ev.head(500), reg.slice(3))
     assert small.counts.accepted + small.counts.unmatched == 500
@@ -123,7 +130,9 @@ def test_the_registry_is_validated():
         Registry(reg.drop("building_id"))
     with pytest.raises(ValidationError, match="no column"):
         Registry(reg).enrich(pl.DataFrame({"device_id": ["x"]}), ["elevation"])
-    matched, unmatched = Registry(reg).enrich(pl.DataFrame({"device_id": [reg["device_id"][0], "nobody"]}), ["room", "floor"])
+    matched, unmatched = Registry(reg).enrich(
+        pl.DataFrame({"device_id": [reg["device_id"][0], "nobody"]}), ["room", "floor"]
+    )
     assert matched["room"].to_list() == [reg["room"][0]] and unmatched["reason"].to_list() == ["unknown_device"]
 
 

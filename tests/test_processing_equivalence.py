@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import os
 import pickle
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import polars as pl
+import processing_oracle as oracle
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from processing_helpers import simulated
 
 from iotlib.processing.arrival import ArrivalMerger
 from iotlib.processing.event_time import windows_with_policy
@@ -20,10 +22,7 @@ from iotlib.processing.policy import EventTimePolicy
 from iotlib.processing.results import WindowOutput
 from iotlib.processing.windows import Hopping, Tumbling
 
-import processing_oracle as oracle
-from processing_helpers import simulated
-
-T0 = int(datetime(2025, 1, 6, tzinfo=timezone.utc).timestamp()) * 1_000_000
+T0 = int(datetime(2025, 1, 6, tzinfo=UTC).timestamp()) * 1_000_000
 MS = 1_000
 OUTPUTS = ("windows", "late", "adjusted", "dropped", "duplicates", "invalid", "watermarks")
 
@@ -40,12 +39,23 @@ def streams(draw):
     for _ in range(n):
         d = int(rng.integers(n_dev))
         true_t = int(rng.integers(0, 40_000)) * MS
-        delay = int(rng.choice([rng.integers(0, 300), rng.integers(0, 4_000), rng.integers(5_000, 20_000)], p=[0.7, 0.2, 0.1])) * MS
-        rows.append([f"dev{d}", T0 + true_t + skew[d], T0 + true_t + delay, float(rng.integers(15, 18)), str(d % n_part)])
+        delay = (
+            int(
+                rng.choice(
+                    [rng.integers(0, 300), rng.integers(0, 4_000), rng.integers(5_000, 20_000)], p=[0.7, 0.2, 0.1]
+                )
+            )
+            * MS
+        )
+        rows.append(
+            [f"dev{d}", T0 + true_t + skew[d], T0 + true_t + delay, float(rng.integers(15, 18)), str(d % n_part)]
+        )
     for r in list(rows):  # resent readings: same identity, later arrival
         if rng.random() < 0.15:
             rows.append([r[0], r[1], r[2] + int(rng.integers(0, 15_000)) * MS, r[3], r[4]])
-    df = pl.DataFrame(rows, schema=["device_id", "time_observed", "enqueued_time", "temperature", "partition_id"], orient="row")
+    df = pl.DataFrame(
+        rows, schema=["device_id", "time_observed", "enqueued_time", "temperature", "partition_id"], orient="row"
+    )
     df = df.with_columns(
         pl.col("time_observed", "enqueued_time").cast(pl.Datetime("us", "UTC")),
         pl.col("device_id").cast(pl.Categorical) if draw(st.booleans()) else pl.col("device_id"),
@@ -54,7 +64,9 @@ def streams(draw):
     df = df.with_row_index("i").sort("partition_id", "enqueued_time", "i")
     df = df.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).over("partition_id").alias("sequence_number")).drop("i")
     redelivered = df.filter(pl.Series(rng.random(df.height) < 0.1))  # the hub delivers some twice
-    df = pl.concat([df, redelivered]).with_columns((pl.col("device_id").cast(pl.String).str.slice(3).cast(pl.Int32) % 2).alias("building_id"))
+    df = pl.concat([df, redelivered]).with_columns(
+        (pl.col("device_id").cast(pl.String).str.slice(3).cast(pl.Int32) % 2).alias("building_id")
+    )
     return df.sort("enqueued_time", "sequence_number", "partition_id", maintain_order=True)
 
 
@@ -94,11 +106,23 @@ def assert_same(batch, inc, engine, outs):
     assert c.late + c.clock_ahead == c.adjusted + c.dropped + c.side_output
     assert c.events == c.duplicates + c.accepted + c.late + c.clock_ahead
     # Windows come out once each, in end order; closed ones before the final flush.
-    assert not inc.windows.select(pl.struct(pl.exclude("closed_at", "temperature_mean", "temperature_min", "temperature_max", "temperature_last", "events")).is_duplicated().any()).item()
+    assert not inc.windows.select(
+        pl.struct(
+            pl.exclude(
+                "closed_at", "temperature_mean", "temperature_min", "temperature_max", "temperature_last", "events"
+            )
+        )
+        .is_duplicated()
+        .any()
+    ).item()
     assert outs[-1].windows["closed_at"].null_count() == outs[-1].windows.height
 
 
-@settings(max_examples=int(os.environ.get("IOTLIB_EQUIVALENCE_EXAMPLES", "70")), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=int(os.environ.get("IOTLIB_EQUIVALENCE_EXAMPLES", "70")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(df=streams(), policy=policies, window=windows, data=st.data())
 def test_streaming_equals_batch_for_any_micro_batches(df, policy, window, data):
     cuts = data.draw(st.lists(st.integers(0, df.height), max_size=12))
@@ -122,7 +146,11 @@ def test_streaming_equals_batch_for_any_micro_batches(df, policy, window, data):
     want = oracle.run(events, policy, window.size_us, window.hop_us, window.closed)
     fates = {f: want.fates.count(f) for f in set(want.fates)}
     c = batch.counts
-    assert (c.accepted, c.late, c.clock_ahead) == (fates.get("accepted", 0), fates.get("late", 0), fates.get("clock_ahead", 0))
+    assert (c.accepted, c.late, c.clock_ahead) == (
+        fates.get("accepted", 0),
+        fates.get("late", 0),
+        fates.get("clock_ahead", 0),
+    )
     assert c.duplicates == fates.get("duplicate_event", 0) + fates.get("duplicate_sequence", 0)
     got = {}
     for row in batch.windows.iter_rows(named=True):
@@ -167,7 +195,7 @@ def test_merging_interleaved_partition_batches_restores_arrival_order(df, policy
             if released.height:
                 outs.append(engine.feed(released))
     for p, frames in by_part.items():
-        for f in frames[cursors[p]:]:
+        for f in frames[cursors[p] :]:
             merger.push(p, f)
     rest = merger.drain()
     if rest.height:

@@ -7,7 +7,7 @@ batch job reproduces the run exactly, ``closed_at`` included.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import polars as pl
@@ -23,12 +23,14 @@ from iotlib.processing.incremental import WindowEngine
 from iotlib.processing.policy import EventTimePolicy
 from iotlib.processing.results import WindowOutput
 
-T0 = int(datetime(2025, 1, 6, tzinfo=timezone.utc).timestamp()) * 1_000_000
+T0 = int(datetime(2025, 1, 6, tzinfo=UTC).timestamp()) * 1_000_000
 MS = 1_000
 
 
 def _frame(rows: list[tuple]) -> pl.DataFrame:
-    df = pl.DataFrame(rows, schema=["device_id", "time_observed", "enqueued_time", "temperature", "partition_id"], orient="row")
+    df = pl.DataFrame(
+        rows, schema=["device_id", "time_observed", "enqueued_time", "temperature", "partition_id"], orient="row"
+    )
     df = df.with_columns(pl.col("time_observed", "enqueued_time").cast(pl.Datetime("us", "UTC")))
     df = df.with_row_index("i").sort("partition_id", "enqueued_time", "i")
     df = df.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).over("partition_id").alias("sequence_number")).drop("i")
@@ -93,7 +95,7 @@ def test_without_the_heartbeats_batch_closes_windows_later():
     policy = EventTimePolicy(idle_timeout="5s")
     engine = WindowEngine("5s", policy=policy)
     first = engine.feed(df)
-    beat = engine.advance(datetime.fromtimestamp((T0 + 30_000_000) / 1e6, tz=timezone.utc))
+    beat = engine.advance(datetime.fromtimestamp((T0 + 30_000_000) / 1e6, tz=UTC))
     run = WindowOutput.concat([first, beat])
     plain = windows_with_policy(df, "5s", policy=policy)
     assert plain.windows["closed_at"].null_count() == plain.windows.height  # nothing closes without time passing
@@ -105,10 +107,15 @@ def test_building_averages_takes_heartbeats_only_with_a_policy():
     registry = pl.DataFrame({"device_id": ["a"], "building_id": [1]})
     df = _frame([("a", T0, T0 + 1, 20.0, "0")])
     with pytest.raises(ProcessingError, match="heartbeats"):
-        building_averages(df, registry, heartbeats=[datetime.now(timezone.utc)])
+        building_averages(df, registry, heartbeats=[datetime.now(UTC)])
     job = BuildingAverager(registry, policy=EventTimePolicy())
     out = job.feed(df)
-    assert building_averages(df, registry, policy=EventTimePolicy(), heartbeats=out.watermarks["tick_start"]).windows.height == 1
+    assert (
+        building_averages(
+            df, registry, policy=EventTimePolicy(), heartbeats=out.watermarks["tick_start"]
+        ).windows.height
+        == 1
+    )
 
 
 def test_a_mark_releases_the_other_partitions_and_bounds_heartbeats():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
@@ -14,7 +14,7 @@ from iotlib.processing.incremental import WindowEngine
 from iotlib.processing.policy import EventTimePolicy
 from iotlib.processing.results import WindowOutput
 
-T0 = datetime(2025, 1, 6, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2025, 1, 6, 12, 0, tzinfo=UTC)
 
 
 def at(s: float) -> datetime:

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import polars as pl
 import pytest
 
+from iotlib.durations import describe, to_us
 from iotlib.errors import ProcessingError
 from iotlib.processing import Agg, Hopping, Session, Sliding, Tumbling, stats, windowed
-from iotlib.processing.durations import describe, to_us
 
-T0 = datetime(2025, 1, 6, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2025, 1, 6, 12, 0, tzinfo=UTC)
 US = 1_000_000
 
 
@@ -35,7 +35,7 @@ def random_frame(seed: int, n: int = 300, devices: int = 3, span_s: float = 120)
 
 
 def us(t: datetime) -> int:
-    return (t - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(microseconds=1)
+    return (t - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
 
 
 def brute_fixed(df: pl.DataFrame, size_s: float, hop_s: float, by_device: bool) -> dict:
@@ -52,7 +52,8 @@ def brute_fixed(df: pl.DataFrame, size_s: float, hop_s: float, by_device: bool) 
             k += 1
     return {
         # "last": newest time; among equal times, the later row (arrival order).
-        key: (len(vs), sum(v for *_, v in vs) / len(vs), max(vs)[2]) for key, vs in out.items()
+        key: (len(vs), sum(v for *_, v in vs) / len(vs), max(vs)[2])
+        for key, vs in out.items()
     }
 
 
@@ -99,7 +100,9 @@ def test_hopping_agrees_with_polars_group_by_dynamic():
     ours = windowed(df, Hopping("10s", "2s"), aggs=[Agg("n", "count", "time_observed")]).windows
     theirs = (
         df.sort("time_observed")
-        .group_by_dynamic("time_observed", every="2s", period="10s", closed="right", label="right", start_by="window", offset="-10s")
+        .group_by_dynamic(
+            "time_observed", every="2s", period="10s", closed="right", label="right", start_by="window", offset="-10s"
+        )
         .agg(pl.len().alias("n"))
         .filter(pl.col("n") > 0)
     )
@@ -123,7 +126,9 @@ def brute_sliding(df: pl.DataFrame, size_s: float) -> dict:
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_sliding_outputs_when_an_event_enters_or_leaves(seed):
     df = random_frame(seed=seed, n=80, devices=1, span_s=60)
-    res = windowed(df, Sliding("5s"), aggs=[Agg("n", "count", "time_observed"), Agg("hi", "max", "temperature")]).windows
+    res = windowed(
+        df, Sliding("5s"), aggs=[Agg("n", "count", "time_observed"), Agg("hi", "max", "temperature")]
+    ).windows
     got = {us(e): (n, hi) for e, n, hi in res.select("window_end", "n", "hi").iter_rows()}
     assert got == brute_sliding(df, 5)
 
@@ -174,8 +179,13 @@ def brute_session(times_s: list[float], timeout: float, max_d: float | None) -> 
     ],
 )
 def test_session_windows_follow_timeout_and_max_duration(times, timeout, max_d):
-    res = windowed(frame(times), Session(f"{timeout}s", f"{max_d}s" if max_d else None), aggs=[Agg("n", "count", "time_observed")]).windows
-    got = [((s - T0).total_seconds(), (e - T0).total_seconds(), n) for s, e, n in res.select("window_start", "window_end", "n").iter_rows()]
+    res = windowed(
+        frame(times), Session(f"{timeout}s", f"{max_d}s" if max_d else None), aggs=[Agg("n", "count", "time_observed")]
+    ).windows
+    got = [
+        ((s - T0).total_seconds(), (e - T0).total_seconds(), n)
+        for s, e, n in res.select("window_start", "window_end", "n").iter_rows()
+    ]
     # The grid of checks is the epoch's: T0 is a whole hour, so offsets from it keep the grid.
     assert got == brute_session(times, timeout, max_d)
     assert sum(n for *_, n in got) == len(times)
@@ -183,7 +193,9 @@ def test_session_windows_follow_timeout_and_max_duration(times, timeout, max_d):
 
 def test_percentiles_first_last_and_ties():
     df = frame([1, 2, 2, 3], temps=[10.0, 20.0, 30.0, 40.0])
-    res = windowed(df, Tumbling("10s"), aggs=stats("temperature", "p50", "p90", "median", "first", "last", "min", "max", "sum")).windows
+    res = windowed(
+        df, Tumbling("10s"), aggs=stats("temperature", "p50", "p90", "median", "first", "last", "min", "max", "sum")
+    ).windows
     row = res.row(0, named=True)
     assert row["temperature_p50"] == pytest.approx(25.0) and row["temperature_median"] == pytest.approx(25.0)
     assert row["temperature_p90"] == pytest.approx(np.percentile([10, 20, 30, 40], 90))

@@ -8,8 +8,8 @@ import zoneinfo
 import polars as pl
 import pytest
 
-from iotlib import scenario
 from iotlib.errors import ValidationError
+from iotlib.fleet import scenario
 
 GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
@@ -106,8 +106,14 @@ def test_validator_reports_missing_columns() -> None:
 def test_validator_reports_duplicates_unknown_zones_nulls_and_bad_ids() -> None:
     reg = scenario.build_registry(20)
     broken = reg.with_columns(
-        pl.when(pl.int_range(pl.len()) == 3).then(pl.lit(reg["device_id"][0])).otherwise("device_id").alias("device_id"),
-        pl.when(pl.int_range(pl.len()) == 5).then(pl.lit("Mars/Olympus_Mons")).otherwise("time_zone").alias("time_zone"),
+        pl.when(pl.int_range(pl.len()) == 3)
+        .then(pl.lit(reg["device_id"][0]))
+        .otherwise("device_id")
+        .alias("device_id"),
+        pl.when(pl.int_range(pl.len()) == 5)
+        .then(pl.lit("Mars/Olympus_Mons"))
+        .otherwise("time_zone")
+        .alias("time_zone"),
         pl.when(pl.int_range(pl.len()) == 7).then(None).otherwise("room").alias("room"),
         pl.when(pl.int_range(pl.len()) == 8).then(0).otherwise("building_id").alias("building_id"),
     )

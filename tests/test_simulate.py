@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import polars as pl
@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from iotlib import scenario, simulate
 from iotlib.cli import main as cli
 from iotlib.errors import ConfigurationError, ValidationError
-from iotlib.faults import (
+from iotlib.fleet import scenario, simulate
+from iotlib.fleet.faults import (
     ClockSkew,
     Duplicates,
     HeatEvent,
@@ -25,7 +25,7 @@ from iotlib.faults import (
     parse_fault,
 )
 
-START = datetime(2025, 1, 6, tzinfo=timezone.utc)
+START = datetime(2025, 1, 6, tzinfo=UTC)
 MIN = timedelta(minutes=1)
 
 
@@ -88,8 +88,13 @@ def test_chunk_size_does_not_change_the_result(registry: pl.DataFrame) -> None:
 
 
 def test_a_simulation_can_be_iterated_again(registry: pl.DataFrame) -> None:
-    sim = simulate.simulation(registry, start=START, duration="20m", chunk_events=3_000,
-                              faults=[Offline(fraction=0.1, outage=5 * MIN), StuckSensors(fraction=0.1)])
+    sim = simulate.simulation(
+        registry,
+        start=START,
+        duration="20m",
+        chunk_events=3_000,
+        faults=[Offline(fraction=0.1, outage=5 * MIN), StuckSensors(fraction=0.1)],
+    )
     first, second = pl.concat(list(sim)), pl.concat(list(sim))
     assert first.height > 0 and first.equals(second)
 
@@ -198,7 +203,12 @@ def test_temperature_range_reflects_the_walk_and_keeps_steps_small() -> None:
 def test_invariants_hold_for_any_seed_and_size(devices, seed, minutes, jitter, firmware) -> None:
     reg = scenario.build_registry(devices, seed=seed % 1000)
     events = simulate.generate(
-        reg, start=START, duration=timedelta(minutes=minutes), seed=seed, jitter=jitter, firmware=firmware,
+        reg,
+        start=START,
+        duration=timedelta(minutes=minutes),
+        seed=seed,
+        jitter=jitter,
+        firmware=firmware,
         chunk_events=500,
     )
     assert events["sent_at"].is_sorted()
@@ -225,9 +235,7 @@ def _joined(base: pl.DataFrame, faulty: pl.DataFrame) -> pl.DataFrame:
 
 def test_heat_event_raises_chosen_buildings_in_its_window_only(registry: pl.DataFrame, hour: pl.DataFrame) -> None:
     heat = HeatEvent(buildings=(2, 3), start=20 * MIN, duration=20 * MIN, rise=12.0, ramp=5 * MIN)
-    both = _joined(hour, _with(registry, heat)).join(
-        registry.select("device_id", "building_id"), on="device_id"
-    )
+    both = _joined(hour, _with(registry, heat)).join(registry.select("device_id", "building_id"), on="device_id")
     rise = both["temperature"] - both["temperature_base"]
     offset = (both["time_observed"] - START).dt.total_seconds(fractional=True)
     inside = both["building_id"].is_in([2, 3]) & (offset >= 20 * 60) & (offset < 40 * 60)
@@ -270,8 +278,8 @@ def test_clock_skew_moves_time_observed_not_sent_at(registry: pl.DataFrame, hour
     assert (offset == 0).filter(~skewed).all()
     amount = offset.filter(skewed)
     assert amount.abs().min() >= 120 and amount.abs().max() <= 1800
-    per_device = events.filter(skewed).with_columns(o=offset.filter(skewed)).group_by("device_id").agg(
-        pl.col("o").n_unique()
+    per_device = (
+        events.filter(skewed).with_columns(o=offset.filter(skewed)).group_by("device_id").agg(pl.col("o").n_unique())
     )
     assert (per_device["o"] == 1).all(), "a device's clock is off by a fixed amount"
     if direction == "ahead":
@@ -291,8 +299,10 @@ def test_offline_devices_buffer_and_send_late_in_a_burst(registry: pl.DataFrame,
     assert late["device_id"].n_unique() >= 15
     delay = (late["sent_at"] - late["time_observed"]).dt.total_seconds(fractional=True)
     assert delay.min() > 0 and delay.max() <= outage.total_seconds() + 20 * 0.05
-    bursts = late.sort("device_id", "sent_at").group_by("device_id", maintain_order=True).agg(
-        gap=pl.col("sent_at").diff().drop_nulls().dt.total_milliseconds(), count=pl.len()
+    bursts = (
+        late.sort("device_id", "sent_at")
+        .group_by("device_id", maintain_order=True)
+        .agg(gap=pl.col("sent_at").diff().drop_nulls().dt.total_milliseconds(), count=pl.len())
     )
     assert bursts.filter(pl.col("count") > 1)["gap"].explode().unique().to_list() == [50]
     healthy = events.filter(~pl.col("fault_offline"))
@@ -322,8 +332,13 @@ def test_malformed_payloads_are_marked_not_applied(registry: pl.DataFrame, hour:
 
 def test_all_faults_together_keep_order_and_ground_truth(registry: pl.DataFrame) -> None:
     faults = [
-        HeatEvent(buildings=(1,)), StuckSensors(fraction=0.05), Spikes(probability=0.01), ClockSkew(fraction=0.05),
-        Offline(fraction=0.05), Duplicates(probability=0.01), MalformedPayloads(probability=0.01),
+        HeatEvent(buildings=(1,)),
+        StuckSensors(fraction=0.05),
+        Spikes(probability=0.01),
+        ClockSkew(fraction=0.05),
+        Offline(fraction=0.05),
+        Duplicates(probability=0.01),
+        MalformedPayloads(probability=0.01),
     ]
     events = _with(registry, *faults)
     assert events["sent_at"].is_sorted()
@@ -389,14 +404,32 @@ def test_faults_and_durations_read_from_text() -> None:
 
 def test_cli_writes_the_same_events_as_generate(tmp_path, capsys) -> None:
     out = tmp_path / "events.parquet"
-    code = cli([
-        "simulate", "--devices", "150", "--duration", "20m", "--seed", "3", "--firmware", "synchronized",
-        "--fault", "spikes:probability=0.05", "--out", str(out), "--no-progress",
-    ])
+    code = cli(
+        [
+            "simulate",
+            "--devices",
+            "150",
+            "--duration",
+            "20m",
+            "--seed",
+            "3",
+            "--firmware",
+            "synchronized",
+            "--fault",
+            "spikes:probability=0.05",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert code == 0 and "events from 150 devices" in capsys.readouterr().out
     expected = simulate.generate(
-        scenario.build_registry(150), start=simulate.DEFAULT_START, duration="20m", seed=3,
-        firmware="synchronized", faults=[Spikes(probability=0.05)],
+        scenario.build_registry(150),
+        start=simulate.DEFAULT_START,
+        duration="20m",
+        seed=3,
+        firmware="synchronized",
+        faults=[Spikes(probability=0.05)],
     )
     assert pl.read_parquet(out).equals(expected)
     assert not list(tmp_path.glob("*.partial"))
@@ -427,7 +460,7 @@ def test_fault_durations_take_text_and_seconds_with_clear_errors() -> None:
     from datetime import timedelta
 
     from iotlib.errors import ConfigurationError
-    from iotlib.faults import HeatEvent, Offline
+    from iotlib.fleet.faults import HeatEvent, Offline
 
     assert Offline(outage="3m").outage == timedelta(minutes=3)
     assert HeatEvent(buildings=(1,), start=120, duration="90s").duration == timedelta(seconds=90)

@@ -11,14 +11,18 @@ from pathlib import Path
 import pytest
 from azure.storage.blob import BlobServiceClient
 
-from iotlib import stack
 from iotlib.errors import StackError
+from iotlib.local import stack
 
 
 def _iotlib(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "iotlib", *args],
-        capture_output=True, text=True, timeout=120, env=env, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
     )
 
 
@@ -99,7 +103,10 @@ def test_cli_up_status_down(tmp_path: Path) -> None:
         port = stack.read_state(tmp_path).services["azurite"].port
         probe = subprocess.run(
             [sys.executable, "-c", "import iotlib; print(iotlib.settings().storage_connection_string)"],
-            capture_output=True, text=True, env=env, check=True,
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
         )
         assert f":{port}/devstoreaccount1" in probe.stdout
     finally:

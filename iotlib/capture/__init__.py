@@ -10,7 +10,7 @@ cold store written here reads like one written by Azure (and :mod:`iotlib.coldst
 
 ``iotlib capture`` is the command line; :mod:`iotlib.capture.aio` the asynchronous twin.
 
-**Format.** Avro object container files exactly as Azure writes them (:mod:`iotlib.captureformat`):
+**Format.** Avro object container files exactly as Azure writes them (:mod:`iotlib.capture.format`):
 record ``EventData`` of namespace ``Microsoft.ServiceBus.Messaging``, codec ``null`` (Azure's
 default ``Avro`` encoding) or ``deflate`` (``AvroDeflate``), ``EnqueuedTimeUtc`` as .NET text,
 ``SystemProperties`` as the service stamps them, application properties in ``Properties``.

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlparse
 
@@ -22,6 +22,7 @@ from azure.eventhub.aio import EventHubConsumerClient
 from azure.eventhub.extensions.checkpointstoreblobaio import BlobCheckpointStore
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 
+from iotlib._eventloop import StoppableEngine
 from iotlib.capture.options import CaptureOptions
 from iotlib.capture.partition import PartitionCapture, PartitionReset
 from iotlib.capture.report import CaptureFile, CaptureReport
@@ -33,7 +34,6 @@ from iotlib.capture.storage import (
 )
 from iotlib.connections import parse_connection_string
 from iotlib.errors import CaptureError, ConfigurationError
-from iotlib.eventloop import StoppableEngine
 
 _LOG = logging.getLogger("iotlib.capture")
 LOCAL_NAMESPACE = "fabrikam"  # the namespace of iotlib's emulator (EmulatorConfig's default)
@@ -158,13 +158,13 @@ class CaptureWriter(StoppableEngine):
             if client is not None:
                 try:
                     await asyncio.wait_for(client.close(), opts.shutdown_timeout + 15)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     _LOG.warning("capture: the consumer did not close within %.0f s", opts.shutdown_timeout + 15)
             if store is not None:
                 await store.close()
             await container.close()
             await service.close()
-            report.stopped = datetime.now(timezone.utc)
+            report.stopped = datetime.now(UTC)
             self._loop = None
             if progress is not None:
                 progress(report, final=True)
@@ -207,7 +207,7 @@ class CaptureWriter(StoppableEngine):
                 try:
                     await asyncio.wait_for(self._stop.wait(), 0.2)
                     return "stopped"
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 now = time.monotonic()
                 if run.failure is not None:
@@ -252,7 +252,9 @@ async def _targets(client: EventHubConsumerClient) -> dict[str, int | None]:
     }
 
 
-async def _checkpoints(store: BlobCheckpointStore, client: EventHubConsumerClient, opts: CaptureOptions) -> dict[str, int]:
+async def _checkpoints(
+    store: BlobCheckpointStore, client: EventHubConsumerClient, opts: CaptureOptions
+) -> dict[str, int]:
     try:
         rows = await store.list_checkpoints(client._address.hostname, opts.eventhub_name, opts.consumer_group)  # noqa: SLF001
     except Exception:  # noqa: BLE001 - storage trouble: try again later
@@ -355,7 +357,7 @@ class _Run:
         if events:
             self.last_event_at = time.monotonic()
             if self.report.first_received is None:
-                self.report.first_received = datetime.now(timezone.utc)
+                self.report.first_received = datetime.now(UTC)
         await p.on_batch(events)
 
     async def on_error(self, context: Any, error: Exception) -> None:

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from iotlib.capture.report import BreakerEvent
 
@@ -86,7 +86,7 @@ class CircuitBreaker:
             self._progress.clear()
             try:
                 await asyncio.wait_for(self._progress.wait(), self.stall)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 _LOG.warning(
                     "partition %s: still stalled after %.0f s, %d frames buffered (last error: %s)",
                     self.partition_id, time.monotonic() - self.tripped_at, self.buffered, self.last_error() or "none",
@@ -98,4 +98,4 @@ class CircuitBreaker:
                      self.partition_id, took, self.buffered)  # fmt: skip
 
     def _event(self, state: str, detail: str) -> None:
-        self.record(BreakerEvent(datetime.now(timezone.utc), self.partition_id, state, self.buffered, detail))
+        self.record(BreakerEvent(datetime.now(UTC), self.partition_id, state, self.buffered, detail))

@@ -20,7 +20,7 @@ import polars as pl
 from azure.storage.blob import ContainerClient
 from matplotlib.figure import Figure
 
-from iotlib import captureformat as cf
+from iotlib.capture import format as cf
 
 
 def _container(container: ContainerClient | str, name: str | None) -> ContainerClient:
@@ -135,7 +135,9 @@ class CaptureFileAnatomy:
 
     def summary(self) -> str:
         names = ", ".join(f"{f['name']}: {_type(f['type'])}" for f in self.schema["fields"])
-        blocks = ", ".join(f"{n} records/{_size(b)}" for n, b in self.blocks[:4]) + (" …" if len(self.blocks) > 4 else "")
+        blocks = ", ".join(f"{n} records/{_size(b)}" for n, b in self.blocks[:4]) + (
+            " …" if len(self.blocks) > 4 else ""
+        )
         return "\n".join([
             f"{_size(self.size)}: magic {self.magic!r}, codec {self.codec}, sync marker {self.sync_marker.hex()}",
             f"header {self.header_size} bytes; schema {self.schema['namespace']}.{self.schema['name']} {{{names}}}",

@@ -14,7 +14,7 @@ and two writers racing on one blob never mix their uncommitted blocks.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from iotlib.capture.windows import Window
@@ -27,7 +27,7 @@ def block_id(session: str, counter: int) -> str:
 
 
 def _ms_time(ms: int | None) -> datetime | None:
-    return None if ms is None else datetime.fromtimestamp(ms / 1000, timezone.utc)
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC)
 
 
 @dataclass

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from iotlib import captureformat as cf
+from iotlib.capture import format as cf
 from iotlib.errors import ConfigurationError
 
 _LOG = logging.getLogger("iotlib.capture")
@@ -117,7 +117,9 @@ class CaptureOptions:
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(options) - known)
         if unknown:
-            raise ConfigurationError(f"unknown capture option(s) {unknown}; known: {sorted(known - {'eventhub_name', 'namespace'})}")
+            raise ConfigurationError(
+                f"unknown capture option(s) {unknown}; known: {sorted(known - {'eventhub_name', 'namespace'})}"
+            )
         values = {k: v for k, v in options.items() if v is not None}
         if "time_window" in values:
             values["time_window"] = _whole_seconds(values["time_window"])
@@ -125,8 +127,15 @@ class CaptureOptions:
             values["size_window"] = parse_size(values["size_window"], what="size_window")
         if "frame_size" in values:
             values["frame_size"] = parse_size(values["frame_size"], what="frame_size")
-        for name in ("grace", "breaker_stall", "hard_error_grace", "load_balancing_interval", "ownership_expiry",
-                     "max_wait_time", "shutdown_timeout"):
+        for name in (
+            "grace",
+            "breaker_stall",
+            "hard_error_grace",
+            "load_balancing_interval",
+            "ownership_expiry",
+            "max_wait_time",
+            "shutdown_timeout",
+        ):
             if name in values:
                 values[name] = parse_seconds(values[name], what=name)
         if "path_format" in values and not isinstance(values["path_format"], cf.PathFormat):
@@ -160,7 +169,9 @@ class CaptureOptions:
         if not MIN_FRAME_SIZE <= self.frame_size <= 4 * 1024**2:
             raise ConfigurationError(f"frame_size={self.frame_size:,} bytes: use {MIN_FRAME_SIZE} bytes to 4 MiB")
         if self.codec not in cf.CODECS:
-            raise ConfigurationError(f"codec={self.codec!r}: use 'null' (Azure's 'Avro', the default) or 'deflate' ('AvroDeflate')")
+            raise ConfigurationError(
+                f"codec={self.codec!r}: use 'null' (Azure's 'Avro', the default) or 'deflate' ('AvroDeflate')"
+            )
         if not 1 <= self.breaker_warn < self.breaker_trip:
             raise ConfigurationError(
                 f"breaker_warn={self.breaker_warn}, breaker_trip={self.breaker_trip}: need 1 <= warn < trip (frames)"
@@ -189,7 +200,9 @@ class CaptureOptions:
                     f"{name}={value!r} is not a valid Blob container name (3-63 lower-case letters, digits, single hyphens)"
                 )
         if self.container == self.checkpoint_container:
-            raise ConfigurationError("container and checkpoint_container must differ (checkpoints are not Capture files)")
+            raise ConfigurationError(
+                "container and checkpoint_container must differ (checkpoints are not Capture files)"
+            )
         if isinstance(self.starting_position, datetime) and self.starting_position.tzinfo is None:
             raise ConfigurationError("starting_position must be timezone-aware (UTC) when it is a datetime")
         # Names are checked once, here, rather than at the first file.

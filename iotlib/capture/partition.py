@@ -36,11 +36,11 @@ from typing import TYPE_CHECKING, Any
 
 from azure.storage.blob import BlobBlock, BlockState
 
-from iotlib import captureformat as cf
+from iotlib.capture import format as cf
 from iotlib.capture.breaker import CircuitBreaker
 from iotlib.capture.files import BLOCK_ID_LENGTH, ExistingFile, OpenFile, block_id
 from iotlib.capture.options import MAX_BLOCKS
-from iotlib.capture.received import RecordEncoder
+from iotlib.capture.records import RecordEncoder
 from iotlib.capture.report import CaptureFile
 from iotlib.capture.storage import BlobMissing, BrokenFile, Retrier, StorageConflict, StorageFatal
 from iotlib.capture.windows import Window, utc_time
@@ -120,8 +120,7 @@ class PartitionCapture:
         # the latest window accounted for (events or an empty file); empty windows are counted
         # from the claim on, not before
         self.last_window: Window | None = (
-            None if self.opts.skip_empty_archives
-            else Window.of(int(time.time() * 1000), self.opts.time_window)
+            None if self.opts.skip_empty_archives else Window.of(int(time.time() * 1000), self.opts.time_window)
         )
         self.received_seq: int | None = None
         self.checkpointed_seq: int | None = None
@@ -408,7 +407,9 @@ class PartitionCapture:
             try:
                 if isinstance(op, _Stage):
                     blob = self.run.container.get_blob_client(op.file.name)
-                    await self.retrier.call("stage a block", blob.stage_block, op.block_id, op.data, length=len(op.data))
+                    await self.retrier.call(
+                        "stage a block", blob.stage_block, op.block_id, op.data, length=len(op.data)
+                    )
                     self.breaker.stored()
                 elif isinstance(op, _Commit):
                     await self._commit(op.file, op.reason)
@@ -438,7 +439,9 @@ class PartitionCapture:
             conditions["match_condition"] = MatchConditions.IfNotModified
         for _attempt in range(3):
             try:
-                result = await self.retrier.call("commit a file", blob.commit_block_list, blocks, metadata=row.metadata(), **conditions)
+                result = await self.retrier.call(
+                    "commit a file", blob.commit_block_list, blocks, metadata=row.metadata(), **conditions
+                )
             except StorageConflict:
                 decision = await self._resolve_conflict(f)
                 if decision == "stored":
@@ -472,7 +475,12 @@ class PartitionCapture:
         ours = (f.first_seq, f.last_seq)
         if other.known and other.first_seq is not None and ours[0] is not None and ours[1] is not None:
             if other.first_seq <= ours[0] and (other.last_seq or -1) >= ours[1]:
-                _LOG.info("%s: %s already holds events %d-%d (another writer); not writing it again", self.where, f.name, *ours)
+                _LOG.info(
+                    "%s: %s already holds events %d-%d (another writer); not writing it again",
+                    self.where,
+                    f.name,
+                    *ours,
+                )
                 return "stored"
             if ours[0] <= other.first_seq and (other.last_seq or -1) <= ours[1]:
                 _LOG.info("%s: %s holds a subset of our events (another writer); replacing it", self.where, f.name)
@@ -523,7 +531,9 @@ class PartitionCapture:
             last_enqueue_time=None, window_start=window.start_time, reason="empty", writer=self.session,
         )  # fmt: skip
         try:
-            await self.retrier.call("write an empty window", blob.upload_blob, data, metadata=row.metadata(), overwrite=False)
+            await self.retrier.call(
+                "write an empty window", blob.upload_blob, data, metadata=row.metadata(), overwrite=False
+            )
         except StorageConflict:
             return  # a file for that window exists: it is not empty, or another writer wrote it
         self.run.report.add_file(row)
@@ -561,7 +571,7 @@ class PartitionCapture:
         self.queue.put_nowait(_STOP)
         try:
             await asyncio.wait_for(asyncio.shield(self.task), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pending = sum(op.file.new_events for op in list(self.queue._queue) if isinstance(op, _Commit))  # type: ignore[attr-defined]
             _LOG.warning(
                 "%s: storage did not take the last files within %.0f s; %d events not stored will be captured "

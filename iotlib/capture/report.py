@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import polars as pl
@@ -40,7 +40,7 @@ class CaptureFile:
     reason: str  # why it was closed: one of CLOSE_REASONS
     extended: bool = False  # re-committed with more blocks (the window went on after a flush)
     writer: str = ""  # the writer session that committed it
-    created: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    created: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def to_event_data(self) -> dict[str, Any]:
         """The ``data`` of Azure's ``CaptureFileCreated`` event for this file (camelCase, ISO 8601 times)."""
@@ -65,7 +65,7 @@ class CaptureFile:
 
 
 def _iso(t: datetime | None) -> str:
-    return "" if t is None else t.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return "" if t is None else t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ class CaptureReport:
     eventhub: str
     consumer_group: str
     container: str
-    started: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))
     stopped: datetime | None = None
     first_received: datetime | None = None  # when the first event arrived (start-up excluded)
     files: list[CaptureFile] = field(default_factory=list)
@@ -198,18 +198,27 @@ class CaptureReport:
         lines = [
             f"capture of {self.eventhub!r} ({self.consumer_group}) into container {self.container!r}: "
             f"{self.events:,} events in {len(self.files)} files ({nbytes / 1e6:,.2f} MB) in {secs:,.1f} s"
-            + (f" ({self.events_per_second():,.0f} events/s from the first event to the last commit)"
-               if self.events_per_second() else "")
+            + (
+                f" ({self.events_per_second():,.0f} events/s from the first event to the last commit)"
+                if self.events_per_second()
+                else ""
+            )
             + (f"; stopped: {self.stop_reason}" if self.stop_reason else "")
         ]
         for p in sorted(self.partitions.values(), key=lambda p: _pid_key(p.partition_id)):
             extra = "".join(
                 f", {label} {value:,}"
-                for label, value in (("already stored", p.skipped_stored), ("resets", p.resets), ("discarded", p.discarded))
+                for label, value in (
+                    ("already stored", p.skipped_stored),
+                    ("resets", p.resets),
+                    ("discarded", p.discarded),
+                )
                 if value
             )
             ckpt = "-" if p.checkpoint is None else f"{p.checkpoint:,}"
-            lines.append(f"  partition {p.partition_id}: {p.events:,} events, {p.files} files, checkpoint {ckpt}{extra}")
+            lines.append(
+                f"  partition {p.partition_id}: {p.events:,} events, {p.files} files, checkpoint {ckpt}{extra}"
+            )
         if self.breaker:
             counts: dict[str, int] = {}
             for b in self.breaker:
@@ -229,5 +238,3 @@ class CaptureReport:
 
 def _pid_key(pid: str) -> tuple[int, str]:
     return (int(pid), pid) if pid.isdigit() else (1 << 30, pid)
-
-

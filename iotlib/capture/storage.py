@@ -75,7 +75,11 @@ def classify(exc: BaseException) -> tuple[str, str]:
         return NOT_FOUND, code or "not found"
     if isinstance(exc, ClientAuthenticationError) or status == 403:
         return HARD, f"storage refused the credentials ({code or 'HTTP 403'}): check the storage connection string"
-    if isinstance(exc, HttpResponseError) and status == 400 and code in ("InvalidBlockList", "InvalidBlobOrBlock", "InvalidBlockId"):
+    if (
+        isinstance(exc, HttpResponseError)
+        and status == 400
+        and code in ("InvalidBlockList", "InvalidBlobOrBlock", "InvalidBlockId")
+    ):
         return BROKEN, code
     if isinstance(exc, (ServiceRequestError, ServiceResponseError, asyncio.TimeoutError, ConnectionError, OSError)):
         return TRANSIENT, f"{type(exc).__name__}: {_first_line(exc)}"

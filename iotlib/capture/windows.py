@@ -8,9 +8,9 @@ by its enqueued time, whichever process captures it, whenever.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, order=True)
@@ -32,11 +32,11 @@ class Window:
 
     @property
     def start_time(self) -> datetime:
-        return datetime.fromtimestamp(self.start, timezone.utc)
+        return datetime.fromtimestamp(self.start, UTC)
 
     @property
     def end_time(self) -> datetime:
-        return datetime.fromtimestamp(self.end, timezone.utc)
+        return datetime.fromtimestamp(self.end, UTC)
 
     def next(self) -> Window:
         return Window(self.end, self.length)
@@ -48,9 +48,9 @@ class Window:
 def utc_seconds(moment: datetime) -> int:
     """Whole seconds since the epoch of an aware (or UTC-naive) datetime."""
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return int((moment - _EPOCH).total_seconds() // 1)
 
 
 def utc_time(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, timezone.utc)
+    return datetime.fromtimestamp(seconds, UTC)

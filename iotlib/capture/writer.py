@@ -1,6 +1,6 @@
 """The synchronous capture writer: the async engine (:mod:`iotlib.capture.aio`) on a thread of its own.
 
-See :class:`iotlib.eventloop.EngineThread`: it works the same in a script, the CLI and Jupyter,
+See :class:`iotlib._eventloop.EngineThread`: it works the same in a script, the CLI and Jupyter,
 and Ctrl-C asks the engine to flush, checkpoint and stop (``stop_reason == "interrupted"``).
 """
 
@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from iotlib._eventloop import EngineThread
 from iotlib.capture import aio
 from iotlib.capture.options import CaptureOptions
 from iotlib.capture.progress import Progress
 from iotlib.capture.report import CaptureReport
 from iotlib.errors import CaptureError
-from iotlib.eventloop import EngineThread
 
 
 class CaptureWriter(EngineThread):

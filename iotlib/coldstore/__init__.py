@@ -10,7 +10,7 @@ One concept per module: :mod:`.sources` (Blob container or local directory), :mo
 (time-pruned listing), :mod:`.container` (Avro blocks), :mod:`.fastdecode` (compiled Capture
 decoder), :mod:`.generic` (fastavro, any schema), :mod:`.columns` (the frame's columns),
 :mod:`.bodies` (thermostat JSON bodies), :mod:`.loader` (``load``, ``scan``), :mod:`.cache` (Parquet).
-The file format itself is :mod:`iotlib.captureformat`.
+The file format itself is :mod:`iotlib.capture.format`.
 """
 
 from iotlib.coldstore.cache import read_cache, to_parquet

@@ -6,13 +6,13 @@ Columns: ``device_id`` (String), ``time_observed`` (Datetime us UTC), ``temperat
 (Float64), ``decode_error`` (String: why a body did not decode, null when it did). A body that
 is not valid JSON or does not fit is kept, with null typed columns and the reason.
 
-:func:`decode_body` is the definition (:func:`iotlib.events.check`). :func:`decode_bodies` gets the
+:func:`decode_body` is the definition (:func:`iotlib.fleet.events.check`). :func:`decode_bodies` gets the
 same answers for a whole column: a compiled scanner handles the plain shape (ASCII strings
 without escapes, plain numbers, the three keys in any order, extra scalar keys ignored) and
 hands every other body to :func:`decode_body`. Numbers are converted exactly (Clinger's fast
 path: at most 15 digits and a power of ten up to 22), otherwise Python converts them.
 
-Validity and the reasons given are :func:`iotlib.events.check`'s; the compiled scanner is only a
+Validity and the reasons given are :func:`iotlib.fleet.events.check`'s; the compiled scanner is only a
 faster way to the same answers for the common shape (the tests hold it to that).
 """
 
@@ -25,11 +25,16 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from iotlib.events import FIELDS, check
 from iotlib.coldstore.timestamps import NOT_HANDLED, rfc3339_micros, to_micros
+from iotlib.fleet.events import FIELDS, check
 
 DECODED_SCHEMA = pl.Schema(
-    {"device_id": pl.String, "time_observed": pl.Datetime("us", "UTC"), "temperature": pl.Float64, "decode_error": pl.String}
+    {
+        "device_id": pl.String,
+        "time_observed": pl.Datetime("us", "UTC"),
+        "temperature": pl.Float64,
+        "decode_error": pl.String,
+    }
 )
 
 Decoded = tuple[str | None, datetime | None, float | None, str | None]
@@ -37,7 +42,7 @@ Decoded = tuple[str | None, datetime | None, float | None, str | None]
 
 def decode_body(body: bytes | None) -> Decoded:
     """(device_id, time_observed, temperature, decode_error) for one body: the reference rules,
-    which are :func:`iotlib.events.check`'s."""
+    which are :func:`iotlib.fleet.events.check`'s."""
     if body is None:
         return None, None, None, "no body"
     try:
@@ -250,7 +255,14 @@ def _scan(buf, spans):
             elif c == 116 and i + 4 <= end and buf[i + 1] == 114 and buf[i + 2] == 117 and buf[i + 3] == 101:
                 i += 4
                 kind = 3
-            elif c == 102 and i + 5 <= end and buf[i + 1] == 97 and buf[i + 2] == 108 and buf[i + 3] == 115 and buf[i + 4] == 101:
+            elif (
+                c == 102
+                and i + 5 <= end
+                and buf[i + 1] == 97
+                and buf[i + 2] == 108
+                and buf[i + 3] == 115
+                and buf[i + 4] == 101
+            ):
                 i += 5
                 kind = 3
             elif c == 110 and i + 4 <= end and buf[i + 1] == 117 and buf[i + 2] == 108 and buf[i + 3] == 108:
@@ -310,4 +322,12 @@ def reference_frame(bodies: list[bytes | None]) -> pl.DataFrame:
     )
 
 
-__all__ = ["DECODED_SCHEMA", "FIELDS", "decode_bodies", "decode_body", "decode_body_column", "reference_frame", "to_micros"]
+__all__ = [
+    "DECODED_SCHEMA",
+    "FIELDS",
+    "decode_bodies",
+    "decode_body",
+    "decode_body_column",
+    "reference_frame",
+    "to_micros",
+]

@@ -67,7 +67,9 @@ def to_parquet(
     return _write(df, dest, partition_by=partition_by, prefix=prefix, manifest=_manifest(report, None, None))
 
 
-def _write(df: pl.DataFrame, dest: Any, *, partition_by: Sequence[str], prefix: str, manifest: dict[str, Any]) -> list[str]:
+def _write(
+    df: pl.DataFrame, dest: Any, *, partition_by: Sequence[str], prefix: str, manifest: dict[str, Any]
+) -> list[str]:
     parts = list(partition_by)
     if "date" in parts and "date" not in df.columns:
         df = df.with_columns(date=pl.col("enqueued_time").dt.date())

@@ -31,7 +31,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from iotlib import captureformat as cf
+from iotlib.capture import format as cf
 from iotlib.coldstore.container import CorruptFile
 from iotlib.coldstore.fastdecode import RawRecords
 from iotlib.coldstore.timestamps import NOT_HANDLED, to_micros
@@ -54,7 +54,13 @@ RAW_SCHEMA = pl.Schema(
     }
 )
 _ARROW_ENTRY = pa.struct(
-    [("key", pa.large_string()), ("long", pa.int64()), ("double", pa.float64()), ("string", pa.large_string()), ("bytes", pa.large_binary())]
+    [
+        ("key", pa.large_string()),
+        ("long", pa.int64()),
+        ("double", pa.float64()),
+        ("string", pa.large_string()),
+        ("bytes", pa.large_binary()),
+    ]
 )
 
 
@@ -195,7 +201,13 @@ def _map_array(buf: np.ndarray, offsets: np.ndarray, entries: np.ndarray, double
         except pa.ArrowInvalid:
             raise CorruptFile(f"a {what} key or string value is not valid UTF-8") from None
     struct = pa.StructArray.from_arrays(
-        [key_arr, arr(pa.int64(), tags == 0, longs), arr(pa.float64(), tags == 1, np.ascontiguousarray(doubles)), str_arr, arr(pa.large_binary(), tags == 3, bin_off, bins)],
+        [
+            key_arr,
+            arr(pa.int64(), tags == 0, longs),
+            arr(pa.float64(), tags == 1, np.ascontiguousarray(doubles)),
+            str_arr,
+            arr(pa.large_binary(), tags == 3, bin_off, bins),
+        ],
         fields=list(_ARROW_ENTRY),
     )
     return pa.LargeListArray.from_arrays(pa.array(offsets - offsets[0]), struct)
@@ -223,14 +235,13 @@ def raw_frame(raw: RawRecords, path: cf.BlobPath, want: frozenset[str] | None = 
         "enqueued_time": lambda: pa.array(enq, type=pa.timestamp("us", "UTC")),
         "partition_key": lambda: _bytes_array(buf, raw.partition_key, text=True, what="a partition key"),
         "properties": lambda: _map_array(buf, raw.prop_offsets, raw.prop_entries, raw.prop_doubles, "Properties"),
-        "system_properties": lambda: _map_array(buf, raw.sys_offsets, raw.sys_entries, raw.sys_doubles, "SystemProperties"),
+        "system_properties": lambda: _map_array(
+            buf, raw.sys_offsets, raw.sys_entries, raw.sys_doubles, "SystemProperties"
+        ),
         "body": lambda: _bytes_array(buf, raw.body, text=False, what="a Body"),
     }
     table = pa.table(
-        {
-            name: fn() if want is None or name in want else pa.nulls(n, _ARROW_TYPES[name])
-            for name, fn in build.items()
-        }
+        {name: fn() if want is None or name in want else pa.nulls(n, _ARROW_TYPES[name]) for name, fn in build.items()}
     )
     return _with_path(pl.from_arrow(table), path, n)  # type: ignore[arg-type]
 

@@ -22,7 +22,7 @@ import numba as nb
 import numpy as np
 from fastavro.schema import parse_schema, to_parsing_canonical_form
 
-from iotlib import captureformat as cf
+from iotlib.capture import format as cf
 
 
 class CorruptFile(ValueError):
@@ -68,7 +68,16 @@ class ContainerFile:
         """Blocks ``[lo, hi)`` with their records in plain bytes (a no-op view for the null codec)."""
         hi = len(self.counts) if hi is None else hi
         if not self.compressed:
-            return ContainerFile(self.schema, "null", self.data, self.counts[lo:hi], self.starts[lo:hi], self.sizes[lo:hi], self.props_branches, self.raw)
+            return ContainerFile(
+                self.schema,
+                "null",
+                self.data,
+                self.counts[lo:hi],
+                self.starts[lo:hi],
+                self.sizes[lo:hi],
+                self.props_branches,
+                self.raw,
+            )
         data, starts, sizes = _inflate(self.raw, self.starts[lo:hi], self.sizes[lo:hi])
         return ContainerFile(self.schema, "null", data, self.counts[lo:hi], starts, sizes, self.props_branches)
 

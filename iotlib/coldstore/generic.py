@@ -12,7 +12,7 @@ import io
 import fastavro
 import polars as pl
 
-from iotlib import captureformat as cf
+from iotlib.capture import format as cf
 from iotlib.coldstore.columns import raw_frame_from_records
 from iotlib.coldstore.container import CorruptFile
 

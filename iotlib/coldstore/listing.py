@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from iotlib import captureformat as cf
+from iotlib.capture import format as cf
 from iotlib.coldstore.sources import BlobInfo, Source
 
 _NAME_KEYS = ("Namespace", "EventHub", "PartitionId")

@@ -10,19 +10,18 @@ cores without processes (and without forking polars). Then the time filter and t
 from __future__ import annotations
 
 import dataclasses
-
 import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import numpy as np
 import polars as pl
 
-from iotlib import captureformat as cf
+from iotlib.capture import format as cf
 from iotlib.coldstore import bodies, fastdecode, generic
 from iotlib.coldstore import columns as columns_module
 from iotlib.coldstore.container import ContainerFile, CorruptFile, open_container
@@ -79,7 +78,9 @@ class LoadReport:
             f"duplicates removed {self.duplicates_removed:,}; bodies not decoded {self.decode_errors:,}",
         ]
         if self.skipped:
-            lines.append(f"skipped {len(self.skipped)} blobs: " + "; ".join(f"{s.name}: {s.reason}" for s in self.skipped))
+            lines.append(
+                f"skipped {len(self.skipped)} blobs: " + "; ".join(f"{s.name}: {s.reason}" for s in self.skipped)
+            )
         if self.cache != "not used":
             lines.append(f"cache: {self.cache}")
         return "\n".join(lines)
@@ -95,7 +96,7 @@ def _utc(t: datetime | str | None, what: str) -> datetime | None:
             raise ConfigurationError(f"{what}={t!r} is not an ISO 8601 time") from None
     if not isinstance(t, datetime):
         raise ConfigurationError(f"{what} must be a datetime or ISO 8601 text, not {type(t).__name__}")
-    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
 @dataclass
@@ -320,9 +321,10 @@ def _read_and_decode(src: Source, blobs: list[Candidate], opts: _Options, report
     results: dict[tuple[int, int], Future[pl.DataFrame]] = {}
     failures: dict[int, str] = {}
     io_workers = 8 if type(src).__name__ == "BlobContainer" else 2
-    with ThreadPoolExecutor(io_workers, thread_name_prefix="coldstore-io") as io, ThreadPoolExecutor(
-        opts.workers, thread_name_prefix="coldstore-decode"
-    ) as cpu:
+    with (
+        ThreadPoolExecutor(io_workers, thread_name_prefix="coldstore-io") as io,
+        ThreadPoolExecutor(opts.workers, thread_name_prefix="coldstore-decode") as cpu,
+    ):
         downloads = [io.submit(src.read, c.info.name) for c in blobs]
         for i, (cand, fut) in enumerate(zip(blobs, downloads)):
             name = cand.info.name

@@ -1,7 +1,7 @@
 """A synthetic cold store: seeded thermostat events written as Event Hubs Capture files.
 
 Until the capture writer (``iotlib.capture``) lands, notebooks, tests and benchmarks build
-their cold store here, with the shared format module (:mod:`iotlib.captureformat`). The events
+their cold store here, with the shared format module (:mod:`iotlib.capture.format`). The events
 follow the scenario's ``NoErrorsExpected`` simulator: each device starts at a whole temperature
 0-24 and random-walks by up to ±2 per reading, one reading a minute with ±10 % jitter, devices
 staggered over the first minute. Partition = CRC32 of the device id modulo the partition
@@ -18,15 +18,15 @@ import os
 import uuid
 import zlib
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from iotlib import captureformat as cf
+from iotlib.capture import format as cf
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -71,7 +71,7 @@ def thermostat_events(
 
 def body_json(device_id: str, time_observed: datetime, temperature: float) -> bytes:
     """The thermostat event's JSON body, compact, times in RFC 3339 UTC with milliseconds."""
-    t = time_observed.astimezone(timezone.utc)
+    t = time_observed.astimezone(UTC)
     stamp = t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
     return f'{{"DeviceId":"{device_id}","TimeObserved":"{stamp}","Temperature":{temperature!r}}}'.encode()
 
@@ -101,7 +101,9 @@ def write_store(
     )
     rng = np.random.default_rng(seed + 1)
     first_window = _micros(start) // w_us * w_us
-    last_window = max((_micros(start + duration) - 1) // w_us * w_us, int(events["window_start"].dt.epoch("us").max() or 0))
+    last_window = max(
+        (_micros(start + duration) - 1) // w_us * w_us, int(events["window_start"].dt.epoch("us").max() or 0)
+    )
     all_windows = list(range(first_window, last_window + 1, w_us))
     groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for row in events.iter_rows(named=True):
@@ -126,7 +128,16 @@ def write_store(
             name = fmt.name(namespace, eventhub, p, ws)
             data = cf.write_capture_file(None, recs, codec=codec, sync_marker=cf.sync_marker_for(name))
             _put(dest, name, data)
-            rows.append({"name": name, "partition_id": p, "window_start": ws, "events": len(recs), "bytes": len(data), "replayed": replayed.get((p, w), 0)})
+            rows.append(
+                {
+                    "name": name,
+                    "partition_id": p,
+                    "window_start": ws,
+                    "events": len(recs),
+                    "bytes": len(data),
+                    "replayed": replayed.get((p, w), 0),
+                }
+            )
     files = pl.DataFrame(rows, schema_overrides={"window_start": pl.Datetime("us", "UTC")})
     return SyntheticStore(files, events.drop("window_start"))
 
@@ -155,4 +166,4 @@ def _put(dest: Any, name: str, data: bytes) -> None:
 
 
 def _micros(t: datetime) -> int:
-    return (t.astimezone(timezone.utc) - EPOCH) // timedelta(microseconds=1)
+    return (t.astimezone(UTC) - EPOCH) // timedelta(microseconds=1)

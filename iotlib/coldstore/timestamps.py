@@ -2,19 +2,19 @@
 
 The compiled parsers accept only the canonical shapes (what Azure and the simulator write) and
 report anything else as "not handled", so the caller falls back to the tolerant Python parsers
-(:func:`iotlib.captureformat.parse_enqueued_time`, :func:`parse_rfc3339`). A compiled parser
+(:func:`iotlib.capture.format.parse_enqueued_time`, :func:`parse_rfc3339`). A compiled parser
 therefore never decides differently from the Python one; it is only faster.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numba as nb
 import numpy as np
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 NOT_HANDLED = np.iinfo(np.int64).min
 
 _RFC3339 = re.compile(
@@ -32,7 +32,7 @@ def parse_rfc3339(text: str) -> datetime:
         raise ValueError(f"{text!r} is not an RFC 3339 timestamp")
     y, mo, d, h, mi, s, frac, zone = m.groups()
     try:
-        t = datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), int((frac or "").ljust(6, "0")[:6]), tzinfo=timezone.utc)
+        t = datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), int((frac or "").ljust(6, "0")[:6]), tzinfo=UTC)
     except ValueError as exc:
         raise ValueError(f"{text!r} is not an RFC 3339 timestamp: {exc}") from None
     if zone not in ("Z", "z"):

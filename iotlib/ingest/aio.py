@@ -1,7 +1,7 @@
 """Send simulated telemetry to Event Hubs, asynchronously: the engine behind both clients.
 
 Each event goes to the partition its device id maps to (Event Hubs' own key
-hash, see :mod:`iotlib.partitioning`) and carries that key, its JSON body and
+hash, see :mod:`iotlib.ingest.partitioning`) and carries that key, its JSON body and
 the ``DeviceId``/``EventType``/``EventTypeVersion`` application properties.
 Events are packed into batches up to the link's maximum size, one task per
 partition sends them in order, and several partitions are in flight at once.
@@ -28,9 +28,9 @@ from azure.eventhub.exceptions import (
 )
 from tqdm.auto import tqdm
 
-from iotlib import events as _events
 from iotlib.connections import settings as _settings
 from iotlib.errors import IngestError, ValidationError
+from iotlib.fleet import events as _events
 from iotlib.ingest.plan import MODES, Outgoing, chunks, encode, frames, route, ticks
 from iotlib.ingest.report import Failure, IngestReport
 
@@ -112,7 +112,7 @@ class IngestClient:
         backoff: float = 0.2,
         progress: bool = True,
     ) -> IngestReport:
-        """Send ``events``: a simulation frame, a :class:`~iotlib.simulate.Simulation` (streamed
+        """Send ``events``: a simulation frame, a :class:`~iotlib.fleet.simulate.Simulation` (streamed
         chunk by chunk), an iterable of frames, or ``UpdateTemperatureEvent`` objects.
 
         ``mode="replay"`` sends as fast as the hub takes them; ``mode="live"``
@@ -195,8 +195,15 @@ class IngestClient:
 class _Run:
     """State of one send call shared by its per-partition sender tasks."""
 
-    def __init__(self, client: IngestClient, report: IngestReport, bar: Any,
-                 max_batch_events: int, max_retries: int, backoff: float) -> None:
+    def __init__(
+        self,
+        client: IngestClient,
+        report: IngestReport,
+        bar: Any,
+        max_batch_events: int,
+        max_retries: int,
+        backoff: float,
+    ) -> None:
         self.client = client
         self.producer = client._producer
         self.report = report
@@ -246,10 +253,15 @@ class _Run:
                     if end > start:
                         break
                     # One event larger than the hub takes: report it and go on.
-                    self.report.failed.append(Failure(
-                        key, group.observed[end],  # type: ignore[arg-type]
-                        f"event of {len(group.bodies[end]):,} bytes exceeds the hub's "
-                        f"{batch.max_size_in_bytes:,}-byte limit", pid))
+                    self.report.failed.append(
+                        Failure(
+                            key,
+                            group.observed[end],  # type: ignore[arg-type]
+                            f"event of {len(group.bodies[end]):,} bytes exceeds the hub's "
+                            f"{batch.max_size_in_bytes:,}-byte limit",
+                            pid,
+                        )
+                    )
                     self.bar.update(1)
                     start = end = end + 1
                     continue

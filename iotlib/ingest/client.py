@@ -11,8 +11,8 @@ from typing import Any
 
 import polars as pl
 
-from iotlib import events as _events
-from iotlib.eventloop import LoopThread
+from iotlib._eventloop import LoopThread
+from iotlib.fleet import events as _events
 from iotlib.ingest import aio
 from iotlib.ingest.report import IngestReport
 

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import timezone
+from datetime import UTC
 
 import polars as pl
 
-from iotlib import events as _events
 from iotlib.errors import ValidationError
+from iotlib.fleet import events as _events
+from iotlib.ingest.partitioning import partition_index
 from iotlib.ingest.report import Failure
-from iotlib.partitioning import partition_index
 
 MODES = ("replay", "live")
 REQUIRED = ("device_id", "time_observed", "temperature")
@@ -53,7 +53,7 @@ def as_frame(events: pl.DataFrame | Iterable[_events.UpdateTemperatureEvent]) ->
         events = pl.DataFrame(
             {
                 "device_id": [r.device_id for r in rows],
-                "time_observed": [r.time_observed.astimezone(timezone.utc) for r in rows],
+                "time_observed": [r.time_observed.astimezone(UTC) for r in rows],
                 "temperature": [float(r.temperature) for r in rows],
             },
             schema={"device_id": pl.String, "time_observed": pl.Datetime("us", "UTC"), "temperature": pl.Float64},
@@ -77,13 +77,13 @@ def chunks(frame: pl.DataFrame, size: int) -> Iterator[pl.DataFrame]:
 def frames(events: object) -> tuple[Iterator[pl.DataFrame], int | None]:
     """The input as frames in send order, and the event count when known up front.
 
-    Accepts a DataFrame, a :class:`iotlib.simulate.Simulation` (streamed chunk by
+    Accepts a DataFrame, a :class:`iotlib.fleet.simulate.Simulation` (streamed chunk by
     chunk), an iterable of DataFrames, or an iterable of ``UpdateTemperatureEvent``.
     """
     if isinstance(events, pl.DataFrame):
         frame = as_frame(events)
         return iter([frame]), frame.height
-    from iotlib.simulate import Simulation
+    from iotlib.fleet.simulate import Simulation
 
     if isinstance(events, Simulation):
         return (as_frame(f) for f in events), events.expected_events

@@ -4,7 +4,7 @@ Modules, one concept each:
 
 - :mod:`~iotlib.processing.windows` — window kinds (tumbling, hopping, sliding, session).
 - :mod:`~iotlib.processing.aggregates` — what is computed per window.
-- :mod:`~iotlib.processing.windowing` — batch windows of every kind, no policies.
+- :mod:`~iotlib.processing.batch` — batch windows of every kind, no policies.
 - :mod:`~iotlib.processing.policy` — event time, watermarks, lateness: **the semantics**.
 - :mod:`~iotlib.processing.dedupe` — duplicate detection within a horizon.
 - :mod:`~iotlib.processing.watermarks` — per-device, per-partition and fleet watermarks.
@@ -19,13 +19,13 @@ Modules, one concept each:
 
 from iotlib.processing.aggregates import Agg, stats
 from iotlib.processing.arrival import ArrivalMerger
+from iotlib.processing.batch import windowed
 from iotlib.processing.building import BuildingAverager, building_averages
 from iotlib.processing.event_time import windows_with_policy
 from iotlib.processing.incremental import WindowEngine
 from iotlib.processing.policy import EventTimePolicy
 from iotlib.processing.reference import Registry, enrich
 from iotlib.processing.results import Counts, EventTimeResult, WindowOutput
-from iotlib.processing.windowing import windowed
 from iotlib.processing.windows import Hopping, Session, Sliding, Tumbling
 
 __all__ = [

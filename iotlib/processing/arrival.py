@@ -26,9 +26,9 @@ from collections.abc import Iterable
 
 import polars as pl
 
+from iotlib.durations import Duration, to_us
 from iotlib.errors import ProcessingError
 from iotlib.processing import columns as C
-from iotlib.processing.durations import Duration, to_us
 
 NO_TIME = -(2**63)
 
@@ -60,7 +60,9 @@ class ArrivalMerger:
         if us.null_count():
             raise ProcessingError(f"partition {key}: events without an arrival time cannot be merged")
         if key in self._latest and us.min() < self._latest[key]:
-            raise ProcessingError(f"partition {key}: batch goes back in arrival time; push each partition's events in order")
+            raise ProcessingError(
+                f"partition {key}: batch goes back in arrival time; push each partition's events in order"
+            )
         self._latest[key] = max(self._latest.get(key, us.max()), us.max())
         self._first = us.min() if self._first is None else min(self._first, us.min())
         old = self._pending.get(key)

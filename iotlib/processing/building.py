@@ -26,16 +26,16 @@ from datetime import datetime
 
 import polars as pl
 
+from iotlib.durations import Duration
 from iotlib.errors import ProcessingError
 from iotlib.processing import columns as C
 from iotlib.processing.aggregates import Agg
-from iotlib.processing.durations import Duration
+from iotlib.processing.batch import WINDOW_END, WINDOW_START, as_datetime
 from iotlib.processing.event_time import windows_with_policy
 from iotlib.processing.incremental import WindowEngine
 from iotlib.processing.policy import EventTimePolicy
 from iotlib.processing.reference import Registry
 from iotlib.processing.results import Counts, WindowOutput
-from iotlib.processing.windowing import WINDOW_END, WINDOW_START, as_datetime
 from iotlib.processing.windows import END, Window, fixed
 
 BUILDING = "building_id"
@@ -101,8 +101,10 @@ def _complete(events: pl.DataFrame, reg: Registry, w, time: str) -> WindowOutput
     # Pack (window, building) into one Int64 so the group-by hashes a single column,
     # and sorting by it orders by window end, then building.
     span = matched.select(
-        pl.col(BUILDING).min().alias("b0"), pl.col(BUILDING).max().alias("b1"),
-        C.epoch_us(src).min().alias("t0"), C.epoch_us(src).max().alias("t1"),
+        pl.col(BUILDING).min().alias("b0"),
+        pl.col(BUILDING).max().alias("b1"),
+        C.epoch_us(src).min().alias("t0"),
+        C.epoch_us(src).max().alias("t1"),
     ).row(0, named=True)
     if span["b0"] is None:  # nothing matched
         out = pl.DataFrame(schema={c: t for c, t in _schema(events, src).items()})

@@ -1,6 +1,6 @@
 """The events frame this package reads, and its normalised internal form.
 
-Input contract (shared with ``iotlib.simulate`` and the streaming job):
+Input contract (shared with ``iotlib.fleet.simulate`` and the streaming job):
 
 - ``device_id``: String, Categorical or Enum (kept categorical at full scale).
 - ``time_observed``: Datetime, the event time from the device clock (UTC).
@@ -78,8 +78,12 @@ def check(events: pl.DataFrame | pl.LazyFrame, *, time: str, values: Sequence[st
     for v in values:
         if v in (src, TIME_OBSERVED):  # time columns are aggregated (max, last), not checked as numbers
             continue
-        _require(schema, v, (pl.Float32, pl.Float64, pl.Int8, pl.Int16, pl.Int32, pl.Int64,
-                             pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64), "numbers")
+        _require(
+            schema,
+            v,
+            (pl.Float32, pl.Float64, pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64),
+            "numbers",
+        )
     if SEQUENCE in schema and not schema[SEQUENCE].is_integer():
         raise ProcessingError(f"events column '{SEQUENCE}' is {schema[SEQUENCE]}, expected an integer")
     return schema
@@ -111,7 +115,13 @@ class Normaliser:
         seq = pl.col(SEQUENCE).cast(pl.Int64) if SEQUENCE in schema else pl.lit(None, dtype=pl.Int64)
         self.columns = list(schema)
         self.source = src
-        self._exprs = [epoch_us(src).alias(E), epoch_us(arrival).alias(A), part.alias(P), seq.alias(SEQ), reason.alias(REASON)]
+        self._exprs = [
+            epoch_us(src).alias(E),
+            epoch_us(arrival).alias(A),
+            part.alias(P),
+            seq.alias(SEQ),
+            reason.alias(REASON),
+        ]
 
     def __call__(self, events: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame | None]:
         """``(valid, invalid)``; ``invalid`` is ``None`` when every row is valid (the usual case)."""

@@ -17,15 +17,15 @@ from datetime import datetime
 import numpy as np
 import polars as pl
 
+from iotlib.durations import Duration
 from iotlib.errors import ProcessingError
 from iotlib.processing import columns as C
 from iotlib.processing.aggregates import Agg, aggregate, columns_of
+from iotlib.processing.batch import WINDOW_END, WINDOW_START, as_datetime, default_aggs
 from iotlib.processing.dedupe import duplicate_reason
-from iotlib.processing.durations import Duration
 from iotlib.processing.policy import CLOCK_AHEAD, LATE, EventTimePolicy
 from iotlib.processing.results import Counts, EventTimeResult
 from iotlib.processing.watermarks import MAX_A, MAX_E, NONE, TICK, TickWatermarks, fleet_watermarks
-from iotlib.processing.windowing import WINDOW_END, WINDOW_START, as_datetime, default_aggs
 from iotlib.processing.windows import END, Hopping, Window, fixed
 
 CLOSED_AT = "closed_at"
@@ -111,16 +111,16 @@ def classify(
     ``heartbeats``: extra ticks at which the watermark was evaluated without an event.
     """
     p = policy
-    df = df.with_columns(duplicate_reason(ident, p.dedupe_horizon_us).alias(DUP), (pl.col(C.A) // p.tick_us).alias(TICK))
+    df = df.with_columns(
+        duplicate_reason(ident, p.dedupe_horizon_us).alias(DUP), (pl.col(C.A) // p.tick_us).alias(TICK)
+    )
     fresh = pl.col(DUP).is_null()
     ahead = (pl.col(C.E) - pl.col(C.A) > p.clock_ahead_us) if event_time else pl.lit(False)
     df = df.with_columns((fresh & ahead).alias(AHEAD))
     eligible = fresh & ~pl.col(AHEAD)
 
     per_tick = (
-        df.filter(eligible)
-        .group_by(C.P, TICK)
-        .agg(pl.col(C.E).max().alias(MAX_E), pl.col(C.A).max().alias(MAX_A))
+        df.filter(eligible).group_by(C.P, TICK).agg(pl.col(C.E).max().alias(MAX_E), pl.col(C.A).max().alias(MAX_A))
     )
     ticks = df[TICK].unique().sort().to_numpy()
     if heartbeats is not None and len(heartbeats):
@@ -130,14 +130,15 @@ def classify(
     df = df.join(frontiers, on=TICK, how="left", maintain_order="left")
 
     # Newest earlier eligible event time of the same device (NONE if none).
-    prior = (
-        pl.when(eligible).then(pl.col(C.E)).otherwise(NONE).cum_max().shift(1, fill_value=NONE).over(C.DEVICE)
-    )
+    prior = pl.when(eligible).then(pl.col(C.E)).otherwise(NONE).cum_max().shift(1, fill_value=NONE).over(C.DEVICE)
     late = w.first_end(pl.col(C.E)) < pl.col(F_ROW)
     fate = (
-        pl.when(~fresh).then(None)
-        .when(pl.col(AHEAD)).then(pl.lit(CLOCK_AHEAD))
-        .when(late).then(pl.lit(LATE))
+        pl.when(~fresh)
+        .then(None)
+        .when(pl.col(AHEAD))
+        .then(pl.lit(CLOCK_AHEAD))
+        .when(late)
+        .then(pl.lit(LATE))
         .otherwise(pl.lit("accepted"))
     )
     df = df.with_columns(fate.alias(FATE), prior.alias("__prior"))
@@ -147,8 +148,10 @@ def classify(
         .otherwise(pl.col(F_ROW))
     )
     effective = (
-        pl.when(pl.col(FATE) == "accepted").then(pl.col(C.E))
-        .when(pl.col(FATE).is_in([LATE, CLOCK_AHEAD]) & (p.late_policy == "adjust")).then(adjusted)
+        pl.when(pl.col(FATE) == "accepted")
+        .then(pl.col(C.E))
+        .when(pl.col(FATE).is_in([LATE, CLOCK_AHEAD]) & (p.late_policy == "adjust"))
+        .then(adjusted)
         .otherwise(None)
     )
     df = df.with_columns(
@@ -241,9 +244,7 @@ def with_closed_at(windows: pl.DataFrame, marks: TickWatermarks, tick_us: int) -
     ticks = np.append(marks.ticks.astype(np.int64), 0)  # j == len(ticks): still open
     closed = pl.Series(ticks[j] * tick_us, dtype=pl.Int64)
     known = pl.Series(j < len(marks.ticks), dtype=pl.Boolean)
-    return windows.with_columns(
-        pl.when(known).then(closed).otherwise(None).cast(C.UTC_US).alias(CLOSED_AT)
-    ).drop(END)
+    return windows.with_columns(pl.when(known).then(closed).otherwise(None).cast(C.UTC_US).alias(CLOSED_AT)).drop(END)
 
 
 def device_state(df: pl.DataFrame, policy: EventTimePolicy) -> pl.DataFrame:

@@ -45,17 +45,18 @@ Wrapping it in a streaming job (Event Hubs)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from sys import intern
 
 import numpy as np
 import polars as pl
 
+from iotlib.durations import Duration
 from iotlib.errors import ProcessingError
 from iotlib.processing import columns as C
 from iotlib.processing.aggregates import Agg, aggregate, columns_of, expressions
+from iotlib.processing.batch import WINDOW_END, WINDOW_START, as_datetime, default_aggs
 from iotlib.processing.dedupe import DuplicateFilter
-from iotlib.processing.durations import Duration
 from iotlib.processing.event_time import (
     ADJUSTED_TIME,
     CLOSED_AT,
@@ -72,11 +73,10 @@ from iotlib.processing.event_time import (
 from iotlib.processing.policy import CLOCK_AHEAD, DUPLICATE_EVENT, DUPLICATE_SEQUENCE, LATE, EventTimePolicy
 from iotlib.processing.results import Counts, WindowOutput
 from iotlib.processing.watermarks import NONE, FleetClock
-from iotlib.processing.windowing import WINDOW_END, WINDOW_START, as_datetime, default_aggs
 from iotlib.processing.windows import END, Window, fixed
 
 _ACCEPTED = "accepted"
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class WindowEngine:
@@ -210,7 +210,7 @@ class WindowEngine:
         if self._columns is None:
             return WindowOutput(windows=pl.DataFrame())  # nothing fed yet: nothing to close
         if arrival_time.tzinfo is None:
-            arrival_time = arrival_time.replace(tzinfo=timezone.utc)
+            arrival_time = arrival_time.replace(tzinfo=UTC)
         tick = ((arrival_time - _EPOCH) // timedelta(microseconds=1)) // self.policy.tick_us
         transitions = []
         if self._clock.tick is None or tick > self._clock.tick:
@@ -405,7 +405,9 @@ class WindowEngine:
         self.totals = self.totals + counts
         return out
 
-    def _rows_for_windows(self, df: pl.DataFrame, effective: np.ndarray, used: np.ndarray, order: pl.Expr) -> pl.DataFrame:
+    def _rows_for_windows(
+        self, df: pl.DataFrame, effective: np.ndarray, used: np.ndarray, order: pl.Expr
+    ) -> pl.DataFrame:
         """The buffer rows for this batch: one eager select (cheaper than a lazy plan at this size)."""
         if not used.all():
             keep = pl.Series(used)
@@ -420,7 +422,9 @@ class WindowEngine:
         rows = df.select(list(exprs.values()))
         return rows if w.hop_us == w.size_us else rows.explode(END)
 
-    def _side_output(self, out: WindowOutput, df: pl.DataFrame, fate: np.ndarray, idx: np.ndarray, effective: np.ndarray) -> None:
+    def _side_output(
+        self, out: WindowOutput, df: pl.DataFrame, fate: np.ndarray, idx: np.ndarray, effective: np.ndarray
+    ) -> None:
         """Late and clock-ahead rows to ``late``, ``adjusted`` or ``dropped`` (same shape as the batch job)."""
         rows = df.select(pl.col(self._columns).gather(idx))
         reason = pl.Series(C.REASON, _FATES[fate[idx]], dtype=pl.String)

@@ -41,7 +41,7 @@ def window_figure(
     starts, ends = windows["window_start"].to_list(), windows["window_end"].to_list()
     top.hlines(windows[mean].to_list(), starts, ends, color="#4c72b0", alpha=0.55, lw=3, label="window mean")
     bottom.hlines(windows[count].to_list(), starts, ends, color="#55a868", alpha=0.6, lw=3)
-    for s, e in zip(starts, ends):
+    for e in ends:
         bottom.axvline(e, color="#55a868", alpha=0.15, lw=0.8)
     top.set_ylabel(f"{value}")
     bottom.set_ylabel("events in window")
@@ -71,7 +71,9 @@ def event_vs_arrival(
     rest = df.filter(~pl.col(C.DEVICE).is_in(marked))
     if rest.height > max_points:
         rest = rest.sample(max_points, seed=0)
-    ax.scatter(rest["arrival"].to_list(), rest["delay_s"].to_list(), s=4, color="#4c72b0", alpha=0.4, label="all other devices")
+    ax.scatter(
+        rest["arrival"].to_list(), rest["delay_s"].to_list(), s=4, color="#4c72b0", alpha=0.4, label="all other devices"
+    )
     for (label, devices), colour in zip(highlight.items(), ("#c44e52", "#dd8452", "#8172b3", "#937860")):
         sel = df.filter(pl.col(C.DEVICE).is_in(list(devices)))
         ax.scatter(sel["arrival"].to_list(), sel["delay_s"].to_list(), s=14, color=colour, label=label)
@@ -86,7 +88,9 @@ def event_vs_arrival(
     return fig
 
 
-def outcome_bars(results: Mapping[str, Counts], *, title: str = "What the policies did with the events they did not simply accept") -> Figure:
+def outcome_bars(
+    results: Mapping[str, Counts], *, title: str = "What the policies did with the events they did not simply accept"
+) -> Figure:
     """Per run, stacked bars of the events not accepted as they were (accepted counts in the labels)."""
     labels = list(results)
     names = [f"{k}\n({results[k].accepted:,} accepted)" for k in labels]
@@ -116,13 +120,49 @@ def watermark_figure(
     fig, ax = plt.subplots(figsize=(10, 4.6))
     for device, part in history.group_by(C.DEVICE, maintain_order=True):
         name = device[0][:8]
-        line = ax.step(part["arrival"].to_list(), part["newest_event_time"].to_list(), where="post", lw=1, alpha=0.6, label=f"{name}… newest reading")
-        ax.step(part["arrival"].to_list(), part["watermark"].to_list(), where="post", lw=2, color=line[0].get_color(), label=f"{name}… watermark")
-    ax.step(watermarks["tick_start"].to_list(), watermarks["watermark"].to_list(), where="post", color="black", lw=2, label="fleet watermark")
-    ax.step(watermarks["tick_start"].to_list(), watermarks["frontier"].to_list(), where="post", color="black", lw=1, ls="--", label="frontier (windows ending before it are closed)")
+        line = ax.step(
+            part["arrival"].to_list(),
+            part["newest_event_time"].to_list(),
+            where="post",
+            lw=1,
+            alpha=0.6,
+            label=f"{name}… newest reading",
+        )
+        ax.step(
+            part["arrival"].to_list(),
+            part["watermark"].to_list(),
+            where="post",
+            lw=2,
+            color=line[0].get_color(),
+            label=f"{name}… watermark",
+        )
+    ax.step(
+        watermarks["tick_start"].to_list(),
+        watermarks["watermark"].to_list(),
+        where="post",
+        color="black",
+        lw=2,
+        label="fleet watermark",
+    )
+    ax.step(
+        watermarks["tick_start"].to_list(),
+        watermarks["frontier"].to_list(),
+        where="post",
+        color="black",
+        lw=1,
+        ls="--",
+        label="frontier (windows ending before it are closed)",
+    )
     if late is not None and late.height:
         arrival = C.arrival_column(late.schema)
-        ax.scatter(late[arrival].to_list(), late[C.TIME_OBSERVED].to_list(), marker="x", color="#c44e52", zorder=4, label="late / clock-ahead readings")
+        ax.scatter(
+            late[arrival].to_list(),
+            late[C.TIME_OBSERVED].to_list(),
+            marker="x",
+            color="#c44e52",
+            zorder=4,
+            label="late / clock-ahead readings",
+        )
     ax.set_xlabel("arrival time")
     ax.set_ylabel("event time")
     ax.legend(fontsize=7, loc="upper left")

@@ -89,8 +89,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from iotlib.durations import Duration, describe, to_us
 from iotlib.errors import ProcessingError
-from iotlib.processing.durations import Duration, describe, to_us
 
 LatePolicy = Literal["side_output", "adjust", "drop"]
 LATE_POLICIES = ("side_output", "adjust", "drop")

@@ -30,9 +30,7 @@ class Registry:
 
     def __init__(self, registry: pl.DataFrame) -> None:
         if C.DEVICE not in registry.columns or "building_id" not in registry.columns:
-            raise ValidationError(
-                f"the registry needs columns '{C.DEVICE}' and 'building_id' (has {registry.columns})"
-            )
+            raise ValidationError(f"the registry needs columns '{C.DEVICE}' and 'building_id' (has {registry.columns})")
         frame = registry.with_columns(pl.col(C.DEVICE).cast(pl.String))
         if frame[C.DEVICE].null_count() or frame["building_id"].null_count():
             raise ValidationError("the registry has rows without a device_id or building_id")
@@ -81,7 +79,9 @@ class Registry:
         flags = looked_up.select(unknown.alias("u"))["u"]
         return self._split(events, looked_up, flags)
 
-    def _split(self, events: pl.DataFrame, looked_up: pl.DataFrame, flags: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame]:
+    def _split(
+        self, events: pl.DataFrame, looked_up: pl.DataFrame, flags: pl.Series
+    ) -> tuple[pl.DataFrame, pl.DataFrame]:
         if not flags.any():
             return looked_up, self._no_unmatched(events)
         return (

@@ -87,6 +87,7 @@ class WindowOutput:
     @classmethod
     def concat(cls, parts: list[WindowOutput]) -> WindowOutput:
         """Several outputs (e.g. every step of an incremental run) as one."""
+
         def cat(name: str) -> pl.DataFrame:
             frames = [getattr(p, name) for p in parts if getattr(p, name).width]
             return pl.concat(frames, how="vertical") if frames else pl.DataFrame()

@@ -133,5 +133,8 @@ def device_history(events: pl.DataFrame, devices: list[str], *, policy: EventTim
     return df.with_columns(
         ahead.alias("clock_ahead"),
         pl.col(C.TIME_OBSERVED).cum_max().over(C.DEVICE).alias("newest_event_time"),
-        (counted.cum_max().over(C.DEVICE).forward_fill().over(C.DEVICE) - pl.duration(microseconds=policy.out_of_order_us)).alias("watermark"),
+        (
+            counted.cum_max().over(C.DEVICE).forward_fill().over(C.DEVICE)
+            - pl.duration(microseconds=policy.out_of_order_us)
+        ).alias("watermark"),
     )

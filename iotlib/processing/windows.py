@@ -31,8 +31,8 @@ from typing import Literal
 
 import polars as pl
 
+from iotlib.durations import Duration, describe, to_us
 from iotlib.errors import ProcessingError
-from iotlib.processing.durations import Duration, describe, to_us
 
 Closed = Literal["right", "left"]
 
@@ -61,7 +61,9 @@ class Hopping:
         size = to_us(self.size, name="window size", allow_zero=False)
         hop = to_us(self.hop, name="hop", allow_zero=False)
         if hop > size:
-            raise ProcessingError(f"hop {describe(hop)} is longer than the window {describe(size)}: events between windows would belong to none")
+            raise ProcessingError(
+                f"hop {describe(hop)} is longer than the window {describe(size)}: events between windows would belong to none"
+            )
         object.__setattr__(self, "size_us", size)
         object.__setattr__(self, "hop_us", hop)
         object.__setattr__(self, "offset_us", to_us(self.offset, name="offset") % hop)

@@ -1,0 +1,184 @@
+"""``iotlib capture``: capture the hub's consumer group into Blob storage in the Event Hubs Capture format."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "capture",
+        help="capture the event hub into Blob storage as Event Hubs Capture (Avro) files",
+        description=(
+            "Read a consumer group of the event hub and write Blob storage in the exact Event Hubs Capture "
+            "format and layout ({Namespace}/{EventHub}/{PartitionId}/{Year}/{Month}/{Day}/{Hour}/{Minute}/"
+            "{Second}.avro), at least once: a file's last event is checkpointed only after the file is "
+            "committed. Runs until Ctrl-C or SIGTERM, which flush the open windows, then checkpoint. "
+            "Connection strings come from iotlib.settings() (the local stack, or the IOTLIB_* variables)."
+        ),
+    )
+    p.add_argument("--eventhub", default=None, help="event hub name (default: IOTLIB_EVENTHUB_NAME or telemetry)")
+    p.add_argument("--consumer-group", default="capture", help="consumer group (default capture)")
+    p.add_argument("--container", default="capture", help="Blob container for Capture files (default capture)")
+    p.add_argument(
+        "--checkpoint-container",
+        default="capture-checkpoints",
+        help="Blob container for checkpoints and ownership (default capture-checkpoints)",
+    )
+    p.add_argument(
+        "--namespace",
+        default=None,
+        help="{Namespace} in blob names (default: from the Event Hubs host; fabrikam for a local emulator)",
+    )
+    p.add_argument("--time-window", default="300", help="seconds per window, 1-900 (Azure: 60-900; default 300)")
+    p.add_argument("--size-window", default="300MB", help="bytes per file, e.g. 300MB (MB = MiB; Azure: 10-500MB)")
+    p.add_argument("--grace", default="10", help="seconds after a window's end, without events, before it closes")
+    p.add_argument(
+        "--codec", default="null", choices=["null", "deflate"], help="Avro codec (Azure: Avro=null, AvroDeflate)"
+    )
+    p.add_argument("--path-format", default=None, help="blob name format with every placeholder, in any order")
+    p.add_argument(
+        "--write-empty-archives",
+        action="store_true",
+        help="write Azure's header-only file for windows without events (skipEmptyArchives off)",
+    )
+    p.add_argument("--frame-size", default="64KB", help="bytes of records per Avro block / blob block (default 64KB)")
+    p.add_argument("--breaker-warn", type=int, default=200, help="buffered frames that log a warning (default 200)")
+    p.add_argument("--breaker-trip", type=int, default=400, help="buffered frames that stall a partition (default 400)")
+    p.add_argument("--breaker-stall", default="30", help="seconds between re-checks while stalled (default 30)")
+    p.add_argument(
+        "--starting-position",
+        default="earliest",
+        help="where a partition without a checkpoint starts: earliest, latest, or an ISO 8601 time",
+    )
+    p.add_argument("--load-balancing-interval", default="10", help="seconds between ownership renewals (default 10)")
+    p.add_argument("--ownership-expiry", default=None, help="seconds before a silent owner's partitions are taken")
+    stop = p.add_mutually_exclusive_group()
+    stop.add_argument("--once", action="store_true", help="stop once everything enqueued at the start is stored")
+    stop.add_argument(
+        "--until-idle", type=float, default=None, metavar="SECONDS", help="stop after this many seconds without events"
+    )
+    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="stop after this long at most")
+    p.add_argument(
+        "--events-out", type=Path, default=None, help="append a CaptureFileCreated event (a JSON line) per file written"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar or per-partition lines")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: the Azure SDKs too)")
+    p.set_defaults(func=_capture)
+
+
+def _starting_position(text: str) -> Any:
+    from iotlib.errors import ConfigurationError
+
+    if text == "earliest":
+        return "-1"
+    if text == "latest":
+        return "@latest"
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigurationError(f"--starting-position {text!r}: use earliest, latest or an ISO 8601 time") from None
+    if t.tzinfo is None:
+        raise ConfigurationError(f"--starting-position {text!r}: give a time zone (e.g. Z)")
+    return t
+
+
+def _capture(args: argparse.Namespace) -> int:
+    import iotlib
+    from iotlib.capture import CaptureWriter
+    from iotlib.capture.progress import Progress, partition_line
+
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("azure").setLevel(logging.INFO if args.verbose > 1 else logging.ERROR)
+    settings = iotlib.settings()
+    writer = CaptureWriter.from_connection_string(
+        settings.eventhub_connection_string,
+        settings.storage_connection_string,
+        eventhub_name=args.eventhub or settings.eventhub_name,
+        namespace=args.namespace,
+        consumer_group=args.consumer_group,
+        container=args.container,
+        checkpoint_container=args.checkpoint_container,
+        time_window=args.time_window,
+        size_window=args.size_window,
+        grace=args.grace,
+        codec=args.codec,
+        path_format=args.path_format,
+        skip_empty_archives=not args.write_empty_archives,
+        frame_size=args.frame_size,
+        breaker_warn=args.breaker_warn,
+        breaker_trip=args.breaker_trip,
+        breaker_stall=args.breaker_stall,
+        starting_position=_starting_position(args.starting_position),
+        load_balancing_interval=args.load_balancing_interval,
+        ownership_expiry=args.ownership_expiry,
+    )
+    engine = writer._engine  # noqa: SLF001 - the CLI wires its own per-file and progress hooks
+    events_out = open(args.events_out, "a", buffering=1) if args.events_out else None  # noqa: SIM115
+    if events_out is not None:
+
+        def on_file(row: Any) -> None:
+            events_out.write(json.dumps({"type": "Microsoft.EventHub.CaptureFileCreated", "name": row.name,
+                                         "reason": row.reason, "extended": row.extended, "writer": row.writer,
+                                         "pid": os.getpid(),
+                                         "data": row.to_event_data()}) + "\n")  # fmt: skip
+
+        engine.on_file = on_file
+
+    signals = {"count": 0}
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        signals["count"] += 1
+        if signals["count"] > 1:  # second signal: stop now; what was not stored is captured again next run
+            print("iotlib capture: stopping without flushing", file=sys.stderr, flush=True)
+            os._exit(130)
+        print(f"iotlib capture: {signal.Signals(signum).name}: flushing open windows, then stopping "
+              "(send it again to stop at once)", file=sys.stderr)  # fmt: skip
+        writer.stop()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    progress: Any = None
+    if not args.no_progress:
+        progress = Progress() if sys.stderr.isatty() else _Lines(partition_line)
+    opts = writer.options
+    print(
+        f"iotlib capture: {opts.eventhub_name} ({opts.consumer_group}) -> container {opts.container!r}, "
+        f"windows {opts.time_window}s / {opts.size_window:,} bytes, codec {opts.codec}, namespace {opts.namespace}",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        report = writer.run(once=args.once, until_idle=args.until_idle, timeout=args.timeout, progress=progress)
+    finally:
+        if events_out is not None:
+            events_out.close()
+    print(report.summary(), flush=True)
+    return 0
+
+
+class _Lines:
+    """Progress for logs and pipes: one compact per-partition line every few seconds."""
+
+    def __init__(self, line: Any, every: float = 2.0) -> None:
+        self.line, self.every, self.last = line, every, 0.0
+
+    def __call__(self, report: Any, *, final: bool = False) -> None:
+        now = time.monotonic()
+        if final or now - self.last >= self.every:
+            self.last = now
+            print(f"captured {report.events:,} events, {len(report.files)} files | {self.line(report)}",
+                  file=sys.stderr, flush=True)  # fmt: skip

@@ -1,0 +1,74 @@
+"""``iotlib up``, ``iotlib down``, ``iotlib status``: the local stack."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("up", help="start the local stack (Azurite, Event Hubs emulator) in the background")
+    p.add_argument("--home", type=Path, help="state folder (default: .iotlib here or in a parent)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--blob-port", type=int, default=None, help="Azurite's port (default 10000; 0 = free)")
+    p.add_argument("--eventhub-port", type=int, default=None, help="emulator's port (default 5672; 0 = free)")
+    p.add_argument(
+        "--eventhubs-config",
+        type=Path,
+        default=None,
+        help="the emulator's entities, in the official emulator's Config.json shape",
+    )
+    p.add_argument(
+        "--throughput-units",
+        type=int,
+        default=None,
+        metavar="N",
+        help="throttle the emulator like N standard-tier throughput units (default: no limit)",
+    )
+    p.set_defaults(func=_up)
+
+    p = sub.add_parser("down", help="stop the services `iotlib up` started")
+    p.add_argument("--home", type=Path)
+    p.set_defaults(func=_down)
+
+    p = sub.add_parser("status", help="show each local service, its address and health")
+    p.add_argument("--home", type=Path)
+    p.set_defaults(func=_status)
+
+
+def _up(args: argparse.Namespace) -> int:
+    from iotlib.local import stack
+
+    st = stack.up(
+        home=args.home,
+        host=args.host,
+        blob_port=args.blob_port,
+        eventhub_port=args.eventhub_port,
+        eventhubs_config=args.eventhubs_config,
+        throughput_units=args.throughput_units,
+    )
+    for name, svc in st.services.items():
+        how = "started" if name in st.started else "already running"
+        print(f"# {name:<10} {svc.address:<20} pid {svc.pid:<8} {how}; log: {svc.log}")
+    print("# point other shells at this stack with:")
+    print(st.settings().exports())
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    from iotlib.local import stack
+
+    stopped = stack.down(args.home)
+    print(f"stopped: {', '.join(stopped)}" if stopped else "nothing to stop")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from iotlib.local import stack
+
+    report = stack.status(args.home)
+    for row in report:
+        health = "healthy" if row.healthy else "DOWN"
+        pid = row.pid if row.pid is not None else "-"
+        print(f"{row.name:<10} {row.address:<20} pid {pid!s:<8} {health:<8} {row.detail}")
+    return 0 if all(r.healthy for r in report if r.pid is not None) else 1

@@ -1,1 +1,0 @@
-"""Subcommands of the ``iotlib`` command line, one module per job."""

@@ -1,0 +1,132 @@
+"""The processor's options, checked once: :class:`ProcessorOptions`.
+
+Every option has a sensible default; the ones a user meets first are the
+consumer group (``warm``), the checkpoint container (``warm-checkpoints``, what
+``iotlib monitor`` reads), the warm store file, the window (5 s tumbling, the
+original's), the event-time policy and the alert rules.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from iotlib.durations import Duration, describe, to_us
+from iotlib.errors import ConfigurationError, ProcessingError
+from iotlib.hub import PartitionPosition
+from iotlib.processing import EventTimePolicy
+from iotlib.processing.windows import Window, fixed
+from iotlib.warm.alerts import Rule, check_rules, default_rules
+from iotlib.warm.store import default_path
+
+DEFAULT_CONSUMER_GROUP = "warm"
+DEFAULT_CHECKPOINT_CONTAINER = "warm-checkpoints"
+START_POSITIONS = ("earliest", "latest")
+
+StartingPosition = str | Mapping[str, PartitionPosition]
+
+
+@dataclass(frozen=True)
+class ProcessorOptions:
+    """How the stream processor reads, windows, stores and alerts.
+
+    - ``consumer_group`` / ``checkpoint_container``: where it reads and checkpoints;
+    - ``warm_store``: the SQLite file (default ``.iotlib/warm.sqlite``);
+    - ``window``, ``policy``: the job (5 s tumbling, :class:`~iotlib.processing.EventTimePolicy`);
+    - ``alerts``: rules (:mod:`iotlib.warm.alerts`; ``()`` for none); ``alert_eventhub``: also
+      send each alert as an event to this hub (same namespace);
+    - ``starting_position``: for partitions the warm store has never seen: ``"earliest"``
+      (default), ``"latest"`` or a :func:`iotlib.hub.positions` snapshot (start after it);
+    - ``heartbeat``: close windows and notice silent devices when nothing arrives (on);
+    - ``heartbeat_interval``: how often (s) quiet partitions are checked against the hub's end;
+    - ``commit_interval``: seconds between warm-store commits (at least; a commit that takes
+      long spaces the next ones out so that snapshots cost at most a tenth of the time);
+    - ``merge_timeout``: let a partition that delivers nothing stop holding the others after
+      this much arrival time (default: never; quiet partitions are released by the heartbeat check);
+    - ``max_batch_size``, ``max_wait_time``, ``prefetch``: the consumer's receive settings;
+    - ``load_balancing_interval``, ``ownership_expiry``: the client's partition ownership.
+    """
+
+    eventhub_name: str
+    consumer_group: str = DEFAULT_CONSUMER_GROUP
+    checkpoint_container: str = DEFAULT_CHECKPOINT_CONTAINER
+    warm_store: Path = field(default_factory=default_path)
+    window: Window | Duration = "5s"
+    policy: EventTimePolicy = field(default_factory=EventTimePolicy)
+    alerts: tuple[Rule, ...] = field(default_factory=default_rules)
+    alert_eventhub: str | None = None
+    starting_position: StartingPosition = "earliest"
+    heartbeat: bool = True
+    heartbeat_interval: float = 1.0
+    commit_interval: float = 2.0
+    merge_timeout: Duration | None = None
+    max_batch_size: int = 500
+    max_wait_time: float = 1.0
+    prefetch: int = 1000
+    load_balancing_interval: float = 10.0
+    ownership_expiry: float | None = None
+
+    @classmethod
+    def create(cls, *, eventhub_name: str, **options: Any) -> ProcessorOptions:
+        """Options from keywords, each checked; unknown names are an error."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ConfigurationError(
+                f"unknown processor option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        values = {
+            k: v
+            for k, v in options.items()
+            if v is not None or k in ("alert_eventhub", "merge_timeout", "ownership_expiry")
+        }
+        if "warm_store" in values:
+            values["warm_store"] = Path(os.fspath(values["warm_store"])).expanduser()
+        if "alerts" in values:
+            values["alerts"] = check_rules(values["alerts"])
+        if "policy" in values and not isinstance(values["policy"], EventTimePolicy):
+            raise ConfigurationError(f"policy must be an EventTimePolicy, got {type(values['policy']).__name__}")
+        opts = cls(eventhub_name=eventhub_name, **values)
+        opts._check()
+        return opts
+
+    def _check(self) -> None:
+        try:
+            fixed(self.window)
+        except ProcessingError as exc:
+            raise ConfigurationError(f"window: {exc}") from None
+        for name in ("consumer_group", "checkpoint_container", "eventhub_name"):
+            if not getattr(self, name):
+                raise ConfigurationError(f"{name} must not be empty")
+        for name in ("heartbeat_interval", "commit_interval", "max_wait_time", "load_balancing_interval"):
+            if not getattr(self, name) > 0:
+                raise ConfigurationError(f"{name} must be a positive number of seconds, got {getattr(self, name)!r}")
+        if self.ownership_expiry is not None and self.ownership_expiry <= self.load_balancing_interval:
+            raise ConfigurationError("ownership_expiry must be longer than load_balancing_interval")
+        for name in ("max_batch_size", "prefetch"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigurationError(f"{name} must be at least 1")
+        if self.merge_timeout is not None:
+            to_us(self.merge_timeout, name="merge_timeout", allow_zero=False)
+        start = self.starting_position
+        if isinstance(start, str):
+            if start not in START_POSITIONS:
+                raise ConfigurationError(
+                    f"starting_position={start!r}: use 'earliest', 'latest' or a hub.positions() snapshot"
+                )
+        elif not isinstance(start, Mapping) or not all(isinstance(v, PartitionPosition) for v in start.values()):
+            raise ConfigurationError("starting_position must be 'earliest', 'latest' or a hub.positions() snapshot")
+
+    def describe(self) -> Sequence[str]:
+        """A few lines for reports."""
+        w = fixed(self.window)
+        return [
+            f"consumer group {self.consumer_group!r}, checkpoints in {self.checkpoint_container!r}",
+            f"warm store {self.warm_store}",
+            f"window {'tumbling ' + describe(w.size_us) if w.hop_us == w.size_us else f'hopping {describe(w.size_us)} every {describe(w.hop_us)}'}; "
+            f"{self.policy.describe()}",
+            f"heartbeat {'on' if self.heartbeat else 'off'}, commit every {self.commit_interval:g} s",
+        ]

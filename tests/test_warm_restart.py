@@ -1,0 +1,122 @@
+"""Kill -9 the processor mid-stream, restart it: the warm store ends exactly as an uninterrupted run's.
+
+The processor runs as ``iotlib process`` in a subprocess while the stretch is sent live; it is
+killed (SIGKILL: no clean-up at all) after a few commits, restarted once everything is in the hub,
+and compared with a run that was never interrupted over the same events. The restart re-reads only
+what the killed run had not committed, and takes its partitions back at once.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from iotlib import hub
+from iotlib.fleet import scenario, simulate
+from iotlib.ingest import IngestClient
+from iotlib.processing import EventTimePolicy
+from iotlib.warm import StreamProcessor, WarmStore, default_rules
+
+FAULTS = ["skew:fraction=0.1,min_skew=20s,max_skew=3m", "offline:fraction=0.1,outage=40s", "duplicates:probability=0.03",
+          "malformed:probability=0.02", "spikes:probability=0.02", "heat:buildings=3,rise=30,ramp=0s"]  # fmt: skip
+SPEED = 15
+
+
+def _cli(eventhub_name: str, store: Path, container: str, registry: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "iotlib", "process", "--eventhub", eventhub_name, "--warm-store", str(store),
+            "--checkpoint-container", container, "--registry", str(registry), "--idle-timeout", "10m",
+            "--no-heartbeat", "--commit-interval", "0.3", "--max-batch-size", "50", "--no-progress", *extra]  # fmt: skip
+
+
+def _rows(path: Path, sql: str) -> list[tuple]:
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as db:
+            return db.execute(sql).fetchall()
+    except sqlite3.OperationalError:  # not created yet
+        return []
+
+
+def _wait(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_a_killed_processor_resumes_exactly(local_stack, eventhub_name, tmp_path):
+    registry = scenario.build_registry(300, buildings=5, seed=11)
+    registry_file = scenario.save_registry(registry, tmp_path / "registry.json")
+    duration = timedelta(minutes=3)
+    start = datetime.now(UTC).replace(microsecond=0) - duration + duration / SPEED
+    events = simulate.generate(registry, start=start, duration=duration, seed=11, faults=FAULTS)
+    before = hub.positions(eventhub_name=eventhub_name)
+    killed, container = tmp_path / "killed.sqlite", f"warm-{uuid.uuid4().hex[:10]}"
+
+    # 1. The processor starts at the hub's end ("latest") before anything is sent ...
+    first = subprocess.Popen(_cli(eventhub_name, killed, container, registry_file, "--starting-position", "latest"),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ.copy())  # fmt: skip
+    _wait(
+        lambda: _rows(killed, "SELECT 1 FROM state WHERE key = 'settings'") or first.poll() is not None,
+        60,
+        "the processor to start",
+    )
+    assert first.poll() is None, first.stdout.read().decode()  # type: ignore[union-attr]
+    sending = threading.Thread(target=lambda: IngestClient.from_connection_string(eventhub_name=eventhub_name).send(
+        events, mode="live", speed=SPEED, send_malformed=True, progress=False))  # fmt: skip
+    sending.start()
+    # ... and is killed mid-stream, a few commits in.
+    _wait(lambda: (_rows(killed, "SELECT COUNT(*) FROM commits WHERE events > 0") or [(0,)])[0][0] >= 4, 60, "commits")
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait(10)
+    assert sending.is_alive(), "the stretch was already all sent: the kill was not mid-stream"
+    committed = {p: s for p, s in _rows(killed, "SELECT partition_id, sequence_number FROM progress")}
+    sending.join()
+    after = hub.positions(eventhub_name=eventhub_name)
+    total = sum(after[p].last_enqueued_sequence_number - before[p].last_enqueued_sequence_number for p in after)
+    remaining = sum(after[p].last_enqueued_sequence_number - max(committed.get(p, -1), before[p].last_enqueued_sequence_number)
+                    for p in after)  # fmt: skip
+    assert 0 < remaining < total
+
+    # 2. Restarted: it takes its partitions back at once and re-reads only what was not committed.
+    began = time.monotonic()
+    out = subprocess.run(_cli(eventhub_name, killed, container, registry_file, "--once", "--flush"),
+                         capture_output=True, text=True, timeout=120, env=os.environ.copy(), check=False)  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert time.monotonic() - began < 30  # not waiting out the dead process's ownership (60 s)
+    received = int(re.search(r"([\d,]+) events received", out.stdout).group(1).replace(",", ""))  # type: ignore[union-attr]
+    assert received == remaining
+
+    # 3. A run that was never interrupted, over the same events, with the same settings.
+    whole = tmp_path / "whole.sqlite"
+    with StreamProcessor.from_settings(
+        eventhub_name=eventhub_name, registry=registry, warm_store=whole, starting_position=before,
+        checkpoint_container=f"warm-{uuid.uuid4().hex[:10]}", policy=EventTimePolicy(idle_timeout="10m"),
+        alerts=default_rules(), heartbeat=False, max_batch_size=500,
+    ) as processor:  # fmt: skip
+        report = processor.run(once=True, flush=True, timeout=60)
+    assert report.received == total
+
+    with WarmStore(killed) as a, WarmStore(whole) as b:
+        assert a.history().height > 50
+        assert a.history().equals(b.history())
+        assert a.building_temperature().drop("updated_at").equals(b.building_temperature().drop("updated_at"))
+        for table in ("late_events", "duplicate_events", "dead_letters"):
+            key = ["partition_id", "sequence_number"]
+            assert a.table(table).sort(key).equals(b.table(table).sort(key)), table
+        key = ["raised_at", "rule", "building_id", "device_id"]
+        assert a.alerts().drop("alert_id").sort(key).equals(b.alerts().drop("alert_id").sort(key))
+        assert "building_too_hot" in a.alerts()["rule"].to_list()
+        assert a.positions() == {p: pos for p, pos in b.positions().items()}
+        assert a.table("late_events").height > 0 and a.dead_letters().height > 0
