@@ -122,3 +122,24 @@ def local_stack() -> _stack.Stack:
     state = _stack.read_state(Path(os.environ[_stack._settings.HOME_ENV]))
     assert state is not None, "the session's local stack was not started"
     return _stack.Stack(state=state, started=[])
+
+
+REAL_CAPTURE_ENV = "IOTLIB_REAL_CAPTURE"
+
+
+@pytest.fixture(scope="session")
+def real_capture_dir() -> Path:
+    """The folder of real Event Hubs Capture files written by Azure (never copied into the project).
+
+    ``$IOTLIB_REAL_CAPTURE``, else ``shared/real_capture`` beside the checkout, else the
+    workplace's ``/work/shared/real_capture`` (CI clones elsewhere).
+    """
+    candidates = [
+        os.environ.get(REAL_CAPTURE_ENV),
+        ROOT.parent / "shared" / "real_capture",
+        "/work/shared/real_capture",
+    ]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "files").is_dir():
+            return Path(candidate) / "files"
+    pytest.fail(f"real Capture files not found: set {REAL_CAPTURE_ENV} to the folder holding their files/ folder")
