@@ -68,6 +68,16 @@ class EngineThread:
         return self._engine.options
 
     @property
+    def eventhub(self) -> Any:
+        """The hub it reads (:class:`~iotlib.connections.EventHubConnection`)."""
+        return self._engine.eventhub
+
+    @property
+    def storage(self) -> Any:
+        """The storage account it writes to (:class:`~iotlib.connections.StorageConnection`)."""
+        return self._engine.storage
+
+    @property
     def report(self) -> Any:
         """The report of the current or last run (live while it runs)."""
         return self._engine.report

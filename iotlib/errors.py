@@ -12,16 +12,16 @@ class IotlibError(Exception):
     """Base of every error raised on purpose by iotlib."""
 
 
-class ConfigurationError(IotlibError):
-    """A setting, connection string or argument is missing or malformed."""
+class ConfigurationError(IotlibError, ValueError):
+    """A setting, connection string or argument is missing or malformed (also a ``ValueError``)."""
 
 
 class StackError(IotlibError):
     """The local stack (Azurite, the Event Hubs emulator) could not be managed."""
 
 
-class ValidationError(IotlibError):
-    """Data does not fit the schema it claims (an event payload, a registry)."""
+class ValidationError(IotlibError, ValueError):
+    """Data does not fit the schema it claims (an event payload, a registry); also a ``ValueError``."""
 
 
 class EmulatorError(IotlibError):

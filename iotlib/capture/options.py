@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal, TypedDict, Unpack
 
 from iotlib.capture import format as cf
 from iotlib.errors import ConfigurationError
+from iotlib.hub.starting import StartingPosition, check_starting_position
 
 _LOG = logging.getLogger("iotlib.capture")
 
@@ -29,6 +29,7 @@ DEFAULT_SIZE_WINDOW = 300 * 1024**2
 MIN_SIZE_WINDOW = 1024
 MIN_FRAME_SIZE = 256
 MAX_BLOCKS = 50_000  # committed blocks a block blob may hold
+DEFAULT_CONTAINER = "capture"
 
 _UNITS = {
     "": 1, "b": 1,
@@ -65,6 +66,44 @@ def parse_seconds(value: int | float | str | timedelta, *, what: str) -> float:
     return float(m.group(1)) * scale
 
 
+Seconds = int | float | str | timedelta
+Bytes = int | str
+
+
+class CaptureParameters(TypedDict, total=False):
+    """The keywords a capture writer takes, in their friendly forms (``"300MB"``, ``"5m"``, path text).
+
+    Each is described on :class:`CaptureOptions`; ``namespace`` is the ``{Namespace}`` of blob
+    names (default: from the Event Hubs host, ``fabrikam`` for a local emulator).
+    """
+
+    namespace: str | None
+    consumer_group: str
+    container: str
+    checkpoint_container: str
+    time_window: Seconds
+    size_window: Bytes
+    grace: Seconds
+    path_format: str | cf.PathFormat
+    codec: Literal["null", "deflate"]
+    skip_empty_archives: bool
+    frame_size: Bytes
+    breaker_warn: int
+    breaker_trip: int
+    breaker_stall: Seconds
+    retry_backoff: tuple[float, float]
+    hard_error_grace: Seconds
+    starting_position: StartingPosition
+    starting_position_inclusive: bool
+    load_balancing_interval: Seconds
+    ownership_expiry: Seconds | None
+    max_batch_size: int
+    prefetch: int
+    max_wait_time: Seconds
+    shutdown_timeout: Seconds
+    create_container: bool
+
+
 @dataclass(frozen=True)
 class CaptureOptions:
     """Everything a :class:`~iotlib.capture.CaptureWriter` is told; build it with :meth:`create`.
@@ -78,16 +117,16 @@ class CaptureOptions:
     retries: ``retry_backoff`` (first, max seconds), ``hard_error_grace`` (seconds a hard error
     such as a deleted container or a refused key may last before the writer stops).
     Consumer: ``consumer_group``, ``checkpoint_container``, ``starting_position`` (where a
-    partition without a checkpoint starts: ``"-1"`` earliest, ``"@latest"``, a datetime, a
-    sequence number, a dict per partition, or a :func:`iotlib.hub.positions` snapshot to capture
-    only what comes after it), ``load_balancing_interval``,
+    partition without a checkpoint starts: ``"earliest"``, ``"latest"``, a datetime, a sequence
+    number, one of those per partition, or a :func:`iotlib.hub.positions` snapshot to capture only
+    what comes after it: see :mod:`iotlib.hub.starting`), ``load_balancing_interval``,
     ``ownership_expiry``, ``max_batch_size``, ``prefetch``, ``max_wait_time``, ``shutdown_timeout``.
     """
 
     eventhub_name: str
     namespace: str
     consumer_group: str = "capture"
-    container: str = "capture"
+    container: str = DEFAULT_CONTAINER
     checkpoint_container: str = "capture-checkpoints"
     time_window: int = DEFAULT_TIME_WINDOW
     size_window: int = DEFAULT_SIZE_WINDOW
@@ -101,8 +140,8 @@ class CaptureOptions:
     breaker_stall: float = 30.0
     retry_backoff: tuple[float, float] = (0.5, 15.0)
     hard_error_grace: float = 60.0
-    starting_position: Any = "-1"
-    starting_position_inclusive: Any = False
+    starting_position: StartingPosition = "earliest"
+    starting_position_inclusive: bool = False
     load_balancing_interval: float = 10.0
     ownership_expiry: float | None = None
     max_batch_size: int = 300
@@ -112,15 +151,16 @@ class CaptureOptions:
     create_container: bool = True
 
     @classmethod
-    def create(cls, *, eventhub_name: str, namespace: str, **options: Any) -> CaptureOptions:
+    def create(
+        cls, *, eventhub_name: str, default_namespace: str, **options: Unpack[CaptureParameters]
+    ) -> CaptureOptions:
         """Options from keyword arguments in their friendly forms (``"300MB"``, ``"5m"``, path text), validated."""
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(options) - known)
         if unknown:
-            raise ConfigurationError(
-                f"unknown capture option(s) {unknown}; known: {sorted(known - {'eventhub_name', 'namespace'})}"
-            )
-        values = {k: v for k, v in options.items() if v is not None}
+            raise ConfigurationError(f"unknown capture option(s) {unknown}; known: {sorted(known - {'eventhub_name'})}")
+        values: dict[str, Any] = {k: v for k, v in options.items() if v is not None}
+        namespace = values.pop("namespace", None) or default_namespace
         if "time_window" in values:
             values["time_window"] = _whole_seconds(values["time_window"])
         if "size_window" in values:
@@ -141,7 +181,7 @@ class CaptureOptions:
         if "path_format" in values and not isinstance(values["path_format"], cf.PathFormat):
             values["path_format"] = cf.PathFormat(str(values["path_format"]))
         if "starting_position" in values:
-            values["starting_position"] = _position(values["starting_position"])
+            values["starting_position"] = check_starting_position(values["starting_position"])
         if "retry_backoff" in values:
             first, most = values["retry_backoff"]
             values["retry_backoff"] = (float(first), float(most))
@@ -203,8 +243,6 @@ class CaptureOptions:
             raise ConfigurationError(
                 "container and checkpoint_container must differ (checkpoints are not Capture files)"
             )
-        if isinstance(self.starting_position, datetime) and self.starting_position.tzinfo is None:
-            raise ConfigurationError("starting_position must be timezone-aware (UTC) when it is a datetime")
         # Names are checked once, here, rather than at the first file.
         self.path_format.name(self.namespace, self.eventhub_name, "0", datetime(2000, 1, 1))
 
@@ -218,13 +256,6 @@ class CaptureOptions:
         if self.size_window < slo:
             out.append(f"size_window {self.size_window:,} bytes is below Azure's minimum of {slo:,}")
         return out
-
-
-def _position(value: Any) -> Any:
-    """A :func:`iotlib.hub.positions` snapshot becomes the sequence numbers to start after."""
-    if isinstance(value, Mapping):
-        return {str(k): getattr(v, "last_enqueued_sequence_number", v) for k, v in value.items()}
-    return value
 
 
 def _whole_seconds(value: Any) -> int:

@@ -32,9 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warm-store", type=Path, default=None, help="SQLite file (default .iotlib/warm.sqlite)")
     p.add_argument(
         "--starting-position",
-        choices=["earliest", "latest"],
         default="earliest",
-        help="where partitions the warm store has never seen start (default earliest)",
+        help="where partitions the warm store has never seen start: earliest (default), latest, "
+        "an ISO 8601 time or a sequence number",
     )
     g = p.add_argument_group("the job")
     g.add_argument("--window", default="5s", help="window size (default 5s, the original's)")
@@ -130,6 +130,7 @@ def _registry(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def _process(args: argparse.Namespace) -> int:
+    from iotlib.hub.starting import parse_starting_position
     from iotlib.processing import EventTimePolicy, Hopping, Tumbling
     from iotlib.warm import StreamProcessor
 
@@ -150,7 +151,7 @@ def _process(args: argparse.Namespace) -> int:
         policy=policy,
         alerts=_rules(args),
         alert_eventhub=args.alert_eventhub,
-        starting_position=args.starting_position,
+        starting_position=parse_starting_position(args.starting_position),
         heartbeat=not args.no_heartbeat,
         commit_interval=args.commit_interval,
         max_batch_size=args.max_batch_size,

@@ -9,24 +9,48 @@ original's), the event-time policy and the alert rules.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
+
+import polars as pl
 
 from iotlib.durations import Duration, describe, to_us
 from iotlib.errors import ConfigurationError, ProcessingError
-from iotlib.hub import PartitionPosition
-from iotlib.processing import EventTimePolicy
+from iotlib.hub.starting import StartingPosition, check_starting_position
+from iotlib.processing.event_time import EventTimePolicy
+from iotlib.processing.reference import Registry
 from iotlib.processing.windows import Window, fixed
 from iotlib.warm.alerts import Rule, check_rules, default_rules
 from iotlib.warm.store import default_path
 
 DEFAULT_CONSUMER_GROUP = "warm"
 DEFAULT_CHECKPOINT_CONTAINER = "warm-checkpoints"
-START_POSITIONS = ("earliest", "latest")
 
-StartingPosition = str | Mapping[str, PartitionPosition]
+
+class ProcessorParameters(TypedDict, total=False):
+    """The keywords a stream processor takes: ``registry`` (the device registry, default the
+    shipped Fabrikam fleet) and the options of :class:`ProcessorOptions`."""
+
+    registry: pl.DataFrame | Registry | None
+    consumer_group: str
+    checkpoint_container: str
+    warm_store: str | os.PathLike[str]
+    window: Window | Duration
+    policy: EventTimePolicy
+    alerts: Sequence[Rule] | None
+    alert_eventhub: str | None
+    starting_position: StartingPosition
+    heartbeat: bool
+    heartbeat_interval: float
+    commit_interval: float
+    merge_timeout: Duration | None
+    max_batch_size: int
+    max_wait_time: float
+    prefetch: int
+    load_balancing_interval: float
+    ownership_expiry: float | None
 
 
 @dataclass(frozen=True)
@@ -39,7 +63,8 @@ class ProcessorOptions:
     - ``alerts``: rules (:mod:`iotlib.warm.alerts`; ``()`` for none); ``alert_eventhub``: also
       send each alert as an event to this hub (same namespace);
     - ``starting_position``: for partitions the warm store has never seen: ``"earliest"``
-      (default), ``"latest"`` or a :func:`iotlib.hub.positions` snapshot (start after it);
+      (default), ``"latest"``, a datetime, a sequence number, one per partition, or a
+      :func:`iotlib.hub.positions` snapshot (start after it): see :mod:`iotlib.hub.starting`;
     - ``heartbeat``: close windows and notice silent devices when nothing arrives (on);
     - ``heartbeat_interval``: how often (s) quiet partitions are checked against the hub's end;
     - ``commit_interval``: seconds between warm-store commits (at least; a commit that takes
@@ -70,15 +95,15 @@ class ProcessorOptions:
     ownership_expiry: float | None = None
 
     @classmethod
-    def create(cls, *, eventhub_name: str, **options: Any) -> ProcessorOptions:
-        """Options from keywords, each checked; unknown names are an error."""
+    def create(cls, *, eventhub_name: str, **options: Unpack[ProcessorParameters]) -> ProcessorOptions:
+        """Options from keywords, each checked; unknown names are an error (``registry`` is not an option)."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(options) - known)
         if unknown:
             raise ConfigurationError(
                 f"unknown processor option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
             )
-        values = {
+        values: dict[str, Any] = {
             k: v
             for k, v in options.items()
             if v is not None or k in ("alert_eventhub", "merge_timeout", "ownership_expiry")
@@ -87,6 +112,8 @@ class ProcessorOptions:
             values["warm_store"] = Path(os.fspath(values["warm_store"])).expanduser()
         if "alerts" in values:
             values["alerts"] = check_rules(values["alerts"])
+        if "starting_position" in values:
+            values["starting_position"] = check_starting_position(values["starting_position"])
         if "policy" in values and not isinstance(values["policy"], EventTimePolicy):
             raise ConfigurationError(f"policy must be an EventTimePolicy, got {type(values['policy']).__name__}")
         opts = cls(eventhub_name=eventhub_name, **values)
@@ -111,14 +138,7 @@ class ProcessorOptions:
                 raise ConfigurationError(f"{name} must be at least 1")
         if self.merge_timeout is not None:
             to_us(self.merge_timeout, name="merge_timeout", allow_zero=False)
-        start = self.starting_position
-        if isinstance(start, str):
-            if start not in START_POSITIONS:
-                raise ConfigurationError(
-                    f"starting_position={start!r}: use 'earliest', 'latest' or a hub.positions() snapshot"
-                )
-        elif not isinstance(start, Mapping) or not all(isinstance(v, PartitionPosition) for v in start.values()):
-            raise ConfigurationError("starting_position must be 'earliest', 'latest' or a hub.positions() snapshot")
+        check_starting_position(self.starting_position)
 
     def describe(self) -> Sequence[str]:
         """A few lines for reports."""

@@ -1,0 +1,191 @@
+"""One consumer skeleton for the engines that read a consumer group (capture, the warm job).
+
+A :class:`Consumer` is an async ``EventHubConsumerClient`` with a ``BlobCheckpointStore`` on one
+consumer group (the client balances partitions between every consumer on that group through
+ownership records in the checkpoint container). :meth:`Consumer.run` receives in a task of its
+own and looks at the stop conditions every :data:`POLL_INTERVAL` seconds until one holds; the
+engine supplies the callbacks and a ``tick`` (its own stop conditions and periodic work) through
+the :class:`Engine` protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from iotlib.connections import EventHubConnection, StorageConnection
+from iotlib.errors import IotlibError
+from iotlib.hub.partitions import PartitionPosition, partition_positions
+from iotlib.hub.starting import SdkPosition
+
+#: Seconds between looks at the stop conditions.
+POLL_INTERVAL = 0.1
+#: Seconds between progress callbacks.
+PROGRESS_INTERVAL = 0.5
+
+
+class Engine(Protocol):
+    """What an engine hands the consumer: the client's callbacks and its own stop conditions."""
+
+    async def on_batch(self, context: Any, events: list[Any]) -> None: ...
+    async def on_claim(self, context: Any) -> None: ...
+    async def on_close(self, context: Any, reason: Any) -> None: ...
+    async def on_error(self, context: Any, error: Exception) -> None: ...
+
+    async def tick(self, now: float) -> str | None:
+        """Periodic work; a reason to stop, or None to go on. May raise to fail the run."""
+        ...
+
+    def caught_up(self) -> bool:
+        """Whether ``until_idle`` may stop now (the client has nothing more to give)."""
+        ...
+
+    def stopping(self) -> None:
+        """Called once the loop ends, before the client closes (and closes each partition)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Receive:
+    """How the client receives: batch size, wait, prefetch, and where partitions start."""
+
+    max_batch_size: int
+    max_wait_time: float
+    prefetch: int
+    starting_position: SdkPosition | dict[str, SdkPosition] = "-1"
+    starting_position_inclusive: bool = False
+
+
+@dataclass(frozen=True)
+class Until:
+    """When a run stops, besides the engine's own reasons: ``timeout`` and ``until_idle`` seconds."""
+
+    timeout: float | None = None
+    until_idle: float | None = None
+
+
+class Consumer:
+    """A consumer group of one event hub, with a Blob checkpoint store."""
+
+    def __init__(
+        self,
+        eventhub: EventHubConnection,
+        storage: StorageConnection,
+        *,
+        consumer_group: str,
+        checkpoint_container: str,
+        load_balancing_interval: float,
+        ownership_expiry: float | None,
+        store_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.eventhub = eventhub
+        self.consumer_group = consumer_group
+        self.checkpoints = storage.checkpoint_store(checkpoint_container, **dict(store_options or {}))
+        self.client = eventhub.consumer(
+            consumer_group,
+            checkpoint_store=self.checkpoints,
+            load_balancing_interval=load_balancing_interval,
+            partition_ownership_expiration_interval=ownership_expiry,
+        )
+        #: Monotonic time of the last non-empty batch (or of the start of :meth:`run`).
+        self.last_event_at = time.monotonic()
+
+    async def positions(self, partition_ids: list[str] | None = None) -> dict[str, PartitionPosition]:
+        """Where each partition stands now (one round trip for all)."""
+        return await partition_positions(self.client, partition_ids)
+
+    async def stored_checkpoints(self) -> dict[str, int]:
+        """The checkpointed sequence number of each partition that has one."""
+        rows = await self.checkpoints.list_checkpoints(
+            self.eventhub.fully_qualified_namespace, self.eventhub.eventhub_name, self.consumer_group
+        )
+        return {r["partition_id"]: int(r["sequence_number"]) for r in rows if r.get("sequence_number") is not None}
+
+    async def ownership(self) -> list[dict[str, Any]]:
+        return list(
+            await self.checkpoints.list_ownership(
+                self.eventhub.fully_qualified_namespace, self.eventhub.eventhub_name, self.consumer_group
+            )
+        )
+
+    async def run(
+        self,
+        engine: Engine,
+        stop: asyncio.Event,
+        receive: Receive,
+        until: Until,
+        *,
+        fail: type[IotlibError],
+        progress: Callable[[], None] | None = None,
+        background: tuple[Coroutine[Any, Any, None], ...] = (),
+    ) -> str:
+        """Receive until ``stop`` is set, ``until`` holds or the engine's ``tick`` gives a reason; the reason.
+
+        ``background`` coroutines run beside the receiving and are cancelled at the end; the
+        client closes (so partitions are closed with ``SHUTDOWN``) before this returns. A receive
+        task that ends by itself fails the run with ``fail``.
+        """
+
+        async def on_batch(context: Any, events: list[Any]) -> None:
+            if events:
+                self.last_event_at = time.monotonic()
+            await engine.on_batch(context, events)
+
+        receiving = asyncio.create_task(
+            self.client.receive_batch(
+                on_batch,
+                max_batch_size=receive.max_batch_size,
+                max_wait_time=receive.max_wait_time,
+                prefetch=receive.prefetch,
+                starting_position=receive.starting_position,
+                starting_position_inclusive=receive.starting_position_inclusive,
+                on_partition_initialize=engine.on_claim,
+                on_partition_close=engine.on_close,
+                on_error=engine.on_error,
+            ),
+            name=f"iotlib-receive-{self.consumer_group}",
+        )
+        tasks = [asyncio.create_task(c) for c in background]
+        started = last_progress = self.last_event_at = time.monotonic()
+        try:
+            while True:
+                try:
+                    await asyncio.wait_for(stop.wait(), POLL_INTERVAL)
+                    return "stopped"
+                except TimeoutError:
+                    pass
+                now = time.monotonic()
+                reason = await engine.tick(now)
+                if reason is not None:
+                    return reason
+                if receiving.done():
+                    exc = receiving.exception()
+                    raise fail(f"receiving stopped: {exc or 'the client returned'}") from exc
+                if progress is not None and now - last_progress >= PROGRESS_INTERVAL:
+                    last_progress = now
+                    progress()
+                if until.timeout is not None and now - started >= until.timeout:
+                    return f"timeout ({until.timeout:g} s)"
+                if until.until_idle is not None and now - self.last_event_at >= until.until_idle and engine.caught_up():
+                    return f"idle for {until.until_idle:g} s"
+        finally:
+            engine.stopping()
+            for task in tasks:
+                task.cancel()
+            await self.client.close()
+            receiving.cancel()
+            for task in (receiving, *tasks):
+                try:
+                    await task
+                except (asyncio.CancelledError, Exception):  # noqa: BLE001 - closing
+                    pass
+
+    async def close(self, timeout: float | None = None) -> None:
+        """Close the client (again: harmless) and the checkpoint store."""
+        try:
+            await asyncio.wait_for(self.client.close(), timeout)
+        finally:
+            await self.checkpoints.close()
