@@ -37,8 +37,9 @@ class ProducerOptions(TypedDict, total=False):
 class EventHubClient:
     """``from_connection_string`` / ``from_settings`` for clients of one event hub (ingest)."""
 
-    def __init__(self, eventhub: EventHubConnection, /, **options: Unpack[ProducerOptions]) -> None:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # what the two constructors call; each client defines it
+
+        def __init__(self, eventhub: EventHubConnection, /, **options: Unpack[ProducerOptions]) -> None: ...
 
     @classmethod
     def from_connection_string(
@@ -58,10 +59,11 @@ class EventHubClient:
 class CaptureClient:
     """``from_connection_string`` / ``from_settings`` for the capture writers."""
 
-    def __init__(
-        self, eventhub: EventHubConnection, storage: StorageConnection, /, **options: Unpack[CaptureParameters]
-    ) -> None:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # what the two constructors call; each client defines it
+
+        def __init__(
+            self, eventhub: EventHubConnection, storage: StorageConnection, /, **options: Unpack[CaptureParameters]
+        ) -> None: ...
 
     @classmethod
     def from_connection_string(
@@ -87,10 +89,11 @@ class CaptureClient:
 class ProcessorClient:
     """``from_connection_string`` / ``from_settings`` for the stream processors (the warm job)."""
 
-    def __init__(
-        self, eventhub: EventHubConnection, storage: StorageConnection, /, **options: Unpack[ProcessorParameters]
-    ) -> None:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # what the two constructors call; each client defines it
+
+        def __init__(
+            self, eventhub: EventHubConnection, storage: StorageConnection, /, **options: Unpack[ProcessorParameters]
+        ) -> None: ...
 
     @classmethod
     def from_connection_string(

@@ -22,7 +22,7 @@ from iotlib.capture.run import CaptureRun
 from iotlib.clients import CaptureClient
 from iotlib.connections import EventHubConnection, StorageConnection, parse_connection_string
 from iotlib.errors import CaptureError, ConfigurationError
-from iotlib.hub.consumer import Consumer, Receive, Until
+from iotlib.hub.consumer import Consumer, Until
 from iotlib.hub.starting import needs_positions, resolve
 
 _LOG = logging.getLogger("iotlib.capture")
@@ -96,32 +96,17 @@ class CaptureWriter(CaptureClient, StoppableEngine):
             await run.prepare_container(container, create=opts.create_container)
             async with self.storage.service(**_STORE_KWARGS) as s2:
                 await run.prepare_container(s2.get_container_client(opts.checkpoint_container), create=True)
-            consumer = Consumer(
-                self.eventhub,
-                self.storage,
-                consumer_group=opts.consumer_group,
-                checkpoint_container=opts.checkpoint_container,
-                load_balancing_interval=opts.load_balancing_interval,
-                ownership_expiry=opts.ownership_expiry,
-                store_options=_STORE_KWARGS,
-            )
-            run.consumer = consumer
+            consumer = run.consumer = Consumer(self.eventhub, self.storage, opts, store_options=_STORE_KWARGS)
             positions = await consumer.positions() if once or needs_positions(opts.starting_position) else None
             if once and positions is not None:
                 run.targets = {pid: p.last_enqueued_sequence_number for pid, p in positions.items()}
-            receive = Receive(
-                opts.max_batch_size,
-                opts.max_wait_time,
-                opts.prefetch,
-                starting_position=resolve(opts.starting_position, positions),
-                starting_position_inclusive=opts.starting_position_inclusive,
-            )
             tell = None if progress is None else lambda: progress(report, final=False)
             report.stop_reason = await consumer.run(
                 run,
                 self._stop,
-                receive,
                 Until(timeout=timeout, until_idle=until_idle),
+                start=resolve(opts.starting_position, positions),
+                start_inclusive=opts.starting_position_inclusive,
                 fail=CaptureError,
                 progress=tell,
             )

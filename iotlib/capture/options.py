@@ -18,6 +18,7 @@ from typing import Any, Literal, TypedDict, Unpack
 
 from iotlib.capture import format as cf
 from iotlib.errors import ConfigurationError
+from iotlib.hub.consumer import ConsumerOptions
 from iotlib.hub.starting import StartingPosition, check_starting_position
 
 _LOG = logging.getLogger("iotlib.capture")
@@ -104,8 +105,8 @@ class CaptureParameters(TypedDict, total=False):
     create_container: bool
 
 
-@dataclass(frozen=True)
-class CaptureOptions:
+@dataclass(frozen=True, kw_only=True)
+class CaptureOptions(ConsumerOptions):
     """Everything a :class:`~iotlib.capture.CaptureWriter` is told; build it with :meth:`create`.
 
     Windows: ``time_window`` (whole seconds, grid-aligned on enqueued time), ``size_window``
@@ -119,8 +120,9 @@ class CaptureOptions:
     Consumer: ``consumer_group``, ``checkpoint_container``, ``starting_position`` (where a
     partition without a checkpoint starts: ``"earliest"``, ``"latest"``, a datetime, a sequence
     number, one of those per partition, or a :func:`iotlib.hub.positions` snapshot to capture only
-    what comes after it: see :mod:`iotlib.hub.starting`), ``load_balancing_interval``,
-    ``ownership_expiry``, ``max_batch_size``, ``prefetch``, ``max_wait_time``, ``shutdown_timeout``.
+    what comes after it: see :mod:`iotlib.hub.starting`), ``starting_position_inclusive``,
+    ``load_balancing_interval``, ``ownership_expiry``, ``max_batch_size``, ``prefetch``,
+    ``max_wait_time`` (:class:`~iotlib.hub.consumer.ConsumerOptions`), ``shutdown_timeout``.
     """
 
     eventhub_name: str
@@ -140,13 +142,7 @@ class CaptureOptions:
     breaker_stall: float = 30.0
     retry_backoff: tuple[float, float] = (0.5, 15.0)
     hard_error_grace: float = 60.0
-    starting_position: StartingPosition = "earliest"
     starting_position_inclusive: bool = False
-    load_balancing_interval: float = 10.0
-    ownership_expiry: float | None = None
-    max_batch_size: int = 300
-    prefetch: int = 1000
-    max_wait_time: float = 1.0
     shutdown_timeout: float = 60.0
     create_container: bool = True
 
@@ -216,9 +212,9 @@ class CaptureOptions:
             raise ConfigurationError(
                 f"breaker_warn={self.breaker_warn}, breaker_trip={self.breaker_trip}: need 1 <= warn < trip (frames)"
             )
+        self.check_consumer()
         positive = {
-            "grace": self.grace, "breaker_stall": self.breaker_stall, "load_balancing_interval": self.load_balancing_interval,
-            "max_wait_time": self.max_wait_time, "shutdown_timeout": self.shutdown_timeout,
+            "grace": self.grace, "breaker_stall": self.breaker_stall, "shutdown_timeout": self.shutdown_timeout,
             "retry_backoff[0]": self.retry_backoff[0], "retry_backoff[1]": self.retry_backoff[1],
         }  # fmt: skip
         for name, value in positive.items():
@@ -226,13 +222,6 @@ class CaptureOptions:
                 raise ConfigurationError(f"{name}={value!r} must be a positive number of seconds")
         if self.hard_error_grace < 0:
             raise ConfigurationError(f"hard_error_grace={self.hard_error_grace!r} must be >= 0 seconds")
-        if self.ownership_expiry is not None and self.ownership_expiry <= self.load_balancing_interval:
-            raise ConfigurationError(
-                f"ownership_expiry={self.ownership_expiry} must be longer than load_balancing_interval="
-                f"{self.load_balancing_interval} (owners renew once per interval)"
-            )
-        if not 1 <= self.max_batch_size <= 10_000 or not 1 <= self.prefetch <= 50_000:
-            raise ConfigurationError(f"max_batch_size={self.max_batch_size}, prefetch={self.prefetch}: out of range")
         for name in ("container", "checkpoint_container"):
             value = getattr(self, name)
             if not re.fullmatch(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]", value or ""):

@@ -7,15 +7,13 @@ and Ctrl-C asks the engine to flush, checkpoint and stop (``stop_reason == "inte
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Unpack
 
 from iotlib._eventloop import EngineThread
 from iotlib.capture import aio
-from iotlib.capture.options import CaptureOptions, CaptureParameters
+from iotlib.capture.options import CaptureOptions
 from iotlib.capture.progress import Progress
 from iotlib.capture.report import CaptureReport
 from iotlib.clients import CaptureClient
-from iotlib.connections import EventHubConnection, StorageConnection
 from iotlib.errors import CaptureError
 
 
@@ -30,11 +28,7 @@ class CaptureWriter(CaptureClient, EngineThread):
     Options are those of :class:`~iotlib.capture.options.CaptureOptions`.
     """
 
-    def __init__(
-        self, eventhub: EventHubConnection, storage: StorageConnection, /, **options: Unpack[CaptureParameters]
-    ) -> None:
-        self._engine = aio.CaptureWriter(eventhub, storage, **options)
-
+    _engine_class = aio.CaptureWriter
     _busy_error = CaptureError
     options: CaptureOptions
     report: CaptureReport | None
@@ -42,10 +36,10 @@ class CaptureWriter(CaptureClient, EngineThread):
     def run(
         self,
         *,
+        progress: bool | Callable[..., None] = False,
         once: bool = False,
         until_idle: float | None = None,
         timeout: float | None = None,
-        progress: bool | Callable[..., None] = False,
     ) -> CaptureReport:
         """Capture until :meth:`stop` (or Ctrl-C), ``once``, ``until_idle`` seconds without events, or ``timeout``.
 

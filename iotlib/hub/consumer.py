@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from iotlib.connections import EventHubConnection, StorageConnection
-from iotlib.errors import IotlibError
+from iotlib.errors import ConfigurationError, IotlibError
 from iotlib.hub.partitions import PartitionPosition, partition_positions
-from iotlib.hub.starting import SdkPosition
+from iotlib.hub.starting import SdkPosition, StartingPosition, check_starting_position
 
 #: Seconds between looks at the stop conditions.
 POLL_INTERVAL = 0.1
@@ -48,15 +48,43 @@ class Engine(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class Receive:
-    """How the client receives: batch size, wait, prefetch, and where partitions start."""
+@dataclass(frozen=True, kw_only=True)
+class ConsumerOptions:
+    """What every consumer-group engine is told about reading (each engine's options extend it).
 
-    max_batch_size: int
-    max_wait_time: float
-    prefetch: int
-    starting_position: SdkPosition | dict[str, SdkPosition] = "-1"
-    starting_position_inclusive: bool = False
+    ``consumer_group``, ``checkpoint_container`` (ownership and checkpoints), ``starting_position``
+    (where a partition without a checkpoint starts, :mod:`iotlib.hub.starting`),
+    ``load_balancing_interval`` and ``ownership_expiry`` (seconds; partition ownership),
+    ``max_batch_size``, ``max_wait_time`` (seconds) and ``prefetch`` (the client's receiving).
+    """
+
+    consumer_group: str
+    checkpoint_container: str
+    starting_position: StartingPosition = "earliest"
+    load_balancing_interval: float = 10.0
+    ownership_expiry: float | None = None
+    max_batch_size: int = 300
+    max_wait_time: float = 1.0
+    prefetch: int = 1000
+
+    def check_consumer(self) -> None:
+        """Raise :class:`ConfigurationError` naming the first reading option out of range."""
+        for name in ("consumer_group", "checkpoint_container"):
+            if not getattr(self, name):
+                raise ConfigurationError(f"{name} must not be empty")
+        for name in ("load_balancing_interval", "max_wait_time"):
+            if not getattr(self, name) > 0:
+                raise ConfigurationError(f"{name}={getattr(self, name)!r} must be a positive number of seconds")
+        if self.ownership_expiry is not None and self.ownership_expiry <= self.load_balancing_interval:
+            raise ConfigurationError(
+                f"ownership_expiry={self.ownership_expiry} must be longer than load_balancing_interval="
+                f"{self.load_balancing_interval} (owners renew once per interval)"
+            )
+        if not 1 <= self.max_batch_size <= 10_000 or not 1 <= self.prefetch <= 50_000:
+            raise ConfigurationError(
+                f"max_batch_size={self.max_batch_size}, prefetch={self.prefetch}: use 1-10,000 and 1-50,000"
+            )
+        check_starting_position(self.starting_position)
 
 
 @dataclass(frozen=True)
@@ -74,21 +102,19 @@ class Consumer:
         self,
         eventhub: EventHubConnection,
         storage: StorageConnection,
+        options: ConsumerOptions,
         *,
-        consumer_group: str,
-        checkpoint_container: str,
-        load_balancing_interval: float,
-        ownership_expiry: float | None,
         store_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.eventhub = eventhub
-        self.consumer_group = consumer_group
-        self.checkpoints = storage.checkpoint_store(checkpoint_container, **dict(store_options or {}))
+        self.options = options
+        self.consumer_group = options.consumer_group
+        self.checkpoints = storage.checkpoint_store(options.checkpoint_container, **dict(store_options or {}))
         self.client = eventhub.consumer(
-            consumer_group,
+            options.consumer_group,
             checkpoint_store=self.checkpoints,
-            load_balancing_interval=load_balancing_interval,
-            partition_ownership_expiration_interval=ownership_expiry,
+            load_balancing_interval=options.load_balancing_interval,
+            partition_ownership_expiration_interval=options.ownership_expiry,
         )
         #: Monotonic time of the last non-empty batch (or of the start of :meth:`run`).
         self.last_event_at = time.monotonic()
@@ -115,15 +141,17 @@ class Consumer:
         self,
         engine: Engine,
         stop: asyncio.Event,
-        receive: Receive,
         until: Until,
         *,
+        start: SdkPosition | dict[str, SdkPosition],
+        start_inclusive: bool = False,
         fail: type[IotlibError],
         progress: Callable[[], None] | None = None,
         background: tuple[Coroutine[Any, Any, None], ...] = (),
     ) -> str:
         """Receive until ``stop`` is set, ``until`` holds or the engine's ``tick`` gives a reason; the reason.
 
+        ``start`` is where partitions without a checkpoint start (:func:`iotlib.hub.starting.resolve`).
         ``background`` coroutines run beside the receiving and are cancelled at the end; the
         client closes (so partitions are closed with ``SHUTDOWN``) before this returns. A receive
         task that ends by itself fails the run with ``fail``.
@@ -137,11 +165,11 @@ class Consumer:
         receiving = asyncio.create_task(
             self.client.receive_batch(
                 on_batch,
-                max_batch_size=receive.max_batch_size,
-                max_wait_time=receive.max_wait_time,
-                prefetch=receive.prefetch,
-                starting_position=receive.starting_position,
-                starting_position_inclusive=receive.starting_position_inclusive,
+                max_batch_size=self.options.max_batch_size,
+                max_wait_time=self.options.max_wait_time,
+                prefetch=self.options.prefetch,
+                starting_position=start,
+                starting_position_inclusive=start_inclusive,
                 on_partition_initialize=engine.on_claim,
                 on_partition_close=engine.on_close,
                 on_error=engine.on_error,

@@ -18,6 +18,7 @@ import polars as pl
 
 from iotlib.durations import Duration, describe, to_us
 from iotlib.errors import ConfigurationError, ProcessingError
+from iotlib.hub.consumer import ConsumerOptions
 from iotlib.hub.starting import StartingPosition, check_starting_position
 from iotlib.processing.event_time import EventTimePolicy
 from iotlib.processing.reference import Registry
@@ -53,8 +54,8 @@ class ProcessorParameters(TypedDict, total=False):
     ownership_expiry: float | None
 
 
-@dataclass(frozen=True)
-class ProcessorOptions:
+@dataclass(frozen=True, kw_only=True)
+class ProcessorOptions(ConsumerOptions):
     """How the stream processor reads, windows, stores and alerts.
 
     - ``consumer_group`` / ``checkpoint_container``: where it reads and checkpoints;
@@ -83,16 +84,11 @@ class ProcessorOptions:
     policy: EventTimePolicy = field(default_factory=EventTimePolicy)
     alerts: tuple[Rule, ...] = field(default_factory=default_rules)
     alert_eventhub: str | None = None
-    starting_position: StartingPosition = "earliest"
     heartbeat: bool = True
     heartbeat_interval: float = 1.0
     commit_interval: float = 2.0
     merge_timeout: Duration | None = None
     max_batch_size: int = 500
-    max_wait_time: float = 1.0
-    prefetch: int = 1000
-    load_balancing_interval: float = 10.0
-    ownership_expiry: float | None = None
 
     @classmethod
     def create(cls, *, eventhub_name: str, **options: Unpack[ProcessorParameters]) -> ProcessorOptions:
@@ -125,20 +121,14 @@ class ProcessorOptions:
             fixed(self.window)
         except ProcessingError as exc:
             raise ConfigurationError(f"window: {exc}") from None
-        for name in ("consumer_group", "checkpoint_container", "eventhub_name"):
-            if not getattr(self, name):
-                raise ConfigurationError(f"{name} must not be empty")
-        for name in ("heartbeat_interval", "commit_interval", "max_wait_time", "load_balancing_interval"):
+        if not self.eventhub_name:
+            raise ConfigurationError("eventhub_name must not be empty")
+        self.check_consumer()
+        for name in ("heartbeat_interval", "commit_interval"):
             if not getattr(self, name) > 0:
                 raise ConfigurationError(f"{name} must be a positive number of seconds, got {getattr(self, name)!r}")
-        if self.ownership_expiry is not None and self.ownership_expiry <= self.load_balancing_interval:
-            raise ConfigurationError("ownership_expiry must be longer than load_balancing_interval")
-        for name in ("max_batch_size", "prefetch"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigurationError(f"{name} must be at least 1")
         if self.merge_timeout is not None:
             to_us(self.merge_timeout, name="merge_timeout", allow_zero=False)
-        check_starting_position(self.starting_position)
 
     def describe(self) -> Sequence[str]:
         """A few lines for reports."""

@@ -6,14 +6,11 @@ and Ctrl-C asks the engine to commit, checkpoint and stop (``stop_reason == "int
 
 from __future__ import annotations
 
-from typing import Unpack
-
 from iotlib._eventloop import EngineThread
 from iotlib.clients import ProcessorClient
-from iotlib.connections import EventHubConnection, StorageConnection
 from iotlib.errors import ProcessingError
 from iotlib.warm import aio
-from iotlib.warm.options import ProcessorOptions, ProcessorParameters
+from iotlib.warm.options import ProcessorOptions
 from iotlib.warm.progress import Progress
 from iotlib.warm.report import ProcessReport
 
@@ -30,14 +27,10 @@ class StreamProcessor(ProcessorClient, EngineThread):
     ``registry`` is the device registry (default: the shipped Fabrikam fleet).
     """
 
-    def __init__(
-        self, eventhub: EventHubConnection, storage: StorageConnection, /, **options: Unpack[ProcessorParameters]
-    ) -> None:
-        self._engine = aio.StreamProcessor(eventhub, storage, **options)
-
-    _busy_error = ProcessingError
     options: ProcessorOptions
     report: ProcessReport | None
+    _engine_class = aio.StreamProcessor
+    _busy_error = ProcessingError
 
     def run(
         self,

@@ -23,7 +23,7 @@ from azure.eventhub.aio import EventHubProducerClient
 
 from iotlib.connections import EventHubConnection, StorageConnection
 from iotlib.errors import ProcessingError
-from iotlib.hub.consumer import Consumer, Receive, Until
+from iotlib.hub.consumer import Consumer, Until
 from iotlib.hub.partitions import EMPTY, PartitionPosition
 from iotlib.hub.starting import SdkPosition
 from iotlib.processing.reference import Registry
@@ -79,14 +79,7 @@ class WarmRun:
                    flush: bool, progress: Callable[[ProcessReport, bool], None] | None) -> str:  # fmt: skip
         opts = self.opts
         await self._containers()
-        self.consumer = consumer = Consumer(
-            self.eventhub,
-            self.storage,
-            consumer_group=opts.consumer_group,
-            checkpoint_container=opts.checkpoint_container,
-            load_balancing_interval=opts.load_balancing_interval,
-            ownership_expiry=opts.ownership_expiry,
-        )
+        self.consumer = consumer = Consumer(self.eventhub, self.storage, opts)
         if opts.alert_eventhub:
             self.producer = self.eventhub.producer(eventhub_name=opts.alert_eventhub)
         try:
@@ -106,9 +99,8 @@ class WarmRun:
         self._once, self._flush = once, flush
         self._targets = {pid: pos.last_enqueued_sequence_number for pid, pos in positions.items()}
         self._next_commit = time.monotonic() + opts.commit_interval
-        receive = Receive(opts.max_batch_size, opts.max_wait_time, opts.prefetch, starting_position=starts)
         tell = None if progress is None else lambda: progress(self.report, False)
-        reason = await consumer.run(self, stop, receive, Until(timeout=timeout, until_idle=until_idle),
+        reason = await consumer.run(self, stop, Until(timeout=timeout, until_idle=until_idle), start=starts,
                                     fail=ProcessingError, progress=tell, background=(self._heartbeats(),))  # fmt: skip
         if flush:
             self.job.finish()
