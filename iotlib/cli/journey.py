@@ -177,7 +177,7 @@ def _stream(demo: Demo) -> None:
         if now is not None:
             demo.say(
                 "stream",
-                f"building 1 now: {now.temperature:.1f} °C (observed {now.last_observed_time:%H:%M:%S}); "
+                f"building 1 now: {now.avg_temperature:.1f} °C (observed {now.last_observed_time:%H:%M:%S}); "
                 f"too-hot alerts for building(s) {sorted(set(hot['building_id'].to_list()))}",
             )
     finally:
