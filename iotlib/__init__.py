@@ -15,7 +15,8 @@ The package reads as the pipeline, one stage a subpackage (the README has the fu
 
 At the root: ``connections`` (``iotlib.settings()``, the two connection strings, parsed once),
 ``clients`` (``from_connection_string``/``from_settings``, written once for every client),
-``durations`` (one time grammar) and ``errors`` (one exception hierarchy).
+``frames`` (polars or pandas in), ``durations`` (one time grammar) and ``errors`` (one exception
+hierarchy).
 Subpackages load on first use: ``import iotlib; iotlib.fleet.simulate.generate(...)``.
 """
 
@@ -40,6 +41,7 @@ __getattr__ = submodules(
         "cli",
         "connections",
         "clients",
+        "frames",
         "durations",
         "errors",
     ],

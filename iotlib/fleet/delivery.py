@@ -44,6 +44,7 @@ import polars as pl
 
 from iotlib.errors import ConfigurationError, ValidationError
 from iotlib.fleet.faults import parse_duration
+from iotlib.frames import Frame, as_polars
 from iotlib.ingest.partitioning import partition_index
 
 __all__ = ["DELIVERY_COLUMNS", "Delivery", "deliver"]
@@ -150,12 +151,13 @@ def _device_codes(devices: pl.Series) -> tuple[np.ndarray, list[str]]:
     return text.cast(pl.Enum(ids)).to_physical().to_numpy().astype(np.int64), ids.to_list()
 
 
-def deliver(events: pl.DataFrame, delivery: Delivery = Delivery(), *, seed: int = 0) -> pl.DataFrame:
+def deliver(events: Frame, delivery: Delivery = Delivery(), *, seed: int = 0) -> pl.DataFrame:
     """``events`` plus :data:`DELIVERY_COLUMNS`, in arrival order (see the module text).
 
-    ``events`` needs ``device_id``, ``time_observed`` and ``sent_at`` (as
+    ``events`` (polars or pandas) needs ``device_id``, ``time_observed`` and ``sent_at`` (as
     :func:`iotlib.fleet.simulate.generate` makes them); other columns are kept.
     """
+    events = as_polars(events, name="events")
     _check(events)
     codes, ids = _device_codes(events["device_id"])
     device_key = np.array([_key(f"iotlib.delivery/{seed}/{d}") for d in ids], dtype=np.uint64)

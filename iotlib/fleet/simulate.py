@@ -70,6 +70,7 @@ from iotlib.fleet.faults import (
     parse_fault,
 )
 from iotlib.fleet.scenario import validate_registry
+from iotlib.frames import Frame, as_polars
 
 __all__ = [
     "ClockSkew",
@@ -327,7 +328,7 @@ class Simulation:
 
     def __init__(
         self,
-        registry: pl.DataFrame,
+        registry: Frame,
         *,
         start: datetime | str | None,
         duration: timedelta | str,
@@ -347,7 +348,7 @@ class Simulation:
             raise ConfigurationError(f"unknown firmware {firmware!r}; known: {', '.join(FIRMWARES)}")
         if not 0.0 <= jitter < 1.0:
             raise ConfigurationError(f"jitter is a fraction of the period in [0, 1), got {jitter}")
-        self.registry = validate_registry(registry)
+        self.registry = validate_registry(as_polars(registry, name="registry"))
         self.scenario = scenario
         self.firmware = firmware
         self.seed = int(seed)
@@ -767,13 +768,13 @@ class Simulation:
             yield self._frame(batch, merged, lo, None if last else hi)
 
 
-def simulation(registry: pl.DataFrame, **options: object) -> Simulation:
+def simulation(registry: Frame, **options: object) -> Simulation:
     """A :class:`Simulation` to iterate chunk by chunk; takes the same options as :func:`generate`."""
     return Simulation(registry, **options)  # type: ignore[arg-type]
 
 
 def generate(
-    registry: pl.DataFrame,
+    registry: Frame,
     *,
     start: datetime | str | None = None,
     duration: timedelta | str,

@@ -21,6 +21,7 @@ from typing import Any
 import polars as pl
 
 from iotlib.errors import ProcessingError
+from iotlib.frames import Frame, as_polars
 from iotlib.hub import monitor
 from iotlib.ingest import IngestClient, IngestReport
 from iotlib.warm.processor import StreamProcessor
@@ -45,7 +46,7 @@ class LiveRun:
 
 def run_alongside(
     processor: StreamProcessor,
-    events: pl.DataFrame,
+    events: Frame,
     *,
     speed: float = 1.0,
     start_now: bool = False,
@@ -63,6 +64,7 @@ def run_alongside(
     stretch's times (``time_observed`` and ``sent_at`` alike) so that it begins as sending
     begins: event time and the hub's clock then run side by side, as with real devices.
     """
+    events = as_polars(events, name="events")
     opts = processor.options
     eventhub, storage = processor.eventhub, processor.storage
     outcome: dict[str, Any] = {}
