@@ -49,6 +49,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Required, TypedDict, Unpack
 
 import numpy as np
 import polars as pl
@@ -330,7 +331,7 @@ class Simulation:
         self,
         registry: Frame,
         *,
-        start: datetime | str | None,
+        start: datetime | str | None = None,
         duration: timedelta | str,
         scenario: str = "NoErrorsExpected",
         seed: int = 0,
@@ -768,55 +769,44 @@ class Simulation:
             yield self._frame(batch, merged, lo, None if last else hi)
 
 
-def simulation(registry: Frame, **options: object) -> Simulation:
+class SimulationOptions(TypedDict, total=False):
+    """The keywords of :func:`generate`, :func:`simulation` and :class:`Simulation`, described on :func:`generate`."""
+
+    start: datetime | str | None
+    duration: Required[timedelta | str]
+    scenario: str
+    seed: int
+    firmware: str
+    faults: Sequence[Fault | str]
+    period: timedelta | str
+    jitter: float
+    warmup: timedelta | str | None
+    temperature_range: tuple[int, int] | None
+    chunk_events: int
+
+
+def simulation(registry: Frame, **options: Unpack[SimulationOptions]) -> Simulation:
     """A :class:`Simulation` to iterate chunk by chunk; takes the same options as :func:`generate`."""
-    return Simulation(registry, **options)  # type: ignore[arg-type]
+    return Simulation(registry, **options)
 
 
-def generate(
-    registry: Frame,
-    *,
-    start: datetime | str | None = None,
-    duration: timedelta | str,
-    scenario: str = "NoErrorsExpected",
-    seed: int = 0,
-    firmware: str = "staggered",
-    faults: Sequence[Fault | str] = (),
-    period: timedelta | str = timedelta(seconds=60),
-    jitter: float = 0.1,
-    warmup: timedelta | str | None = None,
-    temperature_range: tuple[int, int] | None = None,
-    chunk_events: int = 2_000_000,
-    progress: bool = False,
-) -> pl.DataFrame:
+def generate(registry: Frame, *, progress: bool = False, **options: Unpack[SimulationOptions]) -> pl.DataFrame:
     """Simulate every device of ``registry`` from ``start`` for ``duration``; events sorted by ``sent_at``.
 
+    ``start`` (default :data:`DEFAULT_START`) and ``duration``: the stretch simulated.
     ``scenario``: ``NoErrorsExpected`` or ``ThirtyDegreeReadings``.
     ``firmware``: ``staggered`` (devices start at random over ``warmup``,
     default one period) or ``synchronized`` (all on the same second).
     ``faults``: fault configs from :mod:`iotlib.fleet.faults` (or their text form,
-    e.g. ``"spikes:probability=0.01"``). ``period`` and ``jitter`` set the
+    e.g. ``"spikes:probability=0.01"``). ``period`` (default 60 s) and ``jitter`` (0.1) set the
     reading interval. ``temperature_range=(low, high)`` reflects the random
     walk off those bounds (the original's walk, the default, is unbounded and
-    drifts far from room temperature over hours). ``chunk_events`` sets the
-    working-set size (not the result),
+    drifts far from room temperature over hours). ``seed`` makes it reproducible.
+    ``chunk_events`` sets the working-set size (not the result),
     ``progress`` shows a tqdm bar. The frame is made of one chunk per slice of
     time (no rechunking: a full day stays within memory).
     """
-    sim = Simulation(
-        registry,
-        start=start,
-        duration=duration,
-        scenario=scenario,
-        seed=seed,
-        firmware=firmware,
-        faults=faults,
-        period=period,
-        jitter=jitter,
-        warmup=warmup,
-        temperature_range=temperature_range,
-        chunk_events=chunk_events,
-    )
+    sim = Simulation(registry, **options)
     chunks: Iterator[pl.DataFrame] = iter(sim)
     if progress:
         from tqdm.auto import tqdm
