@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 import pytest
 
-from iotlib.errors import ProcessingError
+from iotlib.errors import ConfigurationError, ProcessingError
 from iotlib.warm.store import Commit, Position, WarmStore
 
 T0 = datetime(2025, 1, 6, 12, 0, tzinfo=UTC)
@@ -98,7 +98,7 @@ def test_side_outputs_dead_letters_progress_and_state_round_trip(tmp_path):
         assert reader.state("snapshot") == b"\x00snapshot"
         with pytest.raises(ProcessingError, match="writer=True"):
             reader.commit(Commit(pl.DataFrame()))
-        with pytest.raises(ProcessingError, match="no table"):
+        with pytest.raises(ConfigurationError, match="no table"):
             reader.table("nope")
 
 

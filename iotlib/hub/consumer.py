@@ -14,9 +14,10 @@ import asyncio
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
 from iotlib.connections import EventHubConnection, StorageConnection
+from iotlib.durations import Duration, to_seconds
 from iotlib.errors import ConfigurationError, IotlibError
 from iotlib.hub.partitions import PartitionPosition, partition_positions
 from iotlib.hub.starting import SdkPosition, StartingPosition, check_starting_position
@@ -46,6 +47,29 @@ class Engine(Protocol):
     def stopping(self) -> None:
         """Called once the loop ends, before the client closes (and closes each partition)."""
         ...
+
+
+class ConsumerParameters(TypedDict, total=False):
+    """The reading keywords every consumer-group engine takes (see :class:`ConsumerOptions`)."""
+
+    consumer_group: str
+    checkpoint_container: str
+    starting_position: StartingPosition
+    load_balancing_interval: Duration
+    ownership_expiry: Duration | None
+    max_batch_size: int
+    max_wait_time: Duration
+    prefetch: int
+
+
+def consumer_values(values: dict[str, Any]) -> dict[str, Any]:
+    """The reading keywords among ``values`` in their checked form (durations in seconds)."""
+    for name in ("load_balancing_interval", "ownership_expiry", "max_wait_time"):
+        if values.get(name) is not None:
+            values[name] = to_seconds(values[name], name=name)
+    if "starting_position" in values:
+        values["starting_position"] = check_starting_position(values["starting_position"])
+    return values
 
 
 @dataclass(frozen=True, kw_only=True)

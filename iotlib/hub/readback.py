@@ -17,7 +17,7 @@ import polars as pl
 
 from iotlib._eventloop import run as _run
 from iotlib.connections import EventHubConnection
-from iotlib.errors import IotlibError
+from iotlib.errors import HubError
 from iotlib.hub.partitions import PartitionPosition, partition_positions
 
 Since = Mapping[str, PartitionPosition] | Mapping[str, int]
@@ -111,7 +111,7 @@ async def read_events(
         try:
             await asyncio.wait_for(done.wait(), timeout)
         except TimeoutError:
-            raise IotlibError(
+            raise HubError(
                 f"reading back timed out after {timeout:.0f}s; partitions not at their end: {sorted(pending)}"
             ) from None
         finally:
