@@ -1,8 +1,8 @@
 """The asynchronous capture writer: ``async with CaptureWriter.from_connection_string(...) as w: await w.run()``.
 
-It is the engine under the synchronous :class:`iotlib.capture.CaptureWriter` too. It runs an
-``azure.eventhub.aio.EventHubConsumerClient`` with a Blob checkpoint store on one consumer group:
-the client balances partitions between every writer on that group (ownership records in the
+It is the engine under the synchronous :class:`iotlib.capture.CaptureWriter` too. It runs the
+consumer skeleton (:class:`iotlib.hub.consumer.Consumer`: an ``EventHubConsumerClient`` with a Blob
+checkpoint store on one consumer group) with a :class:`~iotlib.capture.run.CaptureRun`: the client balances partitions between every writer on that group (ownership records in the
 checkpoint container) and gives each owned partition its own task, so one partition stalled by
 its circuit breaker does not stop the others.
 """

@@ -1,16 +1,19 @@
 """The asynchronous stream processor: ``async with StreamProcessor.from_connection_string(...) as p: await p.run()``.
 
-It is the engine under the synchronous :class:`iotlib.warm.StreamProcessor` too. One
-``azure.eventhub.aio.EventHubConsumerClient`` with a ``BlobCheckpointStore`` reads the consumer
-group; each partition's batches are decoded (:mod:`iotlib.warm.incoming`) and pushed into the
+It is the engine under the synchronous :class:`iotlib.warm.StreamProcessor` too. The consumer
+skeleton (:class:`iotlib.hub.consumer.Consumer`: a client with a ``BlobCheckpointStore``) reads the
+consumer group and drives one :class:`~iotlib.warm.run.WarmRun`; each partition's batches are decoded (:mod:`iotlib.warm.incoming`) and pushed into the
 job (:class:`iotlib.warm.job.WarmJob`), which merges partitions into arrival order, windows,
 alerts and dead-letters. Every ``commit_interval`` seconds what the job produced goes to the warm
 store in one transaction with its snapshot and progress; only then are the hub checkpoints moved.
 
 **Where it starts.** The warm store is the truth: a partition it has seen resumes right after its
 stored progress, whatever the checkpoint blobs say (they are rewritten to match before reading
-starts); a partition it has never seen starts at ``starting_position``. Events at or before the
-stored progress are skipped if the hub delivers them again. The job's snapshot is restored, so the
+starts); a partition it has never seen starts at ``starting_position`` (:mod:`iotlib.hub.starting`:
+``"earliest"``, ``"latest"`` and snapshots become its first stored progress; a time or a sequence
+number is handed to the client, any old checkpoint blob of it removed, and its progress is stored
+from the first event on). Events at or before the stored progress are skipped if the hub delivers
+them again. The job's snapshot is restored, so the
 output goes on exactly as if the processor had never stopped.
 
 **Quiet partitions and heartbeats.** The job waits for every partition (results are defined on the
