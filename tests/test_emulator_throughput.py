@@ -13,12 +13,12 @@ import time
 import pytest
 from azure.eventhub import EventData, EventHubProducerClient
 from azure.eventhub.exceptions import EventDataSendError
-from emulator_helpers import RawClient, event_message, receive, wait_until
+from emulator_helpers import ManualClock, RawClient, error_of, event_message, receive, wait_until
 
 from iotlib.connections import eventhub_connection_string
 from iotlib.errors import ConfigurationError, EmulatorError
 from iotlib.local.emulator import Emulator, EmulatorConfig, EntityConfig
-from iotlib.local.emulator import framing as f
+from iotlib.local.emulator import performatives as p
 from iotlib.local.emulator.auth import make_token
 from iotlib.local.emulator.throughput import SERVER_BUSY, ThroughputMeter, TokenBucket
 
@@ -190,34 +190,36 @@ def test_a_burst_is_refused_with_server_busy_and_stored_exactly_once():
 
 
 def test_server_busy_on_the_wire_leaves_the_link_attached():
-    with Emulator.start(port=0, config=ONE_HUB, throughput_units=1) as emu:
+    clock = ManualClock()  # the budget refills only when the test says so
+    with Emulator.start(port=0, config=ONE_HUB, throughput_units=1, clock=clock) as emu:
         raw = RawClient(emu.port)
         try:
             raw.handshake()
             audience = f"sb://localhost:{emu.port}/{HUB}"
-            token = make_token(audience, "RootManageSharedAccessKey", "SAS_KEY_VALUE", int(time.time()) + 300)
+            token = make_token(audience, "RootManageSharedAccessKey", "SAS_KEY_VALUE", int(clock()) + 300)
             assert raw.put_token(audience, token) == 202
             raw.attach_sender(f"{HUB}/Partitions/0", handle=0)
             payload = event_message(b"z" * 700_000)  # 0.7 MiB: the second one in a row is over 1 MiB/s
 
-            def send(delivery_id: int) -> list:
+            def send(delivery_id: int) -> p.Disposition:
                 for i in range(0, len(payload), 60_000):
                     raw.transfer(0, delivery_id, payload[i : i + 60_000], more=i + 60_000 < len(payload))
                 for _ in range(50):
-                    _, code, fields, _ = raw.read_frame()
-                    assert code not in (f.DETACH, f.CLOSE, f.END), "a throttled send must not cost the link"
-                    if code == f.DISPOSITION:
-                        return fields
+                    _, got, _ = raw.read_frame()
+                    assert not isinstance(got, (p.Detach, p.Close, p.End)), "a throttled send must not cost the link"
+                    if isinstance(got, p.Disposition):
+                        return got
                 raise AssertionError("no disposition")
 
-            assert send(0)[4].descriptor == f.ACCEPTED
+            assert isinstance(send(0).state, p.Accepted)
             refused = send(1)
-            assert refused[3] is True  # settled: the outcome is final
-            assert refused[4].descriptor == f.REJECTED
-            condition, description = refused[4].value[0].value[0], refused[4].value[0].value[1]
-            assert condition == SERVER_BUSY and "50002" in description and "bytes limit" in description
-            time.sleep(0.8)  # 0.7 MiB comes back in 0.7 s
-            assert send(2)[4].descriptor == f.ACCEPTED  # same link, same connection
+            assert refused.settled is True  # the outcome is final
+            assert isinstance(refused.state, p.Rejected)
+            error = error_of(refused.state)
+            assert error.condition == SERVER_BUSY and "50002" in (error.description or "")
+            assert "bytes limit" in (error.description or "")
+            clock.advance(0.8)  # 0.7 MiB comes back in 0.7 s
+            assert isinstance(send(2).state, p.Accepted)  # same link, same connection
         finally:
             raw.close()
         stats = emu.throughput()
