@@ -323,3 +323,77 @@ def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.05) ->
             return True
         time.sleep(interval)
     return predicate()
+
+
+class RecordingProxy:
+    """A TCP proxy in front of an emulator that keeps every byte each client sent (real client sessions).
+
+    ``sessions`` holds one bytearray per connection, in the order they were accepted.
+    """
+
+    def __init__(self, target_port: int, *, host: str = "127.0.0.1") -> None:
+        self.target = (host, target_port)
+        self.listener = socket.create_server((host, 0))
+        self.port = self.listener.getsockname()[1]
+        self.sessions: list[bytearray] = []
+        self._threads: list[threading.Thread] = []
+        self._sockets: list[socket.socket] = []
+        self._accepting = threading.Thread(target=self._accept, daemon=True)
+        self._accepting.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            record = bytearray()
+            self.sessions.append(record)
+            self._sockets += [client, upstream]
+            for source, sink, keep in ((client, upstream, record), (upstream, client, None)):
+                thread = threading.Thread(target=self._pump, args=(source, sink, keep), daemon=True)
+                thread.start()
+                self._threads.append(thread)
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket, keep: bytearray | None) -> None:
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                if keep is not None:
+                    keep += data
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            try:
+                sink.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.listener.close()
+        for sock in self._sockets:
+            sock.close()
+        for thread in self._threads:
+            thread.join(5)
+
+
+def split_frames(stream: bytes) -> list[tuple[bytes, int, int, bytes]]:
+    """A recorded client stream as (protocol header or b"", frame type, channel, frame body) items."""
+    out = []
+    pos = 0
+    while pos + 8 <= len(stream):
+        if stream[pos : pos + 4] == b"AMQP":
+            out.append((stream[pos : pos + 8], -1, 0, b""))
+            pos += 8
+            continue
+        size, doff, ftype, channel = struct.unpack_from(">IBBH", stream, pos)
+        if size < 8 or pos + size > len(stream):
+            break
+        out.append((b"", ftype, channel, stream[pos + doff * 4 : pos + size]))
+        pos += size
+    return out

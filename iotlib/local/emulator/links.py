@@ -330,6 +330,13 @@ class EgressLink(Link):
         self._scheduled = False
         if not self.attached:
             return
+        try:
+            self._deliver()
+        except Exception as exc:  # a bug must cost this link, never the loop or other links
+            _LOG.exception("internal error delivering %s to link %r", self.entity_path, self.name)
+            self.session.detach_link(self, p.AmqpError("amqp:internal-error", f"emulator error: {exc}"))
+
+    def _deliver(self) -> None:
         session = self.session
         conn = session.conn
         if conn.paused:

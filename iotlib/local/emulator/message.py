@@ -141,7 +141,7 @@ def scan_event(body: bytes | memoryview) -> tuple[bytes | memoryview, Layout, st
         if name == PARTITION_KEY:
             value, _ = c.decode(body, q)
             key = value if isinstance(value, str) else None
-        elif name in _SERVICE_KEYS:
+        elif isinstance(name, str) and name in _SERVICE_KEYS:  # keys may be of any type, even unhashable
             clash = True
         p = c.skip(body, q)
     if p != end or count % 2:
@@ -159,7 +159,7 @@ def _drop_service_keys(body: bytes | memoryview, start: int, end: int, entries_p
     for _ in range(count // 2):
         name, q = c.decode(body, p)
         r = c.skip(body, q)
-        if name not in _SERVICE_KEYS:
+        if not (isinstance(name, str) and name in _SERVICE_KEYS):
             kept.append(bytes(body[p:r]))
             kept_count += 2
         p = r
@@ -248,7 +248,7 @@ def merge_delivery_annotations(chunks: list[bytes | memoryview], ours: dict[str,
             for _ in range(count // 2):
                 name, q = c.decode(message, p)
                 r = c.skip(message, q)
-                if name not in ours:
+                if not (isinstance(name, str) and name in ours):
                     kept.append(message[p:r])
                 p = r
             body = b"".join(c.enc_symbol(k) + v for k, v in ours.items()) + b"".join(kept)
