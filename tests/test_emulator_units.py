@@ -203,6 +203,11 @@ def test_log_positions_across_segments(tmp_path):
     assert first(resolve_position(log, "amqp.annotation.x-opt-sequence-number >= '150'")) == 150
     assert first(resolve_position(log, "amqp.annotation.x-opt-enqueued-time > '2000'")) == 101
     assert first(resolve_position(log, "amqp.annotation.x-opt-enqueued-time >= '2000'")) == 100
+    # At the partition's first event (enqueued at 1000): exclusive skips it, inclusive keeps it.
+    assert first(resolve_position(log, "amqp.annotation.x-opt-enqueued-time > '1000'")) == 1
+    assert first(resolve_position(log, "amqp.annotation.x-opt-enqueued-time >= '1000'")) == 0
+    assert first(resolve_position(log, "amqp.annotation.x-opt-enqueued-time > '999'")) == 0
+    assert first(resolve_position(log, "amqp.annotation.x-opt-enqueued-time > '3990'")) is None
     records = log.read(log.locate_seq(200), 2)
     offset = records[0].offset
     assert first(resolve_position(log, f"amqp.annotation.x-opt-offset > '{offset}'")) == 201
