@@ -7,8 +7,8 @@ import time
 import pytest
 from azure.core.credentials import AzureNamedKeyCredential, AzureSasCredential
 from azure.eventhub import EventData, EventHubProducerClient
-from azure.eventhub.exceptions import AuthenticationError, EventHubError
-from emulator_helpers import FAST, RawClient, error_of, event_message, receive
+from azure.eventhub.exceptions import AuthenticationError, ConnectError, EventHubError
+from emulator_helpers import FAST, ManualClock, RawClient, error_of, event_message, receive
 
 from iotlib.local.emulator import Emulator, EmulatorConfig, EntityConfig, KeyConfig
 from iotlib.local.emulator import performatives as p
@@ -146,27 +146,34 @@ def test_unknown_entities_are_not_found(emu):
             assert error_of(detach).condition == "amqp:not-found", (address, detach)
     finally:
         raw.close()
-    # The SDK reports an unknown hub as an error, not a hang.
+    # The SDK reports an unknown hub as Azure describes it (a 404 on $management), not a hang.
     producer = EventHubProducerClient.from_connection_string(emu.connection_string, eventhub_name="nohub", **FAST)
-    with producer, pytest.raises(EventHubError):
+    with producer, pytest.raises(ConnectError) as err:
         producer.get_eventhub_properties()
+    assert "Status code: 404" in str(err.value)
+    assert "The messaging entity 'sb://localhost/nohub' could not be found" in str(err.value)
+    assert "Description: None" not in str(err.value)
     with pytest.raises(EventHubError):
         receive(emu.connection_string, partition_id="0", count=1, consumer_group="nogroup", timeout=5)
 
 
-def test_links_close_when_their_token_expires_unrenewed(emu):
-    raw = RawClient(emu.port)
-    try:
-        raw.handshake()
-        short = make_token(f"sb://localhost:{emu.port}/{HUB}", *ROOT, int(time.time()) + 2)
-        assert raw.put_token(f"sb://localhost:{emu.port}/{HUB}", short) == 202
-        attach = raw.attach_sender(f"{HUB}/Partitions/0", handle=0)
-        assert attach.target is not None
-        raw.transfer(0, 0, event_message(b"in time"))
-        assert isinstance(raw.outcome(), p.Accepted)
-        time.sleep(2.5)
-        raw.transfer(0, 1, event_message(b"too late"))
-        _, detach, _ = raw.read_until(p.Detach)
-        assert error_of(detach).condition == "amqp:unauthorized-access"
-    finally:
-        raw.close()
+def test_links_close_when_their_token_expires_unrenewed(tmp_path):
+    clock = ManualClock()  # the token's expiry comes by moving the emulator's clock, not by sleeping
+    with Emulator.start(
+        data_dir=tmp_path, port=0, config=EmulatorConfig(entities=(EntityConfig(HUB, 1),)), clock=clock
+    ) as emu:
+        raw = RawClient(emu.port)
+        try:
+            raw.handshake()
+            audience = f"sb://localhost:{emu.port}/{HUB}"
+            assert raw.put_token(audience, make_token(audience, *ROOT, int(clock()) + 2)) == 202
+            attach = raw.attach_sender(f"{HUB}/Partitions/0", handle=0)
+            assert attach.target is not None
+            raw.transfer(0, 0, event_message(b"in time"))
+            assert isinstance(raw.outcome(), p.Accepted)
+            clock.advance(3)
+            raw.transfer(0, 1, event_message(b"too late"))
+            _, detach, _ = raw.read_until(p.Detach)
+            assert error_of(detach).condition == "amqp:unauthorized-access"
+        finally:
+            raw.close()
