@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import threading
-import time
 
 from azure.eventhub import EventData, EventHubProducerClient
-from emulator_helpers import FAST, receive, receive_many, wait_until
+from emulator_helpers import FAST, ManualClock, receive, receive_many, wait_until
 
 from iotlib.local.emulator import Emulator, EmulatorConfig, EntityConfig
 
@@ -108,15 +107,16 @@ def test_torn_tail_is_cut_to_the_last_whole_record(tmp_path):
 
 def test_retention_deletes_old_segments(tmp_path):
     config = EmulatorConfig(
-        entities=(EntityConfig(HUB, 1, retention_hours=1.5 / 3600),),
+        entities=(EntityConfig(HUB, 1, retention_hours=0.25),),
         segment_bytes=8 * 1024,
         retention_check_seconds=0.2,
     )
-    with Emulator.start(data_dir=tmp_path, port=0, config=config) as emu, _producer(emu) as p:
+    clock = ManualClock()  # events age when the test moves the emulator's clock, however slow the machine
+    with Emulator.start(data_dir=tmp_path, port=0, config=config, clock=clock) as emu, _producer(emu) as p:
         for i in range(6):
             p.send_batch([EventData(f"old-{i}-{j}".encode() * 30) for j in range(10)], partition_id="0")
         assert p.get_partition_properties("0")["beginning_sequence_number"] == 0
-        time.sleep(2.0)
+        clock.advance(20 * 60)  # the old events are now 20 minutes old; retention keeps 15
         p.send_batch([EventData(f"new-{j}".encode() * 30) for j in range(40)], partition_id="0")
         assert wait_until(lambda: p.get_partition_properties("0")["beginning_sequence_number"] > 0, 5)
         props = p.get_partition_properties("0")
