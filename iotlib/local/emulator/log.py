@@ -15,8 +15,10 @@ in without decoding the event. An event's offset is its byte position in the
 partition (segment base offset + position in the file), as on Azure.
 
 Durability: :meth:`PartitionLog.commit` writes the buffered records with one
-``write`` per partition before the sender is told ``accepted``; with ``fsync``
-it also waits for the disk. On open, the last segment is scanned and a torn
+``write`` per partition before the sender is told ``accepted`` (they survive
+``kill -9``); with ``fsync`` the sender also waits for :meth:`PartitionLog.sync`
+(``fdatasync``) and new segment names are synced into their folder (they
+survive power loss). On open, the last segment is scanned and a torn
 tail (short or corrupt record) is cut off, so no half record is ever served.
 Retention deletes whole sealed segments, oldest first.
 """
@@ -171,6 +173,8 @@ class PartitionLog:
             seg.path.touch()
             seg.indexed = True
             found = [seg]
+            if self.fsync:
+                self._sync_directory()
         self.segments = found
         for i, seg in enumerate(found[:-1]):
             seg.first_time = self._first_time(seg)
@@ -341,6 +345,19 @@ class PartitionLog:
         new.path.touch()
         new.indexed = True
         self.segments.append(new)
+        if self.fsync:
+            self._sync_directory()
+
+    def _sync_directory(self) -> None:
+        """Make a new segment's name durable too (power loss may otherwise forget the file)."""
+        try:
+            fd = os.open(self.directory, os.O_RDONLY)
+        except OSError:  # Windows cannot open a folder; its file system journals names itself
+            return
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def next_seq_pending(self) -> int:
         seg = self.active
