@@ -32,15 +32,17 @@ def receive(
     inclusive: bool = False,
     timeout: float = 15.0,
     on_ready: Any = None,
+    client_options: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> list[EventData]:
     """Receive ``count`` events from one partition (or whatever came before ``timeout``).
 
     ``on_ready`` runs once the link delivers (an empty batch arrives after a short
-    wait), so a test can send events a ``@latest`` consumer must see.
+    wait), so a test can send events a ``@latest`` consumer must see. ``client_options``
+    go to the client (a transport, an endpoint, a CA bundle).
     """
     consumer = EventHubConsumerClient.from_connection_string(
-        connection_string, consumer_group=consumer_group, eventhub_name=eventhub_name, **FAST
+        connection_string, consumer_group=consumer_group, eventhub_name=eventhub_name, **FAST, **(client_options or {})
     )
     events: list[EventData] = []
     done = threading.Event()
@@ -92,11 +94,12 @@ async def areceive(
     starting_position: Any = "-1",
     inclusive: bool = False,
     timeout: float = 15.0,
+    client_options: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> list[EventData]:
     """The aio twin of :func:`receive`; run several at once with ``asyncio.gather``."""
     consumer = AsyncConsumer.from_connection_string(
-        connection_string, consumer_group=consumer_group, eventhub_name=eventhub_name, **FAST
+        connection_string, consumer_group=consumer_group, eventhub_name=eventhub_name, **FAST, **(client_options or {})
     )
     events: list[EventData] = []
     done = asyncio.Event()

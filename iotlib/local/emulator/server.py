@@ -1,4 +1,4 @@
-"""The emulator as a server: listen, retention, throughput metering, clean shutdown.
+"""The emulator as a server: listen (plain and TLS), retention, throughput metering, clean shutdown.
 
 It builds the :class:`~iotlib.local.emulator.services.Services` every
 connection hands its sessions and links (namespace, throughput meter, group
@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import signal
+import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,15 +24,22 @@ from iotlib.local.emulator.config import EmulatorConfig
 from iotlib.local.emulator.namespace import Namespace
 from iotlib.local.emulator.services import Services
 from iotlib.local.emulator.throughput import SUMMARY_SECONDS, ThroughputMeter
+from iotlib.local.emulator.websocket import Door
 
 if TYPE_CHECKING:
     from iotlib.local.emulator.connection import Connection
+    from iotlib.local.emulator.tls import TlsFiles
 
 _LOG = logging.getLogger("iotlib.local.emulator")
 
 
 class Server:
-    """An AMQP 1.0 listener serving one namespace from a data folder."""
+    """An AMQP 1.0 server for one namespace over a data folder.
+
+    It listens on ``port`` (AMQP, or AMQP over WebSockets at ``/$servicebus/websocket``)
+    and, with ``tls_port``, on a second port that speaks both over TLS with a
+    certificate from the local CA in ``tls_dir`` (see :mod:`~iotlib.local.emulator.tls`).
+    """
 
     def __init__(
         self,
@@ -40,16 +48,22 @@ class Server:
         *,
         host: str = "127.0.0.1",
         port: int = 5672,
+        tls_port: int | None = None,
+        tls_dir: str | Path | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
         self.config = config
         self.data_dir = Path(data_dir)
         self.host = host
         self.port = port
+        self.tls_port = tls_port
+        self.tls: TlsFiles | None = None
+        self._tls_dir = Path(tls_dir) if tls_dir is not None else self.data_dir / "tls"
         self.clock = clock or time.time
         self.loop: asyncio.AbstractEventLoop  # set by start()
         self.connections: set[Connection] = set()
-        self._server: asyncio.base_events.Server | None = None
+        self.undecided: set[asyncio.BaseTransport] = set()  # connected, first bytes not read yet
+        self._listeners: list[asyncio.base_events.Server] = []
         self._retention: asyncio.TimerHandle | None = None
         self._summary: asyncio.TimerHandle | None = None
         # An injected clock drives the budgets too; by default they run on the monotonic clock.
@@ -76,29 +90,56 @@ class Server:
         self._services = Services(
             namespace, self.throughput, GroupCommit(self.loop, fsync=self.config.fsync), self.clock
         )
+
+        def door() -> Door:
+            return Door(lambda: Connection(self), self.undecided)
+
         try:
-            self._server = await self.loop.create_server(
-                lambda: Connection(self), self.host, self.port, reuse_address=True, backlog=128
-            )
-        except OSError as exc:
+            plain = await self._listen(door, self.port, None)
+            self.port = plain.sockets[0].getsockname()[1]
+            if self.tls_port is not None:
+                from iotlib.local.emulator.tls import ensure_certificates  # cryptography loads only for TLS
+
+                self.tls = ensure_certificates(self._tls_dir, [self.host])
+                secure = await self._listen(door, self.tls_port, self.tls.server_context())
+                self.tls_port = secure.sockets[0].getsockname()[1]
+        except (OSError, EmulatorError, ssl.SSLError):
+            for listener in self._listeners:
+                listener.close()
             namespace.close()
             self._services = None
-            raise EmulatorError(f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc}") from exc
-        sock = self._server.sockets[0]
-        self.port = sock.getsockname()[1]
+            raise
         self._schedule_retention()
         if self.throughput.limited:
             self._schedule_summary()
         hubs = ", ".join(f"{h.name} ({len(h.partitions)} partitions)" for h in namespace.hubs.values())
+        tls = f", TLS on {self.host}:{self.tls_port} (CA: {self.tls.ca})" if self.tls is not None else ""
         _LOG.info(
-            "Event Hubs emulator listening on %s:%d, namespace %s: %s; %s; data in %s",
+            "Event Hubs emulator listening on %s:%d (AMQP and WebSockets)%s, namespace %s: %s; %s; %s; data in %s",
             self.host,
             self.port,
+            tls,
             namespace.name,
             hubs,
             self.throughput.describe_ingress(),
+            "fsync before accepted" if self.config.fsync else "no fsync (acknowledged events survive kill -9 only)",
             self.data_dir,
         )
+
+    async def _listen(
+        self, factory: Callable[[], asyncio.Protocol], port: int, context: ssl.SSLContext | None
+    ) -> asyncio.base_events.Server:
+        try:
+            if context is None:
+                listener = await self.loop.create_server(factory, self.host, port, reuse_address=True, backlog=128)
+            else:
+                listener = await self.loop.create_server(
+                    factory, self.host, port, reuse_address=True, backlog=128, ssl=context, ssl_handshake_timeout=10
+                )
+        except OSError as exc:
+            raise EmulatorError(f"cannot listen on {self.host}:{port}: {exc.strerror or exc}") from exc
+        self._listeners.append(listener)
+        return listener
 
     def _schedule_retention(self) -> None:
         def run() -> None:
@@ -126,15 +167,17 @@ class Server:
         if self._summary is not None:
             self._summary.cancel()
             self.throughput.log_summary()
-        if self._server is not None:
-            self._server.close()
+        for listener in self._listeners:
+            listener.close()
         for conn in list(self.connections):
             conn.shutdown()
+        for transport in list(self.undecided):
+            transport.close()
         if self._services is not None:
             self._services.commit.commit()
-        if self._server is not None:
+        for listener in self._listeners:
             try:
-                await asyncio.wait_for(self._server.wait_closed(), 2)
+                await asyncio.wait_for(listener.wait_closed(), 2)
             except TimeoutError:
                 pass
         await asyncio.sleep(0)
@@ -154,12 +197,15 @@ async def serve(
     stop: asyncio.Event | None = None,
     server_holder: list[Server] | None = None,
     clock: Callable[[], float] | None = None,
+    tls_port: int | None = None,
+    tls_dir: str | Path | None = None,
 ) -> None:
     """Run until ``stop`` is set (or SIGTERM/SIGINT when running in the main thread).
 
-    ``server_holder`` receives the :class:`Server` (what an in-process owner reads counts from).
+    ``ready`` gets ``(port, tls_port)`` once listening; ``server_holder`` receives the
+    :class:`Server` (what an in-process owner reads counts from).
     """
-    server = Server(config, data_dir, host=host, port=port, clock=clock)
+    server = Server(config, data_dir, host=host, port=port, tls_port=tls_port, tls_dir=tls_dir, clock=clock)
     if server_holder is not None:
         server_holder.append(server)
     stop = stop or asyncio.Event()
@@ -170,7 +216,7 @@ async def serve(
             ready.set_exception(exc)
         raise
     if ready is not None and not ready.done():
-        ready.set_result(server.port)
+        ready.set_result((server.port, server.tls_port))
     loop = asyncio.get_running_loop()
     installed = []
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -187,9 +233,17 @@ async def serve(
         await server.stop()
 
 
-def run(config: EmulatorConfig, data_dir: str | Path, *, host: str = "127.0.0.1", port: int = 5672) -> int:
+def run(
+    config: EmulatorConfig,
+    data_dir: str | Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 5672,
+    tls_port: int | None = None,
+    tls_dir: str | Path | None = None,
+) -> int:
     """Run the emulator in the foreground (the ``iotlib emulator`` command)."""
     started = time.monotonic()
-    asyncio.run(serve(config, data_dir, host=host, port=port))
+    asyncio.run(serve(config, data_dir, host=host, port=port, tls_port=tls_port, tls_dir=tls_dir))
     _LOG.debug("ran for %.1f s (pid %d)", time.monotonic() - started, os.getpid())
     return 0
