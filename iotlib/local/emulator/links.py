@@ -382,6 +382,8 @@ class EgressLink(Link):
         deliverable = message.deliverable
         transfer = f.presettled_transfer
         for record in records:
+            # An event with delivery annotations of its own gets ours merged into them (the slow path).
+            merge = metrics is not None and record.layout.flags & FLAG_USER_DELIVERY_ANNOTATIONS
             chunks = deliverable(
                 record.body,
                 record.layout,
@@ -389,18 +391,10 @@ class EgressLink(Link):
                 offset=record.offset,
                 enqueued_ms=record.enqueued_ms,
                 key=record.key,
-                delivery_annotations=da,
+                delivery_annotations=b"" if merge else da,
             )
-            if metrics is not None and record.layout.flags & FLAG_USER_DELIVERY_ANNOTATIONS:
-                plain = deliverable(
-                    record.body,
-                    record.layout,
-                    seq=record.seq,
-                    offset=record.offset,
-                    enqueued_ms=record.enqueued_ms,
-                    key=record.key,
-                )
-                chunks = [message.merge_delivery_annotations(plain, metrics)]
+            if merge and metrics is not None:
+                chunks = [message.merge_delivery_annotations(chunks, metrics)]
             size = 0
             for chunk in chunks:
                 size += len(chunk)
