@@ -13,8 +13,10 @@ The package reads as the pipeline, one stage a subpackage (the README has the fu
 - ``local`` — the local stack (Azurite and iotlib's Event Hubs ``emulator``);
 - ``cli`` — the ``iotlib`` command line and ``iotlib demo``.
 
-At the root: ``connections`` (``iotlib.settings()``, the two connection strings),
-``durations`` (one time grammar) and ``errors`` (one exception hierarchy).
+At the root: ``connections`` (``iotlib.settings()``, the two connection strings, parsed once),
+``clients`` (``from_connection_string``/``from_settings``, written once for every client),
+``frames`` (polars or pandas in), ``durations`` (one time grammar) and ``errors`` (one exception
+hierarchy).
 Subpackages load on first use: ``import iotlib; iotlib.fleet.simulate.generate(...)``.
 """
 
@@ -38,6 +40,8 @@ __getattr__ = submodules(
         "local",
         "cli",
         "connections",
+        "clients",
+        "frames",
         "durations",
         "errors",
     ],

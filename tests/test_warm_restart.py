@@ -73,7 +73,7 @@ def test_a_killed_processor_resumes_exactly(local_stack, eventhub_name, tmp_path
         "the processor to start",
     )
     assert first.poll() is None, first.stdout.read().decode()  # type: ignore[union-attr]
-    sending = threading.Thread(target=lambda: IngestClient.from_connection_string(eventhub_name=eventhub_name).send(
+    sending = threading.Thread(target=lambda: IngestClient.from_settings(eventhub_name=eventhub_name).send(
         events, mode="live", speed=SPEED, send_malformed=True, progress=False))  # fmt: skip
     sending.start()
     # ... and is killed mid-stream, a few commits in.

@@ -50,7 +50,7 @@ def _ingest(args: argparse.Namespace) -> int:
         source: object = pl.read_parquet(args.events)
     else:
         source, _ = simulation_from_arguments(args)
-    with IngestClient.from_connection_string(eventhub_name=args.eventhub) as client:
+    with IngestClient.from_settings(eventhub_name=args.eventhub) as client:
         report = client.send(
             source,  # type: ignore[arg-type]
             mode=args.mode,

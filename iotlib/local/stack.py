@@ -9,7 +9,6 @@ service that is recorded and answering is reused, so ``up`` is idempotent.
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import shutil
 import signal
@@ -17,48 +16,16 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from iotlib import connections as _settings
 from iotlib.errors import StackError
+from iotlib.local import state as _state
+from iotlib.local.state import Service, StackState
 
-STATE_FILE = "stack.json"
 SERVICES = ("azurite", "eventhubs")
 START_TIMEOUT = 60.0
-
-
-@dataclass
-class Service:
-    """One background process of the stack, as recorded by ``up``."""
-
-    name: str
-    pid: int
-    host: str
-    port: int
-    command: list[str]
-    log: str
-    tls_port: int | None = None  # the emulator's TLS port, when asked for
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
-
-
-@dataclass
-class StackState:
-    """What ``up`` recorded in ``<home>/stack.json``."""
-
-    home: Path
-    services: dict[str, Service] = field(default_factory=dict)
-
-    def save(self) -> None:
-        self.home.mkdir(parents=True, exist_ok=True)
-        path = self.home / STATE_FILE
-        tmp = path.with_suffix(".tmp")
-        payload = {name: asdict(svc) for name, svc in self.services.items()}
-        tmp.write_text(json.dumps(payload, indent=2))
-        os.replace(tmp, path)
 
 
 @dataclass(frozen=True)
@@ -71,17 +38,8 @@ class ServiceStatus:
 
 
 def read_state(home: Path | None = None) -> StackState | None:
-    """The recorded stack under ``home`` (default: :func:`iotlib.settings.home`), or None."""
-    home = Path(home) if home else _settings.home()
-    path = home / STATE_FILE
-    if not path.exists():
-        return None
-    try:
-        raw = json.loads(path.read_text())
-        services = {name: Service(**svc) for name, svc in raw.items()}
-    except (ValueError, TypeError) as exc:
-        raise StackError(f"{path} is not a stack record iotlib wrote ({exc}); delete it") from exc
-    return StackState(home=home, services=services)
+    """The recorded stack under ``home`` (default: :func:`iotlib.connections.home`), or None."""
+    return _state.read_state(Path(home) if home else _settings.home())
 
 
 # --- probes -------------------------------------------------------------------------
@@ -317,7 +275,11 @@ def _terminate(pid: int, timeout: float = 10.0) -> None:
 
 @dataclass
 class Stack:
-    """A running local stack; ``started`` names what this handle started (and will stop)."""
+    """A running local stack; ``started`` names what this handle started (and will stop).
+
+    A context manager: ``with stack.up(blob_port=0, eventhub_port=0) as st: ...`` stops, on
+    leaving, what it started (and leaves running what was already there).
+    """
 
     state: StackState
     started: list[str]
@@ -332,18 +294,7 @@ class Stack:
 
     def settings(self) -> _settings.Settings:
         """Settings pointing at this stack (ignores the environment)."""
-        svc = self.services
-        eventhub = (
-            _settings.eventhub_connection_string("localhost", svc["eventhubs"].port)
-            if "eventhubs" in svc
-            else _settings.eventhub_connection_string()
-        )
-        storage = (
-            _settings.storage_connection_string(svc["azurite"].host, svc["azurite"].port)
-            if "azurite" in svc
-            else _settings.storage_connection_string()
-        )
-        return _settings.Settings(eventhub, storage, _settings.DEFAULT_EVENTHUB_NAME, "local stack")
+        return _settings.stack_settings(self.state)
 
     def environ(self) -> dict[str, str]:
         """Environment variables that point child processes at this stack."""
@@ -354,6 +305,12 @@ class Stack:
             _settings.EVENTHUB_NAME_ENV: s.eventhub_name,
             _settings.HOME_ENV: str(self.home),
         }
+
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.down()
 
     def down(self) -> list[str]:
         """Stop what this handle started; leave services someone else started running."""
