@@ -537,8 +537,7 @@ class PartitionCapture:
 
     async def _write_empty(self, window: Window) -> None:
         name = self._name(window.start)
-        marker = cf.sync_marker_for(name)
-        data = cf.capture_header(codec=self.opts.codec, sync_marker=marker)
+        data = cf.empty_capture_file(codec=self.opts.codec, sync_marker=cf.sync_marker_for(name))
         blob = self.run.container.get_blob_client(name)
         row = CaptureFile(
             file_url=blob.url, name=name, partition_id=self.pid, size_in_bytes=len(data), event_count=0,

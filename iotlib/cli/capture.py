@@ -50,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--write-empty-archives",
         action="store_true",
-        help="write Azure's header-only file for windows without events (skipEmptyArchives off)",
+        help="write Azure's empty file (header, one empty block) for windows without events (skipEmptyArchives off)",
     )
     p.add_argument("--frame-size", default="64KB", help="bytes of records per Avro block / blob block (default 64KB)")
     p.add_argument("--breaker-warn", type=int, default=200, help="buffered frames that log a warning (default 200)")
