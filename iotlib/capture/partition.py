@@ -28,13 +28,14 @@ partition restarts from its checkpoint (and lists again).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import secrets
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from azure.storage.blob import BlobBlock, BlockState
+from azure.storage.blob import BlobBlock, BlockState, ContentSettings
 
 from iotlib.capture import format as cf
 from iotlib.capture.breaker import CircuitBreaker
@@ -282,7 +283,7 @@ class PartitionCapture:
             blocks = await self._committed_blocks(prev)
             if blocks is not None and all(len(b) == BLOCK_ID_LENGTH for b in blocks):
                 prev.committed_ids = blocks
-                if self._can_extend(prev, ms):
+                if self._can_extend(prev, ms) and await self._hash_existing(prev):
                     return self._new_file(prev.name, window, extends=prev)
         name = await self._free_name(window, ms, {x.name for x in existing}, continuation=bool(before))
         return self._new_file(name, window)
@@ -303,7 +304,8 @@ class PartitionCapture:
                     continue
                 second = int(path.window_start.timestamp())
                 if window.start <= second < window.end:
-                    out.append(ExistingFile.from_properties(blob.name, blob.etag, blob.size, blob.metadata))
+                    md5 = blob.content_settings.content_md5 if blob.content_settings else None
+                    out.append(ExistingFile.from_properties(blob.name, blob.etag, blob.size, blob.metadata, md5))
             return out
 
         found = await self.retrier.call("list the window's blobs", listing)
@@ -327,6 +329,36 @@ class PartitionCapture:
     async def _download(self, name: str) -> bytes:
         stream = await self.run.container.get_blob_client(name).download_blob()
         return await stream.readall()
+
+    async def _hash_existing(self, x: ExistingFile) -> bool:
+        """Hash a committed blob's bytes (streamed) so a file extending it commits the MD5 of the whole.
+
+        False when it cannot be extended safely: it changed or vanished meanwhile, or its bytes do
+        not match the Content-MD5 stored with it (then a new file is started beside it).
+        """
+        from azure.core import MatchConditions
+
+        async def read() -> Any:
+            h = hashlib.md5()
+            stream = await self.run.container.get_blob_client(x.name).download_blob(
+                etag=x.etag, match_condition=MatchConditions.IfNotModified
+            )
+            async for chunk in stream.chunks():
+                h.update(chunk)
+            return h
+
+        try:
+            h = await self.retrier.call("read a blob to extend", read)
+        except (BlobMissing, StorageConflict):
+            return False
+        if x.content_md5 is not None and h.digest() != x.content_md5:
+            _LOG.warning(
+                "%s: %s does not match its Content-MD5 (its bytes changed after commit); not extending it",
+                self.where, x.name,
+            )  # fmt: skip
+            return False
+        x.md5 = h
+        return True
 
     async def _committed_blocks(self, x: ExistingFile) -> list[str] | None:
         async def get() -> list[str]:
@@ -381,6 +413,7 @@ class PartitionCapture:
             f.size = len(header)
             self._stage(f, header)
         else:
+            f.md5 = extends.md5.copy() if extends.md5 is not None else None
             f.size = extends.size
             f.count = extends.count or 0
             f.first_seq, f.first_ms = extends.first_seq, extends.first_ms
@@ -390,6 +423,8 @@ class PartitionCapture:
     def _stage(self, f: OpenFile, data: bytes) -> None:
         bid = block_id(self.session, self.counter)
         self.counter += 1
+        if f.md5 is not None:
+            f.md5.update(data)
         f.block_ids.append(bid)
         self.queue.put_nowait(_Stage(f, bid, data))
         self.breaker.add()
@@ -409,6 +444,7 @@ class PartitionCapture:
             return
         f.cut_for_size = reason == "size"
         self._stage_frame(f)
+        f.content_md5 = f.md5.digest() if f.md5 is not None else None
         self.queue.put_nowait(_Commit(f, reason))
         self.closed.append(f)
 
@@ -447,6 +483,7 @@ class PartitionCapture:
         if isinstance(f.extends, OpenFile) and not f.extends.committed:
             raise StorageConflict(f"{f.name}: the file it extends was not committed by this writer")
         row = self._row(f, reason)
+        content = {} if f.content_md5 is None else {"content_settings": ContentSettings(content_md5=f.content_md5)}
         conditions: dict[str, Any] = {"if_none_match": "*"} if f.extends is None else {"etag": self._etag(f.extends)}
         if "etag" in conditions:
             from azure.core import MatchConditions
@@ -455,7 +492,7 @@ class PartitionCapture:
         for _attempt in range(3):
             try:
                 result = await self.retrier.call(
-                    "commit a file", blob.commit_block_list, blocks, metadata=row.metadata(), **conditions
+                    "commit a file", blob.commit_block_list, blocks, metadata=row.metadata(), **content, **conditions
                 )
             except StorageConflict:
                 decision = await self._resolve_conflict(f)
@@ -544,10 +581,12 @@ class PartitionCapture:
             first_sequence_number=None, last_sequence_number=None, first_enqueue_time=None,
             last_enqueue_time=None, window_start=window.start_time, reason="empty", writer=self.session,
         )  # fmt: skip
+        content = ContentSettings(content_md5=hashlib.md5(data).digest())
         try:
             await self.retrier.call(
-                "write an empty window", blob.upload_blob, data, metadata=row.metadata(), overwrite=False
-            )
+                "write an empty window", blob.upload_blob, data, metadata=row.metadata(), overwrite=False,
+                content_settings=content,
+            )  # fmt: skip
         except StorageConflict:
             return  # a file for that window exists: it is not empty, or another writer wrote it
         self.run.report.add_file(row)
