@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import signal
+import subprocess
 import threading
 import time
 import uuid
@@ -29,6 +30,7 @@ from capturekit import (
 import iotlib
 from iotlib.capture import CaptureWriter
 from iotlib.local import stack
+from iotlib.local.emulator import Emulator
 
 pytestmark = pytest.mark.slow
 
@@ -181,3 +183,60 @@ def _partitions(rows: list[dict], lo: float, hi: float) -> set[str]:
             if first < hi and last >= lo:
                 out.add(d["partitionId"])
     return out
+
+
+def _wait_for(log: Path, text: str, proc: subprocess.Popen[bytes], limit: float = 120) -> None:
+    """Until ``text`` is in the child's log (its progress lines); fails if the child ends first."""
+    deadline = time.monotonic() + limit
+    while text not in log.read_text():
+        assert proc.poll() is None, f"capture ended ({proc.returncode}) before {text!r}:\n{log.read_text()[-3000:]}"
+        assert time.monotonic() < deadline, f"no {text!r} in:\n{log.read_text()[-3000:]}"
+        time.sleep(0.2)
+
+
+def _killed_owner(hub: Emulator, storage: str, names: dict[str, str], log: Path) -> int:
+    """A capture that read every event, stored none (a long window) and was killed -9 holding all partitions."""
+    sent = send(hub.connection_string, simulated(1200, seed=14))
+    args = [*_cli_args(names, expiry="2"), "--time-window", "900"]  # the last --time-window wins
+    dead = capture_process(hub.connection_string, storage, *args, log=log)
+    _wait_for(log, f"captured {sent:,} events", dead)
+    dead.kill()
+    assert dead.wait(10) == -signal.SIGKILL
+    assert captured(storage, names["container"])[0] == set()  # nothing stored, nothing checkpointed
+    return sent
+
+
+def test_until_idle_waits_for_the_partitions_a_killed_capture_held(tmp_path: Path) -> None:
+    storage = iotlib.settings().storage_connection_string
+    names = _names()
+    log = tmp_path / "capture.log"
+    with private_hub(4) as hub:
+        sent = _killed_owner(hub, storage, names, log)
+        # The restart treats the dead owner's claims as valid for 15 s: it may take two partitions from
+        # it at once (its fair share), the other two only when the claims expire.
+        again = capture_process(hub.connection_string, storage, *_cli_args(names, "--until-idle", "1", expiry="15"),
+                                log=log)  # fmt: skip
+        assert again.wait(120) == 0, log.read_text()[-3000:]
+        expected = hub_ids(hub.connection_string)
+    got, duplicates, _ = captured(storage, names["container"])
+    assert len(expected) == sent and got == expected and duplicates == 0
+    assert "until idle: waiting for partition" in log.read_text()  # it did wait, and said for what
+
+
+def test_until_idle_names_the_partitions_it_could_not_catch_up(tmp_path: Path) -> None:
+    storage = iotlib.settings().storage_connection_string
+    names = _names()
+    log = tmp_path / "capture.log"
+    with private_hub(4) as hub:
+        _killed_owner(hub, storage, names, log)
+        # Claims valid for 10 minutes: the timeout comes first, with the partitions still held.
+        again = capture_process(
+            hub.connection_string, storage, *_cli_args(names, "--until-idle", "1", "--timeout", "10", expiry="600"),
+            log=log,
+        )  # fmt: skip
+        assert again.wait(120) == 1, log.read_text()[-3000:]
+    error = [line for line in log.read_text().splitlines() if line.startswith("iotlib capture: error:")]
+    assert len(error) == 1 and "not caught up by a live owner" in error[0], log.read_text()[-3000:]
+    assert "has not renewed its claim" in error[0] and "expires in" in error[0]
+    held = {m for m in "0123" if f"partition {m} (" in error[0]}
+    assert 1 <= len(held) <= 2  # the restart took its fair share (half) from the dead owner; the rest is named
