@@ -1,20 +1,24 @@
-"""Integrity past Avro: every committed Capture file carries its Content-MD5, and the loader checks it.
+"""Integrity: every committed Capture file carries its Content-MD5, and the loader checks it; capture's
+checkpoints are checked against storage at start.
 
 Avro's null codec has no checksum, so bytes changed in storage after a commit (a flipped digit in a
 body) load silently wrong. Real emulator (private, over TCP) and a real Azurite of the test's own,
-whose files on disk the corruption test rewrites in place, keeping their length.
+whose files on disk the corruption test rewrites in place, keeping their length. A deleted container
+leaves checkpoints that name events no blob holds: the writer says so at start, and
+``--reset-checkpoints`` captures them again from the hub.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from azure.storage.blob import ContainerClient
-from capturekit import captured, private_hub, send, simulated
+from capturekit import capture_process, captured, hub_ids, private_hub, send, simulated
 
 from iotlib import coldstore
 from iotlib.capture import CaptureWriter
@@ -124,3 +128,40 @@ def _rewrite_in_place(folder: Path, context: bytes, offset: int, replacement: by
     with open(path, "r+b") as fh:
         fh.seek(at)
         fh.write(replacement)
+
+
+def test_checkpoints_ahead_of_storage_are_reported_and_captured_again(
+    hub: Emulator, azurite: tuple[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    storage, _ = azurite
+    names = _names()
+    sent = send(hub.connection_string, simulated(400, seed=24))
+    with _writer(hub, storage, time_window=900, **names) as w:
+        assert w.run(once=True, timeout=60).events == sent
+    ContainerClient.from_connection_string(storage, names["container"]).delete_container()
+
+    # The container is gone: every checkpoint is ahead of storage. Said at start; nothing silently resumed.
+    with caplog.at_level(logging.WARNING, logger="iotlib.capture"), _writer(hub, storage, **names) as w:
+        gone = w.run(until_idle=1, timeout=60)
+    assert [a.partition_id for a in gone.checkpoints_ahead] == ["0", "1"] and gone.events == 0
+    assert all("did not exist" in a.reason for a in gone.checkpoints_ahead)
+    warned = [r.getMessage() for r in caplog.records if "ahead of storage" in r.getMessage()]
+    assert len(warned) == 1 and "--reset-checkpoints" in warned[0]
+    assert "warning: partition 0: checkpoint at sequence number" in gone.summary()
+
+    # Restarted again, the container exists (empty): the blobs holding the checkpointed events are missing.
+    with _writer(hub, storage, **names) as w:
+        empty = w.run(until_idle=1, timeout=60)
+    assert [a.partition_id for a in empty.checkpoints_ahead] == ["0", "1"]
+    assert all("no blob in container" in a.reason for a in empty.checkpoints_ahead)
+
+    # The way back: capture again from the hub.
+    log = tmp_path / "capture.log"
+    proc = capture_process(hub.connection_string, storage, "--container", names["container"], "--checkpoint-container",
+                           names["checkpoint_container"], "--once", "--reset-checkpoints", log=log)  # fmt: skip
+    assert proc.wait(90) == 0, log.read_text()[-3000:]
+    assert "checkpoint(s) deleted" in log.read_text()
+    got, duplicates, _ = captured(storage, names["container"])
+    assert got == hub_ids(hub.connection_string) and len(got) == sent and duplicates == 0
+    with _writer(hub, storage, **names) as w:
+        assert w.run(until_idle=1, timeout=60).checkpoints_ahead == []  # storage and checkpoints agree again

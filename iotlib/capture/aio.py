@@ -12,10 +12,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Unpack
+from typing import Any, Unpack
 from urllib.parse import urlparse
 
 from iotlib._eventloop import StoppableEngine
+from iotlib.capture import audit
 from iotlib.capture.options import CaptureOptions, CaptureParameters
 from iotlib.capture.report import CaptureFile, CaptureReport
 from iotlib.capture.run import CaptureRun
@@ -63,6 +64,23 @@ class CaptureWriter(CaptureClient, StoppableEngine):
         self._run: CaptureRun | None = None
         self.on_file: Callable[[CaptureFile], None] | None = None
 
+    async def _audit(self, consumer: Consumer, container: Any, report: CaptureReport, *, missing: bool) -> None:
+        """Report checkpoints ahead of storage (see :mod:`iotlib.capture.audit`); never fails the run."""
+        try:
+            ahead = await audit.checkpoints_ahead(
+                self.eventhub,
+                container,
+                self.options,
+                await consumer.stored_checkpoints(),
+                container_was_missing=missing,
+            )
+        except Exception as exc:  # noqa: BLE001 - a check, not the job
+            _LOG.warning("capture: could not check the checkpoints against storage: %s: %s", type(exc).__name__, exc)
+            return
+        report.checkpoints_ahead = ahead
+        if ahead:
+            _LOG.warning("capture: %s", audit.advice(ahead, self.options.container))
+
     async def run(
         self,
         *,
@@ -70,12 +88,18 @@ class CaptureWriter(CaptureClient, StoppableEngine):
         until_idle: float | None = None,
         timeout: float | None = None,
         progress: Callable[..., None] | None = None,
+        reset_checkpoints: bool = False,
     ) -> CaptureReport:
         """Capture until stopped; ``once``: until every event enqueued at the start is stored and checkpointed;
-        ``until_idle``: until no event came for that many seconds; ``timeout``: at most that long.
+        ``until_idle``: until no event came for that many seconds and every partition is caught up by a
+        live owner (:mod:`iotlib.hub.consumer`); ``timeout``: at most that long.
 
         Open windows are flushed (committed, then checkpointed) before it returns. ``progress`` is
-        called about twice a second with the report (see :mod:`iotlib.capture.progress`).
+        called about twice a second with the report (see :mod:`iotlib.capture.progress`). At start,
+        checkpoints that name events no blob holds (the container or a blob was deleted) are
+        reported (:mod:`iotlib.capture.audit`); ``reset_checkpoints`` deletes capture's checkpoints
+        first, so every partition starts again from ``starting_position`` (what is still stored is
+        skipped, not stored twice).
         """
         if until_idle is not None and until_idle <= 0:
             raise ConfigurationError(f"until_idle={until_idle!r} must be a positive number of seconds")
@@ -93,10 +117,17 @@ class CaptureWriter(CaptureClient, StoppableEngine):
         self._run = run
         consumer: Consumer | None = None
         try:
-            await run.prepare_container(container, create=opts.create_container)
+            missing = await run.prepare_container(container, create=opts.create_container)
             async with self.storage.service(**_STORE_KWARGS) as s2:
                 await run.prepare_container(s2.get_container_client(opts.checkpoint_container), create=True)
+            if reset_checkpoints:
+                deleted = await audit.reset_checkpoints(self.storage, self.eventhub, opts)
+                report.notes.append(f"reset: {deleted} checkpoint(s) deleted; every partition starts from "
+                                    f"{opts.starting_position!r}")  # fmt: skip
+                _LOG.warning("capture: %s", report.notes[-1])
             consumer = run.consumer = Consumer(self.eventhub, self.storage, opts, store_options=_STORE_KWARGS)
+            if not reset_checkpoints:
+                await self._audit(consumer, container, report, missing=missing)
             wanted = once or until_idle is not None or needs_positions(opts.starting_position)
             positions = await consumer.positions() if wanted else None
             start = resolve(opts.starting_position, positions)

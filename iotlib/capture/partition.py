@@ -483,7 +483,9 @@ class PartitionCapture:
         if isinstance(f.extends, OpenFile) and not f.extends.committed:
             raise StorageConflict(f"{f.name}: the file it extends was not committed by this writer")
         row = self._row(f, reason)
-        content = {} if f.content_md5 is None else {"content_settings": ContentSettings(content_md5=f.content_md5)}
+        content = (
+            {} if f.content_md5 is None else {"content_settings": ContentSettings(content_md5=bytearray(f.content_md5))}
+        )
         conditions: dict[str, Any] = {"if_none_match": "*"} if f.extends is None else {"etag": self._etag(f.extends)}
         if "etag" in conditions:
             from azure.core import MatchConditions
@@ -581,7 +583,7 @@ class PartitionCapture:
             first_sequence_number=None, last_sequence_number=None, first_enqueue_time=None,
             last_enqueue_time=None, window_start=window.start_time, reason="empty", writer=self.session,
         )  # fmt: skip
-        content = ContentSettings(content_md5=hashlib.md5(data).digest())
+        content = ContentSettings(content_md5=bytearray(hashlib.md5(data).digest()))
         try:
             await self.retrier.call(
                 "write an empty window", blob.upload_blob, data, metadata=row.metadata(), overwrite=False,

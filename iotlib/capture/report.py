@@ -114,6 +114,8 @@ class CaptureReport:
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     stop_reason: str = ""
+    #: Checkpoints found at start naming events no blob holds (see :mod:`iotlib.capture.audit`).
+    checkpoints_ahead: list[Any] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     _t0: float = field(default_factory=time.monotonic, repr=False, compare=False)
 
@@ -226,6 +228,8 @@ class CaptureReport:
             lines.append("  breaker: " + ", ".join(f"{k} {v}x" for k, v in counts.items()))
         if self.retries:
             lines.append("  storage retries: " + ", ".join(f"{k} {v}" for k, v in sorted(self.retries.items())))
+        for a in self.checkpoints_ahead:
+            lines.append(f"  warning: {a} (not captured again; see --reset-checkpoints)")
         for e in self.errors:
             lines.append(f"  error: {e}")
         for n in self.notes:

@@ -74,8 +74,9 @@ class CaptureRun:
             self.failure = exc
             _LOG.error("capture stops: %s", exc)
 
-    async def prepare_container(self, client: ContainerClient, *, create: bool) -> None:
+    async def prepare_container(self, client: ContainerClient, *, create: bool) -> bool:
         """Check the container is there (create it if asked and missing); a clear error otherwise.
+        True when it was missing (and was created).
 
         Existence is checked first, so credentials that may write blobs but not create containers
         (a container SAS) work with a container that exists.
@@ -85,7 +86,7 @@ class CaptureRun:
                           hard_error_grace=0, on_retry=self.report.add_retry, report_once=lambda _: False)  # fmt: skip
         try:
             await retrier.call("find the container", client.get_container_properties)
-            return
+            return False
         except StorageFatal as exc:
             if exc.reason != CONTAINER_GONE:
                 raise CaptureError(f"container {client.container_name!r}: {exc}") from exc
@@ -100,6 +101,7 @@ class CaptureRun:
             pass  # created meanwhile by someone else
         except StorageFatal as exc:
             raise CaptureError(f"container {client.container_name!r} could not be created: {exc}") from exc
+        return True
 
     # --- the consumer's callbacks ----------------------------------------------------
 
@@ -162,8 +164,9 @@ class CaptureRun:
         self.is_stopping = True
 
     def caught_up(self) -> bool:
-        """Some partitions are owned and each one's client had nothing more to give at its last look."""
-        return bool(self.partitions) and all(p.caught_up for p in self.partitions.values())
+        """Each owned partition's client had nothing more to give at its last look (the consumer checks
+        the partitions it does not own: :meth:`iotlib.hub.consumer.Consumer.settle`)."""
+        return all(p.caught_up for p in self.partitions.values())
 
     def once_done(self, stored: dict[str, int]) -> bool:
         if not self.targets:

@@ -70,9 +70,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=seconds,
         default=None,
         metavar="DURATION",
-        help="stop after this many seconds without events",
+        help="stop after this many seconds without events, once every partition is caught up by a live owner "
+        "(partitions a killed process held are waited for until its claim expires; exit 1 naming any that are not)",
     )
     p.add_argument("--timeout", type=seconds, default=None, metavar="DURATION", help="stop after this long at most")
+    p.add_argument(
+        "--reset-checkpoints",
+        action="store_true",
+        help="delete capture's checkpoints first, so every partition starts again from --starting-position: to "
+        "capture again what a deleted container lost (events still stored are skipped, not stored twice)",
+    )
     p.add_argument(
         "--events-out", type=Path, default=None, help="append a CaptureFileCreated event (a JSON line) per file written"
     )
@@ -148,7 +155,8 @@ def _capture(args: argparse.Namespace) -> int:
         flush=True,
     )
     try:
-        report = writer.run(once=args.once, until_idle=args.until_idle, timeout=args.timeout, progress=progress)
+        report = writer.run(once=args.once, until_idle=args.until_idle, timeout=args.timeout, progress=progress,
+                            reset_checkpoints=args.reset_checkpoints)  # fmt: skip
     finally:
         if events_out is not None:
             events_out.close()
