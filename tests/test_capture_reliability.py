@@ -6,6 +6,7 @@ die. The invariant watched throughout: a checkpoint never names an event that is
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import subprocess
@@ -240,3 +241,47 @@ def test_until_idle_names_the_partitions_it_could_not_catch_up(tmp_path: Path) -
     assert "has not renewed its claim" in error[0] and "expires in" in error[0]
     held = {m for m in "0123" if f"partition {m} (" in error[0]}
     assert 1 <= len(held) <= 2  # the restart took its fair share (half) from the dead owner; the rest is named
+
+
+def test_sigterm_stops_within_its_grace_when_storage_hangs(tmp_path: Path) -> None:
+    """Storage frozen (SIGSTOP: connections open, nothing answers) while the breaker holds receiving: the first
+    SIGTERM ends capture within its shutdown timeout, saying what it could not store; nothing unstored is
+    checkpointed, and the next run captures it."""
+    st = stack.up(home=tmp_path / "stack", blob_port=0, services=("azurite",))  # our own Azurite: we freeze it
+    azurite = st.services["azurite"].pid
+    log = tmp_path / "capture.log"
+    try:
+        storage = st.settings().storage_connection_string
+        names = _names()
+        with private_hub(4) as hub:
+            sender = threading.Thread(target=send, args=(hub.connection_string, simulated(2000, seed=15)),
+                                      kwargs={"rate": 200})  # fmt: skip
+            sender.start()
+            args = [*_cli_args(names, "--shutdown-timeout", "5", "--breaker-warn", "2", "--breaker-trip", "4"),
+                    "--time-window", "900"]  # fmt: skip
+            proc = capture_process(hub.connection_string, storage, *args, log=log)
+            _wait_for(log, "captured 1", proc)  # events are arriving in open files
+            os.kill(azurite, signal.SIGSTOP)
+            try:
+                _wait_for(log, "circuit breaker TRIPPED", proc)
+                proc.send_signal(signal.SIGTERM)
+                code = proc.wait(5 + 60)  # the watchdog would end it at 5 + 20 s; it must end by itself
+            finally:
+                os.kill(azurite, signal.SIGCONT)
+            sender.join()
+            text = log.read_text()
+            assert code == 1, text[-3000:]
+            assert "stopping without flushing" not in text  # not the watchdog, not a second signal
+            line = [x for x in text.splitlines() if "events received were not stored when it stopped" in x]
+            assert len(line) == 1 and "next run captures them again" in line[0]
+            # nothing checkpointed beyond what is stored, and the next run stores the rest
+            with CheckpointWatch(storage, **names, every=0.1) as watch:
+                while watch.samples < 1:
+                    time.sleep(0.1)
+            assert watch.violations == []
+            final = capture_process(hub.connection_string, storage, *_cli_args(names, "--once"), log=log)
+            assert final.wait(90) == 0, log.read_text()[-3000:]
+            got, duplicates, _ = captured(storage, names["container"])
+            assert got == hub_ids(hub.connection_string) and len(got) == 2000 and duplicates == 0
+    finally:
+        stack.down(st.home)

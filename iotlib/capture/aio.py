@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, Unpack
 from urllib.parse import urlparse
 
+from iotlib import preflight
 from iotlib._eventloop import StoppableEngine
 from iotlib.capture import audit
 from iotlib.capture.options import CaptureOptions, CaptureParameters
@@ -30,7 +31,7 @@ _LOG = logging.getLogger("iotlib.capture")
 LOCAL_NAMESPACE = "fabrikam"  # the namespace of iotlib's emulator (EmulatorConfig's default)
 _STORAGE_KWARGS = {"retry_total": 0, "connection_timeout": 5, "read_timeout": 30}
 _STORE_KWARGS = {"retry_total": 1, "connection_timeout": 5, "read_timeout": 30}
-#: Seconds the consumer may take to close beyond ``shutdown_timeout`` (it flushes each partition).
+#: Seconds the consumer may take to close once its partitions are flushed (the run's stop flushes them).
 _CLOSE_MARGIN = 15
 
 
@@ -117,6 +118,8 @@ class CaptureWriter(CaptureClient, StoppableEngine):
         self._run = run
         consumer: Consumer | None = None
         try:
+            # A stack that is not up, a wrong key or hub name: one line within seconds, not retries.
+            await preflight.check(eventhub=self.eventhub, storage=self.storage, error=CaptureError)
             missing = await run.prepare_container(container, create=opts.create_container)
             async with self.storage.service(**_STORE_KWARGS) as s2:
                 await run.prepare_container(s2.get_container_client(opts.checkpoint_container), create=True)
@@ -148,11 +151,9 @@ class CaptureWriter(CaptureClient, StoppableEngine):
             run.is_stopping = True
             if consumer is not None:
                 try:
-                    await consumer.close(opts.shutdown_timeout + _CLOSE_MARGIN)
+                    await consumer.close(_CLOSE_MARGIN)
                 except TimeoutError:
-                    _LOG.warning(
-                        "capture: the consumer did not close within %.0f s", opts.shutdown_timeout + _CLOSE_MARGIN
-                    )
+                    _LOG.warning("capture: the consumer did not close within %.0f s", _CLOSE_MARGIN)
             await container.close()
             await service.close()
             report.stopped = datetime.now(UTC)

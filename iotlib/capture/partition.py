@@ -143,6 +143,9 @@ class PartitionCapture:
         self.last_event_at = time.monotonic()
         self.caught_up = False
         self.broken: str | None = None
+        self.draining = False  # a stop is flushing: received events are left for the next run
+        self.stopped = False
+        self.in_flight: Any = None  # the storage operation under way
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
         self.task = asyncio.create_task(self._storage_loop(), name=f"capture-{partition_id}")
 
@@ -152,6 +155,8 @@ class PartitionCapture:
         """The receive callback's work for one batch (possibly empty: a quiet ``max_wait_time``)."""
         if self.broken:
             raise _PartitionReset(f"{self.where}: {self.broken}")
+        if self.draining:
+            return  # not stored, so not checkpointed: the next run reads them again
         if not events:
             await self._tick()
             return
@@ -178,6 +183,8 @@ class PartitionCapture:
                 if self.skipped_last is not None:
                     self._checkpoint_skipped()
                 f = await self._open(seq, ms, window)
+                if self.draining:
+                    return
                 if f is None:  # already stored
                     self.stats.skipped_stored += 1
                     self.skipped_last = event
@@ -188,6 +195,8 @@ class PartitionCapture:
                 self._stage_frame(f)
                 if self.breaker.buffered >= self.opts.breaker_trip:  # stall mid-batch: memory stays bounded
                     await self.breaker.wait_if_tripped(self._stalled_for_good)
+                    if self.draining:
+                        return
         if self.skipped_last is not None and self.open is None:
             self._checkpoint_skipped()
         self.stats.lag = max(0.0, time.time() - ms / 1000)
@@ -199,7 +208,7 @@ class PartitionCapture:
         await self.breaker.wait_if_tripped(self._stalled_for_good)
 
     def _stalled_for_good(self) -> bool:
-        return self.run.is_stopping or self.run.failed or self.broken is not None
+        return self.run.is_stopping or self.run.failed or self.broken is not None or self.draining
 
     async def _tick(self) -> None:
         """No event for ``max_wait_time``: close a window whose time is over, write empty windows."""
@@ -452,8 +461,9 @@ class PartitionCapture:
 
     async def _storage_loop(self) -> None:
         while True:
-            op = await self.queue.get()
+            op = self.in_flight = await self.queue.get()
             if op is _STOP:
+                self.in_flight = None
                 return
             try:
                 if isinstance(op, _Stage):
@@ -603,7 +613,7 @@ class PartitionCapture:
         self.stats.resets += 1
         self._drop_queue()
 
-    def _drop_queue(self) -> None:
+    def _drop_queue(self) -> int:
         dropped = 0
         while not self.queue.empty():
             op = self.queue.get_nowait()
@@ -614,29 +624,46 @@ class PartitionCapture:
             self.open = None
         self.stats.discarded += dropped
         self.breaker.forget()
+        return dropped
 
-    async def shutdown(self, *, flush: bool, timeout: float) -> None:
-        """Flush (commit the open file, then checkpoint) and stop the storage task; or drop everything at once."""
+    def _unstored(self) -> int:
+        """Events received into files that storage has not committed (queued, under way, or still open)."""
+        ops = [*self.queue._queue, self.in_flight]  # type: ignore[attr-defined]
+        pending = sum(op.file.new_events for op in ops if isinstance(op, _Commit))
+        return pending + (self.open.new_events if self.open is not None else 0)
+
+    async def shutdown(self, *, flush: bool, timeout: float) -> int:
+        """Flush (commit the open file, then checkpoint) and stop the storage task, within ``timeout``; or
+        drop everything at once. Returns the events received but not stored: none of them is checkpointed,
+        so the next run captures them again. A second call (the client closing a drained partition) is a no-op.
+        """
+        if self.stopped:
+            return 0
+        self.stopped = self.draining = True
+        self.breaker.wake()
         self.stats.releases += 1
         if not flush or self.broken or self.run.failed:
-            self._drop_queue()
+            dropped = self._drop_queue()
             self.task.cancel()
-            return
+            return dropped
         self._close("shutdown")
         self.queue.put_nowait(_STOP)
         try:
             await asyncio.wait_for(asyncio.shield(self.task), timeout)
         except TimeoutError:
-            pending = sum(op.file.new_events for op in list(self.queue._queue) if isinstance(op, _Commit))  # type: ignore[attr-defined]
-            _LOG.warning(
-                "%s: storage did not take the last files within %.0f s; %d events not stored will be captured "
-                "again from the checkpoint on the next run", self.where, timeout, pending,
-            )  # fmt: skip
-            self.stats.discarded += pending
             self.task.cancel()
         except asyncio.CancelledError:
             self.task.cancel()
             raise
+        unstored = self._unstored()
+        if unstored:
+            why = self.retrier.last_error or "storage did not answer"
+            _LOG.warning(
+                "%s: %d events received were not stored (%s; gave up after %.0f s); nothing past what is stored "
+                "is checkpointed, so the next run captures them again", self.where, unstored, why, timeout,
+            )  # fmt: skip
+            self.stats.discarded += unstored
+        return unstored
 
     @property
     def idle(self) -> bool:

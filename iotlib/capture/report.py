@@ -114,6 +114,9 @@ class CaptureReport:
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     stop_reason: str = ""
+    #: Per partition, events received that a stop could not store within ``shutdown_timeout`` (not
+    #: checkpointed: the next run captures them again).
+    unstored: dict[str, int] = field(default_factory=dict)
     #: Checkpoints found at start naming events no blob holds (see :mod:`iotlib.capture.audit`).
     checkpoints_ahead: list[Any] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -172,7 +175,7 @@ class CaptureReport:
         """One row per file written, with the ``CaptureFileCreated`` fields in snake_case."""
         with self._lock:
             rows = [asdict(f) for f in self.files]
-        schema = {
+        schema: dict[str, Any] = {
             "file_url": pl.String, "name": pl.String, "partition_id": pl.String, "size_in_bytes": pl.Int64,
             "event_count": pl.Int64, "first_sequence_number": pl.Int64, "last_sequence_number": pl.Int64,
             "first_enqueue_time": pl.Datetime("us", "UTC"), "last_enqueue_time": pl.Datetime("us", "UTC"),
@@ -189,7 +192,7 @@ class CaptureReport:
     def breaker_frame(self) -> pl.DataFrame:
         with self._lock:
             rows = [asdict(b) for b in self.breaker]
-        schema = {"time": pl.Datetime("us", "UTC"), "partition_id": pl.String, "state": pl.String,
+        schema: dict[str, Any] = {"time": pl.Datetime("us", "UTC"), "partition_id": pl.String, "state": pl.String,
                   "buffered_frames": pl.Int64, "detail": pl.String}  # fmt: skip
         return pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
 
@@ -228,6 +231,14 @@ class CaptureReport:
             lines.append("  breaker: " + ", ".join(f"{k} {v}x" for k, v in counts.items()))
         if self.retries:
             lines.append("  storage retries: " + ", ".join(f"{k} {v}" for k, v in sorted(self.retries.items())))
+        if self.unstored:
+            lines.append(
+                f"  not stored: {sum(self.unstored.values()):,} events received when it stopped ("
+                + ", ".join(
+                    f"partition {p}: {n:,}" for p, n in sorted(self.unstored.items(), key=lambda kv: _pid_key(kv[0]))
+                )
+                + "); not checkpointed either, so the next run captures them again"
+            )
         for a in self.checkpoints_ahead:
             lines.append(f"  warning: {a} (not captured again; see --reset-checkpoints)")
         for e in self.errors:

@@ -7,6 +7,7 @@ writer holds — and hands each owned partition's batches to its
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -89,7 +90,7 @@ class CaptureRun:
             return False
         except StorageFatal as exc:
             if exc.reason != CONTAINER_GONE:
-                raise CaptureError(f"container {client.container_name!r}: {exc}") from exc
+                raise CaptureError(f"container {client.container_name!r}: {exc.reason or exc}") from exc
             if not create:
                 raise CaptureError(
                     f"container {client.container_name!r} does not exist; create it or pass create_container=True"
@@ -119,7 +120,9 @@ class CaptureRun:
         if p is None:
             return
         flush = reason == CloseReason.SHUTDOWN
-        await p.shutdown(flush=flush, timeout=self.options.shutdown_timeout)
+        unstored = await p.shutdown(flush=flush, timeout=self.options.shutdown_timeout)
+        if unstored and flush:
+            self.report.unstored[pid] = self.report.unstored.get(pid, 0) + unstored
         _LOG.info("capture: released partition %s (%s)", pid, "shutdown" if flush else "ownership lost or reset")
 
     async def on_batch(self, context: Any, events: list[Any]) -> None:
@@ -160,8 +163,17 @@ class CaptureRun:
                 return "once: everything enqueued at the start is stored"
         return None
 
-    def stopping(self) -> None:
+    async def stopping(self) -> None:
+        """Flush every owned partition at once, within ``shutdown_timeout``, before the client closes:
+        a stop takes that long at most even when storage does not answer (then what was not stored is
+        counted in :attr:`CaptureReport.unstored`, and never checkpointed)."""
         self.is_stopping = True
+        parts = list(self.partitions.values())
+        timeout = self.options.shutdown_timeout
+        counts = await asyncio.gather(*(p.shutdown(flush=True, timeout=timeout) for p in parts))
+        for p, n in zip(parts, counts):
+            if n and not (p.broken or self.failed):
+                self.report.unstored[p.pid] = self.report.unstored.get(p.pid, 0) + n
 
     def caught_up(self) -> bool:
         """Each owned partition's client had nothing more to give at its last look (the consumer checks

@@ -21,9 +21,10 @@ balancer claims it when its claim expires and it is read like the rest. If that 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypedDict
@@ -41,6 +42,8 @@ POLL_INTERVAL = 0.1
 PROGRESS_INTERVAL = 0.5
 #: Seconds between looks at the other partitions (ownership, checkpoints, positions) while idle.
 SETTLE_INTERVAL = 1.0
+#: Seconds the client may take to close (each partition's close callback, then its ownership released).
+CLOSE_TIMEOUT = 15.0
 
 
 class Engine(Protocol):
@@ -59,8 +62,9 @@ class Engine(Protocol):
         """Whether ``until_idle`` may stop now (the client has nothing more to give)."""
         ...
 
-    def stopping(self) -> None:
-        """Called once the loop ends, before the client closes (and closes each partition)."""
+    def stopping(self) -> Awaitable[None] | None:
+        """Called once the loop ends, before the client closes (and closes each partition); a
+        coroutine function is awaited (e.g. to flush what the engine holds, within its own time limit)."""
         ...
 
 
@@ -384,10 +388,16 @@ class Consumer:
                 elif not idle:
                     waiting = None
         finally:
-            engine.stopping()
+            stopped = engine.stopping()
+            if inspect.isawaitable(stopped):
+                await stopped
             for task in tasks:
                 task.cancel()
-            await self.client.close()
+            try:  # bounded: releasing ownership needs the checkpoint store, which may not answer
+                await asyncio.wait_for(self.client.close(), CLOSE_TIMEOUT)
+            except TimeoutError:
+                _LOG.warning("the %s consumer did not close within %.0f s (storage not answering?); its claims "
+                             "expire by themselves", self.consumer_group, CLOSE_TIMEOUT)  # fmt: skip
             receiving.cancel()
             for task in (receiving, *tasks):
                 try:
