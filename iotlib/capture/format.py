@@ -476,26 +476,27 @@ def write_capture_file(
         raise ConfigurationError("sync_marker must be 16 bytes")
     parsed = fastavro.parse_schema(dict(schema))
     buf = io.BytesIO()
-    records = iter(records)
-    first = next(records, None)
+    marker = sync_marker or os.urandom(16)
+    rows: Iterator[Any] = iter(records)
+    first = next(rows, None)
     if first is None:
-        data = empty_capture_file(codec=codec, sync_marker=sync_marker or os.urandom(16), schema=schema)
+        data = empty_capture_file(codec=codec, sync_marker=marker, schema=schema)
         if fo is None:
             return data
         fo.write(data)
         return None
-    records = itertools.chain([first], records)
+    rows = itertools.chain([first], rows)
     if block_records:
-        w = fastavro.write.Writer(buf, parsed, codec=codec, sync_interval=1 << 30, sync_marker=sync_marker)
+        w = fastavro.write.Writer(buf, parsed, codec=codec, sync_interval=1 << 30, sync_marker=marker)
         n = 0
-        for rec in records:
+        for rec in rows:
             w.write(rec)
             n += 1
             if n % block_records == 0:
                 w.dump()
         w.flush()
     else:
-        fastavro.writer(buf, parsed, records, codec=codec, sync_marker=sync_marker)
+        fastavro.writer(buf, parsed, rows, codec=codec, sync_marker=marker)
     data = _with_header_schema(buf.getvalue(), schema_json(schema))
     if fo is None:
         return data
@@ -587,7 +588,9 @@ def _read_long(data: bytes, pos: int) -> tuple[int, int]:
 
 def iter_records(data: bytes) -> Iterator[dict[str, Any]]:
     """Records of a Capture file read with plain fastavro and the file's own header schema."""
-    yield from fastavro.reader(io.BytesIO(data))
+    for record in fastavro.reader(io.BytesIO(data)):
+        assert isinstance(record, dict)
+        yield record
 
 
 # --------------------------------------------------------------------------- streaming writer pieces
