@@ -23,6 +23,7 @@ from capturekit import capture_process, captured, hub_ids, private_hub, send, si
 from iotlib import coldstore
 from iotlib.capture import CaptureWriter
 from iotlib.capture import format as cf
+from iotlib.capture.report import CaptureReport
 from iotlib.errors import ColdStoreError
 from iotlib.local import stack
 from iotlib.local.emulator import Emulator
@@ -67,7 +68,12 @@ def test_every_committed_file_carries_the_md5_of_its_bytes(hub: Emulator, azurit
     with _writer(hub, storage, time_window=900, frame_size=1024, **names) as w:
         second = w.run(once=True, timeout=60)  # a new run extends them: hashes the stored bytes, then more
     with _writer(hub, storage, time_window=1, skip_empty_archives=False, **_names()) as w:
-        empty = w.run(timeout=3)  # header-and-empty-block files, uploaded whole
+
+        def stop_at_the_first_empty_file(report: CaptureReport, final: bool = False) -> None:
+            if any(f.reason == "empty" for f in report.files):
+                w.stop()
+
+        empty = w.run(timeout=60, progress=stop_at_the_first_empty_file)  # header-and-empty-block files, uploaded
     assert first.files and second.files and all(f.extended for f in second.files)
     assert [f for f in empty.files if f.reason == "empty"]
     for container in (names["container"], w.options.container):

@@ -9,6 +9,7 @@ its circuit breaker does not stop the others.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -65,15 +66,17 @@ class CaptureWriter(CaptureClient, StoppableEngine):
         self._run: CaptureRun | None = None
         self.on_file: Callable[[CaptureFile], None] | None = None
 
-    async def _audit(self, consumer: Consumer, container: Any, report: CaptureReport, *, missing: bool) -> None:
-        """Report checkpoints ahead of storage (see :mod:`iotlib.capture.audit`); never fails the run."""
+    async def _audit(
+        self, checkpoints: dict[str, int], container: Any, report: CaptureReport, *, missing: bool
+    ) -> None:
+        """Report checkpoints ahead of storage (see :mod:`iotlib.capture.audit`); never fails the run.
+
+        ``checkpoints`` are those found before capture began; the check runs beside the capture (it reads
+        the hub for a few seconds), which cannot hide a loss: a blob written now never holds an event
+        checkpointed before."""
         try:
             ahead = await audit.checkpoints_ahead(
-                self.eventhub,
-                container,
-                self.options,
-                await consumer.stored_checkpoints(),
-                container_was_missing=missing,
+                self.eventhub, container, self.options, checkpoints, container_was_missing=missing
             )
         except Exception as exc:  # noqa: BLE001 - a check, not the job
             _LOG.warning("capture: could not check the checkpoints against storage: %s: %s", type(exc).__name__, exc)
@@ -117,6 +120,7 @@ class CaptureWriter(CaptureClient, StoppableEngine):
         run = CaptureRun(opts, container, report, once=once, on_file=self.on_file)
         self._run = run
         consumer: Consumer | None = None
+        checking: asyncio.Task[None] | None = None
         try:
             # A stack that is not up, a wrong key or hub name: one line within seconds, not retries.
             await preflight.check(eventhub=self.eventhub, storage=self.storage, error=CaptureError)
@@ -130,7 +134,8 @@ class CaptureWriter(CaptureClient, StoppableEngine):
                 _LOG.warning("capture: %s", report.notes[-1])
             consumer = run.consumer = Consumer(self.eventhub, self.storage, opts, store_options=_STORE_KWARGS)
             if not reset_checkpoints:
-                await self._audit(consumer, container, report, missing=missing)
+                checkpoints = await consumer.stored_checkpoints()
+                checking = asyncio.create_task(self._audit(checkpoints, container, report, missing=missing))
             wanted = once or until_idle is not None or needs_positions(opts.starting_position)
             positions = await consumer.positions() if wanted else None
             start = resolve(opts.starting_position, positions)
@@ -147,7 +152,11 @@ class CaptureWriter(CaptureClient, StoppableEngine):
                 fail=CaptureError,
                 progress=tell,
             )
+            if checking is not None:  # a short run still says what the check found
+                await asyncio.wait_for(asyncio.shield(checking), audit.READ_TIMEOUT + 10)
         finally:
+            if checking is not None and not checking.done():
+                checking.cancel()
             run.is_stopping = True
             if consumer is not None:
                 try:
