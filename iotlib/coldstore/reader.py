@@ -16,7 +16,7 @@ from typing import Any
 import polars as pl
 
 from iotlib.capture import format as cf
-from iotlib.coldstore import bodies, fastdecode, generic
+from iotlib.coldstore import bodies, fastdecode, generic, notices
 from iotlib.coldstore import columns as columns_module
 from iotlib.coldstore.container import ContainerFile, CorruptFile, open_container
 from iotlib.coldstore.listing import Candidate, Listing, find_blobs
@@ -41,6 +41,7 @@ def list_blobs(src: Source, opts: LoadOptions, report: LoadReport) -> Listing:
     report.blobs_listed = len(listing.selected) + len(listing.pruned) + len(listing.foreign)
     report.blobs_pruned = [c.info.name for c in listing.pruned]
     report.seconds["list"] = time.perf_counter() - t0
+    notices.foreign_names(listing, opts, report)
     if opts.progress:
         from tqdm.auto import tqdm
 
@@ -49,8 +50,10 @@ def list_blobs(src: Source, opts: LoadOptions, report: LoadReport) -> Listing:
     return listing
 
 
-def load_frame(src: Source, opts: LoadOptions, listing: Listing | None = None) -> tuple[pl.DataFrame, LoadReport]:
-    """List, read, decode, filter and dedupe; the frame and its report."""
+def load_frame(
+    src: Source, opts: LoadOptions, listing: Listing | None = None, *, explain_empty: bool = True
+) -> tuple[pl.DataFrame, LoadReport]:
+    """List, read, decode, filter and dedupe; the frame and its report (which says why, when it is empty)."""
     report = LoadReport(src.description, opts.start, opts.end)
     if listing is None:
         listing = list_blobs(src, opts, report)
@@ -79,6 +82,8 @@ def load_frame(src: Source, opts: LoadOptions, listing: Listing | None = None) -
     if opts.columns is not None:
         df = df.select(opts.columns)
     report.seconds["filter+dedupe"] = time.perf_counter() - t0
+    if not df.height and explain_empty:
+        notices.nothing_loaded(src, opts, report, listing, lambda *a: load_frame(*a, explain_empty=False)[0])
     return df, report
 
 
