@@ -149,15 +149,24 @@ def _td_us(span: timedelta) -> int:
     return span // timedelta(microseconds=1)
 
 
-def parse_start(value: datetime | str | None) -> datetime:
-    """A simulation start: an aware datetime or RFC 3339/ISO text (``Z`` allowed); None = DEFAULT_START."""
+def parse_start(value: datetime | str | None, *, now: datetime | None = None) -> datetime:
+    """A simulation start: an aware datetime, RFC 3339/ISO text (``Z`` allowed), or ``"now"``.
+
+    ``"now"`` is the current UTC time to the second (``now`` overrides the clock); ``"now-10m"`` and
+    ``"now+1h"`` shift it by a duration (:mod:`iotlib.durations`). None = :data:`DEFAULT_START`.
+    """
     if value is None:
         return DEFAULT_START
     if isinstance(value, str):
+        text = value.strip().lower()
+        if text.startswith("now"):
+            return _relative_to_now(value, text[3:], now)
         try:
             value = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
         except ValueError:
-            raise ConfigurationError(f"cannot read start time {value!r}: use e.g. 2025-01-06T00:00:00Z") from None
+            raise ConfigurationError(
+                f"cannot read start time {value!r}: use e.g. 2025-01-06T00:00:00Z, now, or now-10m"
+            ) from None
     if not isinstance(value, datetime):
         raise ConfigurationError(f"start must be a datetime or ISO text, got {type(value).__name__}")
     if value.tzinfo is None:
@@ -166,6 +175,18 @@ def parse_start(value: datetime | str | None) -> datetime:
             "datetime: tzinfo=timezone.utc)"
         )
     return value.astimezone(UTC)
+
+
+def _relative_to_now(value: str, shift: str, now: datetime | None) -> datetime:
+    """``now``, ``now-<duration>`` or ``now+<duration>``, to the second."""
+    base = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
+    shift = shift.replace(" ", "")
+    if not shift:
+        return base
+    if shift[0] not in "+-":
+        raise ConfigurationError(f"cannot read start time {value!r}: use now, now-10m or now+1h")
+    offset = to_timedelta(shift[1:], name=f"start {value!r}")
+    return base - offset if shift[0] == "-" else base + offset
 
 
 def _enum_from_codes(codes: np.ndarray, dtype: pl.Enum) -> pl.Series:
