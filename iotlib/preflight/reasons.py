@@ -81,7 +81,8 @@ def local_emulator(endpoint: Endpoint) -> tuple[str, list[str]] | None:
 
 
 def listed(names: Sequence[str]) -> str:
-    shown = ", ".join(sorted(names)[:SHOWN])
+    """The first :data:`SHOWN` names, in the order given (a config's, the service's)."""
+    shown = ", ".join(list(names)[:SHOWN])
     return shown + (f", … ({len(names)} in all)" if len(names) > SHOWN else "")
 
 
