@@ -78,4 +78,5 @@ def stack_down_environ() -> dict[str, str]:
 
 def error_lines(done: subprocess.CompletedProcess[str]) -> list[str]:
     """What the command printed on stderr, less progress bars (blank lines and tqdm's)."""
-    return [line for line in done.stderr.splitlines() if line.strip() and not re.search(r"\d+(it|ev|blob)/s", line)]
+    bar = re.compile(r"\[\d\d:\d\d")  # tqdm's elapsed time, "[00:02<…"
+    return [line for line in done.stderr.splitlines() if line.strip() and not bar.search(line)]

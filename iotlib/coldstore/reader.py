@@ -99,46 +99,48 @@ def _read_and_decode(src: Source, blobs: list[Candidate], opts: LoadOptions, rep
     results: dict[tuple[int, int], Future[pl.DataFrame]] = {}
     failures: dict[int, str] = {}
     io_workers = 8 if type(src).__name__ == "BlobContainer" else 2
-    with (
-        ThreadPoolExecutor(io_workers, thread_name_prefix="coldstore-io") as io,
-        ThreadPoolExecutor(opts.workers, thread_name_prefix="coldstore-decode") as cpu,
-    ):
-        downloads = [io.submit(src.read, c.info.name) for c in blobs]
-        for i, (cand, fut) in enumerate(zip(blobs, downloads)):
-            name = cand.info.name
-            try:
-                data = fut.result()
-            except ColdStoreError as exc:
-                failures[i] = str(exc)
-                continue
-            bars.downloaded(len(data))
-            report.blobs_read.append(name)
-            report.bytes_read += len(data)
-            try:
-                for j, task in enumerate(_tasks(data, cand.path, opts, report, name)):
-                    results[(i, j)] = cpu.submit(task)
-            except CorruptFile as exc:
-                failures[i] = str(exc)
-        frames: list[pl.DataFrame] = []
-        for i, cand in enumerate(blobs):
-            own = [k for k in results if k[0] == i]
-            parts = []
-            for k in sorted(own):
+    try:
+        with (
+            ThreadPoolExecutor(io_workers, thread_name_prefix="coldstore-io") as io,
+            ThreadPoolExecutor(opts.workers, thread_name_prefix="coldstore-decode") as cpu,
+        ):
+            downloads = [io.submit(src.read, c.info.name) for c in blobs]
+            for i, (cand, fut) in enumerate(zip(blobs, downloads)):
+                name = cand.info.name
                 try:
-                    parts.append(results[k].result())
+                    data = fut.result()
+                except ColdStoreError as exc:
+                    failures[i] = str(exc)
+                    continue
+                bars.downloaded(len(data))
+                report.blobs_read.append(name)
+                report.bytes_read += len(data)
+                try:
+                    for j, task in enumerate(_tasks(data, cand.path, opts, report, name)):
+                        results[(i, j)] = cpu.submit(task)
                 except CorruptFile as exc:
-                    failures.setdefault(i, str(exc))
-            if i in failures:
-                reason = failures[i]
-                if opts.errors == "raise":
-                    for pending in results.values():
-                        pending.cancel()
-                    raise ColdStoreError(f"blob {cand.info.name!r} in {src.description}: {reason}")
-                report.skipped.append(SkippedBlob(cand.info.name, reason))
-                continue
-            frames.extend(parts)
-            bars.decoded(sum(p.height for p in parts))
-    bars.close()
+                    failures[i] = str(exc)
+            frames: list[pl.DataFrame] = []
+            for i, cand in enumerate(blobs):
+                own = [k for k in results if k[0] == i]
+                parts = []
+                for k in sorted(own):
+                    try:
+                        parts.append(results[k].result())
+                    except CorruptFile as exc:
+                        failures.setdefault(i, str(exc))
+                if i in failures:
+                    reason = failures[i]
+                    if opts.errors == "raise":
+                        for pending in results.values():
+                            pending.cancel()
+                        raise ColdStoreError(f"blob {cand.info.name!r} in {src.description}: {reason}")
+                    report.skipped.append(SkippedBlob(cand.info.name, reason))
+                    continue
+                frames.extend(parts)
+                bars.decoded(sum(p.height for p in parts))
+    finally:
+        bars.close()  # an error then starts a line of its own
     return frames
 
 
