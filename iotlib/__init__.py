@@ -14,6 +14,7 @@ The package reads as the pipeline, one stage a subpackage (the README has the fu
 - ``cli`` — the ``iotlib`` command line and ``iotlib demo``.
 
 At the root: ``connections`` (``iotlib.settings()``, the two connection strings, parsed once),
+``preflight`` (is Event Hubs or Blob storage usable as configured? one line per mistake),
 ``clients`` (``from_connection_string``/``from_settings``, written once for every client),
 ``frames`` (polars or pandas in), ``durations`` (one time grammar) and ``errors`` (one exception
 hierarchy).
@@ -40,6 +41,7 @@ __getattr__ = submodules(
         "local",
         "cli",
         "connections",
+        "preflight",
         "clients",
         "frames",
         "durations",
