@@ -90,12 +90,12 @@ def eventhub_missing(eventhub: EventHubConnection, endpoint: Endpoint) -> str:
     local = local_emulator(endpoint)
     namespace = namespace_name(eventhub, endpoint)
     if local is not None:
-        has = f"it has: {listed(local[1])}" if local[1] else "it has none"
+        has = f" (it has: {listed(local[1])})"
     elif endpoint.is_local:
-        has = "the emulator's configuration names its hubs"
+        has = ""  # an emulator `iotlib up` did not start: its configuration is not known here
     else:
-        has = "Event Hubs cannot list hubs over AMQP: see the portal or `az eventhubs eventhub list`"
-    return f"event hub '{eventhub.eventhub_name}' does not exist in namespace '{namespace}' ({has})"
+        has = " (Event Hubs cannot list hubs over AMQP: see the portal or `az eventhubs eventhub list`)"
+    return f"event hub '{eventhub.eventhub_name}' does not exist in namespace '{namespace}'{has}"
 
 
 def eventhub_key_refused(eventhub: EventHubConnection, endpoint: Endpoint, exc: BaseException) -> str:
