@@ -56,7 +56,7 @@ async def _cancel_others() -> None:
     for task in others:
         task.cancel()
     if others:
-        await asyncio.wait(others, timeout=1)
+        await asyncio.wait(others, timeout=0.5)
 
 
 def wait(future: Future[T], timeout: float | None = None) -> T:

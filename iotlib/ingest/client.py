@@ -20,9 +20,10 @@ from iotlib.ingest import aio
 from iotlib.ingest.aio import SendOptions
 from iotlib.ingest.report import IngestReport
 
-#: Seconds a Ctrl-C'd send waits for the batches in flight before it returns its report (and,
-#: after, the most its links may take to close).
+#: Seconds a Ctrl-C'd send waits for the batches in flight before it returns its report.
 STOP_GRACE = 1.0
+#: Seconds the links may take to close after that: the process is on its way out.
+CLOSE_GRACE = 0.5
 
 
 class IngestClient(EventHubClient):
@@ -54,11 +55,11 @@ class IngestClient(EventHubClient):
         self.close()
 
     def close(self) -> None:
-        """Close the producer's links; after an interrupted send, wait at most :data:`STOP_GRACE` for that."""
+        """Close the producer's links; after an interrupted send, wait at most :data:`CLOSE_GRACE` for that."""
         report = self._inner.report
         try:
             if report is not None and report.interrupted:
-                self._runner.run(_at_most(self._inner.close(), STOP_GRACE))
+                self._runner.run(_at_most(self._inner.close(), CLOSE_GRACE))
             else:
                 self._runner.run(self._inner.close())
         finally:
