@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -148,9 +148,6 @@ class CaptureOptions:
         opts = cls(eventhub_name=eventhub_name, namespace=namespace, **values)
         opts.validate()
         return opts
-
-    def with_(self, **changes: Any) -> CaptureOptions:
-        return replace(self, **changes)
 
     def validate(self) -> None:
         """Raise :class:`ConfigurationError` naming the first option out of range."""

@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
 
 @dataclass(frozen=True, order=True)
 class Window:
@@ -43,13 +41,6 @@ class Window:
 
     def __str__(self) -> str:
         return f"[{self.start_time:%Y-%m-%d %H:%M:%S}, +{self.length}s)"
-
-
-def utc_seconds(moment: datetime) -> int:
-    """Whole seconds since the epoch of an aware (or UTC-naive) datetime."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int((moment - _EPOCH).total_seconds() // 1)
 
 
 def utc_time(seconds: float) -> datetime:

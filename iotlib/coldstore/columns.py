@@ -23,7 +23,6 @@ Both decoders end here, so the fast and the generic path produce the same frame:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
 import numba as nb
@@ -355,7 +354,3 @@ def raw_frame_from_records(records: Sequence[Mapping[str, Any]], path: cf.BlobPa
         }
     )
     return _with_path(pl.from_arrow(table), path, len(seq))  # type: ignore[arg-type]
-
-
-def micros_to_datetime(us: int) -> datetime:
-    return pl.Series([us]).cast(UTC_US).item()

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import numpy as np
 import polars as pl
 
 from iotlib.capture import format as cf
@@ -429,4 +428,3 @@ class _Bars:
 
 
 __all__ = ["DEDUPE_KEY", "LoadReport", "SkippedBlob", "load", "load_frame", "options"]
-_ = np  # numpy is used through the decoders' arrays

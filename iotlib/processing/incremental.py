@@ -113,7 +113,6 @@ class WindowEngine:
         self._next_order = 0
         self._columns: list[str] | None = None
         self._src: str | None = None
-        self._ident: list[str] | None = None
         self._finished = False
 
     # -- state ---------------------------------------------------------------------------
@@ -137,11 +136,6 @@ class WindowEngine:
     def buffered_rows(self) -> int:
         """Event×window rows held for open windows."""
         return sum(f.height for f in self._buffer)
-
-    @property
-    def dedupe_entries(self) -> int:
-        """Identities remembered for duplicate detection (bounded by the horizon)."""
-        return len(self._dedupe)
 
     def devices(self) -> pl.DataFrame:
         """Per-device state: events, last arrival, newest event time, watermark, clock skew."""

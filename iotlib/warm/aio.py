@@ -398,7 +398,6 @@ class _Run:
         r = self.report
         r.commits += 1
         r.windows += step.windows.height
-        r.last_commit = datetime.now(UTC)
         r.counts = self.job.totals.counts
         r.dead_letters, r.alerts, r.heartbeats = (
             self.job.totals.dead_letters,

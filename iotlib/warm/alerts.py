@@ -164,10 +164,6 @@ class AlertEngine:
         """True when a rule needs :meth:`on_time` (the silence rule)."""
         return self._silent is not None
 
-    @property
-    def devices_tracked(self) -> int:
-        return len(self._last_seen)
-
     # -- the rules ----------------------------------------------------------------------
 
     def on_windows(self, windows: pl.DataFrame) -> pl.DataFrame:

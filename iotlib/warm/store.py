@@ -31,7 +31,6 @@ file at the same time (WAL mode); only one processor may write it (a lock file s
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import sqlite3
 import threading
@@ -425,10 +424,6 @@ class WarmStore:
         with self._mutex:
             row = self._db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
         return None if row is None else bytes(row[0])
-
-    def state_json(self, key: str) -> Any:
-        raw = self.state(key)
-        return None if raw is None else json.loads(raw)
 
     def positions(self) -> dict[str, Position]:
         """Per partition: the last event whose effects are stored."""

@@ -63,8 +63,6 @@ class Connection(asyncio.Protocol):
         self.blocked: set[EgressLink] = set()
         self._heartbeat: asyncio.TimerHandle | None = None
         self._last_sent = time.monotonic()
-        self._opened_at = time.monotonic()
-        self.got_bytes = False
         self.was_opened = False
 
     # --- asyncio.Protocol ----------------------------------------------------------
@@ -99,7 +97,6 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.state == _CLOSED:
             return
-        self.got_bytes = True
         buf = self._buf
         buf += data
         pos = 0
