@@ -63,7 +63,7 @@ def to_parquet(
         from iotlib.coldstore.loader import load
 
         df = load(df_or_source, **load_options)
-        report = df.report  # type: ignore[attr-defined]
+        report = df.report
     return _write(df, dest, partition_by=partition_by, prefix=prefix, manifest=_manifest(report, None, None))
 
 
