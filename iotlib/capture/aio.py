@@ -37,8 +37,8 @@ from iotlib.errors import CaptureError, ConfigurationError
 
 _LOG = logging.getLogger("iotlib.capture")
 LOCAL_NAMESPACE = "fabrikam"  # the namespace of iotlib's emulator (EmulatorConfig's default)
-_STORAGE_KWARGS = {"retry_total": 0, "connection_timeout": 5, "read_timeout": 30}
-_STORE_KWARGS = {"retry_total": 1, "connection_timeout": 5, "read_timeout": 30}
+_STORAGE_KWARGS: dict[str, Any] = {"retry_total": 0, "connection_timeout": 5, "read_timeout": 30}
+_STORE_KWARGS: dict[str, Any] = {"retry_total": 1, "connection_timeout": 5, "read_timeout": 30}
 
 
 def namespace_from(eventhub_connection_string: str) -> str:

@@ -64,8 +64,8 @@ class CaptureWriter(EngineThread):
         return cls(s.eventhub_connection_string, s.storage_connection_string, eventhub_name=s.eventhub_name, **options)
 
     _busy_error = CaptureError
-    options: CaptureOptions  # type: ignore[assignment]
-    report: CaptureReport | None  # type: ignore[assignment]
+    options: CaptureOptions
+    report: CaptureReport | None
 
     def run(
         self,
