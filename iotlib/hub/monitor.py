@@ -28,14 +28,14 @@ from iotlib.connections import settings as _settings
 DEFAULT_CHECKPOINTS = {"capture": "capture-checkpoints", "warm": "warm-checkpoints"}
 
 _SCHEMA = {
-    "consumer_group": pl.String,
-    "partition_id": pl.String,
-    "last_enqueued_sequence_number": pl.Int64,
-    "checkpoint_sequence_number": pl.Int64,
-    "unprocessed": pl.Int64,
+    "consumer_group": pl.String(),
+    "partition_id": pl.String(),
+    "last_enqueued_sequence_number": pl.Int64(),
+    "checkpoint_sequence_number": pl.Int64(),
+    "unprocessed": pl.Int64(),
     "last_enqueued_time": pl.Datetime("us", "UTC"),
     "checkpoint_time": pl.Datetime("us", "UTC"),
-    "owner": pl.String,
+    "owner": pl.String(),
     "ownership_time": pl.Datetime("us", "UTC"),
 }
 

@@ -74,13 +74,13 @@ def positions(conn_str: str | None = None, *, eventhub_name: str | None = None) 
 
 
 _SCHEMA = {
-    "partition_id": pl.String,
-    "sequence_number": pl.Int64,
-    "offset": pl.String,
+    "partition_id": pl.String(),
+    "sequence_number": pl.Int64(),
+    "offset": pl.String(),
     "enqueued_time": pl.Datetime("us", "UTC"),
-    "partition_key": pl.String,
-    "properties": pl.String,
-    "body": pl.Binary,
+    "partition_key": pl.String(),
+    "properties": pl.String(),
+    "body": pl.Binary(),
 }
 
 
