@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 import polars as pl
@@ -115,8 +115,8 @@ def _key(text: str) -> np.uint64:
     return np.uint64(int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little"))
 
 
-def _us(delta: timedelta) -> int:
-    return delta // timedelta(microseconds=1)
+def _us(delta: timedelta | str) -> int:
+    return parse_duration(delta) // timedelta(microseconds=1)  # a Delivery holds timedeltas after __post_init__
 
 
 def _check(events: pl.DataFrame) -> None:
@@ -196,18 +196,19 @@ def _replays(frame: pl.DataFrame, delivery: Delivery, seed: int) -> pl.DataFrame
         return frame.clear()
     lo = frame["enqueued_time"].min()
     hi = frame["enqueued_time"].max()
-    span = _us(hi - lo)  # type: ignore[operator]
+    assert isinstance(lo, datetime) and isinstance(hi, datetime)  # a non-empty Datetime column
+    span = _us(hi - lo)
     with np.errstate(over="ignore"):
         h = _mix(np.arange(delivery.replays, dtype=np.uint64) * _GOLDEN ^ _key(f"iotlib.delivery/{seed}/replay"))
     partitions = (h >> np.uint64(40)) % np.uint64(delivery.partitions)
     moments = np.floor(_unit(h) * (span + 1)).astype(np.int64)
     copies = []
     for p, at in zip(partitions.tolist(), moments.tolist()):
-        restart = lo + timedelta(microseconds=at)  # type: ignore[operator]
+        restart = lo + timedelta(microseconds=at)
         copies.append(
             frame.filter(
                 (pl.col("__p") == p)
-                & (pl.col("enqueued_time") > restart - delivery.replay_span)
+                & (pl.col("enqueued_time") > restart - parse_duration(delivery.replay_span))
                 & (pl.col("enqueued_time") <= restart)
             )
         )

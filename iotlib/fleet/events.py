@@ -184,7 +184,7 @@ def encode_frame(events: pl.DataFrame, *, malformed: bool = True) -> pl.Series:
 
     # Naive datetimes are taken as UTC (polars' convention); other zones are converted.
     when = pl.col("time_observed")
-    zone = events.schema["time_observed"].time_zone  # type: ignore[union-attr]
+    zone = events.schema["time_observed"].time_zone
     if zone not in (None, "UTC"):
         when = when.dt.convert_time_zone("UTC")
     prefix = pl.concat_str([pl.lit('{"DeviceId":'), _device_json(events["device_id"]), pl.lit(',"TimeObserved":"')])

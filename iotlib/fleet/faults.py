@@ -22,6 +22,9 @@ from datetime import timedelta
 from iotlib.errors import ConfigurationError
 from iotlib.fleet.events import MALFORMED_KINDS
 
+if typing.TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|us|d|h|m|s)")
 _UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6}
 
@@ -39,9 +42,9 @@ def parse_duration(text: str | timedelta | float | int) -> timedelta:
     return timedelta(seconds=sum(float(n) * _UNITS[u] for n, u in parts))
 
 
-def _normalise_durations(config: object) -> None:
+def _normalise_durations(config: DataclassInstance) -> None:
     """Let every duration field take text or seconds too (``Offline(outage="3m")``)."""
-    for f in dataclasses.fields(config):  # type: ignore[arg-type]
+    for f in dataclasses.fields(config):
         value = getattr(config, f.name)
         if "timedelta" in str(f.type) and value is not None and not isinstance(value, timedelta):
             if isinstance(value, bool) or not isinstance(value, (str, int, float)):
@@ -62,7 +65,7 @@ def _check_positive(name: str, value: timedelta, *, allow_zero: bool = False) ->
         raise ConfigurationError(f"{name} must be {'non-negative' if allow_zero else 'positive'}, got {value}")
 
 
-def _normalise_devices(config: object) -> None:
+def _normalise_devices(config: StuckSensors | ClockSkew | Offline) -> None:
     devices = config.devices
     if devices is not None:
         if isinstance(devices, str):
@@ -254,7 +257,7 @@ def _convert(name: str, text: str, kind: object) -> object:
         return parse_duration(text)
     if kind in (int, float, str):
         try:
-            return kind(text)  # type: ignore[operator]
+            return kind(text)
         except ValueError:
             raise ConfigurationError(f"{name}={text!r} is not a valid {kind.__name__}") from None
     raise ConfigurationError(f"cannot set {name} from text")

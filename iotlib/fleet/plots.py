@@ -70,12 +70,13 @@ def load_profiles(
     ax = fig.subplots()
     for (name, events), color in zip(runs.items(), ("tab:blue", "tab:red", "tab:green", "tab:purple")):
         rate = events_per_second(events, start=start, end=end)
+        peak = rate["events"].max() or 0  # None for a run without events
         ax.plot(
             rate["second"].to_numpy(),
             rate["events"].clip(lower_bound=0.8).to_numpy(),
             lw=1,
             color=color,
-            label=f"{name} (peak {rate['events'].max():,}/s)",
+            label=f"{name} (peak {peak:,}/s)",  # type: ignore[str-bytes-safe]  # polars types max() as any literal
         )
     if devices:
         mean = devices / 60

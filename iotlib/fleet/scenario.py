@@ -156,8 +156,7 @@ def build_registry(
         # Each apartment on a floor gets at least one device, the rest are spread at random.
         apt_of = np.empty(count, dtype=np.int64)
         pos = 0
-        for n in per_floor:
-            n = int(n)
+        for n in per_floor.tolist():
             k = min(int(apartments[b]), n)
             extra = layout.multinomial(n - k, np.full(k, 1.0 / k))
             apt_of[pos : pos + n] = np.repeat(np.arange(1, k + 1), 1 + extra)

@@ -239,7 +239,10 @@ class _Events:
 
     @staticmethod
     def concat(parts: Sequence[_Events]) -> _Events:
-        def cat(name: str) -> np.ndarray | None:
+        def cat(name: str) -> np.ndarray:
+            return np.concatenate([getattr(p, name) for p in parts])
+
+        def cat_optional(name: str) -> np.ndarray | None:
             arrays = [getattr(p, name) for p in parts]
             return None if arrays[0] is None else np.concatenate(arrays)
 
@@ -248,8 +251,8 @@ class _Events:
             cat("observed"),
             cat("temperature"),
             cat("sent"),
-            cat("flags"),
-            cat("malformed"),  # type: ignore[arg-type]
+            cat_optional("flags"),
+            cat_optional("malformed"),
         )
 
 
@@ -744,7 +747,7 @@ class Simulation:
         else:
             codes = gather(batch.malformed, "malformed")
             kinds = _enum_from_codes(np.maximum(codes, 0).astype(np.uint8), MALFORMED_DTYPE)
-            columns.append(kinds.set(pl.Series(codes < 0), None).alias("fault_malformed"))  # type: ignore[arg-type]
+            columns.append(kinds.set(pl.Series(codes < 0), None).alias("fault_malformed"))
         return frame.with_columns(columns)
 
     def _arange(self, size: int) -> np.ndarray:
@@ -842,7 +845,7 @@ def events_per_second(
     counts = seconds.group_by("second").agg(pl.len().alias("events"))
     lo = parse_start(start) if start is not None else counts["second"].min()
     hi = parse_start(end) if end is not None else counts["second"].max()
-    if lo is None or hi is None:
+    if not isinstance(lo, datetime) or not isinstance(hi, datetime):  # no events: polars gave None
         return pl.DataFrame(schema={"second": pl.Datetime("us", "UTC"), "events": pl.UInt32})
     grid = pl.datetime_range(
         lo, hi, "1s", closed="left" if end is not None else "both", eager=True, time_unit="us", time_zone="UTC"
