@@ -43,7 +43,7 @@ _FATAL = (AuthenticationError, ClientClosedError, EventDataError)
 
 def _event(body: bytes, key: str, props: dict[str, str]) -> EventData:
     event = EventData(body)
-    event.properties = props
+    event.properties = props  # type: ignore[assignment]  # the SDK asks for dict[str | bytes, Any]; str keys are fine
     # Keep the key on each event while batching per partition, as the SDK's buffered producer does.
     event.raw_amqp_message.annotations = {PARTITION_KEY: key}
     return event

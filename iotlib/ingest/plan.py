@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, datetime
 
 import polars as pl
 
@@ -98,7 +98,7 @@ def frames(events: object) -> tuple[Iterator[pl.DataFrame], int | None]:
 
 
 def ticks(
-    frame: pl.DataFrame, *, speed: float, tick: float, origin: object = None
+    frame: pl.DataFrame, *, speed: float, tick: float, origin: datetime | None = None
 ) -> Iterator[tuple[float, pl.DataFrame]]:
     """Live: (seconds after ``origin`` at which to send, events due then), ``tick`` seconds apart.
 
