@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import polars as pl
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -113,7 +117,7 @@ def _rules(args: argparse.Namespace) -> list:
     return rules
 
 
-def _registry(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _registry(args: argparse.Namespace) -> pl.DataFrame:
     from iotlib.errors import ConfigurationError
     from iotlib.fleet import scenario
 
