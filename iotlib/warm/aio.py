@@ -469,12 +469,14 @@ class _Run:
             local = local_us()
             frame = incoming.from_events(pid, events)
             last = self.received.get(pid, -1)
-            if frame["sequence_number"].min() <= last:  # delivered again (re-claimed from an older checkpoint)
+            if (frame["sequence_number"] <= last).any():  # delivered again (re-claimed from an older checkpoint)
                 frame = frame.filter(pl.col("sequence_number") > last)
                 if frame.height == 0:
                     return
-            self.received[pid] = int(frame["sequence_number"].max())
-            self.clock.observe(int(frame["enqueued_time"].dt.epoch("us").max()), local)
+            newest, newest_us = frame["sequence_number"].max(), frame["enqueued_time"].dt.epoch("us").max()
+            assert isinstance(newest, int) and isinstance(newest_us, int)  # a non-empty batch
+            self.received[pid] = newest
+            self.clock.observe(newest_us, local)
             self.last_event[pid] = self.last_event_at = time.monotonic()
             assert self.job is not None
             self.job.push(pid, frame)

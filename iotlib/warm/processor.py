@@ -67,8 +67,8 @@ class StreamProcessor(EngineThread):
         return cls(s.eventhub_connection_string, s.storage_connection_string, **options)
 
     _busy_error = ProcessingError
-    options: ProcessorOptions  # type: ignore[assignment]
-    report: ProcessReport | None  # type: ignore[assignment]
+    options: ProcessorOptions
+    report: ProcessReport | None
 
     def run(
         self,

@@ -38,7 +38,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import polars as pl
 
@@ -286,7 +286,7 @@ class WarmStore:
         self.path = Path(path) if path is not None else default_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.writer = writer
-        self._lock_file = None
+        self._lock_file: IO[str] | None = None
         if writer:
             self._take_lock()
         self._mutex = threading.Lock()
