@@ -197,10 +197,12 @@ class RequestLink(_Receiving):
             return
         if not settled and delivery_id is not None:
             self.session.send_disposition(delivery_id, delivery_id, f.ACCEPTED_STATE)
+        namespace = conn.server.namespace
+        assert namespace is not None  # connections exist only while the server runs
         if self.node == management.CBS_NODE:
-            response = management.put_token(request, conn.server.namespace, conn.grants)
+            response = management.put_token(request, namespace, conn.grants)
         else:
-            response = management.read(request, conn.server.namespace, conn.grants)
+            response = management.read(request, namespace, conn.grants)
         reply = self.session.reply_link(self.node)
         if reply is None:
             _LOG.info("no reply link attached for %s; dropping the response", self.node)

@@ -28,6 +28,7 @@ import logging
 import os
 import struct
 from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from zlib import crc32
@@ -108,7 +109,7 @@ class PartitionLog:
         self.segment_bytes = segment_bytes
         self.fsync = fsync
         self.segments: list[Segment] = []
-        self._pending: list[bytes] = []
+        self._pending: list[bytes | memoryview] = []
         self._pending_bytes = 0
         self.next_seq = 0
         self.last_offset = -1
@@ -255,7 +256,7 @@ class PartitionLog:
     # --- appending -----------------------------------------------------------------
 
     def append(
-        self, events: list[tuple[bytes | memoryview, tuple[int, int, int, int, int], bytes]], now_ms: int
+        self, events: Sequence[tuple[bytes | memoryview, tuple[int, int, int, int, int], bytes]], now_ms: int
     ) -> tuple[int, int]:
         """Buffer ``events`` (body, layout, partition key) for the next :meth:`commit`.
 
@@ -432,7 +433,7 @@ class PartitionLog:
             if need > len(data):  # a record larger than max_bytes: read it whole
                 data = pread(seg.open_fd(), need, cursor.pos)
         view = memoryview(data)
-        out = []
+        out: list[tuple] = []
         off = 0
         n = len(data)
         base = seg.base_offset + cursor.pos

@@ -111,7 +111,7 @@ class Emulator:
         if throughput_units is not None:
             cfg = replace(cfg, throughput_units=throughput_units)
         owns = data_dir is None
-        folder = Path(tempfile.mkdtemp(prefix="iotlib-eventhubs-")) if owns else Path(data_dir)
+        folder = Path(tempfile.mkdtemp(prefix="iotlib-eventhubs-")) if data_dir is None else Path(data_dir)
         folder.mkdir(parents=True, exist_ok=True)
         emu = cls(host=host, port=port, data_dir=folder, config=cfg, mode=mode, owns_data_dir=owns)
         try:

@@ -24,6 +24,7 @@ from iotlib.local.emulator.throughput import SUMMARY_SECONDS, ThroughputMeter
 
 if TYPE_CHECKING:
     from iotlib.local.emulator.connection import Connection
+    from iotlib.local.emulator.log import PartitionLog
     from iotlib.local.emulator.session import Session
 
 _LOG = logging.getLogger("iotlib.local.emulator")
@@ -114,7 +115,7 @@ class Server:
             partition.log.commit()
         if self.config.fsync and touched:
             logs = [p.log for p in touched]
-            future = self.loop.run_in_executor(None, lambda: [log.sync() for log in logs])
+            future = self.loop.run_in_executor(None, _sync_all, logs)
             future.add_done_callback(lambda _: self._settle(acks, touched))
         else:
             self._settle(acks, touched)
@@ -216,3 +217,9 @@ def run(config: EmulatorConfig, data_dir: str | Path, *, host: str = "127.0.0.1"
     asyncio.run(serve(config, data_dir, host=host, port=port))
     _LOG.debug("ran for %.1f s (pid %d)", time.monotonic() - started, os.getpid())
     return 0
+
+
+def _sync_all(logs: list[PartitionLog]) -> None:
+    """Put the logs' appended data on disk (in an executor thread: fsync blocks)."""
+    for log in logs:
+        log.sync()

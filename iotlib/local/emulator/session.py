@@ -114,9 +114,9 @@ class Session:
         if fields[4] is None:
             if fields[9]:
                 self.conn.send(self.channel, f.flow(**self._flow_fields()))
-            for link in self.by_handle.values():
-                if isinstance(link, EgressLink):
-                    link.wake()
+            for attached in self.by_handle.values():
+                if isinstance(attached, EgressLink):
+                    attached.wake()
             return
         link = self.links.get(fields[4])
         if link is None:  # a link that just detached: nothing to do (and no reason to drop the connection)
@@ -231,6 +231,7 @@ class Session:
             self.by_handle.pop(existing.handle, None)
         handle = self._new_handle()
         source, target = fields[5], fields[6]
+        link: Link
         try:
             if client_role == f.ROLE_SENDER:
                 link = self._attach_receiving(name, handle, remote_handle, fields, _address(target))
@@ -309,14 +310,16 @@ class Session:
         )
 
     def _hub(self, name: str):
-        hub = self.conn.server.namespace.hub(name)
+        namespace = self.conn.server.namespace
+        assert namespace is not None  # connections exist only while the server runs
+        hub = namespace.hub(name)
         if hub is None:
             raise AttachRefused("amqp:not-found", f"The messaging entity '{name}' could not be found.")
         return hub
 
     def _attach_receiving(
         self, name: str, handle: int, remote_handle: int, fields: list[Any], address: str | None
-    ) -> Link:
+    ) -> IngressLink | RequestLink:
         if address in (management.CBS_NODE, management.MANAGEMENT_NODE):
             return RequestLink(self, name, handle, remote_handle, fields[9] or 0, address)
         parts = _path_segments(address)
