@@ -30,7 +30,8 @@ def registry_overview(registry: pl.DataFrame) -> Figure:
     a, b, c = fig.subplots(1, 3)
     a.hist(per_building["devices"].to_numpy(), bins=30, color="tab:blue")
     a.set(title="Devices per building", xlabel="devices", ylabel="buildings")
-    b.hist(per_building["floors"].to_numpy(), bins=range(1, int(per_building["floors"].max()) + 2), color="tab:green")  # type: ignore[arg-type]
+    top_floor = int(per_building["floors"].max())  # type: ignore[arg-type]  # polars types max() as any literal
+    b.hist(per_building["floors"].to_numpy(), bins=range(1, top_floor + 2), color="tab:green")
     b.set(title="Floors per building", xlabel="floors", ylabel="buildings")
     c.barh(zones["zone"].to_list(), zones["len"].to_list(), color="tab:orange")
     c.set(title="Buildings per time zone", xlabel="buildings")

@@ -36,13 +36,15 @@ import polars as pl
 from iotlib.errors import ValidationError
 
 #: The registry's columns and their dtypes, in order.
-SCHEMA: dict[str, pl.DataType] = {
-    "device_id": pl.String(),
-    "building_id": pl.Int32(),
-    "floor": pl.Int16(),
-    "room": pl.String(),
-    "time_zone": pl.String(),
-}
+SCHEMA = pl.Schema(
+    {
+        "device_id": pl.String(),
+        "building_id": pl.Int32(),
+        "floor": pl.Int16(),
+        "room": pl.String(),
+        "time_zone": pl.String(),
+    }
+)
 
 DEFAULT_DEVICES = 100_000
 DEFAULT_SEED = 0
@@ -175,7 +177,7 @@ def build_registry(
             "time_zone": np.array(zones)[zone_of][np.concatenate(building_col) - 1],
         }
     )
-    return registry.with_columns(pl.col("room").cast(pl.String)).cast(SCHEMA)  # type: ignore[arg-type]
+    return registry.with_columns(pl.col("room").cast(pl.String)).cast(SCHEMA)
 
 
 def original_registry(*, seed: int = DEFAULT_SEED) -> pl.DataFrame:
@@ -293,6 +295,7 @@ def registry_summary(registry: pl.DataFrame) -> dict[str, object]:
         "devices": registry.height,
         "buildings": per_building.height,
         "apartments": int(per_building["rooms"].sum()),
+        # polars types Series.min()/max() as any literal; these are integer columns.
         "floors_min": int(per_building["floors"].min()),  # type: ignore[arg-type]
         "floors_max": int(per_building["floors"].max()),  # type: ignore[arg-type]
         "devices_per_building_min": int(per_building["devices"].min()),  # type: ignore[arg-type]

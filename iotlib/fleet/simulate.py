@@ -49,6 +49,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -312,11 +313,13 @@ def _gather(main: np.ndarray, extra: np.ndarray | None, order: np.ndarray, spill
     """``concat(main, extra)[order]`` without building the concatenation (``spill``: positions >= len(main))."""
     if len(order) == 0:
         return main[:0].copy()
+    if extra is None:  # every position is in main
+        return main.take(order, mode="clip")
     if len(main) == 0:
-        return extra[order]  # type: ignore[index]
+        return extra[order]
     out = main.take(order, mode="clip")
     if len(spill):
-        out[spill] = extra[order[spill] - len(main)]  # type: ignore[index]
+        out[spill] = extra[order[spill] - len(main)]
     return out
 
 
@@ -588,11 +591,9 @@ class Simulation:
             width = high - low
             folded = np.mod(level - low, 2 * width)
             np.copyto(temperature, low + np.minimum(folded, 2 * width - folded), casting="unsafe")
-        flags = None
-        if self.flag_columns:
-            flags = self._ws.get("event_flags", (count,), np.uint8)
-            flags.fill(0)
-        batch = _Batch(device, true_time, temperature, flags, None)
+        flags = self._ws.get("event_flags", (count,), np.uint8)  # the faults below set their bits
+        flags.fill(0)
+        batch = _Batch(device, true_time, temperature, flags if self.flag_columns else None, None)
 
         def events_of(devices: np.ndarray) -> np.ndarray:
             """Indices of the events of the chosen devices (device-level faults touch only those)."""
@@ -606,7 +607,7 @@ class Simulation:
                 where = where[(when >= a) & (when < b)]
                 strength = np.clip((true_time[where] - a) / ramp, 0.0, 1.0) if ramp else 1.0
                 temperature[where] += np.float32(rise) * np.asarray(strength, dtype=np.float32)
-                flags[where] |= _flag("fault_heat")  # type: ignore[index]
+                flags[where] |= _flag("fault_heat")
         stuck = np.empty(0, dtype=np.int64)
         if self.stuck_since is not None:
             where = events_of(self.stuck_since != _NEVER)
@@ -618,7 +619,7 @@ class Simulation:
                 unset = head & np.isnan(self.frozen[dev])
                 self.frozen[dev[unset]] = temperature[stuck[unset]]
                 temperature[stuck] = self.frozen[dev]
-                flags[stuck] = (flags[stuck] & ~_flag("fault_heat")) | _flag("fault_stuck")  # type: ignore[index]
+                flags[stuck] = (flags[stuck] & ~_flag("fault_heat")) | _flag("fault_stuck")
         if self.spikes is not None or self.duplicates is not None:
             # Event-level faults draw from a hash of the reading's own hash: fixed per (seed, device, reading).
             fault_hash = self._ws.get("fault_hash", (count,), np.uint64)
@@ -629,13 +630,13 @@ class Simulation:
             spike = np.setdiff1d(spike, stuck, assume_unique=True)  # a frozen sensor does not spike
             up = (fault_hash[spike] >> np.uint64(32)) & np.uint64(1)
             temperature[spike] += np.where(up, self.spikes.magnitude, -self.spikes.magnitude).astype(np.float32)
-            flags[spike] |= _flag("fault_spike")  # type: ignore[index]
+            flags[spike] |= _flag("fault_spike")
         if self.skew is not None:
             where = events_of(self.skewed)
             batch.observed = self._ws.get("event_observed", (count,), np.int64)
             np.copyto(batch.observed, true_time)
             batch.observed[where] += self.skew[device[where]]
-            flags[where] |= _flag("fault_clock_skew")  # type: ignore[index]
+            flags[where] |= _flag("fault_clock_skew")
         if self.offline is not None:
             begin, end, spacing = self.offline
             where = events_of(begin != _NEVER)
@@ -648,7 +649,7 @@ class Simulation:
                 self.offline_first[dev[unset]] = reading[where[unset]]
                 queued = reading[where] - self.offline_first[dev]
                 batch.late, batch.late_sent = where, end[dev] + queued * spacing
-                flags[where] |= _flag("fault_offline")  # type: ignore[index]
+                flags[where] |= _flag("fault_offline")
         if self.malformed is not None:
             hm = self._ws.get("malformed_hash", (count,), np.uint64)
             np.bitwise_xor(h, _stream("malformed"), out=hm)
@@ -665,7 +666,8 @@ class Simulation:
             again = np.flatnonzero(self._below(fault_hash, self.duplicates.probability, shift=33))
             copies = batch.take(again)
             copies.sent += _td_us(self.duplicates.delay)
-            copies.flags |= _flag("fault_duplicate")  # type: ignore[operator]
+            assert copies.flags is not None  # a duplicate fault has its flag column
+            copies.flags |= _flag("fault_duplicate")
         return batch, copies
 
     def _below(self, h: np.ndarray, probability: float, *, shift: int) -> np.ndarray:
@@ -681,21 +683,22 @@ class Simulation:
         Events due later are kept in ``self.carry`` for the next slice.
         """
         size, more = len(batch), 0 if extra is None else len(extra)
+        other = extra if more else None
         total = size + more
         key = self._ws.get("key", (total,), np.int64)
         np.subtract(batch.true_time, lo, out=key[:size])
         key[batch.late] = batch.late_sent - lo
-        if more:
-            np.subtract(extra.sent, lo, out=key[size:])  # type: ignore[union-attr]
+        if other is not None:
+            np.subtract(other.sent, lo, out=key[size:])
 
         self.carry = None
         held = np.empty(0, dtype=np.int64)
         if hi is not None:
             # Only late sends (offline buffers, duplicates, carried events) can fall after this slice.
             late_main = batch.late[batch.late_sent >= hi]
-            late_extra = np.flatnonzero(extra.sent >= hi) if more else np.empty(0, np.int64)  # type: ignore[union-attr]
+            late_extra = np.flatnonzero(other.sent >= hi) if other is not None else np.empty(0, np.int64)
             if len(late_main) or len(late_extra):
-                parts = [batch.take(late_main)] + ([extra.take(late_extra)] if more else [])  # type: ignore[union-attr]
+                parts = [batch.take(late_main)] + ([other.take(late_extra)] if other is not None else [])
                 self.carry = _Events.concat(parts)
                 held = np.concatenate([late_main, late_extra + size])
                 key[held] = _SENTINEL  # sorts after every due event, then cut off
@@ -713,7 +716,6 @@ class Simulation:
             sent = key[order]
         sent += lo
         spill = np.flatnonzero(order >= size) if more else np.empty(0, np.int64)
-        other = extra if more else None
 
         def gather(main: np.ndarray, name: str) -> np.ndarray:
             return _gather(main, None if other is None else getattr(other, name), order, spill)
@@ -770,9 +772,9 @@ class Simulation:
             yield self._frame(batch, merged, lo, None if last else hi)
 
 
-def simulation(registry: pl.DataFrame, **options: object) -> Simulation:
+def simulation(registry: pl.DataFrame, **options: Any) -> Simulation:
     """A :class:`Simulation` to iterate chunk by chunk; takes the same options as :func:`generate`."""
-    return Simulation(registry, **options)  # type: ignore[arg-type]
+    return Simulation(registry, **options)
 
 
 def generate(
