@@ -7,6 +7,11 @@ through. Messages name what was wrong and, where possible, what to do.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from iotlib.ingest.report import IngestReport
+
 
 class IotlibError(Exception):
     """Base of every error raised on purpose by iotlib."""
@@ -29,7 +34,9 @@ class EmulatorError(IotlibError):
 
 
 class IngestError(IotlibError):
-    """Events could not be sent to Event Hubs."""
+    """Events could not be sent to Event Hubs; ``report`` holds what the run did before it stopped."""
+
+    report: IngestReport | None = None
 
 
 class CaptureError(IotlibError):

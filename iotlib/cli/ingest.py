@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from iotlib.cli.simulate import add_simulation_arguments, simulation_from_arguments
+
+if TYPE_CHECKING:
+    from iotlib.fleet.simulate import Simulation
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,12 +51,12 @@ def _ingest(args: argparse.Namespace) -> int:
     if args.events is not None:
         if not args.events.exists():
             raise ConfigurationError(f"--events {args.events}: no such file")
-        source: object = pl.read_parquet(args.events)
+        source: pl.DataFrame | Simulation = pl.read_parquet(args.events)
     else:
         source, _ = simulation_from_arguments(args)
     with IngestClient.from_connection_string(eventhub_name=args.eventhub) as client:
         report = client.send(
-            source,  # type: ignore[arg-type]
+            source,
             mode=args.mode,
             speed=args.speed,
             send_malformed=args.send_malformed,

@@ -147,7 +147,7 @@ class IngestClient:
             for pid, group in groups.items():
                 await queues[pid].put((group, due))
             if run.error is not None:  # a refusal no retry can fix: stop, keeping the report
-                run.error.report = report  # type: ignore[attr-defined]
+                run.error.report = report
                 raise run.error
 
         try:
@@ -176,7 +176,7 @@ class IngestClient:
                 await q.put(None)
             await asyncio.gather(*senders)
             if run.error is not None:
-                run.error.report = report  # type: ignore[attr-defined]
+                run.error.report = report
                 raise run.error
         finally:
             for task in senders:
@@ -256,7 +256,7 @@ class _Run:
                     self.report.failed.append(
                         Failure(
                             key,
-                            group.observed[end],  # type: ignore[arg-type]
+                            group.observed[end],
                             f"event of {len(group.bodies[end]):,} bytes exceeds the hub's "
                             f"{batch.max_size_in_bytes:,}-byte limit",
                             pid,
@@ -288,8 +288,7 @@ class _Run:
                 if attempt > self.max_retries:
                     reason = f"not accepted after {self.max_retries} retries: {exc}"
                     self.report.failed.extend(
-                        Failure(group.keys[i], group.observed[i], reason, pid)  # type: ignore[arg-type]
-                        for i in range(start, end)
+                        Failure(group.keys[i], group.observed[i], reason, pid) for i in range(start, end)
                     )
                     self.bar.update(end - start)
                     return

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import polars as pl
 
@@ -29,7 +30,7 @@ class Outgoing:
     bodies: list[bytes] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)
     malformed: list[bool] = field(default_factory=list)
-    observed: list[object] = field(default_factory=list)
+    observed: list[datetime | None] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.bodies)
@@ -74,7 +75,7 @@ def chunks(frame: pl.DataFrame, size: int) -> Iterator[pl.DataFrame]:
         yield frame.slice(offset, size)
 
 
-def frames(events: object) -> tuple[Iterator[pl.DataFrame], int | None]:
+def frames(events: Iterable[Any]) -> tuple[Iterator[pl.DataFrame], int | None]:
     """The input as frames in send order, and the event count when known up front.
 
     Accepts a DataFrame, a :class:`iotlib.fleet.simulate.Simulation` (streamed chunk by
@@ -87,7 +88,7 @@ def frames(events: object) -> tuple[Iterator[pl.DataFrame], int | None]:
 
     if isinstance(events, Simulation):
         return (as_frame(f) for f in events), events.expected_events
-    items = iter(events)  # type: ignore[call-overload]
+    items = iter(events)
     first = next(items, None)
     if first is None:
         return iter([]), 0

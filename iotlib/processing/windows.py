@@ -27,7 +27,7 @@ batch functions and the incremental engine, so both assign identically.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar
+from typing import Literal, TypeVar, cast
 
 import polars as pl
 
@@ -43,7 +43,7 @@ END = "__end"  # window end, microseconds
 def _closed(value: str) -> Closed:
     if value not in ("right", "left"):
         raise ProcessingError(f"closed={value!r}: use 'right' (ASA: (start, end]) or 'left' ([start, end))")
-    return value  # type: ignore[return-value]
+    return cast(Closed, value)  # checked above
 
 
 @dataclass(frozen=True)

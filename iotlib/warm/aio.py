@@ -276,7 +276,8 @@ class _Run:
             if props["is_empty"]:
                 return _EARLIEST
             return Position(int(props["last_enqueued_sequence_number"]), str(props["last_enqueued_offset"]))
-        pos = start.get(pid)  # type: ignore[union-attr]
+        assert not isinstance(start, str)  # options accept only "earliest" and "latest" as text
+        pos = start.get(pid)
         if pos is None or pos.is_empty:
             return _EARLIEST
         return Position(pos.last_enqueued_sequence_number, str(pos.last_enqueued_offset))

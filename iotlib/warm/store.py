@@ -266,13 +266,15 @@ def _text_times(frame: pl.DataFrame, table: Table) -> pl.DataFrame:
 
 
 def _iso(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
+    return None if moment is None else _utc_text(moment)
+
+
+def _utc_text(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _now() -> str:
-    return _iso(datetime.now(UTC))  # type: ignore[return-value]
+    return _utc_text(datetime.now(UTC))
 
 
 class WarmStore:
