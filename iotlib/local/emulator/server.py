@@ -42,7 +42,7 @@ class Server:
         self.port = port
         self.namespace: Namespace | None = None
         self.connections: set[Connection] = set()
-        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        self.loop: asyncio.AbstractEventLoop  # set by start(), before any connection
         self._server: asyncio.base_events.Server | None = None
         self._touched: set[Partition] = set()
         self._acks: list[tuple[Session, int, bytes | None]] = []
