@@ -50,6 +50,35 @@ def test_environment_yml_mirrors_pyproject() -> None:
     assert not differing, f"bounds differ (pyproject, environment.yml): {differing}"
 
 
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _constraints() -> dict[str, str]:
+    """Package -> exact version from constraints.txt (``make lock`` writes it)."""
+    pins: dict[str, str] = {}
+    for number, line in enumerate((ROOT / "constraints.txt").read_text().splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9_.\-]*)==(\S+)", line.strip())
+        assert match, f"constraints.txt line {number} is not name==version: {line!r}"
+        name = _canonical(match.group(1))
+        assert name not in pins, f"constraints.txt pins {name} twice"
+        pins[name] = match.group(2)
+    return pins
+
+
+def test_constraints_pin_every_dependency_within_its_bounds() -> None:
+    from packaging.specifiers import SpecifierSet
+
+    pins = _constraints()
+    py = {_canonical(name): bound for name, bound in _pyproject_packages().items()}
+    unpinned = sorted(set(py) - set(pins))
+    assert not unpinned, f"not in constraints.txt: {unpinned}; run make lock"
+    outside = {name: (pins[name], bound) for name, bound in py.items() if pins[name] not in SpecifierSet(bound)}
+    assert not outside, f"pins outside pyproject.toml's bounds (pin, bound): {outside}; run make lock"
+
+
 def test_package_json_pins_azurite() -> None:
     import json
 
