@@ -9,7 +9,8 @@
 One concept per module: :mod:`.sources` (Blob container or local directory), :mod:`.listing`
 (time-pruned listing), :mod:`.container` (Avro blocks), :mod:`.fastdecode` (compiled Capture
 decoder), :mod:`.generic` (fastavro, any schema), :mod:`.columns` (the frame's columns),
-:mod:`.bodies` (thermostat JSON bodies), :mod:`.loader` (``load``, ``scan``), :mod:`.cache` (Parquet).
+:mod:`.bodies` (thermostat JSON bodies), :mod:`.loader` (``load``, ``scan``), :mod:`.cache` (Parquet),
+:mod:`.precompile` (the compiled decoders into numba's cache, ahead of use).
 The file format itself is :mod:`iotlib.capture.format`.
 """
 
