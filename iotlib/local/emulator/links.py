@@ -122,7 +122,7 @@ class IngressLink(_Receiving):
     def on_transfer(self, delivery_id: int | None, fmt: int, settled: bool, payload: bytes | None, size: int) -> None:
         self.count_delivery()
         server = self.session.conn.server
-        if not self.still_authorised(time.time()):
+        if not self.still_authorised(server.clock()):
             return
         if payload is None or size > MAX_MESSAGE_SIZE:
             self._reject(
@@ -200,9 +200,9 @@ class RequestLink(_Receiving):
         namespace = conn.server.namespace
         assert namespace is not None  # connections exist only while the server runs
         if self.node == management.CBS_NODE:
-            response = management.put_token(request, namespace, conn.grants)
+            response = management.put_token(request, namespace, conn.grants, now=conn.server.clock())
         else:
-            response = management.read(request, namespace, conn.grants)
+            response = management.read(request, namespace, conn.grants, now=conn.server.clock())
         reply = self.session.reply_link(self.node)
         if reply is None:
             _LOG.info("no reply link attached for %s; dropping the response", self.node)
@@ -299,7 +299,7 @@ class EgressLink(Link):
             conn.blocked.add(self)
             return
         budget = min(self.credit, DELIVERY_BATCH, session.remote_incoming_window)
-        if budget <= 0 or not self.still_authorised(time.time()):
+        if budget <= 0 or not self.still_authorised(conn.server.clock()):
             return
         log = self.partition.log
         meter = conn.server.throughput

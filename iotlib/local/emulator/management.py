@@ -9,7 +9,6 @@ request's ``message-id`` and the status in application properties
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 
 from iotlib.local.emulator import auth
@@ -44,7 +43,7 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def put_token(request: Message, namespace: Namespace, grants: list[auth.Grant]) -> Response:
+def put_token(request: Message, namespace: Namespace, grants: list[auth.Grant], *, now: float) -> Response:
     """Verify a token; on success remember what it grants for this connection."""
     props = request.application_properties
     operation = _text(props.get("operation"))
@@ -58,7 +57,7 @@ def put_token(request: Message, namespace: Namespace, grants: list[auth.Grant]) 
     if not token:
         return Response(400, "the put-token request carries no token")
     try:
-        grant = auth.verify(token, namespace.config.keys)
+        grant = auth.verify(token, namespace.config.keys, now=now)
     except auth.TokenError as exc:
         _LOG.info("refused a token for %s: %s", audience, exc)
         return Response(401, f"InvalidSignature: {exc}")
@@ -71,7 +70,7 @@ def put_token(request: Message, namespace: Namespace, grants: list[auth.Grant]) 
     return Response(202, "Accepted")
 
 
-def read(request: Message, namespace: Namespace, grants: list[auth.Grant]) -> Response:
+def read(request: Message, namespace: Namespace, grants: list[auth.Grant], *, now: float) -> Response:
     """Answer ``READ`` for an event hub or one of its partitions."""
     props = request.application_properties
     operation = _text(props.get("operation"))
@@ -81,7 +80,7 @@ def read(request: Message, namespace: Namespace, grants: list[auth.Grant]) -> Re
     hub = namespace.hub(name)
     if hub is None:
         return Response(404, f"the messaging entity '{name}' could not be found")
-    if not _authorised(props.get("security_token"), hub.name.lower(), namespace, grants):
+    if not _authorised(props.get("security_token"), hub.name.lower(), namespace, grants, now):
         return Response(401, f"unauthorized: no valid token covers '{hub.name}'")
     kind = _text(props.get("type"))
     if kind == EVENTHUB_TYPE:
@@ -117,8 +116,7 @@ def read(request: Message, namespace: Namespace, grants: list[auth.Grant]) -> Re
     return Response(400, f"unsupported READ type {kind!r}")
 
 
-def _authorised(token: object, path: str, namespace: Namespace, grants: list[auth.Grant]) -> bool:
-    now = time.time()
+def _authorised(token: object, path: str, namespace: Namespace, grants: list[auth.Grant], now: float) -> bool:
     text = _text(token)
     if text:
         try:

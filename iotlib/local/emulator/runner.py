@@ -27,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
@@ -65,6 +66,7 @@ class Emulator:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_event: asyncio.Event | None = None
         self._process: subprocess.Popen | None = None
+        self._clock: Callable[[], float] | None = None
         self._config_file: Path | None = None
         self._server: list[Server] = []
         self.exit_code: int | None = None
@@ -95,13 +97,18 @@ class Emulator:
         mode: str = "thread",
         timeout: float = 30.0,
         throughput_units: int | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> Emulator:
         """Start an emulator; ``port=0`` picks a free port, ``data_dir=None`` a temporary folder.
 
         ``throughput_units`` overrides the config's ``ThroughputUnits`` (``0``: not metered).
+        ``clock`` (seconds since the epoch; thread mode) is the time tokens expire by and the
+        throughput budget refills by: tests move it on instead of sleeping.
         """
         if mode not in ("thread", "process"):
             raise EmulatorError(f"mode must be 'thread' or 'process', not {mode!r}")
+        if clock is not None and mode != "thread":
+            raise EmulatorError("a clock can be given to a thread-mode emulator only")
         if config is None:
             cfg = EmulatorConfig()
         elif isinstance(config, EmulatorConfig):
@@ -114,6 +121,7 @@ class Emulator:
         folder = Path(tempfile.mkdtemp(prefix="iotlib-eventhubs-")) if data_dir is None else Path(data_dir)
         folder.mkdir(parents=True, exist_ok=True)
         emu = cls(host=host, port=port, data_dir=folder, config=cfg, mode=mode, owns_data_dir=owns)
+        emu._clock = clock
         try:
             if mode == "thread":
                 emu._start_thread(timeout)
@@ -148,6 +156,7 @@ class Emulator:
                         ready=fut,
                         stop=self._stop_event,
                         server_holder=self._server,
+                        clock=self._clock,
                     )
                 )
             except BaseException as exc:  # noqa: BLE001 - surfaced through ``ready``

@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,7 +35,13 @@ class Server:
     """An AMQP 1.0 listener serving one namespace from a data folder."""
 
     def __init__(
-        self, config: EmulatorConfig, data_dir: str | Path, *, host: str = "127.0.0.1", port: int = 5672
+        self,
+        config: EmulatorConfig,
+        data_dir: str | Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 5672,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.config = config
         self.data_dir = Path(data_dir)
@@ -48,7 +55,10 @@ class Server:
         self._acks: list[tuple[Session, int, bytes | None]] = []
         self._retention: asyncio.TimerHandle | None = None
         self._summary: asyncio.TimerHandle | None = None
-        self.throughput = ThroughputMeter(config.throughput_units, namespace=config.namespace)
+        self.clock = clock or time.time  # token expiry (and, when given, the throughput budget)
+        self.throughput = ThroughputMeter(
+            config.throughput_units, namespace=config.namespace, clock=clock or time.monotonic
+        )
 
     async def start(self) -> None:
         from iotlib.local.emulator.connection import Connection
@@ -178,12 +188,13 @@ async def serve(
     ready: asyncio.Future | None = None,
     stop: asyncio.Event | None = None,
     server_holder: list[Server] | None = None,
+    clock: Callable[[], float] | None = None,
 ) -> None:
     """Run until ``stop`` is set (or SIGTERM/SIGINT when running in the main thread).
 
     ``server_holder`` receives the :class:`Server` (what an in-process owner reads counts from).
     """
-    server = Server(config, data_dir, host=host, port=port)
+    server = Server(config, data_dir, host=host, port=port, clock=clock)
     if server_holder is not None:
         server_holder.append(server)
     stop = stop or asyncio.Event()

@@ -11,7 +11,6 @@ immediate detach carrying the error, as the AMQP specification asks.
 from __future__ import annotations
 
 import logging
-import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
@@ -299,7 +298,7 @@ class Session:
 
     def _authorise(self, path: str, right: str) -> float:
         """Check that a token covers ``path`` with ``right``; return until when."""
-        now = time.time()
+        now = self.conn.server.clock()
         covering = [g.expires for g in self.conn.grants if g.covers(path, right, now)]
         if covering:
             return max(covering)
