@@ -235,6 +235,7 @@ def wait_for(
     timeout: float = 180,
     alive: subprocess.Popen[bytes] | None = None,
     log: Path | None = None,
+    every: float = 0.05,
 ) -> None:
     """Poll ``condition`` until it holds: tests wait on the system's progress, not on the clock.
 
@@ -248,4 +249,4 @@ def wait_for(
             raise AssertionError(f"waiting for {what}: the process exited with {alive.returncode}\n{tail}")
         if time.monotonic() > deadline:
             raise AssertionError(f"waiting for {what}: not reached in {timeout:.0f} s")
-        time.sleep(0.05)
+        time.sleep(every)

@@ -311,3 +311,13 @@ def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.05) ->
             return True
         time.sleep(interval)
     return predicate()
+
+
+class ManualClock:
+    """An emulator's clock (``Emulator.start(clock=...)``) that moves only when the test moves it."""
+
+    def __init__(self) -> None:
+        self.now = float(int(time.time()))  # near the real time: the SDK's own tokens stay valid
+
+    def __call__(self) -> float:
+        return self.now

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 import fastavro
 import pytest
 from azure.storage.blob import BlobServiceClient
-from capturekit import blobs, capture_process, captured, checkpoints, hub_ids, private_hub, send, simulated
+from capturekit import blobs, capture_process, captured, checkpoints, hub_ids, private_hub, send, simulated, wait_for
 
 import iotlib
 from iotlib.capture import CaptureWriter, explore
@@ -155,7 +155,14 @@ def test_empty_windows_get_the_header_only_file(hub: Emulator, storage: str, nam
 def test_stop_mid_window_then_restart_extends_the_file(hub: Emulator, storage: str, names: dict) -> None:
     first = send(hub.connection_string, simulated(300, seed=3))
     with writer(hub, storage, time_window=900, **names) as w:  # a window far longer than the test
-        r1 = w.run(until_idle=1.5, timeout=60)
+        outcome: dict = {}
+        runner = threading.Thread(target=lambda: outcome.update(report=w.run(timeout=120)))
+        runner.start()
+        # Stopped once it has everything (a wait on its progress: a quiet spell can come before the backlog does).
+        wait_for(lambda: w.report is not None and w.report.events >= first, f"the writer receiving {first} events")
+        w.stop()
+        runner.join(60)
+        r1 = outcome["report"]
     assert {f.reason for f in r1.files} == {"shutdown"} and r1.events == first
     second = send(hub.connection_string, simulated(300, seed=4))
     with writer(hub, storage, time_window=900, **names) as w:

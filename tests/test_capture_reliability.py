@@ -19,6 +19,7 @@ from capturekit import (
     CheckpointWatch,
     capture_process,
     captured,
+    checkpoints,
     committed_events,
     files_log,
     final_files,
@@ -106,7 +107,7 @@ def test_storage_outage_trips_the_breaker_and_loses_nothing(tmp_path: Path) -> N
                 load_balancing_interval=1, ownership_expiry=60, max_wait_time=0.5, **names,
             )  # fmt: skip
             outcome: dict = {}
-            runner = threading.Thread(target=lambda: outcome.update(report=w.run(until_idle=3, timeout=180)))
+            runner = threading.Thread(target=lambda: outcome.update(report=w.run(timeout=300)))
             frame = simulated(1800, seed=12)
             storage_down = threading.Event()
 
@@ -126,7 +127,14 @@ def test_storage_outage_trips_the_breaker_and_loses_nothing(tmp_path: Path) -> N
                 assert w.report.retries, "no storage call failed while Azurite was down"
                 stack.up(home=st.home, blob_port=port, services=("azurite",))
                 sender.join()
-                runner.join(180)
+                last = _last_sequence_numbers(hub_ids(hub.connection_string))
+
+                def all_checkpointed() -> bool:
+                    return checkpoints(storage, names["checkpoint_container"]) == last
+
+                wait_for(all_checkpointed, "every event checkpointed", every=0.5)
+                w.stop()
+                runner.join(120)
             report = outcome["report"]
             got, duplicates, _ = captured(storage, names["container"])
             assert got == hub_ids(hub.connection_string) and duplicates == 0
@@ -188,6 +196,13 @@ def test_two_writers_share_partitions_and_hand_them_over(tmp_path: Path) -> None
         ranges = sorted((r["data"]["firstSequenceNumber"], r["data"]["lastSequenceNumber"])
                         for r in final_files(rows_a + rows_b) if r["data"]["partitionId"] == pid and r["data"]["eventCount"])  # fmt: skip
         assert all(prev[1] < nxt[0] for prev, nxt in zip(ranges, ranges[1:])), f"partition {pid}: {ranges}"
+
+
+def _last_sequence_numbers(ids: set[tuple[str, int]]) -> dict[str, int]:
+    last: dict[str, int] = {}
+    for pid, seq in ids:
+        last[pid] = max(seq, last.get(pid, -1))
+    return last
 
 
 def _stored(rows: list[dict]) -> set[tuple[str, int]]:

@@ -8,7 +8,7 @@ import pytest
 from azure.core.credentials import AzureNamedKeyCredential, AzureSasCredential
 from azure.eventhub import EventData, EventHubProducerClient
 from azure.eventhub.exceptions import AuthenticationError, EventHubError
-from emulator_helpers import FAST, RawClient, event_message, receive
+from emulator_helpers import FAST, ManualClock, RawClient, event_message, receive
 
 from iotlib.local.emulator import Emulator, EmulatorConfig, EntityConfig, KeyConfig
 from iotlib.local.emulator.auth import make_token
@@ -153,18 +153,8 @@ def test_unknown_entities_are_not_found(emu):
         receive(emu.connection_string, partition_id="0", count=1, consumer_group="nogroup", timeout=5)
 
 
-class _Clock:
-    """The emulator's time, moved on by the test instead of waited for."""
-
-    def __init__(self) -> None:
-        self.now = float(int(time.time()))
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_links_close_when_their_token_expires_unrenewed():
-    clock = _Clock()
+    clock = ManualClock()  # the token's expiry comes when the test says, not after a sleep
     config = EmulatorConfig(entities=(EntityConfig(HUB, 2),), keys=(KeyConfig(*ROOT),))
     with Emulator.start(port=0, config=config, clock=clock) as emu:
         raw = RawClient(emu.port)

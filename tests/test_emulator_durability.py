@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import threading
-import time
 
 from azure.eventhub import EventData, EventHubProducerClient
-from emulator_helpers import FAST, receive, receive_many, wait_until
+from emulator_helpers import FAST, ManualClock, receive, receive_many, wait_until
 
 from iotlib.local.emulator import Emulator, EmulatorConfig, EntityConfig
 
@@ -112,11 +111,12 @@ def test_retention_deletes_old_segments(tmp_path):
         segment_bytes=8 * 1024,
         retention_check_seconds=0.2,
     )
-    with Emulator.start(data_dir=tmp_path, port=0, config=config) as emu, _producer(emu) as p:
+    clock = ManualClock()  # enqueued times and retention's "now": the new events never age
+    with Emulator.start(data_dir=tmp_path, port=0, config=config, clock=clock) as emu, _producer(emu) as p:
         for i in range(6):
             p.send_batch([EventData(f"old-{i}-{j}".encode() * 30) for j in range(10)], partition_id="0")
         assert p.get_partition_properties("0")["beginning_sequence_number"] == 0
-        time.sleep(2.0)
+        clock.now += 2.0  # the old events are now past the 1.5 s retention
         p.send_batch([EventData(f"new-{j}".encode() * 30) for j in range(40)], partition_id="0")
         assert wait_until(lambda: p.get_partition_properties("0")["beginning_sequence_number"] > 0, 5)
         props = p.get_partition_properties("0")

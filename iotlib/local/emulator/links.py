@@ -164,7 +164,7 @@ class IngressLink(_Receiving):
                 return
         partition = self.partition or self.hub.route(route_key)
         if events:
-            partition.log.append(events, int(time.time() * 1000))
+            partition.log.append(events, int(server.clock() * 1000))
             server.touched(partition)
         if not settled and delivery_id is not None:
             server.after_commit(self.session, delivery_id, None)

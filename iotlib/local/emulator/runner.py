@@ -102,8 +102,9 @@ class Emulator:
         """Start an emulator; ``port=0`` picks a free port, ``data_dir=None`` a temporary folder.
 
         ``throughput_units`` overrides the config's ``ThroughputUnits`` (``0``: not metered).
-        ``clock`` (seconds since the epoch; thread mode) is the time tokens expire by and the
-        throughput budget refills by: tests move it on instead of sleeping.
+        ``clock`` (seconds since the epoch; thread mode) is the emulator's time: tokens expire,
+        the throughput budget refills, events are enqueued and retention counts by it. Tests move
+        it on instead of sleeping.
         """
         if mode not in ("thread", "process"):
             raise EmulatorError(f"mode must be 'thread' or 'process', not {mode!r}")

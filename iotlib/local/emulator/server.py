@@ -93,7 +93,7 @@ class Server:
         def run() -> None:
             if self.namespace is not None:
                 try:
-                    self.namespace.enforce_retention()
+                    self.namespace.enforce_retention(int(self.clock() * 1000))
                 except OSError as exc:
                     _LOG.warning("retention failed: %s", exc)
             self._schedule_retention()
