@@ -218,6 +218,12 @@ def files_log(path: Path) -> list[dict]:
     return rows
 
 
+def writers_started(log: Path) -> int:
+    """How many ``iotlib capture`` processes logged to ``log`` are up: each prints its banner once its
+    signal handlers are in place (a SIGTERM before that kills it like any Python program)."""
+    return log.read_text().count(" -> container ") if log.exists() else 0
+
+
 def final_files(rows: list[dict]) -> list[dict]:
     """The last commit of each blob (an extended file is committed again with its new totals)."""
     return list({r["name"]: r for r in rows}.values())

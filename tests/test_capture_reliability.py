@@ -28,6 +28,7 @@ from capturekit import (
     send,
     simulated,
     wait_for,
+    writers_started,
 )
 
 import iotlib
@@ -76,7 +77,8 @@ def test_kill_9_at_random_points_loses_nothing(tmp_path: Path) -> None:
             files_before_kill.append(len(files_log(events)))
             proc = capture_process(hub.connection_string, storage, *args, log=log)
         sender.join()
-        # The last writer (started after the last kill) catches up before it is asked to stop.
+        # The last writer (started after the last kill) is up and has caught up before it is asked to stop.
+        wait_for(lambda: writers_started(log) == len(kills) + 1, "the last writer up", alive=proc, log=log)
         wait_for(lambda: committed_events(events) >= total, "every event committed", alive=proc, log=log)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0, log.read_text()[-3000:]
