@@ -17,7 +17,8 @@ def test_demo_runs_the_journey_end_to_end(local_stack: object) -> None:
     hot = windows.filter(windows["building_id"] == 1)["avg_temperature"].max()
     assert hot > windows.filter(windows["building_id"] != 1)["avg_temperature"].max()
     # The streaming job saw the same windows as the batch job, and the heat event raised alerts.
-    assert run.results["stream"].windows == windows.height
+    stream = run.results["stream"]
+    assert stream.windows == windows.height, (stream.counts, stream.heartbeats, stream.stop_reason, stream.errors)
     alerts = run.results["alerts"]
     assert 1 in alerts.filter(alerts["rule"] == "building_too_hot")["building_id"].to_list()
     assert "stopped" not in text, "the demo must not stop a stack it did not start"
