@@ -141,7 +141,15 @@ def test_size_cuts_deflate_and_a_custom_path_format(hub: Emulator, storage: str,
 
 def test_empty_windows_get_the_header_only_file(hub: Emulator, storage: str, names: dict) -> None:
     with writer(hub, storage, time_window=1, skip_empty_archives=False, **names) as w:
-        report = w.run(timeout=5)
+        outcome: dict = {}
+        runner = threading.Thread(target=lambda: outcome.update(report=w.run(timeout=120)))
+        runner.start()
+        # Stopped after a few idle windows per partition, however long a loaded machine takes to get there.
+        wait_for(lambda: w.report is not None and sum(f.reason == "empty" for f in w.report.files) >= 4 * 2,
+                 "two empty windows a partition")  # fmt: skip
+        w.stop()
+        runner.join(60)
+        report = outcome["report"]
     empty = [f for f in report.files if f.reason == "empty"]
     assert len(empty) >= 4 * 2  # 4 partitions, a few idle seconds each
     data = blobs(storage, names["container"])
@@ -243,9 +251,8 @@ def test_sigint_flushes_open_windows_then_checkpoints(hub: Emulator, storage: st
         "--checkpoint-container", names["checkpoint_container"], "--load-balancing-interval", "1",
         log=tmp_path / "capture.log",
     )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and "captured 300 events" not in (tmp_path / "capture.log").read_text():
-        time.sleep(0.2)
+    log = tmp_path / "capture.log"
+    wait_for(lambda: "captured 300 events" in log.read_text(), "the writer receiving every event", alive=proc, log=log)
     assert blobs(storage, names["container"]) == {}  # the window is still open: nothing committed yet
     proc.send_signal(signal.SIGINT)
     assert proc.wait(30) == 0, (tmp_path / "capture.log").read_text()

@@ -92,6 +92,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     r.add_argument("--commit-interval", type=float, default=2.0, help="seconds between warm-store commits (default 2)")
     r.add_argument("--max-batch-size", type=int, default=500, help="events per received batch (default 500)")
+    r.add_argument("--ownership-expiry", type=float, default=None,
+                   help="seconds before a silent owner's partitions are taken (default: the client's, 60)")  # fmt: skip
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_process)
 
@@ -158,6 +160,7 @@ def _process(args: argparse.Namespace) -> int:
         heartbeat=not args.no_heartbeat,
         commit_interval=args.commit_interval,
         max_batch_size=args.max_batch_size,
+        ownership_expiry=args.ownership_expiry,
     )
     if args.eventhub:
         options["eventhub_name"] = args.eventhub
