@@ -141,10 +141,29 @@ def capture_process(
     environ = {**os.environ, "IOTLIB_EVENTHUB_CONNECTION_STRING": eventhub_conn,
                "IOTLIB_STORAGE_CONNECTION_STRING": storage_conn, "IOTLIB_EVENTHUB_NAME": HUB, **(env or {})}  # fmt: skip
     out = open(log, "ab")  # noqa: SIM115 - the child owns it
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "iotlib", "capture", "-v", *args],
         stdout=out, stderr=subprocess.STDOUT, env=environ,
     )  # fmt: skip
+    CHILDREN.append(proc)
+    return proc
+
+
+CHILDREN: list[subprocess.Popen[bytes]] = []  # every capture process started, for reap_children
+
+
+@contextlib.contextmanager
+def reap_children() -> Iterator[None]:
+    """Kill the capture processes started meanwhile that are still running (a failed test leaves none)."""
+    first = len(CHILDREN)
+    try:
+        yield
+    finally:
+        for proc in CHILDREN[first:]:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+        del CHILDREN[first:]
 
 
 class CheckpointWatch:
@@ -218,10 +237,14 @@ def files_log(path: Path) -> list[dict]:
     return rows
 
 
-def writers_started(log: Path) -> int:
-    """How many ``iotlib capture`` processes logged to ``log`` are up: each prints its banner once its
-    signal handlers are in place (a SIGTERM before that kills it like any Python program)."""
-    return log.read_text().count(" -> container ") if log.exists() else 0
+def log_size(log: Path) -> int:
+    return log.stat().st_size if log.exists() else 0
+
+
+def writer_up(log: Path, since: int) -> bool:
+    """Has an ``iotlib capture`` process logging to ``log`` past byte ``since`` printed its banner? It does
+    once its signal handlers are in place (a SIGTERM before that kills it like any Python program)."""
+    return log.exists() and b" -> container " in log.read_bytes()[since:]
 
 
 def final_files(rows: list[dict]) -> list[dict]:
@@ -229,9 +252,17 @@ def final_files(rows: list[dict]) -> list[dict]:
     return list({r["name"]: r for r in rows}.values())
 
 
-def committed_events(path: Path) -> int:
-    """Events in the files a writer's ``--events-out`` log reports committed so far."""
-    return sum(r["data"]["eventCount"] for r in final_files(files_log(path)))
+def stored_events(storage: str, container: str) -> int:
+    """Events in the committed blobs of a container, by their metadata (what storage holds, even where a
+    killed writer committed a blob but died before logging it)."""
+    cc = BlobServiceClient.from_connection_string(storage).get_container_client(container)
+    if not cc.exists():
+        return 0
+    total = 0
+    for b in cc.list_blobs(include=["metadata"]):
+        meta = {k.lower(): v for k, v in (b.metadata or {}).items()}
+        total += int(meta.get("eventcount", 0))
+    return total
 
 
 def wait_for(

@@ -18,7 +18,18 @@ from datetime import UTC, datetime, timedelta
 import fastavro
 import pytest
 from azure.storage.blob import BlobServiceClient
-from capturekit import blobs, capture_process, captured, checkpoints, hub_ids, private_hub, send, simulated, wait_for
+from capturekit import (
+    blobs,
+    capture_process,
+    captured,
+    checkpoints,
+    hub_ids,
+    private_hub,
+    reap_children,
+    send,
+    simulated,
+    wait_for,
+)
 
 import iotlib
 from iotlib.capture import CaptureWriter, explore
@@ -45,6 +56,12 @@ def storage() -> str:
 def names() -> dict[str, str]:
     tag = uuid.uuid4().hex[:10]
     return {"container": f"cap-{tag}", "checkpoint_container": f"ckpt-{tag}"}
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_writers() -> Iterator[None]:
+    with reap_children():
+        yield
 
 
 def writer(hub: Emulator, storage: str, **options: object) -> CaptureWriter:

@@ -11,6 +11,7 @@ import signal
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -20,15 +21,17 @@ from capturekit import (
     capture_process,
     captured,
     checkpoints,
-    committed_events,
     files_log,
     final_files,
     hub_ids,
+    log_size,
     private_hub,
+    reap_children,
     send,
     simulated,
+    stored_events,
     wait_for,
-    writers_started,
+    writer_up,
 )
 
 import iotlib
@@ -36,6 +39,12 @@ from iotlib.capture import CaptureWriter
 from iotlib.local import stack
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_writers() -> Iterator[None]:
+    with reap_children():
+        yield
 
 
 def _names() -> dict[str, str]:
@@ -69,17 +78,28 @@ def test_kill_9_at_random_points_loses_nothing(tmp_path: Path) -> None:
         files_before_kill = []
         for committed, moment in kills:
             wait_for(
-                lambda n=committed: committed_events(events) >= n, f"{committed} events committed", alive=proc, log=log
+                lambda n=committed: stored_events(storage, names["container"]) >= n,
+                f"{committed} events stored",
+                alive=proc,
+                log=log,
+                every=0.25,
             )
             time.sleep(moment)
             proc.kill()  # SIGKILL: no flush, no release, no goodbye
             assert proc.wait(10) == -signal.SIGKILL
             files_before_kill.append(len(files_log(events)))
+            restarted = log_size(log)
             proc = capture_process(hub.connection_string, storage, *args, log=log)
         sender.join()
         # The last writer (started after the last kill) is up and has caught up before it is asked to stop.
-        wait_for(lambda: writers_started(log) == len(kills) + 1, "the last writer up", alive=proc, log=log)
-        wait_for(lambda: committed_events(events) >= total, "every event committed", alive=proc, log=log)
+        wait_for(lambda: writer_up(log, restarted), "the last writer up", alive=proc, log=log)
+        wait_for(
+            lambda: stored_events(storage, names["container"]) >= total,
+            "every event stored",
+            alive=proc,
+            log=log,
+            every=0.25,
+        )
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0, log.read_text()[-3000:]
         final = capture_process(hub.connection_string, storage, *args, "--once", log=log)
