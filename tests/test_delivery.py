@@ -125,6 +125,10 @@ def test_a_stream_of_chunks_is_delivered_exactly_as_the_whole_frame(fleet):
     for a, b in zip(parts, parts[1:]):
         if a.height and b.height:
             assert a["enqueued_time"].max() <= b["enqueued_time"].min()
+    by_partition = DeliveryStream(reg["device_id"].to_list(), model, seed=5, order="partition")
+    parts = [by_partition.push(chunk) for chunk in sim] + [by_partition.finish()]
+    assert all(p.equals(p.sort("partition_id", "sequence_number")) for p in parts)
+    assert pl.concat(parts).sort("enqueued_time", "sequence_number", "partition_id").equals(whole)
 
 
 def test_a_stream_refuses_replays_and_chunks_out_of_order(fleet):

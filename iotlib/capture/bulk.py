@@ -27,6 +27,7 @@ a later window of its partition starts, once ``complete_before`` passes its end,
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,11 +38,13 @@ import numpy as np
 import polars as pl
 from isal import isal_zlib
 
+from iotlib._workspace import Workspace
 from iotlib.capture import format as cf
-from iotlib.capture.fastencode import encode_records
+from iotlib.capture.fastencode import RecordBatch
 from iotlib.capture.options import DEFAULT_SIZE_WINDOW, MAX_BLOCKS, CaptureOptions
 from iotlib.capture.report import CaptureFile
 from iotlib.errors import ConfigurationError, ValidationError
+from iotlib.fleet.fastjson import text_buffers
 
 #: Columns :meth:`BulkCapture.write` reads.
 COLUMNS = ("partition_id", "sequence_number", "offset", "enqueued_time", "device_id", "body")
@@ -49,14 +52,38 @@ COLUMNS = ("partition_id", "sequence_number", "offset", "enqueued_time", "device
 
 @dataclass
 class _Open:
-    """A partition's window still taking events: its records so far, in sequence order."""
+    """A partition's window still taking events: its records so far, in sequence order, in ``buffer``."""
 
     window: int  # start, seconds since the epoch
-    data: list[np.ndarray] = field(default_factory=list)
+    buffer: np.ndarray  # uint8, from the writer's pool; records fill buffer[:used]
+    used: int = 0
     sizes: list[np.ndarray] = field(default_factory=list)
     seq: list[np.ndarray] = field(default_factory=list)
     ms: list[np.ndarray] = field(default_factory=list)
     last_seq: int = -1
+
+
+class _BufferPool:
+    """Window buffers handed back and forth between the writer and its workers, reused.
+
+    Fresh memory costs more than the encoding done in it (page faults, zeroing); a day's windows
+    all have about the same size, so a handful of buffers serves them all.
+    """
+
+    def __init__(self) -> None:
+        self._free: list[np.ndarray] = []
+        self._lock = threading.Lock()
+
+    def take(self, size: int) -> np.ndarray:
+        with self._lock:
+            fits = [i for i, b in enumerate(self._free) if len(b) >= size]
+            if fits:
+                return self._free.pop(min(fits, key=lambda i: len(self._free[i])))
+        return np.empty(max(size, 1 << 20), dtype=np.uint8)
+
+    def give(self, buf: np.ndarray) -> None:
+        with self._lock:
+            self._free.append(buf)
 
 
 class _Parts(list[bytes]):
@@ -98,9 +125,8 @@ class BulkCapture:
         self._container: Any = dest if self._blob else None
         self._folder = None if self._blob else Path(os.fspath(dest))
         self._open: dict[str, _Open] = {}
-        self._ids: dict[str, int] = {}  # partition key -> index into the key table
-        self._key_bytes: list[bytes] = []
-        self._key_table: tuple[np.ndarray, np.ndarray] | None = None
+        self._buffers = _BufferPool()
+        self._starts = Workspace()
         self._pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="bulk-capture")
         self._pending: list[Future[list[CaptureFile]]] = []
         self.files: list[CaptureFile] = []
@@ -109,16 +135,103 @@ class BulkCapture:
     # ------------------------------------------------------------------ public
 
     def write(self, events: pl.DataFrame, *, complete_before: datetime | None = None) -> None:
-        """Add events (columns :data:`COLUMNS`); write every window that is now complete."""
+        """Add events (columns :data:`COLUMNS`, any order); write every window that is now complete."""
         missing = [c for c in COLUMNS if c not in events.columns]
         if missing:
             raise ValidationError(f"BulkCapture.write needs column(s) {missing}; got {events.columns}")
         if events.height:
-            self._add(events)
+            try:
+                partition = events["partition_id"].cast(pl.Int64)
+            except pl.exceptions.InvalidOperationError:
+                raise ValidationError("BulkCapture.write: partition ids are Event Hubs' '0', '1', …") from None
+            frame = events.select(
+                partition.alias("partition"),
+                pl.col("sequence_number").cast(pl.Int64),
+                pl.col("offset").cast(pl.Int64),
+                pl.col("enqueued_time").dt.epoch("ms").alias("ms"),
+                pl.col("device_id").cast(pl.String),
+                pl.col("body").cast(pl.Binary),
+            ).sort("partition", "sequence_number", maintain_order=True)
+            if frame.select(pl.any_horizontal(pl.all().is_null()).any()).item():
+                raise ValidationError(
+                    "BulkCapture.write: events with a null partition, sequence number, offset, time, key or body"
+                )
+            distinct = frame["device_id"].unique().sort()
+            codes = frame["device_id"].cast(pl.Enum(distinct)).to_physical().to_numpy()
+            self.write_arrays(
+                partition=frame["partition"].to_numpy(),
+                sequence_number=frame["sequence_number"].to_numpy(),
+                offset=frame["offset"].to_numpy(),
+                enqueued_ms=frame["ms"].to_numpy(),
+                key_index=codes,
+                keys=text_buffers(distinct),
+                bodies=text_buffers(frame["body"]),
+            )
         if complete_before is not None:
-            edge = int(_utc(complete_before).timestamp())
-            for pid in [p for p, w in self._open.items() if w.window + self.options.time_window <= edge]:
+            self.complete_before(complete_before)
+
+    def write_arrays(
+        self,
+        *,
+        partition: np.ndarray,
+        sequence_number: np.ndarray,
+        offset: np.ndarray,
+        enqueued_ms: np.ndarray,
+        key_index: np.ndarray,
+        keys: tuple[np.ndarray, np.ndarray],
+        bodies: tuple[np.ndarray, np.ndarray],
+    ) -> None:
+        """Add events as arrays, sorted by partition (0, 1, …) then sequence number (see
+        :func:`~iotlib.capture.fastencode.encode_records` for ``keys``, ``key_index`` and ``bodies``)."""
+        p, seq = np.asarray(partition, dtype=np.int64), np.asarray(sequence_number, dtype=np.int64)
+        if len(p) > 1 and not np.all((p[1:] > p[:-1]) | ((p[1:] == p[:-1]) & (seq[1:] > seq[:-1]))):
+            raise ValidationError(
+                "BulkCapture.write_arrays: events must be sorted by partition then sequence number, each once"
+            )
+        if len(p) == 0:
+            return
+        ms = np.asarray(enqueued_ms, dtype=np.int64)
+        records = RecordBatch(
+            seq, offset, ms, key_index, keys, bodies, starts=self._starts.get("starts", (len(p) + 1,), np.int64)
+        )
+        self.events += len(p)
+        window = (ms // 1000) // self.options.time_window * self.options.time_window
+        cut = np.flatnonzero((p[1:] != p[:-1]) | (window[1:] != window[:-1])) + 1
+        bounds = np.concatenate([[0], cut, [len(p)]])
+        sizes = records.sizes
+        for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+            pid, w = str(p[a]), int(window[a])
+            current = self._open.get(pid)
+            if current is not None and seq[a] <= current.last_seq:
+                raise ValidationError(
+                    f"partition {pid}: sequence number {seq[a]} after {current.last_seq}; give each partition's "
+                    "events in sequence order, each once"
+                )
+            if current is not None and w < current.window:
+                raise ValidationError(f"partition {pid}: an event enqueued before the window it already writes")
+            if current is not None and w != current.window:
                 self._finish(pid)
+                current = None
+            need = records.nbytes(a, b)
+            if current is None:
+                current = self._open[pid] = _Open(w, self._buffers.take(2 * need))
+            elif current.used + need > len(current.buffer):
+                grown = self._buffers.take(2 * (current.used + need))
+                grown[: current.used] = current.buffer[: current.used]
+                self._buffers.give(current.buffer)
+                current.buffer = grown
+            current.used = records.write(current.buffer, current.used, a, b)
+            current.sizes.append(sizes[a:b])
+            current.seq.append(seq[a:b])
+            current.ms.append(ms[a:b])
+            current.last_seq = int(seq[b - 1])
+        self._collect(block=False)
+
+    def complete_before(self, moment: datetime) -> None:
+        """Write every open window that ends at or before ``moment`` (no later event can fall in it)."""
+        edge = int(_utc(moment).timestamp())
+        for pid in [p for p, w in self._open.items() if w.window + self.options.time_window <= edge]:
+            self._finish(pid)
         self._collect(block=False)
 
     def close(self) -> list[CaptureFile]:
@@ -158,78 +271,6 @@ class BulkCapture:
         ]
         return pl.DataFrame(rows, schema_overrides={"window_start": pl.Datetime("us", "UTC")})
 
-    # ------------------------------------------------------------------ batches
-
-    def _add(self, events: pl.DataFrame) -> None:
-        frame = events.select(
-            pl.col("partition_id").cast(pl.String),
-            pl.col("sequence_number").cast(pl.Int64),
-            pl.col("offset").cast(pl.Int64),
-            pl.col("enqueued_time").dt.epoch("ms").alias("ms"),
-            pl.col("device_id").cast(pl.String),
-            pl.col("body").cast(pl.Binary),
-        ).sort("partition_id", "sequence_number", maintain_order=True)
-        if frame.select(pl.any_horizontal(pl.all().is_null()).any()).item():
-            raise ValidationError(
-                "BulkCapture.write: events with a null partition, sequence number, offset, time, key or body"
-            )
-        keys = self._key_index(frame["device_id"])
-        body = frame["body"].to_arrow().cast("large_binary")
-        body = body.combine_chunks() if hasattr(body, "combine_chunks") else body
-        body_starts = np.frombuffer(body.buffers()[1], dtype=np.int64)[body.offset : body.offset + len(body) + 1]
-        body_data = body.buffers()[2]
-        body_bytes = np.frombuffer(body_data, dtype=np.uint8) if body_data is not None else np.zeros(0, np.uint8)
-        seq = frame["sequence_number"].to_numpy()
-        ms = frame["ms"].to_numpy()
-        records = encode_records(seq, frame["offset"].to_numpy(), ms, keys, self._keys(), (body_bytes, body_starts))
-        self.events += frame.height
-        window = (ms // 1000) // self.options.time_window * self.options.time_window
-        pids = frame["partition_id"]
-        cut = np.flatnonzero((pids[1:] != pids[:-1]).to_numpy() | (window[1:] != window[:-1])) + 1
-        bounds = np.concatenate([[0], cut, [frame.height]])
-        sizes = records.sizes
-        for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
-            pid, w = pids[a], int(window[a])
-            current = self._open.get(pid)
-            if current is not None and seq[a] <= current.last_seq:
-                raise ValidationError(
-                    f"partition {pid}: sequence number {seq[a]} after {current.last_seq}; give each partition's events in "
-                    "sequence order, each once"
-                )
-            if current is not None and w < current.window:
-                raise ValidationError(f"partition {pid}: an event enqueued before the window it already writes")
-            if current is not None and w != current.window:
-                self._finish(pid)
-                current = None
-            if current is None:
-                current = self._open[pid] = _Open(w)
-            lo, hi = int(records.starts[a]), int(records.starts[b])
-            current.data.append(records.data[lo:hi])
-            current.sizes.append(sizes[a:b])
-            current.seq.append(seq[a:b])
-            current.ms.append(ms[a:b])
-            current.last_seq = int(seq[b - 1])
-
-    def _key_index(self, keys: pl.Series) -> np.ndarray:
-        distinct = keys.unique().to_list()
-        fresh = [k for k in distinct if k not in self._ids]
-        for k in fresh:
-            self._ids[k] = len(self._key_bytes)
-            self._key_bytes.append(k.encode())
-        if fresh:
-            self._key_table = None
-        mapping = pl.DataFrame(
-            {"k": distinct, "i": [self._ids[k] for k in distinct]}, schema={"k": pl.String, "i": pl.Int64}
-        )
-        return keys.to_frame("k").join(mapping, on="k", how="left", maintain_order="left")["i"].to_numpy()
-
-    def _keys(self) -> tuple[np.ndarray, np.ndarray]:
-        if self._key_table is None:
-            lengths = np.fromiter((len(k) for k in self._key_bytes), dtype=np.int64, count=len(self._key_bytes))
-            starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-            self._key_table = (np.frombuffer(b"".join(self._key_bytes), dtype=np.uint8), starts)
-        return self._key_table
-
     # ------------------------------------------------------------------ windows → files
 
     def _finish(self, pid: str) -> None:
@@ -257,8 +298,14 @@ class BulkCapture:
         and the event's second is later than the file's name; the next file is named by that
         second.
         """
+        try:
+            return self._cut_and_store(pid, w)
+        finally:
+            self._buffers.give(w.buffer)
+
+    def _cut_and_store(self, pid: str, w: _Open) -> list[CaptureFile]:
         opts = self.options
-        data = np.concatenate(w.data)
+        data = w.buffer
         sizes = np.concatenate(w.sizes)
         seq = np.concatenate(w.seq)
         ms = np.concatenate(w.ms)
@@ -315,7 +362,7 @@ class BulkCapture:
 
     def _block(self, raw: bytes, count: int, marker: bytes) -> bytes:
         if self.options.codec == "deflate":
-            raw = isal_zlib.compress(raw, 1, -15)  # raw deflate (RFC 1951), as the Avro spec says
+            raw = isal_zlib.compress(raw, 2, -15)  # raw deflate (RFC 1951), as the Avro spec says
         return cf._zigzag(count) + cf._zigzag(len(raw)) + raw + marker
 
     def _url(self, name: str) -> str:

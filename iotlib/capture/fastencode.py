@@ -16,8 +16,6 @@ arrays in one compiled pass (numba, GIL released), byte for byte what the captur
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numba as nb
 import numpy as np
 
@@ -57,19 +55,75 @@ def _constant_pieces(event_type: str, version: str) -> tuple[np.ndarray, ...]:
     return tuple(np.frombuffer(p, dtype=np.uint8) for p in pieces)
 
 
-@dataclass
-class EncodedRecords:
-    """``n`` records back to back in ``data``; record ``i`` is ``data[starts[i]:starts[i + 1]]``."""
+class RecordBatch:
+    """``n`` events to encode as Capture records: sized at once, written range by range where wanted.
 
-    data: np.ndarray  # uint8
-    starts: np.ndarray  # int64, n + 1
+    ``sequence_number``, ``offset`` (the hub's offsets, as numbers), ``enqueued_ms`` (milliseconds
+    since the epoch): int arrays of ``n``. ``key_index``: each event's index into ``keys`` =
+    ``(bytes, starts)``, the distinct partition keys (device ids) as UTF-8 back to back with
+    ``len + 1`` start offsets. ``bodies`` = ``(bytes, starts)``: the ``n`` bodies the same way.
+    ``starts`` (optional, ``n + 1`` int64) receives the record offsets: pass a reused array.
+    """
+
+    def __init__(
+        self,
+        sequence_number: np.ndarray,
+        offset: np.ndarray,
+        enqueued_ms: np.ndarray,
+        key_index: np.ndarray,
+        keys: tuple[np.ndarray, np.ndarray],
+        bodies: tuple[np.ndarray, np.ndarray],
+        *,
+        event_type: str = EVENT_TYPE,
+        event_type_version: str = EVENT_TYPE_VERSION,
+        starts: np.ndarray | None = None,
+    ) -> None:
+        n = len(sequence_number)
+        for name, arr in (("offset", offset), ("enqueued_ms", enqueued_ms), ("key_index", key_index)):
+            if len(arr) != n:
+                raise ValidationError(f"encode_records: {name} has {len(arr)} values for {n} events")
+        if len(bodies[1]) != n + 1:
+            raise ValidationError(f"encode_records: {len(bodies[1]) - 1} bodies for {n} events")
+        if n and (int(np.min(offset)) < 0 or int(np.min(enqueued_ms)) < 0 or int(np.min(sequence_number)) < 0):
+            raise ValidationError("encode_records: sequence numbers, offsets and enqueued times must not be negative")
+        self.n = n
+        self.seq, self.offset, self.ms, self.key_index = (
+            np.ascontiguousarray(a, dtype=np.int64) for a in (sequence_number, offset, enqueued_ms, key_index)
+        )
+        self.key_bytes, self.body_bytes = (np.ascontiguousarray(a, dtype=np.uint8) for a in (keys[0], bodies[0]))
+        self.key_starts, self.body_starts = (np.ascontiguousarray(a, dtype=np.int64) for a in (keys[1], bodies[1]))
+        self.pieces = _constant_pieces(event_type, event_type_version)
+        self.starts = np.empty(n + 1, dtype=np.int64) if starts is None else starts[: n + 1]
+        p0, p1, p2, p3, p4, p5 = self.pieces
+        _sizes(
+            self.seq, self.offset, self.ms, self.key_index, self.key_bytes, self.key_starts, self.body_bytes,
+            self.body_starts, p0, p1, p2, p3, p4, p5, self.starts,
+        )  # fmt: skip
 
     def __len__(self) -> int:
-        return len(self.starts) - 1
+        return self.n
 
     @property
     def sizes(self) -> np.ndarray:
+        """Each record's size in bytes."""
         return np.diff(self.starts)
+
+    def nbytes(self, lo: int = 0, hi: int | None = None) -> int:
+        """Bytes of records ``lo`` to ``hi`` (exclusive)."""
+        return int(self.starts[self.n if hi is None else hi] - self.starts[lo])
+
+    def write(self, dest: np.ndarray, at: int = 0, lo: int = 0, hi: int | None = None) -> int:
+        """Write records ``lo`` to ``hi`` back to back into ``dest`` from byte ``at``; the end position."""
+        hi = self.n if hi is None else hi
+        end = at + self.nbytes(lo, hi)
+        if end > len(dest):
+            raise ValidationError(f"RecordBatch.write: {end - at} bytes do not fit {len(dest) - at}")
+        p0, p1, p2, p3, p4, p5 = self.pieces
+        _write(
+            self.seq, self.offset, self.ms, self.key_index, self.key_bytes, self.key_starts, self.body_bytes,
+            self.body_starts, p0, p1, p2, p3, p4, p5, self.starts, lo, hi, at - int(self.starts[lo]), dest,
+        )  # fmt: skip
+        return end
 
 
 def encode_records(
@@ -79,36 +133,13 @@ def encode_records(
     key_index: np.ndarray,
     keys: tuple[np.ndarray, np.ndarray],
     bodies: tuple[np.ndarray, np.ndarray],
-    *,
-    event_type: str = EVENT_TYPE,
-    event_type_version: str = EVENT_TYPE_VERSION,
-) -> EncodedRecords:
-    """Encode ``n`` events as Capture records (see the module text).
-
-    ``sequence_number``, ``offset`` (the hub's offsets, as numbers), ``enqueued_ms`` (milliseconds
-    since the epoch): int64 arrays of ``n``. ``key_index``: each event's index into ``keys`` =
-    ``(bytes, starts)``, the distinct partition keys (device ids) as UTF-8 back to back with
-    ``len + 1`` start offsets. ``bodies`` = ``(bytes, starts)``: the ``n`` bodies the same way.
-    """
-    n = len(sequence_number)
-    for name, arr in (("offset", offset), ("enqueued_ms", enqueued_ms), ("key_index", key_index)):
-        if len(arr) != n:
-            raise ValidationError(f"encode_records: {name} has {len(arr)} values for {n} events")
-    if len(bodies[1]) != n + 1:
-        raise ValidationError(f"encode_records: {len(bodies[1]) - 1} bodies for {n} events")
-    if n and (int(np.min(offset)) < 0 or int(np.min(enqueued_ms)) < 0 or int(np.min(sequence_number)) < 0):
-        raise ValidationError("encode_records: sequence numbers, offsets and enqueued times must not be negative")
-    seq, off, ms, ki = (
-        np.ascontiguousarray(a, dtype=np.int64) for a in (sequence_number, offset, enqueued_ms, key_index)
-    )
-    key_bytes, body_bytes = (np.ascontiguousarray(a, dtype=np.uint8) for a in (keys[0], bodies[0]))
-    key_starts, body_starts = (np.ascontiguousarray(a, dtype=np.int64) for a in (keys[1], bodies[1]))
-    p0, p1, p2, p3, p4, p5 = _constant_pieces(event_type, event_type_version)
-    starts = np.empty(n + 1, dtype=np.int64)
-    _sizes(seq, off, ms, ki, key_bytes, key_starts, body_bytes, body_starts, p0, p1, p2, p3, p4, p5, starts)
-    data = np.empty(int(starts[-1]), dtype=np.uint8)
-    _write(seq, off, ms, ki, key_bytes, key_starts, body_bytes, body_starts, p0, p1, p2, p3, p4, p5, starts, data)
-    return EncodedRecords(data, starts)
+    **options: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """All ``n`` records back to back, and their ``n + 1`` start offsets (see :class:`RecordBatch`)."""
+    batch = RecordBatch(sequence_number, offset, enqueued_ms, key_index, keys, bodies, **options)  # type: ignore[arg-type]
+    data = np.empty(batch.nbytes(), dtype=np.uint8)
+    batch.write(data)
+    return data, batch.starts
 
 
 # --------------------------------------------------------------------------- compiled code
@@ -231,9 +262,29 @@ def _sizes(seq, offset, ms, key_index, key_buf, key_starts, body_buf, body_start
 
 
 @nb.njit(cache=True, nogil=True)
-def _write(seq, offset, ms, key_index, key_buf, key_starts, body_buf, body_starts, p0, p1, p2, p3, p4, p5, starts, out):
-    for i in range(len(seq)):
-        pos = starts[i]
+def _write(
+    seq,
+    offset,
+    ms,
+    key_index,
+    key_buf,
+    key_starts,
+    body_buf,
+    body_starts,
+    p0,
+    p1,
+    p2,
+    p3,
+    p4,
+    p5,
+    starts,
+    lo,
+    hi,
+    shift,
+    out,
+):
+    for i in range(lo, hi):
+        pos = starts[i] + shift
         od = _digits(offset[i])
         k = key_index[i]
         ka, kb = key_starts[k], key_starts[k + 1]
