@@ -15,8 +15,8 @@ time, never holding the day:
 4. the same events go to the **Parquet cache** — zstd, hive-partitioned by the UTC date of
    ``enqueued_time`` like :func:`iotlib.coldstore.to_parquet`'s, with the columns
    :data:`CACHE_COLUMNS` that :func:`iotlib.coldstore.load` decodes from the Avro files
-   (a test holds the two equal); each chunk's rows sorted by partition and enqueued time,
-   so a filter on either skips most row groups;
+   (a test holds the two equal) plus ``device_key``, the device's row in the registry; each
+   chunk's rows sorted by partition and enqueued time, so a time filter skips most row groups;
 5. the simulator's ``fault_*`` columns go to ``truth/``, keyed by partition and sequence
    number, for the events with any fault: what the analysis detectors are scored against.
 
@@ -52,7 +52,9 @@ from iotlib.fleet.scenario import validate_registry
 DEFAULT_DAY = simulate.DEFAULT_START
 #: Modelled bytes an event takes in a partition besides its body (AMQP sections, log framing).
 EVENT_OVERHEAD = 200
-#: Columns of the Parquet cache (``date`` comes from the folder names).
+#: Columns of the Parquet cache that :func:`iotlib.coldstore.load` also decodes from the Capture files.
+#: The cache adds ``device_key`` (UInt32: the device's row in the day's registry, a small integer to
+#: group by instead of GUID text) and ``date`` (from the folder names).
 CACHE_COLUMNS = (
     "namespace",
     "eventhub",
@@ -150,7 +152,7 @@ class SimulatedDay:
         return str(self.cache / "**" / "*.parquet")
 
     def scan(self) -> pl.LazyFrame:
-        """The cached events as a LazyFrame (columns :data:`CACHE_COLUMNS` plus ``date``)."""
+        """The cached events as a LazyFrame (columns :data:`CACHE_COLUMNS`, ``device_key`` and ``date``)."""
         return pl.scan_parquet(self.cache_glob, hive_partitioning=True)
 
     def truth(self) -> pl.LazyFrame:
@@ -389,6 +391,7 @@ class _ChunkWriter:
             pl.col("offset").cast(pl.String),
             "enqueued_time",
             pl.col("device_id").cast(pl.String),
+            pl.col("device_id").to_physical().cast(pl.UInt32).alias("device_key"),
             "time_observed",
             text.cast(pl.Float64).alias("temperature"),  # the body's text, as a reader parses it
             pl.lit(None, pl.String).alias("decode_error"),
