@@ -125,6 +125,11 @@ def test_a_stream_of_chunks_is_delivered_exactly_as_the_whole_frame(fleet):
     for a, b in zip(parts, parts[1:]):
         if a.height and b.height:
             assert a["enqueued_time"].max() <= b["enqueued_time"].min()
+    # Chunks whose rows are not in send order (still one chunk after the other): the general sort.
+    shuffled = [chunk.sample(fraction=1.0, shuffle=True, seed=1) for chunk in sim]
+    mixed = DeliveryStream(reg["device_id"].to_list(), model, seed=5)
+    got = pl.concat([mixed.push(chunk) for chunk in shuffled] + [mixed.finish()])
+    assert got.equals(deliver(pl.concat(shuffled), model, seed=5))
     by_partition = DeliveryStream(reg["device_id"].to_list(), model, seed=5, order="partition")
     parts = [by_partition.push(chunk) for chunk in sim] + [by_partition.finish()]
     assert all(p.equals(p.sort("partition_id", "sequence_number")) for p in parts)

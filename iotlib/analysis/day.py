@@ -173,6 +173,18 @@ class SimulatedDay:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
+def day_folder(registry: pl.DataFrame, *, start: datetime | str = DEFAULT_DAY, seed: int = 0) -> Path:
+    """Where a day of ``registry`` is kept unless told otherwise: ``<iotlib home>/days/<devices>-<date>-seed<seed>``.
+
+    The home is the local stack's state folder (``.iotlib``, or ``$IOTLIB_HOME``), so notebooks
+    and benchmarks find a day built before and reuse it; :meth:`SimulatedDay.remove` deletes it.
+    """
+    from iotlib.connections import home
+
+    day = simulate.parse_start(start)
+    return home() / "days" / f"{registry.height}-devices-{day:%Y%m%d}-seed{seed}"
+
+
 def build_day(
     folder: str | os.PathLike[str],
     registry: pl.DataFrame,
@@ -239,11 +251,15 @@ def build_day(
         with BulkCapture(
             capture_to if capture_to is not None else root / "capture",
             namespace=namespace, eventhub_name=eventhub, time_window=time_window, codec=codec,
-        ) as bulk:  # fmt: skip
-            for chunk in sim:
-                writer.write(stream.push(chunk), bulk)
-                bar.update(chunk.height)
-            writer.write(stream.finish(), bulk)
+        ) as bulk, ThreadPoolExecutor(1, thread_name_prefix="day-encode") as encoder:  # fmt: skip
+            # Three stages overlap: simulate and deliver here, encode on `encoder`, store on the writers' threads.
+            encoding: Future[None] | None = None
+            for ready in _delivered(sim, stream, bar):
+                if encoding is not None:
+                    encoding.result()
+                encoding = encoder.submit(writer.write, ready, bulk)
+            if encoding is not None:
+                encoding.result()
             writer.close()
         files = bulk.files
     finally:
@@ -256,6 +272,14 @@ def build_day(
     )  # fmt: skip
     _write_manifest(day)
     return day
+
+
+def _delivered(sim: simulate.Simulation, stream: DeliveryStream, bar: Any) -> Any:
+    """The simulation's chunks as the hub model delivers them (partition order), then what is left."""
+    for chunk in sim:
+        yield stream.push(chunk)
+        bar.update(chunk.height)
+    yield stream.finish()
 
 
 def open_day(folder: str | os.PathLike[str]) -> SimulatedDay:
