@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
+import warnings
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
@@ -40,6 +43,9 @@ def session(*, cores: int = 2, shuffle_partitions: int = 4, memory: str = "2g", 
     except ImportError:  # pragma: no cover - pyspark ships with the dev extras
         raise ConfigurationError("Spark needs pyspark (pip install pyspark) and a Java 17+ runtime") from None
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers run this interpreter
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # no "hostname resolves to a loopback address" warning
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
+    quiet = _quiet_log_config()
     builder = (
         SparkSession.builder.master(f"local[{int(cores)}]")
         .appName("iotlib-analysis")
@@ -51,12 +57,25 @@ def session(*, cores: int = 2, shuffle_partitions: int = 4, memory: str = "2g", 
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.driver.memory", memory)
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={quiet.as_uri()}")
     )
     for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+def _quiet_log_config() -> Path:
+    """A log4j2 configuration that lets only errors through (Spark's start-up chatter stays out of notebooks)."""
+    path = Path(tempfile.gettempdir()) / "iotlib-spark-log4j2.properties"
+    if not path.exists():
+        path.write_text(
+            "rootLogger.level = error\nrootLogger.appenderRef.stderr.ref = console\n"
+            "appender.console.type = Console\nappender.console.name = console\nappender.console.target = SYSTEM_ERR\n"
+            "appender.console.layout.type = PatternLayout\nappender.console.layout.pattern = %d{HH:mm:ss} %p %c{1}: %m%n\n"
+        )
+    return path
 
 
 def read_events(spark: SparkSession, ev: Events) -> DataFrame:
@@ -143,7 +162,12 @@ def local_day_stats(
 
 
 def device_hours(
-    spark: SparkSession, source: Any, registry: pl.DataFrame | None = None, *, start: datetime | str, end: datetime | str
+    spark: SparkSession,
+    source: Any,
+    registry: pl.DataFrame | None = None,
+    *,
+    start: datetime | str,
+    end: datetime | str,
 ) -> pl.DataFrame:
     """:func:`iotlib.analysis.completeness.device_hours` on Spark."""
     from pyspark.sql import functions as F
