@@ -12,6 +12,7 @@ import numpy as np
 import polars as pl
 from matplotlib.dates import DateFormatter
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 
 def building_window(stats: pl.DataFrame, *, highlight: Sequence[int] = (), top: int = 40, title: str = "") -> Figure:
@@ -127,9 +128,7 @@ def heatmap(hourly: pl.DataFrame, *, hot: pl.DataFrame | None = None, title: str
     return fig
 
 
-def _box(x: int, y: int) -> object:
-    from matplotlib.patches import Rectangle
-
+def _box(x: int, y: int) -> Rectangle:
     return Rectangle((x - 0.5, y - 0.5), 1, 1, fill=False, edgecolor="black", lw=1.2)
 
 
