@@ -45,6 +45,37 @@ def rooms(stats: pl.DataFrame, *, title: str = "") -> Figure:
     return fig
 
 
+def windows(stats: Mapping[str, pl.DataFrame], *, title: str = "") -> Figure:
+    """Mean temperature per building in a few windows side by side (one bar group per building)."""
+    labels = list(stats)
+    buildings = sorted({b for frame in stats.values() for b in frame["building_id"].to_list()})
+    fig = Figure(figsize=(9, 3), layout="constrained")
+    ax = fig.subplots()
+    width = 0.8 / max(1, len(labels))
+    for i, label in enumerate(labels):
+        means = dict(stats[label].select("building_id", "mean_temperature").iter_rows())
+        ax.bar(
+            np.arange(len(buildings)) + i * width, [means.get(b, np.nan) for b in buildings], width=width, label=label
+        )
+    ax.set_xticks(np.arange(len(buildings)) + width * (len(labels) - 1) / 2, [f"building {b}" for b in buildings])
+    ax.set(ylabel="mean °C", title=title or "Mean temperature per building, window by window")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def clock_skew(skews: pl.DataFrame, *, title: str = "") -> Figure:
+    """Each device's estimated clock skew (seconds, symmetric log scale); the flagged ones in red."""
+    fig = Figure(figsize=(9, 3), layout="constrained")
+    ax = fig.subplots()
+    ordered = skews.sort("skew_seconds")
+    colours = np.where(ordered["skewed"].to_numpy(), "#c44e52", "#4c72b0")
+    ax.scatter(np.arange(ordered.height), ordered["skew_seconds"].to_numpy(), s=4, c=colours)
+    ax.set_yscale("symlog", linthresh=1)
+    ax.set(xlabel="devices, by skew", ylabel="seconds (time_observed behind +, ahead −)",
+           title=title or "Clock skew per device: the smallest enqueued − observed gap")  # fmt: skip
+    return fig
+
+
 def device_series(readings: pl.DataFrame, spikes: pl.DataFrame, *, title: str = "") -> Figure:
     """One device's readings over event time, its spikes circled."""
     fig = Figure(figsize=(11, 3.2), layout="constrained")

@@ -247,10 +247,14 @@ def _put_dotnet(out, pos, ms):
 def _sizes(seq, offset, ms, key_index, key_buf, key_starts, body_buf, body_starts, p0, p1, p2, p3, p4, p5, starts):
     const = len(p0) + len(p1) + len(p2) + len(p3) + len(p4) + len(p5)
     pos = 0
+    second = -1
+    tl = 0
     for i in range(len(seq)):
         starts[i] = pos
         od = _digits(offset[i])
-        tl = _dotnet_len(ms[i])
+        if ms[i] // 1000 != second:  # events come in runs of the same second: text once per second
+            second = ms[i] // 1000
+            tl = _dotnet_len(ms[i])
         k = key_index[i]
         kl = key_starts[k + 1] - key_starts[k]
         bl = body_starts[i + 1] - body_starts[i]
@@ -283,6 +287,9 @@ def _write(
     shift,
     out,
 ):
+    text = np.empty(32, dtype=np.uint8)  # the EnqueuedTimeUtc string (length prefix and text) of `second`
+    text_len = 0
+    second = -1
     for i in range(lo, hi):
         pos = starts[i] + shift
         od = _digits(offset[i])
@@ -292,8 +299,11 @@ def _write(
         pos = _put_varint(out, pos, seq[i])
         pos = _put_varint(out, pos, od)
         pos = _put_decimal(out, pos, offset[i], od)
-        pos = _put_varint(out, pos, _dotnet_len(ms[i]))
-        pos = _put_dotnet(out, pos, ms[i])
+        if ms[i] // 1000 != second:
+            second = ms[i] // 1000
+            text_len = _put_dotnet(text, _put_varint(text, 0, _dotnet_len(ms[i])), ms[i])
+        out[pos : pos + text_len] = text[:text_len]
+        pos += text_len
         pos = _put_bytes(out, pos, p0, 0, len(p0))
         pos = _put_varint(out, pos, seq[i])
         pos = _put_bytes(out, pos, p1, 0, len(p1))

@@ -104,12 +104,9 @@ def _put_number(out, pos, value, width):
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _put_stamp(out, pos, us):
-    secs = us // 1_000_000
-    micros = us - secs * 1_000_000
-    days = secs // 86400
-    rem = secs - days * 86400
-    z = days + 719468  # civil from days (proleptic Gregorian)
+def _put_date(out, pos, days):
+    """``YYYY-MM-DDT`` of a day number since the epoch (civil from days, proleptic Gregorian)."""
+    z = days + 719468
     era = z // 146097
     doe = z - era * 146097
     yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
@@ -126,7 +123,16 @@ def _put_stamp(out, pos, us):
     out[pos] = 45
     pos = _put_number(out, pos + 1, d, 2)
     out[pos] = 84  # T
-    pos = _put_number(out, pos + 1, rem // 3600, 2)
+    return pos + 1
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _put_time(out, pos, us):
+    """``HH:MM:SS.ffffff`` of the time of day of ``us`` (µs since the epoch)."""
+    secs = us // 1_000_000
+    micros = us - secs * 1_000_000
+    rem = secs - (secs // 86400) * 86400
+    pos = _put_number(out, pos, rem // 3600, 2)
     out[pos] = 58  # :
     pos = _put_number(out, pos + 1, (rem // 60) % 60, 2)
     out[pos] = 58
@@ -153,6 +159,8 @@ def _write(
     out,
 ):
     j = 0
+    date = np.empty(11, dtype=np.uint8)  # YYYY-MM-DDT of `day`: readings come day after day
+    day = -(1 << 62)
     for i in range(len(codes)):
         pos = starts[i]
         if j < len(rows) and rows[j] == i:
@@ -168,7 +176,11 @@ def _write(
         pos += b - a
         out[pos : pos + len(middle)] = middle
         pos += len(middle)
-        pos = _put_stamp(out, pos, observed[i])
+        if observed[i] // 86_400_000_000 != day:
+            day = observed[i] // 86_400_000_000
+            _put_date(date, 0, day)
+        out[pos : pos + 11] = date
+        pos = _put_time(out, pos + 11, observed[i])
         out[pos : pos + len(suffix)] = suffix
         pos += len(suffix)
         a, b = temp_starts[i], temp_starts[i + 1]
