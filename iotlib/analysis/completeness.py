@@ -172,10 +172,7 @@ def _prepare(source: Any, registry: pl.DataFrame | None, start: Any, end: Any) -
 
 def _named(ev: Events, found: pl.DataFrame) -> pl.DataFrame:
     """``device_id`` for each row (and ``device_key`` over a day's cache), sorted by device and hour."""
-    if ev.keyed:
-        found = found.with_columns(pl.col("device_key").cast(pl.UInt32)).join(
-            ev.registry.select("device_key", "device_id"), on="device_key", how="left"
-        )
+    found = ev.named(found)
     found = found.with_columns(pl.col("hour").cast(UTC_US))
     first = ["device_id", *(["device_key"] if ev.keyed else [])]
     return found.select(*first, *(c for c in found.columns if c not in first)).sort("device_id", "hour")

@@ -58,8 +58,5 @@ def events_per_device_sql(
 
 
 def _named(ev: Any, counts: pl.DataFrame) -> pl.DataFrame:
-    if ev.keyed:
-        counts = counts.with_columns(pl.col("device_key").cast(pl.UInt32)).join(
-            ev.registry.select("device_key", "device_id"), on="device_key", how="left"
-        )
+    counts = ev.named(counts)
     return counts.select("device_id", pl.col("events").cast(pl.Int64)).sort("device_id", nulls_last=True)

@@ -75,8 +75,5 @@ def _prepare(source: Any, registry: pl.DataFrame | None, start: Any, end: Any) -
 
 
 def _named(ev: Events, found: pl.DataFrame) -> pl.DataFrame:
-    if ev.keyed:
-        found = found.with_columns(pl.col("device_key").cast(pl.UInt32)).join(
-            ev.registry.select("device_key", "device_id"), on="device_key", how="left"
-        )
+    found = ev.named(found)
     return found.select("device_id", *COLUMNS).sort("device_id", "time_observed", "enqueued_time", "sequence_number")

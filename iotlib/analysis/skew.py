@@ -83,10 +83,7 @@ def _prepare(
 
 
 def _named(ev: Events, found: pl.DataFrame, limit: float) -> pl.DataFrame:
-    if ev.keyed:
-        found = found.with_columns(pl.col("device_key").cast(pl.UInt32)).join(
-            ev.registry.select("device_key", "device_id"), on="device_key", how="left"
-        )
+    found = ev.named(found)
     return (
         found.with_columns((pl.col("skew_seconds").abs() > limit).alias("skewed"))
         .select("device_id", "readings", "skew_seconds", "max_delay_seconds", "skewed")

@@ -64,6 +64,15 @@ class Events:
         """The events (or ``frame``) with the registry's ``columns``; events of unknown devices are dropped."""
         return (self.frame if frame is None else frame).join(self.devices(*columns), on=self.device, how="inner")
 
+    def named(self, found: pl.DataFrame) -> pl.DataFrame:
+        """``found`` (an answer grouped by :attr:`device`) with ``device_id``: over a day's cache the
+        ids are joined back by ``device_key``."""
+        if not self.keyed:
+            return found
+        return found.with_columns(pl.col("device_key").cast(pl.UInt32)).join(
+            self.registry.select("device_key", "device_id"), on="device_key", how="left"
+        )
+
     def span(self) -> tuple[datetime | None, datetime | None]:
         """The first and last ``time_observed`` in the store (a scan of one column)."""
         lo, hi = (

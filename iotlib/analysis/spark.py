@@ -95,6 +95,13 @@ def _to_polars(frame: DataFrame) -> pl.DataFrame:
     return pl.from_arrow(frame.toArrow())  # type: ignore[return-value]
 
 
+def _floor(column: str, seconds: int) -> Any:
+    """The UTC time ``column`` falls in, in steps of ``seconds`` from the epoch."""
+    from pyspark.sql import functions as F
+
+    return F.timestamp_seconds(F.floor(F.unix_seconds(column) / seconds) * seconds)
+
+
 def _where(frame: DataFrame, column: str, lo: datetime | None, hi: datetime | None) -> DataFrame:
     from pyspark.sql import functions as F
 
@@ -140,10 +147,9 @@ def local_day_stats(
     check_time_zones(ev)
     lo, hi = time_range(start, end)
     frame = _where(read_events(spark, ev), "time_observed", lo, hi).where(F.col("temperature").isNotNull())
-    slot = F.timestamp_seconds(F.floor(F.unix_seconds("time_observed") / SLOT_SECONDS) * SLOT_SECONDS)
     slots = (
         frame.join(_registry(spark, ev, "building_id"), on=ev.device)
-        .groupBy("building_id", slot.alias("slot"))
+        .groupBy("building_id", _floor("time_observed", SLOT_SECONDS).alias("slot"))
         .agg(
             F.count(F.lit(1)).alias("readings"),
             F.sum("temperature").alias("total"),
@@ -176,10 +182,9 @@ def device_hours(
 
     ev = events(source, registry)
     lo, hi = time_range(start, end)
-    hour = F.timestamp_seconds(F.floor(F.unix_seconds("time_observed") / 3600) * 3600)
     found = (
         _where(read_events(spark, ev), "time_observed", lo, hi)
-        .groupBy(ev.device, hour.alias("hour"))
+        .groupBy(ev.device, _floor("time_observed", 3600).alias("hour"))
         .agg(
             F.count(F.lit(1)).alias("readings"),
             F.min("temperature").alias("min_temperature"),
@@ -202,12 +207,11 @@ def building_hours(
 
     ev = events(source, registry)
     lo, hi = time_range(start, end)
-    hour = F.timestamp_seconds(F.floor(F.unix_seconds("time_observed") / 3600) * 3600)
     found = (
         _where(read_events(spark, ev), "time_observed", lo, hi)
         .where(F.col("temperature").isNotNull())
         .join(_registry(spark, ev, "building_id"), on=ev.device)
-        .groupBy("building_id", hour.alias("hour"))
+        .groupBy("building_id", _floor("time_observed", 3600).alias("hour"))
         .agg(F.count(F.lit(1)).alias("readings"), F.avg("temperature").alias("mean_temperature"))
     )
     result = (

@@ -174,8 +174,5 @@ def _named(ev: Events, found: pl.DataFrame) -> pl.DataFrame:
                 "zscore": pl.Float64,
             }  # fmt: skip
         )
-    if ev.keyed:
-        found = found.with_columns(pl.col("device_key").cast(pl.UInt32)).join(
-            ev.registry.select("device_key", "device_id"), on="device_key", how="left"
-        )
+    found = ev.named(found)
     return found.select(columns).sort("device_id", "time_observed", "partition_id", "sequence_number")

@@ -22,6 +22,7 @@ import numpy as np
 from iotlib.capture import format as cf
 from iotlib.errors import ValidationError
 from iotlib.fleet.events import EVENT_TYPE, EVENT_TYPE_VERSION
+from iotlib.fleet.fastjson import civil_from_days
 
 _KEY_SEQ = b"x-opt-sequence-number"
 _KEY_OFFSET = b"x-opt-offset"
@@ -192,21 +193,11 @@ def _put_bytes(out, pos, src, a, b):
 
 @nb.njit(cache=True, nogil=True, inline="always")
 def _civil(ms):
-    """(year, month, day, hour, minute, second) of a UTC time in ms (days-from-civil, inverted)."""
+    """(year, month, day, hour, minute, second) of a UTC time in ms."""
     secs = ms // 1000
     days = secs // 86400
     rem = secs - days * 86400
-    z = days + 719468
-    era = z // 146097
-    doe = z - era * 146097
-    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
-    y = yoe + era * 400
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    d = doy - (153 * mp + 2) // 5 + 1
-    m = mp + 3 if mp < 10 else mp - 9
-    if m <= 2:
-        y += 1
+    y, m, d = civil_from_days(days)
     return y, m, d, rem // 3600, (rem // 60) % 60, rem % 60
 
 

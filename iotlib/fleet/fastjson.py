@@ -104,8 +104,8 @@ def _put_number(out, pos, value, width):
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _put_date(out, pos, days):
-    """``YYYY-MM-DDT`` of a day number since the epoch (civil from days, proleptic Gregorian)."""
+def civil_from_days(days):
+    """(year, month, day) of a day number since 1970-01-01, proleptic Gregorian (H. Hinnant's algorithm)."""
     z = days + 719468
     era = z // 146097
     doe = z - era * 146097
@@ -117,6 +117,13 @@ def _put_date(out, pos, days):
     m = mp + 3 if mp < 10 else mp - 9
     if m <= 2:
         y += 1
+    return y, m, d
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _put_date(out, pos, days):
+    """``YYYY-MM-DDT`` of a day number since the epoch."""
+    y, m, d = civil_from_days(days)
     pos = _put_number(out, pos, y, 4)
     out[pos] = 45  # -
     pos = _put_number(out, pos + 1, m, 2)
