@@ -228,3 +228,22 @@ def test_bad_input_gets_a_clear_answer(day: days.SimulatedDay) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         counts.events_per_device(day, start=day.start, end=day.end)  # data: no warning
+
+
+def test_figures_draw_the_answers(day: days.SimulatedDay) -> None:
+    from iotlib.analysis import plots
+
+    hourly = heatmap.building_hours(day)
+    figure = plots.heatmap(hourly, hot=heatmap.hot_building_hours(hourly))
+    image = figure.axes[0].get_images()[0].get_array()
+    assert image.shape == (hourly["building_id"].n_unique(), hourly["hour"].n_unique())
+    assert len(figure.axes[0].patches) == heatmap.hot_building_hours(hourly).height > 0
+    w0, w1 = window.past(day.start + timedelta(hours=10), "1h")
+    bars = plots.building_window(window.building_temperature(day, start=w0, end=w1), highlight=[1])
+    assert len(bars.axes[0].patches) == day.registry["building_id"].n_unique()
+    local = plots.local_days(localday.local_day_stats(day), [1, 2])
+    assert len(local.axes[0].get_xticklabels()) == localday.local_day_stats(day, buildings=[1, 2]).height
+    table = completeness.completeness(
+        completeness.device_hours(day, start=day.start, end=day.end), day.registry, start=day.start, end=day.end
+    )
+    assert len(plots.completeness(table).axes[1].get_lines()[0].get_xdata()) == 24

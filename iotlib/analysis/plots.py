@@ -134,27 +134,25 @@ def completeness(table: pl.DataFrame, *, title: str = "") -> Figure:
 
 def heatmap(hourly: pl.DataFrame, *, hot: pl.DataFrame | None = None, title: str = "") -> Figure:
     """Buildings × hours, coloured by mean temperature; ``hot`` building-hours outlined."""
-    wide = hourly.pivot(on="hour", index="building_id", values="mean_temperature", sort_columns=True).sort(
-        "building_id"
-    )
-    hours = [c for c in wide.columns if c != "building_id"]
-    grid = wide.select(hours).to_numpy().astype(float)
+    buildings = hourly["building_id"].unique().sort().to_list()
+    hours = hourly["hour"].unique().sort().to_list()
+    row = {b: i for i, b in enumerate(buildings)}
+    col = {h: j for j, h in enumerate(hours)}
+    grid = np.full((len(buildings), len(hours)), np.nan)
+    for b, h, t in hourly.select("building_id", "hour", "mean_temperature").iter_rows():
+        grid[row[b], col[h]] = t
     fig = Figure(figsize=(11, 4.2), layout="constrained")
     ax = fig.subplots()
     image = ax.imshow(grid, aspect="auto", cmap="coolwarm", interpolation="nearest")
     fig.colorbar(image, ax=ax, label="mean °C")
-    labels = [str(h)[11:16] for h in hours]
     step = max(1, len(hours) // 24)
-    ax.set_xticks(range(0, len(hours), step), labels[::step], rotation=90, fontsize=7)
-    buildings = wide["building_id"].to_list()
+    ax.set_xticks(range(0, len(hours), step), [f"{h:%H:%M}" for h in hours[::step]], rotation=90, fontsize=7)
     if len(buildings) <= 40:
         ax.set_yticks(range(len(buildings)), [str(b) for b in buildings], fontsize=7)
-    if hot is not None and hot.height:
-        row = {b: i for i, b in enumerate(buildings)}
-        col = {str(h): j for j, h in enumerate(hours)}
+    if hot is not None:
         for b, h in hot.select("building_id", "hour").iter_rows():
-            if b in row and str(h) in col:
-                ax.add_patch(_box(col[str(h)], row[b]))
+            if b in row and h in col:
+                ax.add_patch(_box(col[h], row[b]))
     ax.set(xlabel="hour (UTC)", ylabel="building", title=title or "Mean temperature, building × hour")
     return fig
 
