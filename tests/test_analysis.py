@@ -86,6 +86,9 @@ def test_the_device_key_and_the_device_id_paths_agree(day: days.SimulatedDay, pl
          .with_columns(pl.col("readings")))  # fmt: skip
     same(spikes.spikes(day, start=s, end=e), spikes.spikes(plain, day.registry, start=s, end=e))
     same(localday.local_day_stats(day), localday.local_day_stats(plain, day.registry))
+    same(heatmap.building_hours(day), heatmap.building_hours(plain, day.registry))
+    hour = {"start": s + timedelta(hours=3), "end": s + timedelta(hours=4), "buildings": [2, 3]}
+    same(localday.local_day_stats(day, **hour), localday.local_day_stats(plain, day.registry, **hour))
 
 
 def test_detectors_find_the_faults_the_simulator_made(day: days.SimulatedDay) -> None:

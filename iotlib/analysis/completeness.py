@@ -2,8 +2,8 @@
 
 A thermostat reads once a ``period`` (60 s), so a whole hour should hold 60 readings of it.
 :func:`device_hours` sums each device's readings per UTC hour of ``time_observed`` (one
-streaming group-by: readings, min and max temperature — :mod:`~iotlib.analysis.stuck` reuses
-it); :func:`completeness` sets them against what the period leads to expect, for every device
+pass: readings, min and max temperature — :mod:`~iotlib.analysis.stuck` reuses it; over a day's
+cache by dense keys, :mod:`~iotlib.analysis.dense`, else a streaming group-by); :func:`completeness` sets them against what the period leads to expect, for every device
 of the registry and every hour of the range, so a device that sent nothing shows as 0 %.
 Readings sent late (buffered while offline) count for the hour they were observed in; a
 duplicate send counts twice.
@@ -18,9 +18,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
 import polars as pl
 
-from iotlib.analysis import duck
+from iotlib.analysis import dense, duck
 from iotlib.analysis.source import UTC_US, Events, between, events, hour_of, hours, time_range, warn_if_empty
 from iotlib.errors import ConfigurationError
 from iotlib.fleet.faults import parse_duration
@@ -47,16 +48,28 @@ def device_hours(
     """Per device (``device_id``, and ``device_key`` over a day's cache) and UTC hour of ``time_observed``:
     readings, min and max temperature."""
     ev, lo, hi = _prepare(source, registry, start, end)
-    found = (
-        ev.frame.filter(between("time_observed", lo, hi))
-        .group_by(ev.device, hour_of("time_observed").alias("hour"))
-        .agg(
-            pl.len().cast(pl.Int64).alias("readings"),
-            pl.col("temperature").min().alias("min_temperature"),
-            pl.col("temperature").max().alias("max_temperature"),
+    frame = ev.frame.filter(between("time_observed", lo, hi))
+    if ev.keyed:  # device × hour numbered densely: arrays, batch by batch
+        first = hours(lo, hi)
+        found = dense.aggregate(
+            frame, groups=np.arange(ev.registry.height), start=first[0], step_seconds=3600, slots=first.len()
+        ).select(
+            pl.col("group").cast(pl.UInt32).alias("device_key"),
+            (pl.lit(first[0]) + pl.duration(hours=pl.col("slot"))).alias("hour"),
+            pl.col("rows").alias("readings"),
+            "min_temperature",
+            "max_temperature",
         )
-        .collect(engine="streaming")
-    )
+    else:
+        found = (
+            frame.group_by(ev.device, hour_of("time_observed").alias("hour"))
+            .agg(
+                pl.len().cast(pl.Int64).alias("readings"),
+                pl.col("temperature").min().alias("min_temperature"),
+                pl.col("temperature").max().alias("max_temperature"),
+            )
+            .collect(engine="streaming")
+        )
     return warn_if_empty(_named(ev, found), ev, lo, hi)
 
 

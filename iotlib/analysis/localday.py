@@ -21,9 +21,10 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import polars as pl
 
-from iotlib.analysis import duck
+from iotlib.analysis import dense, duck
 from iotlib.analysis.source import Events, between, check_buildings, check_time_zones, events, time_range, warn_if_empty
 
 SLOT_SECONDS = 900
@@ -65,6 +66,9 @@ def local_day_stats(
     """Daily readings and min/mean/max temperature per building, by the building's local day (see the module text)."""
     ev, lo, hi, wanted = _prepare(source, registry, start, end, buildings)
     frame = ev.frame.filter(between("time_observed", lo, hi), pl.col("temperature").is_not_null())
+    if ev.keyed:
+        slots = building_slots(ev, frame, lo, hi, wanted, SLOT_SECONDS)
+        return warn_if_empty(_by_local_day(slots, ev), ev, lo, hi)
     frame = ev.with_devices("building_id", frame=frame.select(ev.device, "time_observed", "temperature"))
     if wanted is not None:
         frame = frame.filter(pl.col("building_id").is_in(wanted))
@@ -113,6 +117,38 @@ _COLUMNS = [
     "building_id", "local_date", "time_zone", "day_hours", "readings", "mean_temperature", "min_temperature",
     "max_temperature", "first_observed", "last_observed", "covered_hours",
 ]  # fmt: skip
+
+
+def building_slots(
+    ev: Events,
+    frame: pl.LazyFrame,
+    start: datetime | None,
+    end: datetime | None,
+    buildings: list[int] | None,
+    seconds: int,
+) -> pl.DataFrame:
+    """Readings per building and ``seconds`` slot of ``frame`` over a day's cache, by dense keys
+    (:mod:`~iotlib.analysis.dense`): building_id, slot, readings, total, min/max temperature,
+    first/last observed. Without ``start``/``end`` the slots span what the store holds."""
+    if start is None or end is None:
+        first, last = ev.span()
+        if first is None or last is None:
+            return pl.DataFrame()
+        start = start or first
+        end = end or last + timedelta(microseconds=1)
+    origin = datetime.fromtimestamp(int(start.timestamp()) // seconds * seconds, tz=start.tzinfo)
+    count = -(-int((end - origin).total_seconds()) // seconds)
+    ids = ev.registry["building_id"]
+    if buildings is not None:
+        frame = frame.filter(pl.col("device_key").is_in(ev.registry.filter(ids.is_in(buildings))["device_key"]))
+    names = ids.unique().sort()
+    groups = np.searchsorted(names.to_numpy(), ids.to_numpy())  # each device's building, numbered 0 …
+    found = dense.aggregate(frame, groups=groups, start=origin, step_seconds=seconds, slots=count)
+    return found.filter(pl.col("readings") > 0).select(
+        names.gather(found.filter(pl.col("readings") > 0)["group"]).alias("building_id"),
+        (pl.lit(origin) + pl.duration(seconds=pl.col("slot") * seconds)).cast(pl.Datetime("us", "UTC")).alias("slot"),
+        "readings", "total", "min_temperature", "max_temperature", "first_observed", "last_observed",
+    )  # fmt: skip
 
 
 def local_day_hours(day: date, zone: str) -> float:
