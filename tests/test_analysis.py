@@ -85,6 +85,11 @@ def test_the_device_key_and_the_device_id_paths_agree(day: days.SimulatedDay, pl
          completeness.device_hours(plain, day.registry, start=s, end=e).filter(pl.col("device_id").is_not_null())
          .with_columns(pl.col("readings")))  # fmt: skip
     same(spikes.spikes(day, start=s, end=e), spikes.spikes(plain, day.registry, start=s, end=e))
+    same(spikes.spikes(day, start=s, end=e, buckets=5), spikes.spikes(day, start=s, end=e))  # buckets change nothing
+    same(
+        duplicates.duplicates(day, start=s, end=e, buckets=3),
+        duplicates.duplicates(plain, day.registry, start=s, end=e),
+    )
     same(localday.local_day_stats(day), localday.local_day_stats(plain, day.registry))
     same(heatmap.building_hours(day), heatmap.building_hours(plain, day.registry))
     hour = {"start": s + timedelta(hours=3), "end": s + timedelta(hours=4), "buildings": [2, 3]}

@@ -3,8 +3,8 @@
 A device that retries a send after a lost acknowledgement puts the same reading in the hub twice,
 under two sequence numbers: the cold store's dedupe (partition, sequence number) keeps both. The
 copies are the events after the first with the same ``time_observed`` for the same device (by
-arrival: enqueued time, then partition and sequence number). Like the spikes, a day is sorted
-one bucket of devices at a time.
+arrival: enqueued time, then partition and sequence number). Like the spikes, a long stretch is
+sorted one bucket of devices at a time.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def duplicates(
 ) -> pl.DataFrame:
     """The second (and later) copies observed in ``[start, end)``: device_id and the copy's hub key and times."""
     ev, lo, hi = _prepare(source, registry, start, end)
-    count = (buckets or 8) if ev.keyed else 1
+    count = (buckets or ev.buckets(lo, hi)) if ev.keyed else 1
     parts = []
     for b in range(count):
         frame = ev.frame.filter(between("time_observed", lo, hi))

@@ -73,6 +73,14 @@ class Events:
             self.registry.select("device_key", "device_id"), on="device_key", how="left"
         )
 
+    def buckets(self, start: datetime, end: datetime, *, rows: int = 20_000_000, period_seconds: int = 60) -> int:
+        """How many buckets of devices keep a per-device sort of ``[start, end)`` to about ``rows`` readings
+        each (1 unless keyed: only a day's cache can be split by ``device_key``)."""
+        if not self.keyed:
+            return 1
+        readings = self.registry.height * (end - start).total_seconds() / period_seconds
+        return max(1, -(-int(readings) // rows))
+
     def span(self) -> tuple[datetime | None, datetime | None]:
         """The first and last ``time_observed`` in the store (a scan of one column)."""
         lo, hi = (

@@ -9,8 +9,8 @@ back. A step that stays (a heat event switching off, a sensor freezing) jumps on
 not a spike. Readings up to ``2 × window`` minutes before ``start`` give the first ones their
 context; the last reading of the range, with no next one, is never a spike.
 
-A whole day does not fit one sort: over a day's cache the devices are taken in ``buckets``
-(by ``device_key`` modulo), one sort at a time.
+A whole day of Fabrikam does not fit one sort: over a day's cache the devices are taken in
+``buckets`` (by ``device_key`` modulo) of about 20 million readings, one sort at a time.
 """
 
 from __future__ import annotations
@@ -69,10 +69,11 @@ def spikes(
     temperature, change (from the previous reading), mean and std (of the previous ``window``
     changes), zscore — sorted by device and time.
 
-    ``buckets`` (default: 8 over a day's cache, else 1) bounds memory to one bucket's readings.
+    ``buckets`` (default: about 20 million readings each over a day's cache, else 1) bounds memory
+    to one bucket's readings.
     """
     ev, lo, hi, context = _prepare(source, registry, start, end, window, threshold)
-    count = (buckets or (8 if ev.keyed else 1)) if ev.keyed else 1
+    count = (buckets or ev.buckets(context, hi)) if ev.keyed else 1
     parts = []
     chosen = range(count)
     if progress:
