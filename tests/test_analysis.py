@@ -92,6 +92,17 @@ def test_the_device_key_and_the_device_id_paths_agree(day: days.SimulatedDay, pl
     )
     same(localday.local_day_stats(day), localday.local_day_stats(plain, day.registry))
     same(heatmap.building_hours(day), heatmap.building_hours(plain, day.registry))
+    same(skew.clock_skew(day, start=s, end=e), skew.clock_skew(plain, day.registry, start=s, end=e))
+    # Arrivals by key also count the bodies that did not decode; by id those arrive under a null id.
+    keyed_arrivals = completeness.arrivals(day, start=s, end=e)
+    by_id_arrivals = completeness.arrivals(plain, day.registry, start=s, end=e)
+    assert keyed_arrivals["arrived"].sum() == by_id_arrivals["arrived"].sum()
+    broken = day.scan().filter(pl.col("decode_error").is_not_null()).select("device_key").collect()
+    senders = day.registry["device_id"].gather(broken["device_key"])
+    same(
+        keyed_arrivals.drop("device_key").filter(~pl.col("device_id").is_in(senders)),
+        by_id_arrivals.filter(pl.col("device_id").is_not_null(), ~pl.col("device_id").is_in(senders)),
+    )
     hour = {"start": s + timedelta(hours=3), "end": s + timedelta(hours=4), "buildings": [2, 3]}
     same(localday.local_day_stats(day, **hour), localday.local_day_stats(plain, day.registry, **hour))
 

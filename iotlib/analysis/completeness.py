@@ -131,12 +131,23 @@ def arrivals(
 ) -> pl.DataFrame:
     """Per device and UTC hour of ``enqueued_time``: events that arrived (``arrived``)."""
     ev, lo, hi = _prepare(source, registry, start, end)
-    found = (
-        ev.frame.filter(between("enqueued_time", lo, hi))
-        .group_by(ev.device, hour_of("enqueued_time").alias("hour"))
-        .agg(pl.len().cast(pl.Int64).alias("arrived"))
-        .collect(engine="streaming")
-    )
+    frame = ev.frame.filter(between("enqueued_time", lo, hi))
+    if ev.keyed:
+        first = hours(lo, hi)
+        found = dense.aggregate(
+            frame, groups=np.arange(ev.registry.height), start=first[0], step_seconds=3600, slots=first.len(),
+            time="enqueued_time",
+        ).select(
+            pl.col("group").cast(pl.UInt32).alias("device_key"),
+            (pl.lit(first[0]) + pl.duration(hours=pl.col("slot"))).alias("hour"),
+            pl.col("rows").alias("arrived"),
+        )  # fmt: skip
+    else:
+        found = (
+            frame.group_by(ev.device, hour_of("enqueued_time").alias("hour"))
+            .agg(pl.len().cast(pl.Int64).alias("arrived"))
+            .collect(engine="streaming")
+        )
     return warn_if_empty(_named(ev, found), ev, lo, hi)
 
 

@@ -32,13 +32,16 @@ def aggregate(
     step_seconds: int,
     slots: int,
     time: str = "time_observed",
+    value: pl.Expr | None = None,
 ) -> pl.DataFrame:
-    """Aggregate ``frame`` (with ``device_key``, ``time``, ``temperature``) by ``groups[device_key] * slots + slot``.
+    """Aggregate ``frame`` (with ``device_key`` and ``time``) by ``groups[device_key] * slots + slot``.
 
     ``groups`` maps each device key to its group (the identity for devices, the building index
     for buildings); the slot is the ``step_seconds`` step of ``time`` from ``start``; rows outside
-    the ``slots`` steps, or without a ``time``, are left out. Returns ``group``, ``slot`` and the
-    module's columns for the groups that hold rows.
+    the ``slots`` steps, or without a ``time``, are left out. ``value`` (default: the
+    temperature) is what ``readings``, ``total`` and the minimum and maximum are of (the columns
+    keep the temperature's names). Returns ``group``, ``slot`` and the module's columns for the
+    groups that hold rows.
     """
     n_groups = int(groups.max()) + 1 if len(groups) else 0
     # One row of 8 per group (rows, readings, total, low, high, first, last, -), slot-major: a batch
@@ -50,11 +53,11 @@ def aggregate(
     group_of = np.ascontiguousarray(groups, dtype=np.int64)
     picked = frame.select(
         pl.col("device_key").cast(pl.Int64),
-        pl.col(time).dt.epoch("us").fill_null(_NO_TIME),
-        pl.col("temperature").cast(pl.Float64).fill_null(np.nan),
+        pl.col(time).dt.epoch("us").fill_null(_NO_TIME).alias("__t"),
+        (pl.col("temperature") if value is None else value).cast(pl.Float64).fill_null(np.nan).alias("__v"),
     )
     for batch in picked.collect_batches(engine="streaming"):
-        _add(batch["device_key"].to_numpy(), batch[time].to_numpy(), batch["temperature"].to_numpy(),
+        _add(batch["device_key"].to_numpy(), batch["__t"].to_numpy(), batch["__v"].to_numpy(),
              group_of, n_groups, origin, step, slots, acc)  # fmt: skip
     held = np.flatnonzero(acc[:, 0])
     part = acc[held]

@@ -24,7 +24,7 @@ SQL = """
 SELECT {device}, partition_id, sequence_number, time_observed, enqueued_time, temperature
 FROM (
     SELECT *, row_number() OVER (PARTITION BY {device}, time_observed
-                                 ORDER BY enqueued_time, partition_id, sequence_number) AS copy
+                                 ORDER BY enqueued_time, sequence_number) AS copy
     FROM events
     WHERE time_observed >= $start AND time_observed < $end
 ) WHERE copy > 1
@@ -49,7 +49,8 @@ def duplicates(
         if count > 1:
             frame = frame.filter(pl.col("device_key") % count == b)
         readings = frame.select(ev.device, *COLUMNS).collect(engine="streaming")
-        ordered = readings.sort(ev.device, "time_observed", "enqueued_time", "partition_id", "sequence_number")
+        # A device sends into one partition: sequence numbers break the ties of enqueued time.
+        ordered = readings.sort(ev.device, "time_observed", "enqueued_time", "sequence_number")
         same = (pl.col(ev.device) == pl.col(ev.device).shift(1)) & (
             pl.col("time_observed") == pl.col("time_observed").shift(1)
         )

@@ -2,8 +2,10 @@
 
 :func:`building_hours` is the long form (one row per building and hour, from one streaming
 group-by); :func:`iotlib.analysis.plots.heatmap` draws it. :func:`hot_building_hours` flags the
-hours a building ran well above its own usual level: its hourly mean more than ``rise`` degrees
-above the median of its hourly means — what a heat event looks like from the cold store.
+hours a building ran well above the others: its hourly mean more than ``rise`` degrees above the
+median of all buildings' means in that hour — what a heat event looks like from the cold store
+(a building's own level drifts over a day as its thermostats' random walks do; the fleet's
+median moves with them).
 """
 
 from __future__ import annotations
@@ -78,10 +80,10 @@ def building_hours_sql(
 
 
 def hot_building_hours(hourly: pl.DataFrame, *, rise: float = 6.0, min_readings: int = 10) -> pl.DataFrame:
-    """The building-hours of :func:`building_hours` whose mean is more than ``rise`` °C above the building's median."""
+    """The building-hours of :func:`building_hours` whose mean is more than ``rise`` °C above that hour's median building."""
     return (
         hourly.filter(pl.col("readings") >= min_readings)
-        .with_columns(pl.col("mean_temperature").median().over("building_id").alias("usual"))
+        .with_columns(pl.col("mean_temperature").median().over("hour").alias("usual"))
         .filter(pl.col("mean_temperature") - pl.col("usual") > rise)
         .sort("building_id", "hour")
     )

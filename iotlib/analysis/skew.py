@@ -13,9 +13,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
 import polars as pl
 
-from iotlib.analysis import duck
+from iotlib.analysis import dense, duck
 from iotlib.analysis.source import Events, between, events, time_range, warn_if_empty
 from iotlib.errors import ConfigurationError
 from iotlib.fleet.faults import parse_duration
@@ -41,16 +42,28 @@ def clock_skew(
     """Per device: readings, skew_seconds, max_delay_seconds, skewed; the most skewed first."""
     ev, lo, hi, limit = _prepare(source, registry, start, end, tolerance)
     delay = (pl.col("enqueued_time").dt.epoch("us") - pl.col("time_observed").dt.epoch("us")) / 1e6
-    found = (
-        ev.frame.filter(between("enqueued_time", lo, hi), pl.col("time_observed").is_not_null())
-        .group_by(ev.device)
-        .agg(
-            pl.len().cast(pl.Int64).alias("readings"),
-            delay.min().alias("skew_seconds"),
-            delay.max().alias("max_delay_seconds"),
+    frame = ev.frame.filter(between("enqueued_time", lo, hi), pl.col("time_observed").is_not_null())
+    if ev.keyed:  # one slot spanning the range, by dense device keys
+        seconds = -(-int((hi - lo).total_seconds()) // 1)
+        found = dense.aggregate(
+            frame, groups=np.arange(ev.registry.height), start=lo, step_seconds=seconds + 1, slots=1,
+            time="enqueued_time", value=delay,
+        ).select(
+            pl.col("group").cast(pl.UInt32).alias("device_key"),
+            pl.col("rows").alias("readings"),
+            pl.col("min_temperature").alias("skew_seconds"),
+            pl.col("max_temperature").alias("max_delay_seconds"),
+        )  # fmt: skip
+    else:
+        found = (
+            frame.group_by(ev.device)
+            .agg(
+                pl.len().cast(pl.Int64).alias("readings"),
+                delay.min().alias("skew_seconds"),
+                delay.max().alias("max_delay_seconds"),
+            )
+            .collect(engine="streaming")
         )
-        .collect(engine="streaming")
-    )
     return warn_if_empty(_named(ev, found, limit), ev, lo, hi)
 
 

@@ -1,6 +1,6 @@
 """Spikes: single readings far off their device's recent behaviour, by a rolling z-score, and the devices behind them.
 
-For each device, readings in event-time order (ties by partition and sequence number; a reading
+For each device, readings in event-time order (ties by sequence number; a reading
 sent twice is taken once) and the change from one reading to the next. The mean and sample
 standard deviation of the device's previous ``window`` changes say how it usually moves; a
 reading is a **spike** when the change into it and the change out of it are both at least
@@ -29,19 +29,19 @@ COLUMNS = ("partition_id", "sequence_number", "time_observed", "temperature")
 SQL = """
 WITH readings AS (
     SELECT {device}, partition_id, sequence_number, time_observed, temperature,
-           row_number() OVER (PARTITION BY {device}, time_observed ORDER BY partition_id, sequence_number) AS copy
+           row_number() OVER (PARTITION BY {device}, time_observed ORDER BY sequence_number) AS copy
     FROM events
     WHERE time_observed >= $context AND time_observed < $end AND temperature IS NOT NULL
 ), changes AS (
     SELECT *, temperature - lag(temperature) OVER device_order AS change,
               lead(temperature) OVER device_order - temperature AS next_change
     FROM readings WHERE copy = 1
-    WINDOW device_order AS (PARTITION BY {device} ORDER BY time_observed, partition_id, sequence_number)
+    WINDOW device_order AS (PARTITION BY {device} ORDER BY time_observed, sequence_number)
 ), scored AS (
     SELECT *, avg(change) OVER previous AS mean, stddev_samp(change) OVER previous AS std,
               count(change) OVER previous AS n
     FROM changes
-    WINDOW previous AS (PARTITION BY {device} ORDER BY time_observed, partition_id, sequence_number
+    WINDOW previous AS (PARTITION BY {device} ORDER BY time_observed, sequence_number
                         ROWS BETWEEN {window} PRECEDING AND 1 PRECEDING)
 )
 SELECT {device}, partition_id, sequence_number, time_observed, temperature, change, mean, std,
@@ -135,14 +135,19 @@ def _prepare(
 
 
 def _score(readings: pl.DataFrame, device: str, window: int, threshold: float, start: datetime) -> pl.DataFrame:
-    ordered = readings.sort(device, "time_observed", "partition_id", "sequence_number").unique(
-        subset=[device, "time_observed"], keep="first", maintain_order=True
+    # A device sends into one partition, so (device, time, sequence number) orders its readings fully.
+    ordered = readings.sort(device, "time_observed", "sequence_number")
+    same_device = pl.col(device) == pl.col(device).shift(1)
+    ordered = ordered.filter(
+        ~(same_device & (pl.col("time_observed") == pl.col("time_observed").shift(1))).fill_null(True)
     )
-    change = pl.col("temperature") - pl.col("temperature").shift(1)
-    scored = ordered.with_columns(change.over(device).alias("change")).with_columns(
-        pl.col("change").shift(-1).over(device).alias("__next"),
-        pl.col("change").shift(1).rolling_mean(window).over(device).alias("mean"),
-        pl.col("change").shift(1).rolling_std(window).over(device).alias("std"),
+    # Flat column operations on the sorted frame: a change is null at a device's first reading, so
+    # every rolling window or next change reaching across two devices comes out null.
+    change = pl.when(same_device).then(pl.col("temperature") - pl.col("temperature").shift(1))
+    scored = ordered.with_columns(change.alias("change")).with_columns(
+        pl.col("change").shift(-1).alias("__next"),
+        pl.col("change").shift(1).rolling_mean(window).alias("mean"),
+        pl.col("change").shift(1).rolling_std(window).alias("std"),
     )
     z_in = (pl.col("change") - pl.col("mean")) / pl.col("std")
     z_out = (pl.col("__next") - pl.col("mean")) / pl.col("std")
