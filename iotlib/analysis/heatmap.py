@@ -20,14 +20,17 @@ from iotlib.analysis.localday import building_slots
 from iotlib.analysis.source import Events, between, check_buildings, events, hour_of, time_range, warn_if_empty
 
 SQL = """
-SELECT r.building_id, time_bucket(INTERVAL 1 HOUR, e.time_observed) AS hour, count(*) AS readings,
-       avg(e.temperature) AS mean_temperature
-FROM events e JOIN registry r ON e.{device} = r.{device}
-WHERE e.temperature IS NOT NULL
-  AND ($start IS NULL OR e.time_observed >= $start) AND ($end IS NULL OR e.time_observed < $end)
-  AND ($buildings IS NULL OR list_contains($buildings, r.building_id))
-GROUP BY ALL
-ORDER BY r.building_id, hour
+SELECT building_id, to_timestamp(h * 3600) AS hour, readings, mean_temperature
+FROM (
+    SELECT r.building_id, epoch_us(e.time_observed) // 3600000000 AS h, count(*) AS readings,
+           avg(e.temperature) AS mean_temperature
+    FROM events e JOIN registry r ON e.{device} = r.{device}
+    WHERE e.temperature IS NOT NULL
+      AND ($start IS NULL OR e.time_observed >= $start) AND ($end IS NULL OR e.time_observed < $end)
+      AND ($buildings IS NULL OR list_contains($buildings, r.building_id))
+    GROUP BY ALL
+)
+ORDER BY building_id, hour
 """
 
 

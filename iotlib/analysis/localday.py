@@ -30,15 +30,19 @@ from iotlib.analysis.source import Events, between, check_buildings, check_time_
 SLOT_SECONDS = 900
 
 SLOTS_SQL = """
-SELECT r.building_id, time_bucket(INTERVAL 15 MINUTE, e.time_observed) AS slot,
-       count(*) AS readings, sum(e.temperature) AS total, min(e.temperature) AS min_temperature,
-       max(e.temperature) AS max_temperature, min(e.time_observed) AS first_observed,
-       max(e.time_observed) AS last_observed
-FROM events e JOIN registry r ON e.{device} = r.{device}
-WHERE e.temperature IS NOT NULL
-  AND ($start IS NULL OR e.time_observed >= $start) AND ($end IS NULL OR e.time_observed < $end)
-  AND ($buildings IS NULL OR list_contains($buildings, r.building_id))
-GROUP BY ALL
+SELECT building_id, to_timestamp(n * 900) AS slot, readings, total, min_temperature, max_temperature,
+       first_observed, last_observed
+FROM (
+    SELECT r.building_id, epoch_us(e.time_observed) // 900000000 AS n,
+           count(*) AS readings, sum(e.temperature) AS total, min(e.temperature) AS min_temperature,
+           max(e.temperature) AS max_temperature, min(e.time_observed) AS first_observed,
+           max(e.time_observed) AS last_observed
+    FROM events e JOIN registry r ON e.{device} = r.{device}
+    WHERE e.temperature IS NOT NULL
+      AND ($start IS NULL OR e.time_observed >= $start) AND ($end IS NULL OR e.time_observed < $end)
+      AND ($buildings IS NULL OR list_contains($buildings, r.building_id))
+    GROUP BY ALL
+)
 """
 
 SQL = f"""
