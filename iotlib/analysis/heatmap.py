@@ -82,10 +82,15 @@ def building_hours_sql(
     return warn_if_empty(result, ev, lo, hi)
 
 
-def hot_building_hours(hourly: pl.DataFrame, *, rise: float = 6.0, min_readings: int = 10) -> pl.DataFrame:
-    """The building-hours of :func:`building_hours` whose mean is more than ``rise`` °C above that hour's median building."""
+def hot_building_hours(hourly: pl.DataFrame, *, rise: float = 6.0, min_share: float = 0.5) -> pl.DataFrame:
+    """The building-hours of :func:`building_hours` whose mean is more than ``rise`` °C above that hour's median building.
+
+    Hours in which a building has fewer than ``min_share`` of its usual readings (the edges of the
+    store, where only a few devices with clocks ahead or behind show up) are not judged.
+    """
+    usual_count = pl.col("readings").median().over("building_id")
     return (
-        hourly.filter(pl.col("readings") >= min_readings)
+        hourly.filter(pl.col("readings") >= min_share * usual_count)
         .with_columns(pl.col("mean_temperature").median().over("hour").alias("usual"))
         .filter(pl.col("mean_temperature") - pl.col("usual") > rise)
         .sort("building_id", "hour")
