@@ -53,6 +53,7 @@ from typing import Required, TypedDict, Unpack
 import numpy as np
 import polars as pl
 
+from iotlib._workspace import Workspace
 from iotlib.durations import epoch_us, to_timedelta
 from iotlib.errors import ConfigurationError
 from iotlib.fleet.events import EVENT_TYPE, EVENT_TYPE_VERSION, MALFORMED_KINDS
@@ -122,27 +123,6 @@ _NEVER = np.iinfo(np.int64).max
 # Slices must fit their time offsets in 31 bits of the sort key (about 35 minutes).
 _MAX_SLICE_US = 30 * 60 * _US
 _SENTINEL = (1 << 31) - 1  # a sort key past any slice (marks events held for a later one)
-
-
-class _Workspace:
-    """Named scratch arrays reused from slice to slice.
-
-    Every fresh large numpy array is page-faulted in and zeroed by the kernel,
-    which showed up as a large share of the run time (system time); reused
-    buffers pay that once. Never hand a workspace array to polars: the next
-    slice overwrites it.
-    """
-
-    def __init__(self) -> None:
-        self._buffers: dict[str, np.ndarray] = {}
-
-    def get(self, name: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
-        size = int(np.prod(shape))
-        buf = self._buffers.get(name)
-        if buf is None or buf.size < size or buf.dtype != np.dtype(dtype):
-            buf = np.empty(size + size // 4, dtype=dtype)  # headroom: slices vary a little in size
-            self._buffers[name] = buf
-        return buf[:size].reshape(shape)
 
 
 def _td_us(span: timedelta) -> int:
@@ -356,7 +336,7 @@ class Simulation:
 
         self._keys = self._device_keys()
         self._reading_keys = self._keys ^ key("reading")
-        self._ws = _Workspace()
+        self._ws = Workspace()
         self._counter = np.empty(0, dtype=np.int64)
         self._prepare_faults()
         self._reset()
@@ -459,7 +439,7 @@ class Simulation:
         Returns (readings per device, device, reading number, true time, walk
         level, reading hash), events grouped by device in reading order.
         Works on a devices x readings grid in reused scratch arrays (see
-        :class:`_Workspace`).
+        :class:`iotlib._workspace.Workspace`).
         """
         n, ws = self.n, self._ws
         min_step = self.period_us - self.jitter_us if self.firmware == "staggered" else self.period_us
