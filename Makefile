@@ -8,9 +8,15 @@ PYTEST_WORKERS ?= 2
 # The exact versions CI tested, as pip constraints: every install goes through them. `make lock` refreshes it.
 CONSTRAINTS := constraints.txt
 
-.PHONY: setup demo test lint lock lab up down status bench clean
+.PHONY: setup java demo test lint lock lab up down status bench clean
 
-setup: $(VENV)/.installed node_modules/.installed
+setup: java $(VENV)/.installed node_modules/.installed
+
+# Apache Spark (notebook 08 and its tests) needs a Java 17+ runtime; say so before anything else runs.
+java:
+	@command -v java >/dev/null || { echo "Java 17+ is needed for Apache Spark (notebook 08, make test): install a JDK or JRE 17+, e.g. apt-get install openjdk-17-jre-headless, brew install openjdk@17, or conda install openjdk>=17"; exit 1; }
+	@v=$$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1); \
+	[ "$${v:-0}" -ge 17 ] || { echo "Java 17+ is needed for Apache Spark (notebook 08, make test); found Java $${v:-unknown}: install a JDK or JRE 17+"; exit 1; }
 
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed: run make with PYTHON=python3.11 (or newer)")'

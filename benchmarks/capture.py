@@ -85,7 +85,7 @@ def _live(conn: str, storage: str, hub: str, seconds: int) -> None:
     tag = uuid.uuid4().hex[:8]
     writer = CaptureWriter.from_connection_string(
         conn, storage, eventhub_name=hub, container=f"bench-live-{tag}", checkpoint_container=f"bench-ckpt-{tag}",
-        time_window=10, grace=2, starting_position="@latest", load_balancing_interval=2,
+        time_window=10, grace=2, starting_position="latest", load_balancing_interval=2,
     )  # fmt: skip
     result: dict = {}
     runner = threading.Thread(target=lambda: result.update(report=writer.run()))

@@ -82,7 +82,7 @@ def main() -> None:
         print(f"ceiling   bare SDK, sending pre-built full batches: {ceiling:>9,.0f} events/s")
         print(f"baseline  bare SDK, building + sending full batches: {base:>9,.0f} events/s")
 
-        with IngestClient.from_connection_string() as client:
+        with IngestClient.from_settings() as client:
             client.send(frame.head(1_000), progress=False)  # open links
             began = time.perf_counter()
             report = client.send(frame, progress=False)
@@ -98,7 +98,7 @@ def main() -> None:
             duration=timedelta(seconds=args.live_seconds),
             seed=2,
         )
-        with IngestClient.from_connection_string() as client:
+        with IngestClient.from_settings() as client:
             report = client.send(live, mode="live", speed=1.0, progress=False)
         want = live.height / args.live_seconds
         print(

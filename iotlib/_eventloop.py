@@ -58,14 +58,29 @@ class EngineThread:
     second Ctrl-C stops waiting.
     """
 
+    #: The async engine's class; ``__init__`` makes one from the same arguments.
+    _engine_class: type[Any]
     _engine: Any
     _thread: threading.Thread | None = None
     #: Raised when ``run`` is called while a run is going.
     _busy_error: type[Exception] = RuntimeError
 
+    def __init__(self, *parts: Any, **options: Any) -> None:
+        self._engine = self._engine_class(*parts, **options)
+
     @property
     def options(self) -> Any:
         return self._engine.options
+
+    @property
+    def eventhub(self) -> Any:
+        """The hub it reads (:class:`~iotlib.connections.EventHubConnection`)."""
+        return self._engine.eventhub
+
+    @property
+    def storage(self) -> Any:
+        """The storage account it writes to (:class:`~iotlib.connections.StorageConnection`)."""
+        return self._engine.storage
 
     @property
     def report(self) -> Any:

@@ -20,13 +20,14 @@ from iotlib.capture.records import RecordEncoder
 from iotlib.capture.report import CaptureFile
 from iotlib.capture.storage import CONFLICT, HARD, TRANSIENT, classify
 from iotlib.capture.windows import Window
+from iotlib.connections import EventHubConnection
 from iotlib.errors import ConfigurationError
 
 UTC = UTC
 
 
 def opts(**kw: object) -> CaptureOptions:
-    return CaptureOptions.create(eventhub_name="telemetry", namespace="fabrikam", **kw)
+    return CaptureOptions.create(eventhub_name="telemetry", default_namespace="fabrikam", **kw)  # type: ignore[arg-type]
 
 
 def test_defaults_are_azures() -> None:
@@ -194,9 +195,9 @@ def test_blob_metadata_round_trips_the_capture_file_created_fields() -> None:
 
 def test_namespace_comes_from_the_host() -> None:
     azure = "Endpoint=sb://contoso-iot.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=s"
-    assert namespace_from(azure) == "contoso-iot"
+    assert namespace_from(EventHubConnection.parse(azure, eventhub_name="h")) == "contoso-iot"
     local = "Endpoint=sb://localhost:5673;SharedAccessKeyName=k;SharedAccessKey=s;UseDevelopmentEmulator=true;"
-    assert namespace_from(local) == "fabrikam"
+    assert namespace_from(EventHubConnection.parse(local, eventhub_name="h")) == "fabrikam"
 
 
 def test_storage_failures_are_classified() -> None:

@@ -35,8 +35,7 @@ def test_blob_load_prunes_and_matches_disk(container: ContainerClient, tmp_path:
     small_store(container, hours=3, partitions=2, codec="deflate")
     small_store(tmp_path, hours=3, partitions=2, codec="deflate")
     start = T0 + timedelta(hours=1, minutes=20)
-    df = coldstore.load(container, start=start, end=start + timedelta(minutes=30))
-    r = df.report
+    df, r = coldstore.load(container, start=start, end=start + timedelta(minutes=30), with_report=True)
     assert r.prefixes_walked == ["", "fabrikam/", "fabrikam/telemetry/"]
     assert r.prefixes_listed == [f"fabrikam/telemetry/{p}/2024/03/01/01/" for p in (0, 1)]
     # 01:20 - 900 s = 01:05: windows 01:10 … 01:45 are downloaded, nothing else.
@@ -61,16 +60,16 @@ def test_blob_corruption_raise_and_skip(container: ContainerClient) -> None:
     put(container, bad, data[: len(data) - 25])
     with pytest.raises(ColdStoreError, match=bad):
         coldstore.load(container)
-    df = coldstore.load(container, errors="skip")
-    assert df.height == 10 and [s.name for s in df.report.skipped] == [bad]
+    df, report = coldstore.load(container, errors="skip", with_report=True)
+    assert df.height == 10 and [s.name for s in report.skipped] == [bad]
 
 
 def test_blob_dedupe_and_parquet_export(container: ContainerClient) -> None:
     recs = [record(i, T0 + timedelta(seconds=20 * i)) for i in range(10)]
     put(container, name(0, T0), avro_bytes(recs))
     put(container, name(0, T0 + timedelta(minutes=5)), avro_bytes(recs[7:]))  # replayed after a crash
-    df = coldstore.load(container)
-    assert df.height == 10 and df.report.duplicates_removed == 3
+    df, report = coldstore.load(container, with_report=True)
+    assert df.height == 10 and report.duplicates_removed == 3
     files = coldstore.to_parquet(df, container, prefix="parquet/telemetry")
     assert files == ["parquet/telemetry/date=2024-03-01/part-0.parquet"]
     data = container.download_blob(files[0]).readall()

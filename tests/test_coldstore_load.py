@@ -27,8 +27,7 @@ def store(tmp_path: Path) -> Path:
 
 def test_one_hour_lists_only_its_hour_folders(store: Path) -> None:
     start = T0 + timedelta(hours=1, minutes=10)
-    df = coldstore.load(store, start=start, end=start + timedelta(hours=1))
-    r = df.report
+    df, r = coldstore.load(store, start=start, end=start + timedelta(hours=1), with_report=True)
     assert r.prefixes_walked == ["", "fabrikam/", "fabrikam/telemetry/"]
     # 01:10 minus one 900 s window is 00:55: hour 00 too; 02:10 ends in hour 02.
     assert r.prefixes_listed == [f"fabrikam/telemetry/{p}/2024/03/01/{h:02d}/" for p in (0, 1) for h in (0, 1, 2)]
@@ -46,17 +45,23 @@ def test_one_hour_lists_only_its_hour_folders(store: Path) -> None:
 
 
 def test_narrowing_by_names(store: Path) -> None:
-    df = coldstore.load(
-        store, start=T0, end=T0 + timedelta(minutes=30), namespace="fabrikam", eventhub="telemetry", partitions=[1]
+    df, report = coldstore.load(
+        store,
+        start=T0,
+        end=T0 + timedelta(minutes=30),
+        namespace="fabrikam",
+        eventhub="telemetry",
+        partitions=[1],
+        with_report=True,
     )
-    assert df.report.prefixes_walked == []  # every folder level was known
-    assert df.report.prefixes_listed == ["fabrikam/telemetry/1/2024/02/29/23/", "fabrikam/telemetry/1/2024/03/01/00/"]
+    assert report.prefixes_walked == []  # every folder level was known
+    assert report.prefixes_listed == ["fabrikam/telemetry/1/2024/02/29/23/", "fabrikam/telemetry/1/2024/03/01/00/"]
     assert set(df["partition_id"]) == {"1"} and df.height == 30
 
 
 def test_whole_store_without_range(store: Path) -> None:
-    df = coldstore.load(store)
-    assert df.height == 2 * 36 * 5 and df.report.prefixes_listed == [""]
+    df, report = coldstore.load(store, with_report=True)
+    assert df.height == 2 * 36 * 5 and report.prefixes_listed == [""]
 
 
 def test_other_path_format(tmp_path: Path) -> None:
@@ -69,12 +74,16 @@ def test_other_path_format(tmp_path: Path) -> None:
                 f"{ws:%Y-%m-%d}/ns/hub/{ws:%H}/{p}/{ws:%M%S}.avro",
                 avro_bytes([record(w, ws + timedelta(seconds=5))]),
             )
-    df = coldstore.load(
-        tmp_path, start=T0 + timedelta(hours=1), end=T0 + timedelta(hours=1, minutes=30), path_format=fmt
+    df, report = coldstore.load(
+        tmp_path,
+        start=T0 + timedelta(hours=1),
+        end=T0 + timedelta(hours=1, minutes=30),
+        path_format=fmt,
+        with_report=True,
     )
     assert df.height == 2 * 6 and set(df["namespace"]) == {"ns"}
-    assert df.report.prefixes_walked == ["2024-03-01/", "2024-03-01/ns/"]
-    assert df.report.prefixes_listed == ["2024-03-01/ns/hub/00/", "2024-03-01/ns/hub/01/"]
+    assert report.prefixes_walked == ["2024-03-01/", "2024-03-01/ns/"]
+    assert report.prefixes_listed == ["2024-03-01/ns/hub/00/", "2024-03-01/ns/hub/01/"]
 
 
 def test_empty_windows_and_variants(tmp_path: Path) -> None:
@@ -91,10 +100,10 @@ def test_empty_windows_and_variants(tmp_path: Path) -> None:
         name(0, T0 + timedelta(minutes=10)),
         avro_bytes([dict(record(1, T0 + timedelta(minutes=11)), PartitionKey="x")], schema=extra),
     )
-    df = coldstore.load(tmp_path)
+    df, report = coldstore.load(tmp_path, with_report=True)
     assert df["sequence_number"].to_list() == [0, 1]
-    assert df.report.empty_blobs == [name(0, T0)]
-    assert df.report.generic_blobs == [name(0, T0 + timedelta(minutes=10))]
+    assert report.empty_blobs == [name(0, T0)]
+    assert report.generic_blobs == [name(0, T0 + timedelta(minutes=10))]
     empty = coldstore.load(tmp_path, start=T0, end=T0 + timedelta(minutes=5))
     assert empty.height == 0 and empty.schema == df.schema
 
@@ -114,8 +123,8 @@ def test_corrupted_and_truncated_files(store: Path) -> None:
     (store / worse).write_bytes(b"this is not avro")
     with pytest.raises(ColdStoreError, match="fabrikam/telemetry/0/2024/03/01/00/25/00.avro"):
         coldstore.load(store, start=T0, end=T0 + timedelta(hours=1))
-    df = coldstore.load(store, start=T0, end=T0 + timedelta(hours=1), errors="skip")
-    skipped = {s.name: s.reason for s in df.report.skipped}
+    df, report = coldstore.load(store, start=T0, end=T0 + timedelta(hours=1), errors="skip", with_report=True)
+    skipped = {s.name: s.reason for s in report.skipped}
     assert set(skipped) == {bad, worse}
     assert "truncated" in skipped[bad] and "magic" in skipped[worse]
     assert df.height == 2 * 60 - 10
@@ -130,8 +139,8 @@ def test_dedupe_removes_recaptured_events(tmp_path: Path) -> None:
     put(tmp_path, name(1, T0), avro_bytes(first[:3]))  # same numbers, other partition: not duplicates
     raw = coldstore.load(tmp_path, dedupe=False)
     assert raw.height == 22 and raw.select(pl.struct(KEY).is_duplicated().sum()).item() == 8
-    df = coldstore.load(tmp_path)
-    assert df.height == 18 and df.report.duplicates_removed == 4
+    df, report = coldstore.load(tmp_path, with_report=True)
+    assert df.height == 18 and report.duplicates_removed == 4
     assert df.filter(pl.col("partition_id") == "0")["sequence_number"].to_list() == list(range(15))
 
 
@@ -143,8 +152,8 @@ def test_bad_bodies_are_kept(tmp_path: Path) -> None:
         record(3, T0, raw_body=b'{"DeviceId":"d","TimeObserved":"yesterday","Temperature":1}'),
     ]
     put(tmp_path, name(0, T0), avro_bytes(recs))
-    df = coldstore.load(tmp_path)
-    assert df.height == 4 and df.report.decode_errors == 3
+    df, report = coldstore.load(tmp_path, with_report=True)
+    assert df.height == 4 and report.decode_errors == 3
     errors = df["decode_error"].to_list()
     assert (
         errors[0] is None
@@ -158,8 +167,34 @@ def test_bad_bodies_are_kept(tmp_path: Path) -> None:
 
 
 def test_pandas_backend(store: Path) -> None:
+    pdf, report = coldstore.load(store, start=T0, end=T0 + timedelta(minutes=10), backend="pandas", with_report=True)
+    assert len(pdf) == 20 and str(pdf["enqueued_time"].dt.tz) == "UTC" and report.events == 20
+
+
+def test_the_report_is_returned_not_attached(store: Path) -> None:
+    """A report on an attribute is lost by the next polars operation: it is returned instead."""
+    df = coldstore.load(store, start=T0, end=T0 + timedelta(minutes=10))
+    assert isinstance(df, pl.DataFrame) and not hasattr(df, "report")
+    frame, report = coldstore.load(store, start=T0, end=T0 + timedelta(minutes=10), with_report=True)
+    assert frame.equals(df) and report.events == df.height == 20 and len(report.blobs_read) == 4
+
+
+def test_scan_and_to_parquet_take_loads_parameters(store: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    window = {"start": T0, "end": T0 + timedelta(minutes=30), "partitions": ["1"]}
+    loaded = coldstore.load(store, **window)
+    assert coldstore.scan(store, **window).collect().sort(KEY).equals(loaded.sort(KEY))
+    out = tmp_path_factory.mktemp("export")
+    assert coldstore.to_parquet(store, out, **window) == ["date=2024-03-01/part-0.parquet"]
+    assert coldstore.read_cache(out).height == loaded.height == 30
+    with pytest.raises(ConfigurationError, match="unknown load parameter"):
+        coldstore.scan(store, strat=T0)  # type: ignore[call-arg]
+
+
+def test_pandas_frames_export_too(store: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     pdf = coldstore.load(store, start=T0, end=T0 + timedelta(minutes=10), backend="pandas")
-    assert len(pdf) == 20 and str(pdf["enqueued_time"].dt.tz) == "UTC" and pdf.attrs["report"].events == 20
+    out = tmp_path_factory.mktemp("pandas-export")
+    assert coldstore.to_parquet(pdf, out) == ["date=2024-03-01/part-0.parquet"]
+    assert coldstore.read_cache(out).height == len(pdf) == 20
 
 
 def test_bad_arguments_are_named(store: Path) -> None:
@@ -174,19 +209,21 @@ def test_bad_arguments_are_named(store: Path) -> None:
 def test_cache_is_used_while_fresh(store: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     cache = tmp_path_factory.mktemp("cache")
     start, end = T0 + timedelta(minutes=30), T0 + timedelta(hours=2)
-    first = coldstore.load(store, start=start, end=end, cache=cache)
-    assert first.report.cache == "rebuilt: no cache yet"
-    again = coldstore.load(store, start=start, end=end, cache=cache)
-    assert again.report.cache.startswith("hit") and again.report.blobs_read == []
+    first, first_report = coldstore.load(store, start=start, end=end, cache=cache, with_report=True)
+    assert first_report.cache == "rebuilt: no cache yet"
+    again, again_report = coldstore.load(store, start=start, end=end, cache=cache, with_report=True)
+    assert again_report.cache.startswith("hit") and again_report.blobs_read == []
     assert again.sort(KEY).equals(first.sort(KEY))
-    narrower = coldstore.load(store, start=start + timedelta(minutes=30), end=end, cache=cache)
-    assert narrower.report.cache.startswith("hit") and narrower.height == first.height - 60
+    narrower, narrower_report = coldstore.load(
+        store, start=start + timedelta(minutes=30), end=end, cache=cache, with_report=True
+    )
+    assert narrower_report.cache.startswith("hit") and narrower.height == first.height - 60
     # A new capture file in range makes the cache stale.
     put(store, name(0, T0 + timedelta(minutes=62)), avro_bytes([record(999, T0 + timedelta(minutes=63))]))
-    stale = coldstore.load(store, start=start, end=end, cache=cache)
-    assert stale.report.cache.startswith("rebuilt: 1 new or changed") and stale.height == first.height + 1
-    wider = coldstore.load(store, start=T0, end=end, cache=cache)
-    assert wider.report.cache == "rebuilt: built for a narrower time range"
+    stale, stale_report = coldstore.load(store, start=start, end=end, cache=cache, with_report=True)
+    assert stale_report.cache.startswith("rebuilt: 1 new or changed") and stale.height == first.height + 1
+    wider, wider_report = coldstore.load(store, start=T0, end=end, cache=cache, with_report=True)
+    assert wider_report.cache == "rebuilt: built for a narrower time range"
     files = sorted(p.relative_to(cache).as_posix() for p in cache.rglob("*.parquet"))
     assert files == ["date=2024-03-01/part-0.parquet"]  # every event is enqueued on 1 March (UTC)
 
@@ -227,8 +264,10 @@ def test_columns_projection(store: Path, tmp_path_factory: pytest.TempPathFactor
     assert some.columns == cols and some.equals(full.select(cols))
     cache = tmp_path_factory.mktemp("cache")
     built = coldstore.load(store, start=T0, end=T0 + timedelta(hours=1), columns=cols, cache=cache)
-    hit = coldstore.load(store, start=T0, end=T0 + timedelta(hours=1), columns=cols, cache=cache)
-    assert hit.report.cache.startswith("hit") and hit.sort(cols[:2]).equals(built.sort(cols[:2]))
+    hit, hit_report = coldstore.load(
+        store, start=T0, end=T0 + timedelta(hours=1), columns=cols, cache=cache, with_report=True
+    )
+    assert hit_report.cache.startswith("hit") and hit.sort(cols[:2]).equals(built.sort(cols[:2]))
     assert coldstore.load(store, start=T0, end=T0 + timedelta(hours=1), cache=cache).columns == full.columns
     with pytest.raises(ConfigurationError, match="colour"):
         coldstore.load(store, columns=["colour"])
@@ -249,5 +288,5 @@ def test_scan_is_lazy_over_a_fresh_cache(store: Path, tmp_path_factory: pytest.T
     assert coldstore.scan(store, cache=cache).collect().height == full.height + 1
     # Without a cache it is load() handed over lazily; bad options name themselves.
     assert coldstore.scan(store).collect().height == full.height + 1
-    with pytest.raises(ConfigurationError, match="scan takes load's options"):
+    with pytest.raises(ConfigurationError, match="unknown load parameter.*colums"):
         coldstore.scan(store, cache=cache, colums=["x"])

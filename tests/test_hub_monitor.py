@@ -27,7 +27,7 @@ def test_lag_counts_what_a_consumer_has_not_checkpointed(local_stack: object, ev
     events = simulate.generate(
         scenario.original_registry().head(100), start=simulate.DEFAULT_START, duration="4m", seed=4
     )
-    with IngestClient.from_connection_string(eventhub_name=eventhub_name) as client:
+    with IngestClient.from_settings(eventhub_name=eventhub_name) as client:
         client.send(events, progress=False)
     ends = {p: pos.last_enqueued_sequence_number for p, pos in hub.positions(eventhub_name=eventhub_name).items()}
 

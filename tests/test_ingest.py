@@ -13,7 +13,7 @@ import pytest
 
 import iotlib
 from iotlib import hub
-from iotlib.errors import IngestError, ValidationError
+from iotlib.errors import ConfigurationError, IngestError, ValidationError
 from iotlib.fleet import events, scenario, simulate
 from iotlib.ingest import IngestClient
 from iotlib.ingest import aio as ingest_aio
@@ -34,7 +34,7 @@ def _sim(registry: pl.DataFrame, minutes: int, **options: object) -> pl.DataFram
 def test_replay_round_trip_keys_properties_bodies(registry: pl.DataFrame, eventhub_name: str) -> None:
     sent = _sim(registry, 3, seed=11)
     before = hub.positions(eventhub_name=eventhub_name)
-    with IngestClient.from_connection_string(eventhub_name=eventhub_name) as client:
+    with IngestClient.from_settings(eventhub_name=eventhub_name) as client:
         report = client.send(sent, progress=False)
         ids = client.partition_ids()
     assert report.events_sent == sent.height and report.accounted and not report.failed
@@ -69,7 +69,7 @@ def test_malformed_payloads_are_held_back_with_reasons_or_sent_on_request(
     sent = _sim(registry, 5, seed=3, faults=["malformed:probability=0.05"])
     bad = sent["fault_malformed"].is_not_null().sum()
     assert bad > 0
-    with IngestClient.from_connection_string(eventhub_name=eventhub_name) as client:
+    with IngestClient.from_settings(eventhub_name=eventhub_name) as client:
         before = hub.positions(eventhub_name=eventhub_name)
         held = client.send(sent, progress=False)
         assert len(held.rejected) == bad and held.events_sent == sent.height - bad and held.accounted
@@ -86,7 +86,7 @@ def test_malformed_payloads_are_held_back_with_reasons_or_sent_on_request(
 def test_live_mode_paces_by_sent_at(registry: pl.DataFrame, eventhub_name: str) -> None:
     sent = _sim(registry, 2, seed=5)  # 2 minutes of readings
     span = (sent["sent_at"].max() - sent["sent_at"].min()).total_seconds()
-    with IngestClient.from_connection_string(eventhub_name=eventhub_name) as client:
+    with IngestClient.from_settings(eventhub_name=eventhub_name) as client:
         report = client.send(sent, mode="live", speed=60, progress=False)
     assert report.events_sent == sent.height
     # At 60x, two minutes take about two seconds: never faster than the schedule.
@@ -97,7 +97,7 @@ def test_live_mode_paces_by_sent_at(registry: pl.DataFrame, eventhub_name: str) 
 
 def test_batch_size_cap_is_respected(registry: pl.DataFrame, eventhub_name: str) -> None:
     sent = _sim(registry, 1, seed=6)
-    with IngestClient.from_connection_string(eventhub_name=eventhub_name) as client:
+    with IngestClient.from_settings(eventhub_name=eventhub_name) as client:
         report = client.send(sent, max_batch_events=10, progress=False)
     assert report.events_sent == sent.height
     assert report.sends()["events"].max() <= 10
@@ -114,7 +114,7 @@ def test_async_client_sends_a_simulation_stream(registry: pl.DataFrame, eventhub
     )
 
     async def go() -> int:
-        async with ingest_aio.IngestClient.from_connection_string(eventhub_name=eventhub_name) as client:
+        async with ingest_aio.IngestClient.from_settings(eventhub_name=eventhub_name) as client:
             report = await client.send(sim, progress=False)
             return report.events_sent
 
@@ -122,12 +122,12 @@ def test_async_client_sends_a_simulation_stream(registry: pl.DataFrame, eventhub
 
 
 def test_bad_input_is_a_clear_error(registry: pl.DataFrame, eventhub_name: str) -> None:
-    with IngestClient.from_connection_string(eventhub_name=eventhub_name) as client:
+    with IngestClient.from_settings(eventhub_name=eventhub_name) as client:
         with pytest.raises(ValidationError, match="missing column"):
             client.send(pl.DataFrame({"device_id": ["a"]}), progress=False)
-        with pytest.raises(ValidationError, match="mode must be one of"):
+        with pytest.raises(ConfigurationError, match="mode must be one of"):
             client.send(_sim(registry, 1), mode="fast", progress=False)
-        with pytest.raises(ValidationError, match="speed must be positive"):
+        with pytest.raises(ConfigurationError, match="speed must be positive"):
             client.send(_sim(registry, 1), mode="live", speed=0, progress=False)
 
 

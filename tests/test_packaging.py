@@ -17,7 +17,7 @@ def _split(requirement: str) -> tuple[str, str]:
 
 
 def _environment_packages() -> dict[str, str]:
-    """Package -> bound from environment.yml (conda and pip sections), without python/nodejs/pip."""
+    """Package -> bound from environment.yml (conda and pip sections), without python/nodejs/openjdk/pip."""
     found: dict[str, str] = {}
     text = (ROOT / "environment.yml").read_text()
     for line in text.split("\ndependencies:", 1)[1].splitlines():
@@ -28,7 +28,7 @@ def _environment_packages() -> dict[str, str]:
         if item.startswith("-e ") or item in {"pip"}:
             continue
         name, bound = _split(item)
-        if name in {"python", "nodejs"}:
+        if name in {"python", "nodejs", "openjdk"}:  # runtimes, not Python packages
             continue
         found[name] = bound
     return found

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from azure.storage.blob import BlobServiceClient
 
+from iotlib import connections
 from iotlib.errors import StackError
 from iotlib.local import stack
 
@@ -114,3 +115,17 @@ def test_cli_up_status_down(tmp_path: Path) -> None:
     assert down.returncode == 0 and "stopped" in down.stdout
     after = _iotlib("status", env=env)
     assert "not started" in after.stdout
+
+
+def test_stack_is_a_context_manager(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (connections.EVENTHUB_ENV, connections.STORAGE_ENV, connections.EVENTHUB_NAME_ENV):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(connections.HOME_ENV, str(tmp_path))
+    with stack.up(home=tmp_path, blob_port=0, services=("azurite",)) as st:
+        svc = st.services["azurite"]
+        assert stack.probe("azurite", svc.host, svc.port)[0]
+        # One source for where a stack listens: without environment, iotlib.settings() is the handle's.
+        assert st.settings() == connections.settings()
+        assert f"BlobEndpoint=http://{svc.host}:{svc.port}/" in st.settings().storage_connection_string
+    assert not stack.port_in_use(svc.host, svc.port)
+    assert stack.status(tmp_path)[0].pid is None

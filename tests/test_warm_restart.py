@@ -82,7 +82,7 @@ def test_a_killed_processor_resumes_exactly(local_stack, eventhub_name, tmp_path
     killed_now = threading.Event()
 
     def send_stretch() -> None:
-        client = IngestClient.from_connection_string(eventhub_name=eventhub_name)
+        client = IngestClient.from_settings(eventhub_name=eventhub_name)
         for part in (events.filter(pl.col("sent_at") < cut), events.filter(pl.col("sent_at") >= cut)):
             client.send(part, mode="live", speed=SPEED, send_malformed=True, progress=False)
             killed_now.wait(120)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 import pytest
 
-from iotlib.errors import ProcessingError
+from iotlib.errors import ConfigurationError, ProcessingError
 from iotlib.warm.store import Commit, Position, WarmStore
 
 T0 = datetime(2025, 1, 6, 12, 0, tzinfo=UTC)
@@ -35,17 +35,17 @@ def test_building_temperature_is_upserted_newer_wins(tmp_path):
         # A late-closing window of building 25 whose newest reading is older: it must not overwrite.
         store.commit(Commit(windows([(25, 5, 35.0, 4.9, 3)])))
         now = store.current_temperature(25)
-        assert now is not None and now.temperature == 21.0 and now.last_observed_time == T0 + timedelta(seconds=9.5)
+        assert now is not None and now.avg_temperature == 21.0 and now.last_observed_time == T0 + timedelta(seconds=9.5)
         # Same observation time: the stored row stays (applying the same windows again changes nothing).
         store.commit(Commit(windows([(25, 15, 99.0, 9.5, 1)])))
-        assert store.current_temperature(25).temperature == 21.0
+        assert store.current_temperature(25).avg_temperature == 21.0
         store.commit(Commit(windows([(25, 20, 22.5, 19.0, 5)])))
         now = store.current_temperature(25)
-        assert (now.temperature, now.events, now.window_end) == (22.5, 5, T0 + timedelta(seconds=20))
+        assert (now.avg_temperature, now.events, now.window_end) == (22.5, 5, T0 + timedelta(seconds=20))
         assert "building 25: 22.50 °C" in str(now)
         assert store.current_temperature(99) is None
         table = store.building_temperature()
-        assert table["building_id"].to_list() == [25, 26] and table["temperature"].to_list() == [22.5, 19.0]
+        assert table["building_id"].to_list() == [25, 26] and table["avg_temperature"].to_list() == [22.5, 19.0]
         # Every window is in the history, in window-end order, exactly as given.
         history = store.history()
         assert history.height == 5 and history["window_end"].is_sorted()
@@ -98,7 +98,7 @@ def test_side_outputs_dead_letters_progress_and_state_round_trip(tmp_path):
         assert reader.state("snapshot") == b"\x00snapshot"
         with pytest.raises(ProcessingError, match="writer=True"):
             reader.commit(Commit(pl.DataFrame()))
-        with pytest.raises(ProcessingError, match="no table"):
+        with pytest.raises(ConfigurationError, match="no table"):
             reader.table("nope")
 
 
@@ -111,3 +111,32 @@ def test_one_writer_at_a_time(tmp_path):
             assert reader.counts()["window_history"] == 0
     with WarmStore(path, writer=True):  # the lock went with the first writer
         pass
+
+
+def test_the_warm_store_and_building_averages_name_things_alike(tmp_path):
+    """The current temperature and the window history use building_averages' column names."""
+    from iotlib.processing.building import BUILDING_COLUMNS
+    from iotlib.warm.store import TABLES
+
+    history = [c for c, _ in TABLES["window_history"].columns]
+    current = [c for c, _ in TABLES["building_temperature"].columns]
+    assert history[: len(BUILDING_COLUMNS)] == BUILDING_COLUMNS
+    assert set(current) - {"updated_at"} == set(BUILDING_COLUMNS)
+
+
+def test_a_warm_store_with_other_columns_is_named(tmp_path):
+    import sqlite3
+
+    import pytest
+
+    from iotlib.errors import ConfigurationError
+    from iotlib.warm.store import WarmStore
+
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE building_temperature (building_id INTEGER PRIMARY KEY, temperature REAL)")
+    with pytest.raises(ConfigurationError, match="another iotlib version.*building_temperature"):
+        WarmStore(path, writer=True)
+    WarmStore(tmp_path / "new.sqlite", writer=True).close()  # the lock was released: a fresh store opens
+    with pytest.raises(ConfigurationError):
+        WarmStore(path, writer=True)  # and the old one is still refused, not locked

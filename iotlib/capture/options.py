@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal, Unpack
 
 from iotlib.capture import format as cf
+from iotlib.durations import Duration, to_seconds, to_us
 from iotlib.errors import ConfigurationError
+from iotlib.hub.consumer import ConsumerOptions, ConsumerParameters, consumer_values
 
 _LOG = logging.getLogger("iotlib.capture")
 
@@ -29,6 +30,7 @@ DEFAULT_SIZE_WINDOW = 300 * 1024**2
 MIN_SIZE_WINDOW = 1024
 MIN_FRAME_SIZE = 256
 MAX_BLOCKS = 50_000  # committed blocks a block blob may hold
+DEFAULT_CONTAINER = "capture"
 
 _UNITS = {
     "": 1, "b": 1,
@@ -50,23 +52,38 @@ def parse_size(value: int | str, *, what: str = "size") -> int:
     return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
-def parse_seconds(value: int | float | str | timedelta, *, what: str) -> float:
-    """Seconds from a number, a ``timedelta`` or text like ``"300"``, ``"5m"``, ``"2s"``."""
-    if isinstance(value, bool):
-        raise ConfigurationError(f"{what} must be seconds, not {value!r}")
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, (int, float)):
-        return float(value)
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)?\s*", str(value))
-    if not m:
-        raise ConfigurationError(f"{what} {value!r} is not a duration: use seconds or e.g. '300s', '5m'")
-    scale = {"ms": 0.001, "s": 1, None: 1, "m": 60, "min": 60, "h": 3600}[m.group(2)]
-    return float(m.group(1)) * scale
+Seconds = Duration
+Bytes = int | str
 
 
-@dataclass(frozen=True)
-class CaptureOptions:
+class CaptureParameters(ConsumerParameters, total=False):
+    """The keywords a capture writer takes, in their friendly forms (``"300MB"``, ``"5m"``, path text).
+
+    Each is described on :class:`CaptureOptions`; ``namespace`` is the ``{Namespace}`` of blob
+    names (default: from the Event Hubs host, ``fabrikam`` for a local emulator).
+    """
+
+    namespace: str | None
+    container: str
+    time_window: Seconds
+    size_window: Bytes
+    grace: Seconds
+    path_format: str | cf.PathFormat
+    codec: Literal["null", "deflate"]
+    skip_empty_archives: bool
+    frame_size: Bytes
+    breaker_warn: int
+    breaker_trip: int
+    breaker_stall: Seconds
+    retry_backoff: tuple[float, float]
+    hard_error_grace: Seconds
+    starting_position_inclusive: bool
+    shutdown_timeout: Seconds
+    create_container: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class CaptureOptions(ConsumerOptions):
     """Everything a :class:`~iotlib.capture.CaptureWriter` is told; build it with :meth:`create`.
 
     Windows: ``time_window`` (whole seconds, grid-aligned on enqueued time), ``size_window``
@@ -78,16 +95,17 @@ class CaptureOptions:
     retries: ``retry_backoff`` (first, max seconds), ``hard_error_grace`` (seconds a hard error
     such as a deleted container or a refused key may last before the writer stops).
     Consumer: ``consumer_group``, ``checkpoint_container``, ``starting_position`` (where a
-    partition without a checkpoint starts: ``"-1"`` earliest, ``"@latest"``, a datetime, a
-    sequence number, a dict per partition, or a :func:`iotlib.hub.positions` snapshot to capture
-    only what comes after it), ``load_balancing_interval``,
-    ``ownership_expiry``, ``max_batch_size``, ``prefetch``, ``max_wait_time``, ``shutdown_timeout``.
+    partition without a checkpoint starts: ``"earliest"``, ``"latest"``, a datetime, a sequence
+    number, one of those per partition, or a :func:`iotlib.hub.positions` snapshot to capture only
+    what comes after it: see :mod:`iotlib.hub.starting`), ``starting_position_inclusive``,
+    ``load_balancing_interval``, ``ownership_expiry``, ``max_batch_size``, ``prefetch``,
+    ``max_wait_time`` (:class:`~iotlib.hub.consumer.ConsumerOptions`), ``shutdown_timeout``.
     """
 
     eventhub_name: str
     namespace: str
     consumer_group: str = "capture"
-    container: str = "capture"
+    container: str = DEFAULT_CONTAINER
     checkpoint_container: str = "capture-checkpoints"
     time_window: int = DEFAULT_TIME_WINDOW
     size_window: int = DEFAULT_SIZE_WINDOW
@@ -101,47 +119,33 @@ class CaptureOptions:
     breaker_stall: float = 30.0
     retry_backoff: tuple[float, float] = (0.5, 15.0)
     hard_error_grace: float = 60.0
-    starting_position: Any = "-1"
-    starting_position_inclusive: Any = False
-    load_balancing_interval: float = 10.0
-    ownership_expiry: float | None = None
-    max_batch_size: int = 300
-    prefetch: int = 1000
-    max_wait_time: float = 1.0
+    starting_position_inclusive: bool = False
     shutdown_timeout: float = 60.0
     create_container: bool = True
 
     @classmethod
-    def create(cls, *, eventhub_name: str, namespace: str, **options: Any) -> CaptureOptions:
+    def create(
+        cls, *, eventhub_name: str, default_namespace: str, **options: Unpack[CaptureParameters]
+    ) -> CaptureOptions:
         """Options from keyword arguments in their friendly forms (``"300MB"``, ``"5m"``, path text), validated."""
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(options) - known)
         if unknown:
-            raise ConfigurationError(
-                f"unknown capture option(s) {unknown}; known: {sorted(known - {'eventhub_name', 'namespace'})}"
-            )
-        values = {k: v for k, v in options.items() if v is not None}
+            raise ConfigurationError(f"unknown capture option(s) {unknown}; known: {sorted(known - {'eventhub_name'})}")
+        values: dict[str, Any] = {k: v for k, v in options.items() if v is not None}
+        namespace = values.pop("namespace", None) or default_namespace
         if "time_window" in values:
             values["time_window"] = _whole_seconds(values["time_window"])
         if "size_window" in values:
             values["size_window"] = parse_size(values["size_window"], what="size_window")
         if "frame_size" in values:
             values["frame_size"] = parse_size(values["frame_size"], what="frame_size")
-        for name in (
-            "grace",
-            "breaker_stall",
-            "hard_error_grace",
-            "load_balancing_interval",
-            "ownership_expiry",
-            "max_wait_time",
-            "shutdown_timeout",
-        ):
+        for name in ("grace", "breaker_stall", "hard_error_grace", "shutdown_timeout"):
             if name in values:
-                values[name] = parse_seconds(values[name], what=name)
+                values[name] = to_seconds(values[name], name=name)
+        consumer_values(values)
         if "path_format" in values and not isinstance(values["path_format"], cf.PathFormat):
             values["path_format"] = cf.PathFormat(str(values["path_format"]))
-        if "starting_position" in values:
-            values["starting_position"] = _position(values["starting_position"])
         if "retry_backoff" in values:
             first, most = values["retry_backoff"]
             values["retry_backoff"] = (float(first), float(most))
@@ -173,9 +177,9 @@ class CaptureOptions:
             raise ConfigurationError(
                 f"breaker_warn={self.breaker_warn}, breaker_trip={self.breaker_trip}: need 1 <= warn < trip (frames)"
             )
+        self.check_consumer()
         positive = {
-            "grace": self.grace, "breaker_stall": self.breaker_stall, "load_balancing_interval": self.load_balancing_interval,
-            "max_wait_time": self.max_wait_time, "shutdown_timeout": self.shutdown_timeout,
+            "grace": self.grace, "breaker_stall": self.breaker_stall, "shutdown_timeout": self.shutdown_timeout,
             "retry_backoff[0]": self.retry_backoff[0], "retry_backoff[1]": self.retry_backoff[1],
         }  # fmt: skip
         for name, value in positive.items():
@@ -183,13 +187,6 @@ class CaptureOptions:
                 raise ConfigurationError(f"{name}={value!r} must be a positive number of seconds")
         if self.hard_error_grace < 0:
             raise ConfigurationError(f"hard_error_grace={self.hard_error_grace!r} must be >= 0 seconds")
-        if self.ownership_expiry is not None and self.ownership_expiry <= self.load_balancing_interval:
-            raise ConfigurationError(
-                f"ownership_expiry={self.ownership_expiry} must be longer than load_balancing_interval="
-                f"{self.load_balancing_interval} (owners renew once per interval)"
-            )
-        if not 1 <= self.max_batch_size <= 10_000 or not 1 <= self.prefetch <= 50_000:
-            raise ConfigurationError(f"max_batch_size={self.max_batch_size}, prefetch={self.prefetch}: out of range")
         for name in ("container", "checkpoint_container"):
             value = getattr(self, name)
             if not re.fullmatch(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]", value or ""):
@@ -200,8 +197,6 @@ class CaptureOptions:
             raise ConfigurationError(
                 "container and checkpoint_container must differ (checkpoints are not Capture files)"
             )
-        if isinstance(self.starting_position, datetime) and self.starting_position.tzinfo is None:
-            raise ConfigurationError("starting_position must be timezone-aware (UTC) when it is a datetime")
         # Names are checked once, here, rather than at the first file.
         self.path_format.name(self.namespace, self.eventhub_name, "0", datetime(2000, 1, 1))
 
@@ -217,15 +212,8 @@ class CaptureOptions:
         return out
 
 
-def _position(value: Any) -> Any:
-    """A :func:`iotlib.hub.positions` snapshot becomes the sequence numbers to start after."""
-    if isinstance(value, Mapping):
-        return {str(k): getattr(v, "last_enqueued_sequence_number", v) for k, v in value.items()}
-    return value
-
-
 def _whole_seconds(value: Any) -> int:
-    seconds = parse_seconds(value, what="time_window")
-    if seconds != int(seconds):
+    us = to_us(value, name="time_window")
+    if us % 1_000_000:
         raise ConfigurationError(f"time_window={value!r}: blob names have whole seconds, so the window must too")
-    return int(seconds)
+    return us // 1_000_000

@@ -32,27 +32,42 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from azure.storage.blob import BlobBlock, BlockState
 
 from iotlib.capture import format as cf
 from iotlib.capture.breaker import CircuitBreaker
 from iotlib.capture.files import BLOCK_ID_LENGTH, ExistingFile, OpenFile, block_id
-from iotlib.capture.options import MAX_BLOCKS
+from iotlib.capture.options import MAX_BLOCKS, CaptureOptions
 from iotlib.capture.records import RecordEncoder
-from iotlib.capture.report import CaptureFile
-from iotlib.capture.storage import BlobMissing, BrokenFile, Retrier, StorageConflict, StorageFatal
+from iotlib.capture.report import CaptureFile, CaptureReport
+from iotlib.capture.storage import BlobMissing, Retrier, StorageConflict, StorageFatal, StorageSignal
 from iotlib.capture.windows import Window, utc_time
 from iotlib.errors import CaptureError
-
-if TYPE_CHECKING:
-    from iotlib.capture.aio import _Run
+from iotlib.hub.partitions import EMPTY
 
 _LOG = logging.getLogger("iotlib.capture")
 
 
-class PartitionReset(CaptureError):
+class Run(Protocol):
+    """What a partition needs of the run it belongs to (:class:`iotlib.capture.run.CaptureRun`)."""
+
+    options: CaptureOptions
+    container: Any  # azure.storage.blob.aio.ContainerClient
+    report: CaptureReport
+    once: bool
+    targets: dict[str, int]
+    is_stopping: bool
+
+    @property
+    def failed(self) -> bool: ...
+    def fail(self, exc: BaseException) -> None: ...
+    def on_file(self, row: CaptureFile) -> None: ...
+    def report_once(self, key: str) -> bool: ...
+
+
+class _PartitionReset(Exception):  # noqa: N818 - control flow, not an error a user meets
     """The partition must restart from its checkpoint (raised in the receive callback)."""
 
 
@@ -86,7 +101,7 @@ _STOP = object()
 class PartitionCapture:
     """The state of one owned partition: the open file, the storage task and its queue, the breaker."""
 
-    def __init__(self, run: _Run, partition_id: str, context: Any) -> None:
+    def __init__(self, run: Run, partition_id: str, context: Any) -> None:
         self.run = run
         self.opts = run.options
         self.pid = partition_id
@@ -135,7 +150,7 @@ class PartitionCapture:
     async def on_batch(self, events: list[Any]) -> None:
         """The receive callback's work for one batch (possibly empty: a quiet ``max_wait_time``)."""
         if self.broken:
-            raise PartitionReset(f"{self.where}: {self.broken}")
+            raise _PartitionReset(f"{self.where}: {self.broken}")
         if not events:
             await self._tick()
             return
@@ -176,14 +191,14 @@ class PartitionCapture:
             self._checkpoint_skipped()
         self.stats.lag = max(0.0, time.time() - ms / 1000)
         self.stats.max_lag = max(self.stats.max_lag, self.stats.lag)
-        target = self.run.targets.get(self.pid)
-        if self.run.once and target is not None and self.received_seq is not None and self.received_seq >= target:
+        target = self.run.targets.get(self.pid, EMPTY)
+        if self.run.once and target > EMPTY and self.received_seq is not None and self.received_seq >= target:
             if self.open is not None:
                 self._close("once")
         await self.breaker.wait_if_tripped(self._stalled_for_good)
 
     def _stalled_for_good(self) -> bool:
-        return self.run.stopping or self.run.failed or self.broken is not None
+        return self.run.is_stopping or self.run.failed or self.broken is not None
 
     async def _tick(self) -> None:
         """No event for ``max_wait_time``: close a window whose time is over, write empty windows."""
@@ -192,8 +207,8 @@ class PartitionCapture:
         f = self.open
         quiet = time.monotonic() - self.last_event_at
         if f is not None:
-            target = self.run.targets.get(self.pid)
-            if self.run.once and (target is None or (self.received_seq or -1) >= target):
+            target = self.run.targets.get(self.pid, EMPTY)
+            if self.run.once and (self.received_seq if self.received_seq is not None else EMPTY) >= target:
                 self._close("once")
             elif now >= f.window.end + self.opts.grace and quiet >= self.opts.grace:
                 self._close("idle")
@@ -418,7 +433,7 @@ class PartitionCapture:
                 elif isinstance(op, _Empty):
                     await self._write_empty(op.window)
                     self.breaker.stored()
-            except (StorageConflict, BrokenFile, BlobMissing, CaptureError) as exc:
+            except (StorageSignal, CaptureError) as exc:
                 if isinstance(exc, StorageFatal):
                     self.run.fail(exc)
                     return

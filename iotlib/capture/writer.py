@@ -6,17 +6,18 @@ and Ctrl-C asks the engine to flush, checkpoint and stop (``stop_reason == "inte
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 
 from iotlib._eventloop import EngineThread
 from iotlib.capture import aio
 from iotlib.capture.options import CaptureOptions
 from iotlib.capture.progress import Progress
 from iotlib.capture.report import CaptureReport
+from iotlib.clients import CaptureClient
 from iotlib.errors import CaptureError
 
 
-class CaptureWriter(EngineThread):
+class CaptureWriter(CaptureClient, EngineThread):
     """Capture an event hub's consumer group into Blob storage as Event Hubs Capture files.
 
     >>> with CaptureWriter.from_connection_string(eventhub_conn, storage_conn, eventhub_name="telemetry",
@@ -27,42 +28,7 @@ class CaptureWriter(EngineThread):
     Options are those of :class:`~iotlib.capture.options.CaptureOptions`.
     """
 
-    def __init__(
-        self,
-        eventhub_connection_string: str,
-        storage_connection_string: str,
-        *,
-        eventhub_name: str | None = None,
-        namespace: str | None = None,
-        **options: Any,
-    ) -> None:
-        self._engine = aio.CaptureWriter(
-            eventhub_connection_string, storage_connection_string, eventhub_name=eventhub_name, namespace=namespace,
-            **options,
-        )  # fmt: skip
-
-    @classmethod
-    def from_connection_string(
-        cls,
-        eventhub_connection_string: str,
-        storage_connection_string: str,
-        *,
-        eventhub_name: str | None = None,
-        namespace: str | None = None,
-        **options: Any,
-    ) -> CaptureWriter:
-        """A writer for the hub and storage account the two connection strings name."""
-        return cls(eventhub_connection_string, storage_connection_string, eventhub_name=eventhub_name,
-                   namespace=namespace, **options)  # fmt: skip
-
-    @classmethod
-    def from_settings(cls, settings: Any = None, **options: Any) -> CaptureWriter:
-        """A writer for :func:`iotlib.settings` (the local stack, or Azure from the environment)."""
-        import iotlib
-
-        s = settings or iotlib.settings()
-        return cls(s.eventhub_connection_string, s.storage_connection_string, eventhub_name=s.eventhub_name, **options)
-
+    _engine_class = aio.CaptureWriter
     _busy_error = CaptureError
     options: CaptureOptions
     report: CaptureReport | None
@@ -70,10 +36,10 @@ class CaptureWriter(EngineThread):
     def run(
         self,
         *,
+        progress: bool | Callable[..., None] = False,
         once: bool = False,
         until_idle: float | None = None,
         timeout: float | None = None,
-        progress: Any = False,
     ) -> CaptureReport:
         """Capture until :meth:`stop` (or Ctrl-C), ``once``, ``until_idle`` seconds without events, or ``timeout``.
 

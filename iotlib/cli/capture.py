@@ -9,9 +9,10 @@ import os
 import signal
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from iotlib.cli.arguments import seconds
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -58,16 +59,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--starting-position",
         default="earliest",
-        help="where a partition without a checkpoint starts: earliest, latest, or an ISO 8601 time",
+        help="where a partition without a checkpoint starts: earliest, latest, an ISO 8601 time or a sequence number",
     )
     p.add_argument("--load-balancing-interval", default="10", help="seconds between ownership renewals (default 10)")
     p.add_argument("--ownership-expiry", default=None, help="seconds before a silent owner's partitions are taken")
     stop = p.add_mutually_exclusive_group()
     stop.add_argument("--once", action="store_true", help="stop once everything enqueued at the start is stored")
     stop.add_argument(
-        "--until-idle", type=float, default=None, metavar="SECONDS", help="stop after this many seconds without events"
+        "--until-idle",
+        type=seconds,
+        default=None,
+        metavar="DURATION",
+        help="stop after this many seconds without events",
     )
-    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="stop after this long at most")
+    p.add_argument("--timeout", type=seconds, default=None, metavar="DURATION", help="stop after this long at most")
     p.add_argument(
         "--events-out", type=Path, default=None, help="append a CaptureFileCreated event (a JSON line) per file written"
     )
@@ -76,26 +81,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_capture)
 
 
-def _starting_position(text: str) -> Any:
-    from iotlib.errors import ConfigurationError
-
-    if text == "earliest":
-        return "-1"
-    if text == "latest":
-        return "@latest"
-    try:
-        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ConfigurationError(f"--starting-position {text!r}: use earliest, latest or an ISO 8601 time") from None
-    if t.tzinfo is None:
-        raise ConfigurationError(f"--starting-position {text!r}: give a time zone (e.g. Z)")
-    return t
-
-
 def _capture(args: argparse.Namespace) -> int:
-    import iotlib
     from iotlib.capture import CaptureWriter
     from iotlib.capture.progress import Progress, partition_line
+    from iotlib.hub.starting import parse_starting_position
 
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
@@ -103,11 +92,8 @@ def _capture(args: argparse.Namespace) -> int:
         stream=sys.stderr,
     )
     logging.getLogger("azure").setLevel(logging.INFO if args.verbose > 1 else logging.ERROR)
-    settings = iotlib.settings()
-    writer = CaptureWriter.from_connection_string(
-        settings.eventhub_connection_string,
-        settings.storage_connection_string,
-        eventhub_name=args.eventhub or settings.eventhub_name,
+    writer = CaptureWriter.from_settings(
+        eventhub_name=args.eventhub,
         namespace=args.namespace,
         consumer_group=args.consumer_group,
         container=args.container,
@@ -122,7 +108,7 @@ def _capture(args: argparse.Namespace) -> int:
         breaker_warn=args.breaker_warn,
         breaker_trip=args.breaker_trip,
         breaker_stall=args.breaker_stall,
-        starting_position=_starting_position(args.starting_position),
+        starting_position=parse_starting_position(args.starting_position),
         load_balancing_interval=args.load_balancing_interval,
         ownership_expiry=args.ownership_expiry,
     )

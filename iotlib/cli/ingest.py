@@ -54,7 +54,7 @@ def _ingest(args: argparse.Namespace) -> int:
         source: pl.DataFrame | Simulation = pl.read_parquet(args.events)
     else:
         source, _ = simulation_from_arguments(args)
-    with IngestClient.from_connection_string(eventhub_name=args.eventhub) as client:
+    with IngestClient.from_settings(eventhub_name=args.eventhub) as client:
         report = client.send(
             source,
             mode=args.mode,

@@ -77,7 +77,7 @@ def _ingest(demo: Demo) -> None:
     from iotlib.ingest import IngestClient
 
     demo.results["positions_before"] = hub.positions()
-    with IngestClient.from_connection_string() as client:
+    with IngestClient.from_settings() as client:
         report = client.send(demo.results["events"], progress=False)
     demo.results["ingest"] = report
     demo.say("ingest", report.summary())
@@ -114,10 +114,9 @@ def _capture(demo: Demo) -> None:
 
 
 def _coldstore(demo: Demo) -> None:
-    import iotlib
     from iotlib import coldstore
 
-    frame = coldstore.load(iotlib.settings().storage_connection_string, container=demo.results["container"])
+    frame = coldstore.load(container=demo.results["container"])
     demo.results["cold"] = frame
     sent = demo.results["ingest"].events_sent
     bad = frame["decode_error"].is_not_null().sum()
@@ -179,7 +178,7 @@ def _stream(demo: Demo) -> None:
         if now is not None:
             demo.say(
                 "stream",
-                f"building 1 now: {now.temperature:.1f} °C (observed {now.last_observed_time:%H:%M:%S}); "
+                f"building 1 now: {now.avg_temperature:.1f} °C (observed {now.last_observed_time:%H:%M:%S}); "
                 f"too-hot alerts for building(s) {sorted(set(hot['building_id'].to_list()))}",
             )
     finally:

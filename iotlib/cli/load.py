@@ -37,14 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _load(args: argparse.Namespace) -> int:
-    from iotlib import coldstore, settings
+    from iotlib import coldstore
     from iotlib.capture import format as cf
 
-    if args.container:
-        source = args.connection_string or settings().storage_connection_string
-    else:
-        source = args.dir
-    df = coldstore.load(
+    # No source: iotlib.settings()'s storage account.
+    source = args.connection_string if args.container else args.dir
+    df, report = coldstore.load(
         source,
         container=args.container,
         start=args.start,
@@ -57,14 +55,14 @@ def _load(args: argparse.Namespace) -> int:
         errors="skip" if args.skip_bad else "raise",
         path_format=args.path_format or cf.DEFAULT_PATH_FORMAT,
         progress=True,
+        with_report=True,
     )
-    report = df.report
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         df.write_parquet(args.out, compression="zstd")
         where = str(args.out)
     else:
-        files = coldstore.to_parquet(df, args.out_dir)
+        files = coldstore.to_parquet(df, args.out_dir, report=report)
         where = f"{args.out_dir} ({len(files)} files)"
     print(report.summary())
     print(f"wrote {df.height:,} events to {where}")

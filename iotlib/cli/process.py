@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import polars as pl
 
+from iotlib.cli.arguments import seconds
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -36,9 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warm-store", type=Path, default=None, help="SQLite file (default .iotlib/warm.sqlite)")
     p.add_argument(
         "--starting-position",
-        choices=["earliest", "latest"],
         default="earliest",
-        help="where partitions the warm store has never seen start (default earliest)",
+        help="where partitions the warm store has never seen start: earliest (default), latest, "
+        "an ISO 8601 time or a sequence number",
     )
     g = p.add_argument_group("the job")
     g.add_argument("--window", default="5s", help="window size (default 5s, the original's)")
@@ -77,9 +79,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     r = p.add_argument_group("running")
     r.add_argument("--once", action="store_true", help="stop when everything enqueued at the start is stored")
     r.add_argument(
-        "--until-idle", type=float, default=None, metavar="SECONDS", help="stop after SECONDS without events"
+        "--until-idle",
+        type=seconds,
+        default=None,
+        metavar="DURATION",
+        help="stop after DURATION (e.g. 30, 30s, 2m) without events",
     )
-    r.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="stop after SECONDS")
+    r.add_argument(
+        "--timeout", type=seconds, default=None, metavar="DURATION", help="stop after DURATION (e.g. 600, 10m)"
+    )
     r.add_argument(
         "--flush",
         action="store_true",
@@ -90,7 +98,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="do not close windows when nothing arrives (results then depend on arrivals only)",
     )
-    r.add_argument("--commit-interval", type=float, default=2.0, help="seconds between warm-store commits (default 2)")
+    r.add_argument(
+        "--commit-interval",
+        type=seconds,
+        default=2.0,
+        metavar="DURATION",
+        help="time between warm-store commits (default 2 s)",
+    )
     r.add_argument("--max-batch-size", type=int, default=500, help="events per received batch (default 500)")
     r.add_argument("--ownership-expiry", type=float, default=None,
                    help="seconds before a silent owner's partitions are taken (default: the client's, 60)")  # fmt: skip
@@ -136,6 +150,7 @@ def _registry(args: argparse.Namespace) -> pl.DataFrame:
 
 
 def _process(args: argparse.Namespace) -> int:
+    from iotlib.hub.starting import parse_starting_position
     from iotlib.processing import EventTimePolicy, Hopping, Tumbling
     from iotlib.warm import StreamProcessor
 
@@ -156,7 +171,7 @@ def _process(args: argparse.Namespace) -> int:
         policy=policy,
         alerts=_rules(args),
         alert_eventhub=args.alert_eventhub,
-        starting_position=args.starting_position,
+        starting_position=parse_starting_position(args.starting_position),
         heartbeat=not args.no_heartbeat,
         commit_interval=args.commit_interval,
         max_batch_size=args.max_batch_size,

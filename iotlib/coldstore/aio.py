@@ -10,15 +10,19 @@ credential cannot be shared — pass a connection string or a sync client instea
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Unpack
 
 from iotlib.coldstore.loader import load as _load
+from iotlib.coldstore.options import Backend, LoadParameters
 from iotlib.errors import ConfigurationError
 
 
-async def load(source: Any, **options: Any) -> Any:
-    """``await``-able :func:`iotlib.coldstore.load`; same options, same result."""
-    return await asyncio.to_thread(_load, _sync_source(source), **options)
+async def load(source: Any = None, *, backend: Backend = "polars", with_report: bool = False,
+               **parameters: Unpack[LoadParameters]) -> Any:  # fmt: skip
+    """``await``-able :func:`iotlib.coldstore.load`; same parameters, same result."""
+    return await asyncio.to_thread(
+        lambda: _load(_sync_source(source), backend=backend, with_report=with_report, **parameters)
+    )
 
 
 def _sync_source(source: Any) -> Any:

@@ -28,13 +28,15 @@ import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import polars as pl
 
 from iotlib.coldstore.listing import Listing
-from iotlib.coldstore.loader import LoadReport, _Options, list_blobs, load_frame
-from iotlib.coldstore.sources import Source
+from iotlib.coldstore.options import LoadOptions, LoadParameters, load_options
+from iotlib.coldstore.reader import empty_frame, list_blobs, load_frame
+from iotlib.coldstore.report import LoadReport
+from iotlib.coldstore.sources import Source, open_source
 from iotlib.errors import ColdStoreError, ConfigurationError
 
 MANIFEST = "_coldstore.json"
@@ -42,29 +44,33 @@ VERSION = 1
 
 
 def to_parquet(
-    df_or_source: pl.DataFrame | Any,
+    frame_or_source: Any,
     dest: str | os.PathLike[str] | Any,
     *,
     partition_by: Sequence[str] = ("date",),
     prefix: str = "",
-    **load_options: Any,
+    report: LoadReport | None = None,
+    **parameters: Unpack[LoadParameters],
 ) -> list[str]:
     """Write events as zstd Parquet under ``dest``, hive-partitioned; returns the files written.
 
-    ``df_or_source`` is a frame from :func:`iotlib.coldstore.load` or anything ``load``
-    accepts (then ``load_options`` — ``start``, ``end``, ``container`` … — go to ``load``).
-    ``dest`` is a local directory, or a ``ContainerClient`` (files go under ``prefix``).
-    ``date`` (UTC date of ``enqueued_time``) is derived when partitioning by it.
+    ``frame_or_source`` is a frame from :func:`iotlib.coldstore.load` (polars or pandas; pass its
+    ``report`` to record where it came from in the manifest) or anything ``load`` accepts (then
+    ``parameters`` — ``start``, ``end``, ``container`` … — are ``load``'s). ``dest`` is a local
+    directory, or a ``ContainerClient`` (files go under ``prefix``). ``date`` (UTC date of
+    ``enqueued_time``) is derived when partitioning by it.
     """
-    if isinstance(df_or_source, pl.DataFrame):
-        df = df_or_source
-        report = getattr(df, "report", None)
+    if isinstance(frame_or_source, pl.DataFrame) or _is_pandas(frame_or_source):
+        df = frame_or_source if isinstance(frame_or_source, pl.DataFrame) else pl.from_pandas(frame_or_source)
     else:
-        from iotlib.coldstore.loader import load
-
-        df = load(df_or_source, **load_options)
-        report = df.report
+        opts = load_options(**parameters)
+        src = open_source(frame_or_source, opts.container)
+        df, report = load_through_cache(src, opts, opts.cache) if opts.cache is not None else load_frame(src, opts)
     return _write(df, dest, partition_by=partition_by, prefix=prefix, manifest=_manifest(report, None, None))
+
+
+def _is_pandas(value: Any) -> bool:
+    return type(value).__module__.startswith("pandas") and hasattr(value, "to_numpy")
 
 
 def _write(
@@ -122,7 +128,7 @@ def _remove_previous(root: Path) -> None:
     old.unlink()
 
 
-def _options_key(opts: _Options) -> dict[str, Any]:
+def _options_key(opts: LoadOptions) -> dict[str, Any]:
     return {
         "decode": opts.decode,
         "dedupe": opts.dedupe,
@@ -133,7 +139,7 @@ def _options_key(opts: _Options) -> dict[str, Any]:
     }
 
 
-def _manifest(report: LoadReport | None, opts: _Options | None, listing: Listing | None) -> dict[str, Any]:
+def _manifest(report: LoadReport | None, opts: LoadOptions | None, listing: Listing | None) -> dict[str, Any]:
     out: dict[str, Any] = {"version": VERSION, "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     if report is not None:
         out["source"] = report.source
@@ -146,7 +152,7 @@ def _manifest(report: LoadReport | None, opts: _Options | None, listing: Listing
     return out
 
 
-def _covers(manifest: dict[str, Any], opts: _Options) -> bool:
+def _covers(manifest: dict[str, Any], opts: LoadOptions) -> bool:
     lo, hi = manifest.get("start"), manifest.get("end")
     if lo is not None and (opts.start is None or opts.start.isoformat() < lo):
         return False
@@ -155,7 +161,7 @@ def _covers(manifest: dict[str, Any], opts: _Options) -> bool:
     return True
 
 
-def freshness(manifest: dict[str, Any] | None, opts: _Options, listing: Listing) -> str | None:
+def freshness(manifest: dict[str, Any] | None, opts: LoadOptions, listing: Listing) -> str | None:
     """None when the cache answers this load; else why not."""
     if manifest is None:
         return "no cache yet"
@@ -170,7 +176,9 @@ def freshness(manifest: dict[str, Any] | None, opts: _Options, listing: Listing)
     return None
 
 
-def load_through_cache(src: Source, opts: _Options, cache: str | os.PathLike[str]) -> tuple[pl.DataFrame, LoadReport]:
+def load_through_cache(
+    src: Source, opts: LoadOptions, cache: str | os.PathLike[str]
+) -> tuple[pl.DataFrame, LoadReport]:
     """Serve a load from the Parquet cache at ``cache`` when it is up to date, else decode and rebuild it."""
     root = Path(os.fspath(cache))
     report = LoadReport(src.description, opts.start, opts.end)
@@ -202,14 +210,12 @@ def load_through_cache(src: Source, opts: _Options, cache: str | os.PathLike[str
     return df, report2
 
 
-def scan_cache(root: str | os.PathLike[str], opts: _Options | None = None) -> pl.LazyFrame:
+def scan_cache(root: str | os.PathLike[str], opts: LoadOptions | None = None) -> pl.LazyFrame:
     """The cached events as a LazyFrame (optionally filtered like ``opts``), columns as ``load`` returns them."""
     root = Path(os.fspath(root))
     files = json.loads((root / MANIFEST).read_text()).get("files", [])
     if not files:
-        from iotlib.coldstore.loader import _empty
-
-        return (_empty(opts) if opts else pl.DataFrame()).lazy()
+        return (empty_frame(opts) if opts else pl.DataFrame()).lazy()
     lf = pl.scan_parquet([str(root / f) for f in files], hive_partitioning=True)
     if opts is not None:
         if opts.start is not None:
@@ -224,6 +230,6 @@ def scan_cache(root: str | os.PathLike[str], opts: _Options | None = None) -> pl
     return lf.select(names)
 
 
-def read_cache(root: str | os.PathLike[str], opts: _Options | None = None) -> pl.DataFrame:
+def read_cache(root: str | os.PathLike[str], opts: LoadOptions | None = None) -> pl.DataFrame:
     """The cached events (optionally filtered like ``opts``), columns as ``load`` returns them."""
     return scan_cache(root, opts).collect()

@@ -158,8 +158,16 @@ def open_source(source: Any, container: str | None = None) -> Source:
     """A :class:`Source` from what a user passes to ``load``.
 
     ``source`` is a local directory (str or path), a storage connection string with
-    ``container``, a sync ``ContainerClient``, or already a source.
+    ``container``, a sync ``ContainerClient``, or already a source; ``None`` is the storage
+    account of :func:`iotlib.settings` (``container`` default: the capture writer's, ``capture``).
     """
+    if source is None:
+        from iotlib.capture.options import DEFAULT_CONTAINER
+        from iotlib.connections import settings
+
+        return BlobContainer.from_connection_string(
+            settings().storage_connection_string, container or DEFAULT_CONTAINER
+        )
     if hasattr(source, "walk") and hasattr(source, "read") and hasattr(source, "stats"):
         return source
     if hasattr(source, "walk_blobs") and hasattr(source, "download_blob"):

@@ -14,15 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from urllib.parse import urlparse
+from typing import Any
 
 import polars as pl
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import ContainerClient
 
-from iotlib import hub
-from iotlib.connections import parse_connection_string
-from iotlib.connections import settings as _settings
+from iotlib._eventloop import run as _run
+from iotlib.connections import Connections
+from iotlib.hub.readback import read_positions
 
 #: Where iotlib's own consumers keep their checkpoints, by consumer group.
 DEFAULT_CHECKPOINTS = {"capture": "capture-checkpoints", "warm": "warm-checkpoints"}
@@ -38,12 +38,6 @@ _SCHEMA = {
     "owner": pl.String(),
     "ownership_time": pl.Datetime("us", "UTC"),
 }
-
-
-def namespace_host(eventhub_connection_string: str) -> str:
-    """The fully qualified namespace the SDK writes into checkpoint blob names (host[:port])."""
-    endpoint = parse_connection_string(eventhub_connection_string).get("endpoint", "")
-    return urlparse(endpoint).netloc.strip().lower()
 
 
 def _blobs(container: ContainerClient, prefix: str) -> dict[str, tuple[dict[str, str], datetime]]:
@@ -67,20 +61,19 @@ def lag(
 
     ``consumer_groups`` maps each group to its checkpoint container (a plain
     list uses :data:`DEFAULT_CHECKPOINTS` or ``checkpoints``). ``unprocessed`` counts
-    events after the checkpoint (all retained events when there is none).
+    events after the checkpoint (all retained events when there is none). Give both connection
+    strings, or neither for :func:`iotlib.settings`'s.
     """
-    s = _settings()
-    conn = eventhub_connection_string or s.eventhub_connection_string
-    storage = storage_connection_string or s.storage_connection_string
-    name = eventhub_name or s.eventhub_name
+    eventhub, storage = Connections.given(
+        eventhub_connection_string, storage_connection_string, eventhub_name=eventhub_name
+    )
     if not isinstance(consumer_groups, Mapping):
         consumer_groups = {g: DEFAULT_CHECKPOINTS.get(g, "checkpoints") for g in consumer_groups}
-    positions = hub.positions(conn, eventhub_name=name)
-    fqns = namespace_host(conn)
+    positions = _run(read_positions(eventhub))
     rows = []
     for group, container_name in consumer_groups.items():
-        container = ContainerClient.from_connection_string(storage, container_name)
-        base = f"{fqns}/{name}/{group}"
+        container: ContainerClient = storage.container(container_name)
+        base = f"{eventhub.fully_qualified_namespace}/{eventhub.eventhub_name}/{group}"
         checkpoints = _blobs(container, f"{base}/checkpoint/")
         owners = _blobs(container, f"{base}/ownership/")
         for pid, pos in positions.items():

@@ -10,67 +10,29 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypedDict, Unpack
 
 import polars as pl
-from azure.eventhub.aio import EventHubConsumerClient
 
 from iotlib._eventloop import run as _run
-from iotlib.connections import settings as _settings
-from iotlib.errors import IotlibError
+from iotlib.connections import EventHubConnection
+from iotlib.errors import HubError
+from iotlib.hub.partitions import PartitionPosition, partition_positions
+
+Since = Mapping[str, PartitionPosition] | Mapping[str, int]
 
 
-@dataclass(frozen=True)
-class PartitionPosition:
-    """One partition's state as the hub reports it."""
-
-    partition_id: str
-    begin_sequence_number: int
-    last_enqueued_sequence_number: int
-    last_enqueued_offset: str
-    last_enqueued_time_utc: datetime | None
-    is_empty: bool
-
-
-def _client(conn_str: str | None, eventhub_name: str | None, consumer_group: str) -> EventHubConsumerClient:
-    s = _settings()
-    return EventHubConsumerClient.from_connection_string(
-        conn_str or s.eventhub_connection_string,
-        consumer_group=consumer_group,
-        eventhub_name=eventhub_name or s.eventhub_name,
-    )
-
-
-async def _partition_properties(client: EventHubConsumerClient) -> dict[str, dict[str, Any]]:
-    # The client opens a management link per call (~0.5 s): ask for all partitions at once.
-    ids = await client.get_partition_ids()
-    found = await asyncio.gather(*(client.get_partition_properties(pid) for pid in ids))
-    return dict(zip(ids, found))
-
-
-async def positions_async(
-    conn_str: str | None = None, *, eventhub_name: str | None = None
-) -> dict[str, PartitionPosition]:
-    async with _client(conn_str, eventhub_name, "$Default") as client:
-        found = await _partition_properties(client)
-        return {
-            pid: PartitionPosition(
-                pid,
-                p["beginning_sequence_number"],
-                p["last_enqueued_sequence_number"],
-                p["last_enqueued_offset"],
-                p["last_enqueued_time_utc"],
-                p["is_empty"],
-            )
-            for pid, p in found.items()
-        }
+async def read_positions(eventhub: EventHubConnection) -> dict[str, PartitionPosition]:
+    """Each partition's position now (see :func:`positions`)."""
+    async with eventhub.consumer("$Default") as client:
+        return await partition_positions(client)
 
 
 def positions(conn_str: str | None = None, *, eventhub_name: str | None = None) -> dict[str, PartitionPosition]:
-    """Each partition's begin and last-enqueued sequence number, offset and time."""
-    return _run(positions_async(conn_str, eventhub_name=eventhub_name))
+    """Each partition's begin and last-enqueued sequence number, offset and time (an empty
+    partition's last sequence number is -1). ``conn_str``: default :func:`iotlib.settings`'s."""
+    return _run(read_positions(EventHubConnection.given(conn_str, eventhub_name=eventhub_name)))
 
 
 _SCHEMA = {
@@ -94,18 +56,24 @@ def _props_json(props: dict[Any, Any] | None) -> str | None:
     return json.dumps({text(k): text(v) for k, v in props.items()}, default=str)
 
 
-async def read_async(
-    conn_str: str | None = None,
+class ReadOptions(TypedDict, total=False):
+    """The keywords of :func:`read` and :func:`iotlib.hub.aio.read` besides the hub."""
+
+    since: Since | None
+    consumer_group: str
+    timeout: float
+
+
+async def read_events(
+    eventhub: EventHubConnection,
     *,
-    eventhub_name: str | None = None,
-    since: dict[str, PartitionPosition] | dict[str, int] | None = None,
+    since: Since | None = None,
     consumer_group: str = "$Default",
     timeout: float = 120.0,
 ) -> pl.DataFrame:
-    """Every event after ``since`` (a :func:`positions` snapshot or sequence numbers;
-    default: the beginning) up to each partition's end when the call starts."""
-    async with _client(conn_str, eventhub_name, consumer_group) as client:
-        ends = {pid: p["last_enqueued_sequence_number"] for pid, p in (await _partition_properties(client)).items()}
+    """Every event after ``since`` up to each partition's end when the call starts (see :func:`read`)."""
+    async with eventhub.consumer(consumer_group) as client:
+        ends = {pid: p.last_enqueued_sequence_number for pid, p in (await partition_positions(client)).items()}
         starts: dict[str, int] = {}
         for pid in ends:
             mark = (since or {}).get(pid, -1)
@@ -155,7 +123,7 @@ async def read_async(
         try:
             await asyncio.wait_for(done.wait(), timeout)
         except TimeoutError:
-            raise IotlibError(
+            raise HubError(
                 f"reading back timed out after {timeout:.0f}s; partitions not at their end: {sorted(pending)}"
             ) from None
         finally:
@@ -166,15 +134,11 @@ async def read_async(
 
 
 def read(
-    conn_str: str | None = None,
-    *,
-    eventhub_name: str | None = None,
-    since: dict[str, PartitionPosition] | dict[str, int] | None = None,
-    consumer_group: str = "$Default",
-    timeout: float = 120.0,
+    conn_str: str | None = None, *, eventhub_name: str | None = None, **options: Unpack[ReadOptions]
 ) -> pl.DataFrame:
-    """Sync twin of :func:`read_async`: one row per event (partition, sequence number, offset,
-    enqueued time, partition key, properties as JSON text, body bytes)."""
-    return _run(
-        read_async(conn_str, eventhub_name=eventhub_name, since=since, consumer_group=consumer_group, timeout=timeout)
-    )
+    """Every event after ``since`` (a :func:`positions` snapshot or sequence numbers; default: the
+    beginning) up to each partition's end when the call starts: one row per event (partition,
+    sequence number, offset, enqueued time, partition key, properties as JSON text, body bytes).
+    Options: ``eventhub_name``, ``since``, ``consumer_group`` (``$Default``), ``timeout`` (120 s)."""
+    eventhub = EventHubConnection.given(conn_str, eventhub_name=eventhub_name)
+    return _run(read_events(eventhub, **options))

@@ -15,11 +15,10 @@ import asyncio
 import random
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal, TypedDict, Unpack
 
 import polars as pl
 from azure.eventhub import EventData
-from azure.eventhub.aio import EventHubProducerClient
 from azure.eventhub.exceptions import (
     AuthenticationError,
     ClientClosedError,
@@ -28,8 +27,9 @@ from azure.eventhub.exceptions import (
 )
 from tqdm.auto import tqdm
 
-from iotlib.connections import settings as _settings
-from iotlib.errors import IngestError, ValidationError
+from iotlib.clients import EventHubClient, ProducerOptions
+from iotlib.connections import EventHubConnection
+from iotlib.errors import ConfigurationError, IngestError
 from iotlib.fleet import events as _events
 from iotlib.ingest.plan import MODES, Outgoing, chunks, encode, frames, route, ticks
 from iotlib.ingest.report import Failure, IngestReport
@@ -54,32 +54,35 @@ def _is_throttle(exc: BaseException) -> bool:
     return "server-busy" in text or "serverbusy" in text or "throttl" in text
 
 
-class IngestClient:
-    """Sends events to one event hub (async). Create with :meth:`from_connection_string`.
+class SendOptions(TypedDict, total=False):
+    """The keywords of :meth:`IngestClient.send` (sync and async), described there."""
 
-    Use as ``async with IngestClient.from_connection_string(...) as client:
-    report = await client.send(frame)``.
+    mode: Literal["replay", "live"]
+    speed: float
+    send_malformed: bool
+    max_batch_events: int | None
+    chunk_events: int
+    tick: float
+    max_retries: int
+    backoff: float
+    progress: bool
+
+
+class IngestClient(EventHubClient):
+    """Sends events to one event hub (async). Create with :meth:`from_connection_string` or :meth:`from_settings`.
+
+    Use as ``async with IngestClient.from_settings() as client: report = await client.send(frame)``.
+    ``options`` go to the SDK's producer client (e.g. ``retry_total``).
     """
 
-    def __init__(self, producer: EventHubProducerClient, *, eventhub_name: str) -> None:
-        self._producer = producer
-        self.eventhub_name = eventhub_name
+    def __init__(self, eventhub: EventHubConnection, /, **options: Unpack[ProducerOptions]) -> None:
+        try:
+            self._producer = eventhub.producer(**options)
+        except ValueError as exc:
+            raise ConfigurationError(f"cannot use this Event Hubs connection string: {exc}") from exc
+        self.eventhub_name = eventhub.eventhub_name
         self._partition_ids: list[str] | None = None
         self._props: dict[str, dict[str, str]] = {}
-
-    @classmethod
-    def from_connection_string(
-        cls, conn_str: str | None = None, *, eventhub_name: str | None = None, **producer_options: Any
-    ) -> IngestClient:
-        """A client for ``eventhub_name`` (default: ``iotlib.settings()``'s hub and connection string)."""
-        s = _settings()
-        conn_str = conn_str or s.eventhub_connection_string
-        name = eventhub_name or s.eventhub_name
-        try:
-            producer = EventHubProducerClient.from_connection_string(conn_str, eventhub_name=name, **producer_options)
-        except ValueError as exc:
-            raise IngestError(f"cannot use this Event Hubs connection string: {exc}") from exc
-        return cls(producer, eventhub_name=name)
 
     async def __aenter__(self) -> IngestClient:
         return self
@@ -102,7 +105,7 @@ class IngestClient:
         self,
         events: pl.DataFrame | Iterable[pl.DataFrame] | Iterable[_events.UpdateTemperatureEvent],
         *,
-        mode: str = "replay",
+        mode: Literal["replay", "live"] = "replay",
         speed: float = 1.0,
         send_malformed: bool = False,
         max_batch_events: int | None = None,
@@ -127,11 +130,11 @@ class IngestClient:
         in the report is how late the latest event went out against its schedule.
         """
         if mode not in MODES:
-            raise ValidationError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+            raise ConfigurationError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         if max_batch_events is not None and max_batch_events < 1:
-            raise ValidationError(f"max_batch_events must be at least 1, got {max_batch_events}")
+            raise ConfigurationError(f"max_batch_events must be at least 1, got {max_batch_events}")
         if mode == "live" and speed <= 0:
-            raise ValidationError(f"speed must be positive, got {speed}")
+            raise ConfigurationError(f"speed must be positive, got {speed}")
         stream, total = frames(events)
         partition_ids = await self.partition_ids()
         report = IngestReport(self.eventhub_name, mode, speed if mode == "live" else None)

@@ -7,44 +7,40 @@ Jupyter, whose own loop is already running in the main thread.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Unpack
 
 import polars as pl
 
 from iotlib._eventloop import LoopThread
+from iotlib.clients import EventHubClient, ProducerOptions
+from iotlib.connections import EventHubConnection
 from iotlib.fleet import events as _events
 from iotlib.ingest import aio
+from iotlib.ingest.aio import SendOptions
 from iotlib.ingest.report import IngestReport
 
 
-class IngestClient:
-    """Sends events to one event hub. Create with :meth:`from_connection_string`.
+class IngestClient(EventHubClient):
+    """Sends events to one event hub. Create with :meth:`from_connection_string` or :meth:`from_settings`.
 
-    ``with IngestClient.from_connection_string() as client: report = client.send(frame)``.
-    Options are those of :meth:`iotlib.ingest.aio.IngestClient.send`.
+    ``with IngestClient.from_settings() as client: report = client.send(frame)``.
+    ``options`` go to the SDK's producer client (e.g. ``retry_total``).
     """
 
-    def __init__(self, inner: aio.IngestClient, runner: LoopThread) -> None:
-        self._inner = inner
-        self._runner = runner
-        self.eventhub_name = inner.eventhub_name
-
-    @classmethod
-    def from_connection_string(
-        cls, conn_str: str | None = None, *, eventhub_name: str | None = None, **producer_options: Any
-    ) -> IngestClient:
+    def __init__(self, eventhub: EventHubConnection, /, **options: Unpack[ProducerOptions]) -> None:
         runner = LoopThread("iotlib-ingest")
 
         async def make() -> aio.IngestClient:
             # The aio producer must be created on the loop that will use it.
-            return aio.IngestClient.from_connection_string(conn_str, eventhub_name=eventhub_name, **producer_options)
+            return aio.IngestClient(eventhub, **options)
 
         try:
-            inner = runner.run(make())
+            self._inner = runner.run(make())
         except BaseException:
             runner.stop()
             raise
-        return cls(inner, runner)
+        self._runner = runner
+        self.eventhub_name = eventhub.eventhub_name
 
     def __enter__(self) -> IngestClient:
         return self
@@ -64,7 +60,7 @@ class IngestClient:
     def send(
         self,
         events: pl.DataFrame | Iterable[pl.DataFrame] | Iterable[_events.UpdateTemperatureEvent],
-        **options: Any,
+        **options: Unpack[SendOptions],
     ) -> IngestReport:
         """Send ``events``; see :meth:`iotlib.ingest.aio.IngestClient.send` for the options."""
         return self._runner.run(self._inner.send(events, **options))

@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 
-from iotlib.errors import ValidationError
+from iotlib.errors import ConfigurationError, ValidationError
 from iotlib.fleet import events as _events
+from iotlib.frames import Frame, as_polars, is_pandas
 from iotlib.ingest.partitioning import partition_index
 from iotlib.ingest.report import Failure
 
@@ -42,20 +43,23 @@ class Outgoing:
         self.observed += other.observed
 
 
-def as_frame(events: pl.DataFrame | Iterable[_events.UpdateTemperatureEvent]) -> pl.DataFrame:
+def as_frame(events: Frame | Iterable[_events.UpdateTemperatureEvent]) -> pl.DataFrame:
     """The events as a frame sorted by ``sent_at`` (taken from ``time_observed`` when absent)."""
-    if not isinstance(events, pl.DataFrame):
-        rows = list(events)
+    if isinstance(events, pl.DataFrame) or is_pandas(events):
+        events = as_polars(events, name="events")
+    else:
+        rows = list(cast(Iterable[object], events))
         bad = [type(r).__name__ for r in rows if not isinstance(r, _events.UpdateTemperatureEvent)]
         if bad:
             raise ValidationError(
-                f"events must be a polars DataFrame or UpdateTemperatureEvent objects, got {sorted(set(bad))}"
+                f"events must be a polars or pandas DataFrame or UpdateTemperatureEvent objects, got {sorted(set(bad))}"
             )
+        readings = cast(list[_events.UpdateTemperatureEvent], rows)
         events = pl.DataFrame(
             {
-                "device_id": [r.device_id for r in rows],
-                "time_observed": [r.time_observed.astimezone(UTC) for r in rows],
-                "temperature": [float(r.temperature) for r in rows],
+                "device_id": [r.device_id for r in readings],
+                "time_observed": [r.time_observed.astimezone(UTC) for r in readings],
+                "temperature": [float(r.temperature) for r in readings],
             },
             schema={"device_id": pl.String, "time_observed": pl.Datetime("us", "UTC"), "temperature": pl.Float64},
         )
@@ -78,11 +82,11 @@ def chunks(frame: pl.DataFrame, size: int) -> Iterator[pl.DataFrame]:
 def frames(events: Iterable[Any]) -> tuple[Iterator[pl.DataFrame], int | None]:
     """The input as frames in send order, and the event count when known up front.
 
-    Accepts a DataFrame, a :class:`iotlib.fleet.simulate.Simulation` (streamed chunk by
-    chunk), an iterable of DataFrames, or an iterable of ``UpdateTemperatureEvent``.
+    Accepts a DataFrame (polars or pandas), a :class:`iotlib.fleet.simulate.Simulation`
+    (streamed chunk by chunk), an iterable of DataFrames, or an iterable of ``UpdateTemperatureEvent``.
     """
-    if isinstance(events, pl.DataFrame):
-        frame = as_frame(events)
+    if isinstance(events, pl.DataFrame) or is_pandas(events):
+        frame = as_frame(events)  # type: ignore[arg-type]
         return iter([frame]), frame.height
     from iotlib.fleet.simulate import Simulation
 
@@ -106,7 +110,7 @@ def ticks(
     ``origin`` is the ``sent_at`` that maps to the start of the run (default: the frame's first).
     """
     if speed <= 0:
-        raise ValidationError(f"speed must be positive, got {speed}")
+        raise ConfigurationError(f"speed must be positive, got {speed}")
     if frame.height == 0:
         return
     first = frame["sent_at"][0] if origin is None else origin

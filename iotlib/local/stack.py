@@ -9,7 +9,6 @@ service that is recorded and answering is reused, so ``up`` is idempotent.
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import shutil
 import signal
@@ -17,47 +16,16 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from iotlib import connections as _settings
 from iotlib.errors import StackError
+from iotlib.local import state as _state
+from iotlib.local.state import Service, StackState
 
-STATE_FILE = "stack.json"
 SERVICES = ("azurite", "eventhubs")
 START_TIMEOUT = 60.0
-
-
-@dataclass
-class Service:
-    """One background process of the stack, as recorded by ``up``."""
-
-    name: str
-    pid: int
-    host: str
-    port: int
-    command: list[str]
-    log: str
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
-
-
-@dataclass
-class StackState:
-    """What ``up`` recorded in ``<home>/stack.json``."""
-
-    home: Path
-    services: dict[str, Service] = field(default_factory=dict)
-
-    def save(self) -> None:
-        self.home.mkdir(parents=True, exist_ok=True)
-        path = self.home / STATE_FILE
-        tmp = path.with_suffix(".tmp")
-        payload = {name: asdict(svc) for name, svc in self.services.items()}
-        tmp.write_text(json.dumps(payload, indent=2))
-        os.replace(tmp, path)
 
 
 @dataclass(frozen=True)
@@ -70,17 +38,8 @@ class ServiceStatus:
 
 
 def read_state(home: Path | None = None) -> StackState | None:
-    """The recorded stack under ``home`` (default: :func:`iotlib.settings.home`), or None."""
-    home = Path(home) if home else _settings.home()
-    path = home / STATE_FILE
-    if not path.exists():
-        return None
-    try:
-        raw = json.loads(path.read_text())
-        services = {name: Service(**svc) for name, svc in raw.items()}
-    except (ValueError, TypeError) as exc:
-        raise StackError(f"{path} is not a stack record iotlib wrote ({exc}); delete it") from exc
-    return StackState(home=home, services=services)
+    """The recorded stack under ``home`` (default: :func:`iotlib.connections.home`), or None."""
+    return _state.read_state(Path(home) if home else _settings.home())
 
 
 # --- probes -------------------------------------------------------------------------
@@ -223,7 +182,15 @@ def emulator_available() -> bool:
 
 
 def eventhubs_command(
-    host: str, port: int, data_dir: Path, config: Path | None = None, throughput_units: int | None = None
+    host: str,
+    port: int,
+    data_dir: Path,
+    config: Path | None = None,
+    throughput_units: int | None = None,
+    *,
+    tls_port: int | None = None,
+    tls_dir: Path | None = None,
+    fsync: bool | None = None,
 ) -> list[str]:
     command = [
         sys.executable,
@@ -241,6 +208,12 @@ def eventhubs_command(
         command += ["--config", str(config)]
     if throughput_units is not None:
         command += ["--throughput-units", str(throughput_units)]
+    if tls_port is not None:
+        command += ["--tls-port", str(tls_port)]
+        if tls_dir is not None:
+            command += ["--tls-dir", str(tls_dir)]
+    if fsync is not None:
+        command.append("--fsync" if fsync else "--no-fsync")
     return command
 
 
@@ -302,7 +275,11 @@ def _terminate(pid: int, timeout: float = 10.0) -> None:
 
 @dataclass
 class Stack:
-    """A running local stack; ``started`` names what this handle started (and will stop)."""
+    """A running local stack; ``started`` names what this handle started (and will stop).
+
+    A context manager: ``with stack.up(blob_port=0, eventhub_port=0) as st: ...`` stops, on
+    leaving, what it started (and leaves running what was already there).
+    """
 
     state: StackState
     started: list[str]
@@ -317,18 +294,7 @@ class Stack:
 
     def settings(self) -> _settings.Settings:
         """Settings pointing at this stack (ignores the environment)."""
-        svc = self.services
-        eventhub = (
-            _settings.eventhub_connection_string("localhost", svc["eventhubs"].port)
-            if "eventhubs" in svc
-            else _settings.eventhub_connection_string()
-        )
-        storage = (
-            _settings.storage_connection_string(svc["azurite"].host, svc["azurite"].port)
-            if "azurite" in svc
-            else _settings.storage_connection_string()
-        )
-        return _settings.Settings(eventhub, storage, _settings.DEFAULT_EVENTHUB_NAME, "local stack")
+        return _settings.stack_settings(self.state)
 
     def environ(self) -> dict[str, str]:
         """Environment variables that point child processes at this stack."""
@@ -339,6 +305,12 @@ class Stack:
             _settings.EVENTHUB_NAME_ENV: s.eventhub_name,
             _settings.HOME_ENV: str(self.home),
         }
+
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.down()
 
     def down(self) -> list[str]:
         """Stop what this handle started; leave services someone else started running."""
@@ -356,13 +328,18 @@ def up(
     services: tuple[str, ...] | None = None,
     eventhubs_config: Path | None = None,
     throughput_units: int | None = None,
+    tls_port: int | None = None,
+    fsync: bool | None = None,
     timeout: float = START_TIMEOUT,
 ) -> Stack:
     """Start the services that are not running yet; reuse the ones that are.
 
     A port of ``0`` picks a free port. ``eventhubs_config`` is the emulator's
     entity configuration (the official emulator's ``Config.json`` shape);
-    ``throughput_units`` meters it like Azure's standard tier (default: not metered). Raises :class:`StackError` when a port is
+    ``throughput_units`` meters it like Azure's standard tier (default: not metered);
+    ``tls_port`` also serves the emulator over TLS, with a local CA under ``<home>/tls``
+    (clients trust ``<home>/tls/ca.pem``; default: no TLS); ``fsync=False`` acknowledges
+    events before they reach the disk. Raises :class:`StackError` when a port is
     taken by a process the stack did not start, or a service fails to start.
     """
     home = Path(home).resolve() if home else _settings.home()
@@ -381,6 +358,10 @@ def up(
     for name in services:
         recorded = state.services.get(name)
         if recorded and _same_process(recorded) and probe(name, recorded.host, recorded.port)[0]:
+            if name == "eventhubs" and tls_port is not None and recorded.tls_port is None:
+                raise StackError(
+                    "the running emulator serves no TLS; stop it with `iotlib down`, then `iotlib up --tls-port ...`"
+                )
             continue  # already running: idempotent
         if recorded:
             # Recorded but dead: forget it. If the pid lives but does not answer, stop it.
@@ -394,14 +375,32 @@ def up(
                 f"{name} cannot listen there. Stop that process, or choose another port with "
                 f"`iotlib up {flags[name]} PORT` (0 picks a free one)."
             )
+        secure = None
+        if name == "eventhubs" and tls_port is not None:
+            secure = tls_port or free_port(host)
+            if port_in_use(host, secure):
+                raise StackError(
+                    f"port {secure} on {host} is taken by a process `iotlib up` did not start, so the "
+                    "emulator cannot serve TLS there. Choose another with `iotlib up --tls-port PORT` (0: a free one)."
+                )
         data_dir = home / name
         data_dir.mkdir(parents=True, exist_ok=True)
         command = (
             azurite_command(host, port, data_dir)
             if name == "azurite"
-            else eventhubs_command(host, port, data_dir, eventhubs_config, throughput_units)
+            else eventhubs_command(
+                host,
+                port,
+                data_dir,
+                eventhubs_config,
+                throughput_units,
+                tls_port=secure,
+                tls_dir=home / "tls",
+                fsync=fsync,
+            )
         )
         svc = _start(name, command, host, port, home / "logs" / f"{name}.log", timeout)
+        svc.tls_port = secure
         state.services[name] = svc
         state.save()
         started.append(name)

@@ -19,7 +19,8 @@ from collections.abc import Sequence
 import polars as pl
 
 from iotlib.durations import Duration
-from iotlib.errors import ProcessingError
+from iotlib.errors import ConfigurationError
+from iotlib.frames import Frame, as_polars
 from iotlib.processing import columns as C
 from iotlib.processing.aggregates import Agg, aggregate, columns_of, expressions, stats
 from iotlib.processing.results import Counts, WindowOutput
@@ -46,7 +47,7 @@ def prepare(events: pl.DataFrame, *, time: str, aggs: Sequence[Agg]) -> tuple[pl
 
 
 def windowed(
-    events: pl.DataFrame,
+    events: Frame,
     window: Window | Duration,
     *,
     by: Sequence[str] = (),
@@ -63,12 +64,13 @@ def windowed(
     per aggregate (default: temperature mean/min/max/last and ``events``).
     Rows with a missing device, time or value go to ``invalid``.
     """
+    events = as_polars(events, name="events")
     w = parse(window)
     aggs = tuple(aggs) if aggs is not None else default_aggs()
     by = list(by)
     missing = [c for c in by if c not in events.columns]
     if missing:
-        raise ProcessingError(f"group-by columns {missing} are not in the events (columns: {events.columns})")
+        raise ConfigurationError(f"group-by columns {missing} are not in the events (columns: {events.columns})")
     valid, invalid, src = prepare(events, time=time, aggs=aggs)
     if isinstance(w, Hopping):
         out = _fixed(valid, w, by, aggs, src)

@@ -27,7 +27,8 @@ from datetime import datetime
 import polars as pl
 
 from iotlib.durations import Duration
-from iotlib.errors import ProcessingError
+from iotlib.errors import ConfigurationError
+from iotlib.frames import Frame, as_polars
 from iotlib.processing import columns as C
 from iotlib.processing.aggregates import Agg
 from iotlib.processing.batch import WINDOW_END, WINDOW_START, as_datetime
@@ -49,8 +50,8 @@ BUILDING_COLUMNS = [BUILDING, WINDOW_START, WINDOW_END, "avg_temperature", "last
 
 
 def building_averages(
-    events: pl.DataFrame,
-    registry: pl.DataFrame | Registry,
+    events: Frame,
+    registry: Frame | Registry,
     *,
     window: Window | Duration = "5s",
     policy: EventTimePolicy | None = None,
@@ -68,8 +69,9 @@ def building_averages(
     evaluated its watermark, see :func:`~iotlib.processing.event_time.windows_with_policy`.
     """
     reg = Registry.of(registry)
+    events = as_polars(events, name="events")
     if heartbeats is not None and policy is None:
-        raise ProcessingError("heartbeats only mean something with an event-time policy (policy=...)")
+        raise ConfigurationError("heartbeats only mean something with an event-time policy (policy=...)")
     if policy is not None:
         matched, unmatched = reg.enrich(events, [BUILDING])
         res = windows_with_policy(

@@ -18,7 +18,8 @@ import numpy as np
 import polars as pl
 
 from iotlib.durations import Duration
-from iotlib.errors import ProcessingError
+from iotlib.errors import ConfigurationError
+from iotlib.frames import Frame, as_polars
 from iotlib.processing import columns as C
 from iotlib.processing.aggregates import Agg, aggregate, columns_of
 from iotlib.processing.batch import WINDOW_END, WINDOW_START, as_datetime, default_aggs
@@ -49,7 +50,7 @@ def identity_columns(events_columns: Sequence[str], aggs: Sequence[Agg], time_co
 
 
 def windows_with_policy(
-    events: pl.DataFrame,
+    events: Frame,
     window: Window | Duration = "5s",
     *,
     by: Sequence[str] = (),
@@ -73,6 +74,7 @@ def windows_with_policy(
     them change nothing. With them the result equals that run's, ``closed_at``
     included.
     """
+    events = as_polars(events, name="events")
     w = fixed(window)
     policy = policy or EventTimePolicy()
     aggs = tuple(aggs) if aggs is not None else default_aggs()
@@ -92,7 +94,7 @@ def _heartbeat_ticks(heartbeats: Sequence[datetime] | pl.Series | None, tick_us:
         return None
     times = heartbeats if isinstance(heartbeats, pl.Series) else pl.Series(list(heartbeats), dtype=C.UTC_US)
     if not isinstance(times.dtype, pl.Datetime):
-        raise ProcessingError(f"heartbeats must be datetimes, got {times.dtype}")
+        raise ConfigurationError(f"heartbeats must be datetimes, got {times.dtype}")
     us = times.drop_nulls().dt.epoch("us").to_numpy()
     return np.unique(us // tick_us)
 

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import polars as pl
 
 from iotlib.errors import ValidationError
+from iotlib.frames import Frame, as_polars
 from iotlib.processing import columns as C
 from iotlib.processing.policy import UNKNOWN_DEVICE
 
@@ -28,7 +29,8 @@ _SMALL = 20_000  # rows below which a dictionary lookup beats a join
 class Registry:
     """A validated device registry (``device_id`` unique, ``building_id`` present)."""
 
-    def __init__(self, registry: pl.DataFrame) -> None:
+    def __init__(self, registry: Frame) -> None:
+        registry = as_polars(registry, name="registry")
         if C.DEVICE not in registry.columns or "building_id" not in registry.columns:
             raise ValidationError(f"the registry needs columns '{C.DEVICE}' and 'building_id' (has {registry.columns})")
         frame = registry.with_columns(pl.col(C.DEVICE).cast(pl.String))
@@ -41,7 +43,7 @@ class Registry:
         self._index: dict[str, int] | None = None
 
     @classmethod
-    def of(cls, registry: pl.DataFrame | Registry) -> Registry:
+    def of(cls, registry: Frame | Registry) -> Registry:
         return registry if isinstance(registry, Registry) else cls(registry)
 
     def __len__(self) -> int:
@@ -120,7 +122,7 @@ class Registry:
 
 
 def enrich(
-    events: pl.DataFrame, registry: pl.DataFrame | Registry, columns: Sequence[str] = ("building_id",)
+    events: Frame, registry: Frame | Registry, columns: Sequence[str] = ("building_id",)
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Shorthand for ``Registry.of(registry).enrich(events, columns)``."""
-    return Registry.of(registry).enrich(events, columns)
+    return Registry.of(registry).enrich(as_polars(events, name="events"), columns)

@@ -59,7 +59,6 @@ from iotlib.warm.store import SIDE_TABLES, Commit, Position
 
 SNAPSHOT_VERSION = 1
 _FOREVER = "36500d"  # a merge timeout that never fires
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _dt(us: int) -> datetime:

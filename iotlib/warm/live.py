@@ -21,6 +21,7 @@ from typing import Any
 import polars as pl
 
 from iotlib.errors import ProcessingError
+from iotlib.frames import Frame, as_polars
 from iotlib.hub import monitor
 from iotlib.ingest import IngestClient, IngestReport
 from iotlib.warm.processor import StreamProcessor
@@ -45,7 +46,7 @@ class LiveRun:
 
 def run_alongside(
     processor: StreamProcessor,
-    events: pl.DataFrame,
+    events: Frame,
     *,
     speed: float = 1.0,
     start_now: bool = False,
@@ -63,9 +64,9 @@ def run_alongside(
     stretch's times (``time_observed`` and ``sent_at`` alike) so that it begins as sending
     begins: event time and the hub's clock then run side by side, as with real devices.
     """
+    events = as_polars(events, name="events")
     opts = processor.options
-    eventhub_conn = processor._engine.eventhub_connection_string  # noqa: SLF001 - same hub, same namespace
-    storage_conn = processor._engine.storage_connection_string  # noqa: SLF001
+    eventhub, storage = processor.eventhub, processor.storage
     outcome: dict[str, Any] = {}
 
     def run() -> None:
@@ -96,7 +97,8 @@ def run_alongside(
         while not done.is_set():
             try:
                 lag = monitor.lag({opts.consumer_group: opts.checkpoint_container},
-                                  eventhub_connection_string=eventhub_conn, storage_connection_string=storage_conn,
+                                  eventhub_connection_string=eventhub.connection_string,
+                                  storage_connection_string=storage.connection_string,
                                   eventhub_name=opts.eventhub_name)  # fmt: skip
                 received = processor.report.received if processor.report else 0
                 samples.append((time.monotonic() - began, int(lag["unprocessed"].sum()), received))
@@ -107,7 +109,7 @@ def run_alongside(
     sampler = threading.Thread(target=sample, name="iotlib-stream-lag", daemon=True)
     sampler.start()
     try:
-        with IngestClient.from_connection_string(eventhub_conn, eventhub_name=opts.eventhub_name) as client:
+        with IngestClient(eventhub) as client:
             sent = client.send(events, mode="live", speed=speed, send_malformed=send_malformed, progress=False,
                                **(ingest_options or {}))  # fmt: skip
         ended = time.monotonic()

@@ -9,28 +9,43 @@ original's), the event-time policy and the alert rules.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
-from iotlib.durations import Duration, describe, to_us
-from iotlib.errors import ConfigurationError, ProcessingError
-from iotlib.hub import PartitionPosition
-from iotlib.processing import EventTimePolicy
+from iotlib.durations import Duration, describe, to_seconds, to_us
+from iotlib.errors import ConfigurationError
+from iotlib.frames import Frame
+from iotlib.hub.consumer import ConsumerOptions, ConsumerParameters, consumer_values
+from iotlib.processing.event_time import EventTimePolicy
+from iotlib.processing.reference import Registry
 from iotlib.processing.windows import Window, fixed
 from iotlib.warm.alerts import Rule, check_rules, default_rules
 from iotlib.warm.store import default_path
 
 DEFAULT_CONSUMER_GROUP = "warm"
 DEFAULT_CHECKPOINT_CONTAINER = "warm-checkpoints"
-START_POSITIONS = ("earliest", "latest")
-
-StartingPosition = str | Mapping[str, PartitionPosition]
 
 
-@dataclass(frozen=True)
-class ProcessorOptions:
+class ProcessorParameters(ConsumerParameters, total=False):
+    """The keywords a stream processor takes: ``registry`` (the device registry, default the
+    shipped Fabrikam fleet) and the options of :class:`ProcessorOptions`."""
+
+    registry: Frame | Registry | None
+    warm_store: str | os.PathLike[str]
+    window: Window | Duration
+    policy: EventTimePolicy
+    alerts: Sequence[Rule] | None
+    alert_eventhub: str | None
+    heartbeat: bool
+    heartbeat_interval: Duration
+    commit_interval: Duration
+    merge_timeout: Duration | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProcessorOptions(ConsumerOptions):
     """How the stream processor reads, windows, stores and alerts.
 
     - ``consumer_group`` / ``checkpoint_container``: where it reads and checkpoints;
@@ -39,7 +54,8 @@ class ProcessorOptions:
     - ``alerts``: rules (:mod:`iotlib.warm.alerts`; ``()`` for none); ``alert_eventhub``: also
       send each alert as an event to this hub (same namespace);
     - ``starting_position``: for partitions the warm store has never seen: ``"earliest"``
-      (default), ``"latest"`` or a :func:`iotlib.hub.positions` snapshot (start after it);
+      (default), ``"latest"``, a datetime, a sequence number, one per partition, or a
+      :func:`iotlib.hub.positions` snapshot (start after it): see :mod:`iotlib.hub.starting`;
     - ``heartbeat``: close windows and notice silent devices when nothing arrives (on);
     - ``heartbeat_interval``: how often (s) quiet partitions are checked against the hub's end;
     - ``commit_interval``: seconds between warm-store commits (at least; a commit that takes
@@ -58,27 +74,22 @@ class ProcessorOptions:
     policy: EventTimePolicy = field(default_factory=EventTimePolicy)
     alerts: tuple[Rule, ...] = field(default_factory=default_rules)
     alert_eventhub: str | None = None
-    starting_position: StartingPosition = "earliest"
     heartbeat: bool = True
     heartbeat_interval: float = 1.0
     commit_interval: float = 2.0
     merge_timeout: Duration | None = None
     max_batch_size: int = 500
-    max_wait_time: float = 1.0
-    prefetch: int = 1000
-    load_balancing_interval: float = 10.0
-    ownership_expiry: float | None = None
 
     @classmethod
-    def create(cls, *, eventhub_name: str, **options: Any) -> ProcessorOptions:
-        """Options from keywords, each checked; unknown names are an error."""
+    def create(cls, *, eventhub_name: str, **options: Unpack[ProcessorParameters]) -> ProcessorOptions:
+        """Options from keywords, each checked; unknown names are an error (``registry`` is not an option)."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(options) - known)
         if unknown:
             raise ConfigurationError(
                 f"unknown processor option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
             )
-        values = {
+        values: dict[str, Any] = {
             k: v
             for k, v in options.items()
             if v is not None or k in ("alert_eventhub", "merge_timeout", "ownership_expiry")
@@ -87,6 +98,10 @@ class ProcessorOptions:
             values["warm_store"] = Path(os.fspath(values["warm_store"])).expanduser()
         if "alerts" in values:
             values["alerts"] = check_rules(values["alerts"])
+        for name in ("heartbeat_interval", "commit_interval"):
+            if name in values:
+                values[name] = to_seconds(values[name], name=name)
+        consumer_values(values)
         if "policy" in values and not isinstance(values["policy"], EventTimePolicy):
             raise ConfigurationError(f"policy must be an EventTimePolicy, got {type(values['policy']).__name__}")
         opts = cls(eventhub_name=eventhub_name, **values)
@@ -94,31 +109,15 @@ class ProcessorOptions:
         return opts
 
     def _check(self) -> None:
-        try:
-            fixed(self.window)
-        except ProcessingError as exc:
-            raise ConfigurationError(f"window: {exc}") from None
-        for name in ("consumer_group", "checkpoint_container", "eventhub_name"):
-            if not getattr(self, name):
-                raise ConfigurationError(f"{name} must not be empty")
-        for name in ("heartbeat_interval", "commit_interval", "max_wait_time", "load_balancing_interval"):
+        fixed(self.window)
+        if not self.eventhub_name:
+            raise ConfigurationError("eventhub_name must not be empty")
+        self.check_consumer()
+        for name in ("heartbeat_interval", "commit_interval"):
             if not getattr(self, name) > 0:
                 raise ConfigurationError(f"{name} must be a positive number of seconds, got {getattr(self, name)!r}")
-        if self.ownership_expiry is not None and self.ownership_expiry <= self.load_balancing_interval:
-            raise ConfigurationError("ownership_expiry must be longer than load_balancing_interval")
-        for name in ("max_batch_size", "prefetch"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigurationError(f"{name} must be at least 1")
         if self.merge_timeout is not None:
             to_us(self.merge_timeout, name="merge_timeout", allow_zero=False)
-        start = self.starting_position
-        if isinstance(start, str):
-            if start not in START_POSITIONS:
-                raise ConfigurationError(
-                    f"starting_position={start!r}: use 'earliest', 'latest' or a hub.positions() snapshot"
-                )
-        elif not isinstance(start, Mapping) or not all(isinstance(v, PartitionPosition) for v in start.values()):
-            raise ConfigurationError("starting_position must be 'earliest', 'latest' or a hub.positions() snapshot")
 
     def describe(self) -> Sequence[str]:
         """A few lines for reports."""

@@ -6,20 +6,16 @@ and Ctrl-C asks the engine to commit, checkpoint and stop (``stop_reason == "int
 
 from __future__ import annotations
 
-from typing import Any
-
-import polars as pl
-
 from iotlib._eventloop import EngineThread
+from iotlib.clients import ProcessorClient
 from iotlib.errors import ProcessingError
-from iotlib.processing.reference import Registry
 from iotlib.warm import aio
 from iotlib.warm.options import ProcessorOptions
 from iotlib.warm.progress import Progress
 from iotlib.warm.report import ProcessReport
 
 
-class StreamProcessor(EngineThread):
+class StreamProcessor(ProcessorClient, EngineThread):
     """The warm path: a consumer group of an event hub into the SQLite warm store.
 
     >>> with StreamProcessor.from_settings(warm_store="/tmp/warm.sqlite") as processor:  # doctest: +SKIP
@@ -31,44 +27,10 @@ class StreamProcessor(EngineThread):
     ``registry`` is the device registry (default: the shipped Fabrikam fleet).
     """
 
-    def __init__(
-        self,
-        eventhub_connection_string: str,
-        storage_connection_string: str,
-        *,
-        eventhub_name: str | None = None,
-        registry: pl.DataFrame | Registry | None = None,
-        **options: Any,
-    ) -> None:
-        self._engine = aio.StreamProcessor(eventhub_connection_string, storage_connection_string,
-                                           eventhub_name=eventhub_name, registry=registry, **options)  # fmt: skip
-
-    @classmethod
-    def from_connection_string(
-        cls,
-        eventhub_connection_string: str,
-        storage_connection_string: str,
-        *,
-        eventhub_name: str | None = None,
-        registry: pl.DataFrame | Registry | None = None,
-        **options: Any,
-    ) -> StreamProcessor:
-        """A processor for the hub and storage account the two connection strings name."""
-        return cls(eventhub_connection_string, storage_connection_string, eventhub_name=eventhub_name,
-                   registry=registry, **options)  # fmt: skip
-
-    @classmethod
-    def from_settings(cls, settings: Any = None, **options: Any) -> StreamProcessor:
-        """A processor for :func:`iotlib.settings` (the local stack, or Azure from the environment)."""
-        import iotlib
-
-        s = settings or iotlib.settings()
-        options.setdefault("eventhub_name", s.eventhub_name)
-        return cls(s.eventhub_connection_string, s.storage_connection_string, **options)
-
-    _busy_error = ProcessingError
     options: ProcessorOptions
     report: ProcessReport | None
+    _engine_class = aio.StreamProcessor
+    _busy_error = ProcessingError
 
     def run(
         self,

@@ -3,7 +3,7 @@
 One file, by default ``warm.sqlite`` under the data folder
 (:func:`iotlib.connections.home`, i.e. ``.iotlib/``). Tables:
 
-- ``building_temperature(building_id PRIMARY KEY, last_observed_time, temperature, …)`` — the
+- ``building_temperature(building_id PRIMARY KEY, last_observed_time, avg_temperature, …)`` — the
   original's SQL table: one row per building, **upserted newer-wins**: a window's row replaces the
   building's only if its ``last_observed_time`` is newer, so an older observation never overwrites a
   newer one and applying the same windows twice changes nothing;
@@ -43,7 +43,7 @@ from typing import IO, Any
 import polars as pl
 
 from iotlib.connections import home
-from iotlib.errors import ProcessingError
+from iotlib.errors import ConfigurationError, ProcessingError
 
 UTC_US = pl.Datetime("us", "UTC")
 DEFAULT_NAME = "warm.sqlite"
@@ -91,7 +91,7 @@ TABLES = {
             (
                 ("building_id", "building"),
                 ("last_observed_time", "time"),
-                ("temperature", "real"),
+                ("avg_temperature", "real"),
                 ("window_start", "time"),
                 ("window_end", "time"),
                 ("events", "int"),
@@ -195,10 +195,10 @@ _INDEXES = (
     "CREATE INDEX IF NOT EXISTS alerts_unsent ON alerts (sent_at) WHERE sent_at IS NULL",
 )
 _UPSERT = """
-INSERT INTO building_temperature (building_id, last_observed_time, temperature, window_start, window_end, events, updated_at)
+INSERT INTO building_temperature (building_id, last_observed_time, avg_temperature, window_start, window_end, events, updated_at)
 VALUES (?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (building_id) DO UPDATE SET
-    last_observed_time = excluded.last_observed_time, temperature = excluded.temperature,
+    last_observed_time = excluded.last_observed_time, avg_temperature = excluded.avg_temperature,
     window_start = excluded.window_start, window_end = excluded.window_end,
     events = excluded.events, updated_at = excluded.updated_at
 WHERE excluded.last_observed_time > building_temperature.last_observed_time
@@ -234,7 +234,7 @@ class BuildingTemperature:
     """A building's current temperature as the warm store knows it (the original's answer)."""
 
     building_id: int
-    temperature: float
+    avg_temperature: float
     last_observed_time: datetime
     window_start: datetime | None
     window_end: datetime | None
@@ -243,7 +243,7 @@ class BuildingTemperature:
 
     def __str__(self) -> str:
         when = self.last_observed_time.strftime("%Y-%m-%d %H:%M:%S")
-        return (f"building {self.building_id}: {self.temperature:.2f} °C "
+        return (f"building {self.building_id}: {self.avg_temperature:.2f} °C "
                 f"(average of {self.events} readings, latest observed {when} UTC)")  # fmt: skip
 
 
@@ -300,11 +300,25 @@ class WarmStore:
                 self._db.execute("BEGIN")
                 for table in TABLES.values():
                     self._db.execute(table.ddl())
+                    self._check_columns(table)
                 for index in _INDEXES:
                     self._db.execute(index)
         except sqlite3.DatabaseError as exc:
             self._release_lock()
             raise ProcessingError(f"cannot open the warm store {self.path}: {exc}") from exc
+        except ConfigurationError:
+            self._release_lock()
+            raise
+
+    def _check_columns(self, table: Table) -> None:
+        """A store written by another iotlib version (other columns) is named, not half-used."""
+        have = [row[1] for row in self._db.execute(f"PRAGMA table_info({table.name})")]
+        want = [c for c, _ in table.columns]
+        if have != want:
+            raise ConfigurationError(
+                f"the warm store {self.path} was written by another iotlib version (table {table.name} has "
+                f"columns {have}, this version writes {want}); use a new warm store"
+            )
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -441,7 +455,7 @@ class WarmStore:
         """Rows of one table as a polars frame with typed columns (``where``: an SQL condition)."""
         table = TABLES.get(name)
         if table is None:
-            raise ProcessingError(f"no table {name!r} in the warm store; tables: {', '.join(TABLES)}")
+            raise ConfigurationError(f"no table {name!r} in the warm store; tables: {', '.join(TABLES)}")
         cols = ", ".join(f'"{c}"' for c in table.names)
         sql = f"SELECT {cols} FROM {name}" + (f" WHERE {where}" if where else "")
         sql += f" ORDER BY {order_by or _ORDER.get(name, 'rowid')}"
