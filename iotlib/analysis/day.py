@@ -34,7 +34,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -196,7 +196,7 @@ def build_day(
     temperature_range: tuple[int, int] = (0, 35),
     delivery: Delivery | None = None,
     time_window: int = 300,
-    codec: str = "deflate",
+    codec: Literal["null", "deflate"] = "deflate",
     namespace: str = "fabrikam",
     eventhub: str = "telemetry",
     capture_to: Any = None,
@@ -384,7 +384,7 @@ class _ChunkWriter:
     def _bodies(self, ready: pl.DataFrame, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The JSON bodies :func:`iotlib.fleet.events.encode_frame` writes, as (bytes, starts)."""
         observed = ready["time_observed"].dt.epoch("us")
-        if not self.plain_ids or not (fastjson.LOWEST_US <= observed.min() and observed.max() < fastjson.HIGHEST_US):  # type: ignore[operator]
+        if not self.plain_ids or not fastjson.formats(observed):
             return fastjson.text_buffers(fleet_events.encode_frame(ready))
         broken = ready["fault_malformed"].is_not_null()
         replace = None

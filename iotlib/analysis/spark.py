@@ -92,7 +92,9 @@ def _registry(spark: SparkSession, ev: Events, *columns: str) -> DataFrame:
 
 
 def _to_polars(frame: DataFrame) -> pl.DataFrame:
-    return pl.from_arrow(frame.toArrow())  # type: ignore[return-value]
+    out = pl.from_arrow(frame.toArrow())
+    assert isinstance(out, pl.DataFrame)  # an Arrow table becomes a frame
+    return out
 
 
 def _floor(column: str, seconds: int) -> Any:

@@ -10,7 +10,14 @@ from __future__ import annotations
 
 import polars as pl
 
-SCHEMA = {"device_id": pl.String, "stuck_since": pl.Datetime("us", "UTC"), "stuck_hours": pl.Int64, "value": pl.Float64}
+SCHEMA = pl.Schema(
+    {
+        "device_id": pl.String(),
+        "stuck_since": pl.Datetime("us", "UTC"),
+        "stuck_hours": pl.Int64(),
+        "value": pl.Float64(),
+    }
+)
 
 
 def stuck_sensors(hours_found: pl.DataFrame, registry: pl.DataFrame, *, min_readings: int = 10) -> pl.DataFrame:
@@ -24,8 +31,4 @@ def stuck_sensors(hours_found: pl.DataFrame, registry: pl.DataFrame, *, min_read
         pl.col("min_temperature").sort_by("hour").last().alias("value"),
     )
     places = registry.select("device_id", "building_id", *(c for c in ("room",) if c in registry.columns))
-    return (
-        per_device.cast(SCHEMA)  # type: ignore[arg-type]
-        .join(places, on="device_id", how="left")
-        .sort("stuck_since", "device_id")
-    )
+    return per_device.cast(SCHEMA).join(places, on="device_id", how="left").sort("stuck_since", "device_id")

@@ -32,7 +32,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -113,7 +113,7 @@ class BulkCapture:
         time_window: int | str = 300,
         size_window: int | str = DEFAULT_SIZE_WINDOW,
         frame_size: int | str = 64 * 1024,
-        codec: str = "null",
+        codec: Literal["null", "deflate"] = "null",
         path_format: str | cf.PathFormat = cf.DEFAULT_PATH_FORMAT,
         workers: int = 2,
     ) -> None:

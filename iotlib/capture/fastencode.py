@@ -134,10 +134,15 @@ def encode_records(
     key_index: np.ndarray,
     keys: tuple[np.ndarray, np.ndarray],
     bodies: tuple[np.ndarray, np.ndarray],
-    **options: str,
+    *,
+    event_type: str = EVENT_TYPE,
+    event_type_version: str = EVENT_TYPE_VERSION,
 ) -> tuple[np.ndarray, np.ndarray]:
     """All ``n`` records back to back, and their ``n + 1`` start offsets (see :class:`RecordBatch`)."""
-    batch = RecordBatch(sequence_number, offset, enqueued_ms, key_index, keys, bodies, **options)  # type: ignore[arg-type]
+    batch = RecordBatch(
+        sequence_number, offset, enqueued_ms, key_index, keys, bodies,
+        event_type=event_type, event_type_version=event_type_version,
+    )  # fmt: skip
     data = np.empty(batch.nbytes(), dtype=np.uint8)
     batch.write(data)
     return data, batch.starts

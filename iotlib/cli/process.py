@@ -6,10 +6,10 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from iotlib.cli.arguments import seconds
+
 if TYPE_CHECKING:
     import polars as pl
-
-from iotlib.cli.arguments import seconds
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -106,8 +106,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="time between warm-store commits (default 2 s)",
     )
     r.add_argument("--max-batch-size", type=int, default=500, help="events per received batch (default 500)")
-    r.add_argument("--ownership-expiry", type=float, default=None,
-                   help="seconds before a silent owner's partitions are taken (default: the client's, 60)")  # fmt: skip
+    r.add_argument("--ownership-expiry", type=seconds, default=None,
+                   help="time before a silent owner's partitions are taken (default: the client's, 60 s)")  # fmt: skip
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_process)
 

@@ -42,7 +42,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import polars as pl
 
-from iotlib.durations import to_timedelta
+from iotlib.durations import to_timedelta, to_us
 from iotlib.errors import ConfigurationError, ValidationError
 from iotlib.fleet.hashing import GOLDEN, M1, key, mix, unit
 from iotlib.frames import Frame, as_polars
@@ -96,8 +96,8 @@ class Delivery:
         return [str(i) for i in range(self.partitions)]
 
 
-def _us(delta: timedelta) -> int:
-    return delta // timedelta(microseconds=1)
+def _us(delta: timedelta | str) -> int:
+    return to_us(delta)  # a Delivery holds timedeltas after __post_init__: exact, and typed
 
 
 def _check(events: pl.DataFrame) -> None:
@@ -267,7 +267,8 @@ class DeliveryStream:
         if chunk.height == 0:
             return self._prepared(chunk, np.empty(0, np.int64))
         sent = chunk["sent_at"].dt.epoch("us")
-        first, last = int(sent.min()), int(sent.max())  # type: ignore[arg-type]
+        first, last = sent.min(), sent.max()
+        assert isinstance(first, int) and isinstance(last, int)  # µs of a non-empty column, checked for nulls
         if self._last_sent is not None and first < self._last_sent:
             raise ValidationError(
                 "chunks must come in sent_at order: this one starts "
@@ -325,7 +326,7 @@ def _replays(frame: pl.DataFrame, delivery: Delivery, seed: int) -> pl.DataFrame
         copies.append(
             frame.filter(
                 (pl.col("__p") == p)
-                & (pl.col("enqueued_time") > restart - parse_duration(delivery.replay_span))
+                & (pl.col("enqueued_time") > restart - to_timedelta(delivery.replay_span))
                 & (pl.col("enqueued_time") <= restart)
             )
         )

@@ -211,7 +211,7 @@ def _fast_bodies(events: pl.DataFrame) -> pl.Series | None:
     if ids.str.contains(r'["\\\x00-\x1f]').any():  # ids that need escaping: the polars path
         return None
     observed = when.dt.epoch("us")
-    if events.height and not (fastjson.LOWEST_US <= observed.min() and observed.max() < fastjson.HIGHEST_US):  # type: ignore[operator]
+    if not fastjson.formats(observed):
         return None
     table = fastjson.text_buffers(ids)
     codes = device.to_physical().to_numpy()

@@ -25,6 +25,15 @@ LOWEST_US = 0
 HIGHEST_US = 253402300800 * 1_000_000  # 10000-01-01
 
 
+def formats(observed_us: pl.Series) -> bool:
+    """Whether the fast path formats every time of ``observed_us`` (µs since the epoch; an empty column: yes)."""
+    lo, hi = observed_us.min(), observed_us.max()
+    if lo is None or hi is None:
+        return True
+    assert isinstance(lo, int) and isinstance(hi, int)  # an integer column
+    return LOWEST_US <= lo and hi < HIGHEST_US
+
+
 def text_buffers(column: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     """(bytes, starts) of a String or Binary column without nulls: its values back to back, as Arrow holds them."""
     arrow = column.cast(pl.Binary).to_arrow().cast(pa.large_binary())

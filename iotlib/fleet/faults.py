@@ -22,7 +22,6 @@ from iotlib.durations import to_timedelta
 from iotlib.errors import ConfigurationError
 from iotlib.fleet.events import MALFORMED_KINDS
 
-
 if typing.TYPE_CHECKING:
     from _typeshed import DataclassInstance
 

@@ -291,15 +291,17 @@ def registry_summary(registry: pl.DataFrame) -> dict[str, object]:
     per_building = registry.group_by("building_id").agg(
         pl.len().alias("devices"), pl.col("floor").max().alias("floors"), pl.col("room").n_unique().alias("rooms")
     )
+    floors_min, floors_max, devices_min, devices_max = per_building.select(
+        pl.col("floors").min(), pl.col("floors").max(), pl.col("devices").min(), pl.col("devices").max()
+    ).row(0)
     return {
         "devices": registry.height,
         "buildings": per_building.height,
         "apartments": int(per_building["rooms"].sum()),
-        # polars types Series.min()/max() as any literal; these are integer columns.
-        "floors_min": int(per_building["floors"].min()),  # type: ignore[arg-type]
-        "floors_max": int(per_building["floors"].max()),  # type: ignore[arg-type]
-        "devices_per_building_min": int(per_building["devices"].min()),  # type: ignore[arg-type]
-        "devices_per_building_max": int(per_building["devices"].max()),  # type: ignore[arg-type]
+        "floors_min": int(floors_min),
+        "floors_max": int(floors_max),
+        "devices_per_building_min": int(devices_min),
+        "devices_per_building_max": int(devices_max),
         "time_zones": registry["time_zone"].n_unique(),
     }
 

@@ -86,7 +86,7 @@ def frames(events: Iterable[Any]) -> tuple[Iterator[pl.DataFrame], int | None]:
     (streamed chunk by chunk), an iterable of DataFrames, or an iterable of ``UpdateTemperatureEvent``.
     """
     if isinstance(events, pl.DataFrame) or is_pandas(events):
-        frame = as_frame(events)  # type: ignore[arg-type]
+        frame = as_frame(events)
         return iter([frame]), frame.height
     from iotlib.fleet.simulate import Simulation
 
