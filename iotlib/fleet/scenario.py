@@ -292,7 +292,10 @@ def registry_summary(registry: pl.DataFrame) -> dict[str, object]:
         pl.len().alias("devices"), pl.col("floor").max().alias("floors"), pl.col("room").n_unique().alias("rooms")
     )
     floors_min, floors_max, devices_min, devices_max = per_building.select(
-        pl.col("floors").min(), pl.col("floors").max(), pl.col("devices").min(), pl.col("devices").max()
+        pl.col("floors").min().alias("floors_min"),
+        pl.col("floors").max().alias("floors_max"),
+        pl.col("devices").min().alias("devices_min"),
+        pl.col("devices").max().alias("devices_max"),
     ).row(0)
     return {
         "devices": registry.height,
