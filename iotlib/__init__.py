@@ -10,6 +10,7 @@ The package reads as the pipeline, one stage a subpackage (the README has the fu
 - ``coldstore`` — Capture files into polars/pandas, pruned, deduplicated, cached as Parquet;
 - ``processing`` — Stream Analytics-style windows, event time, the building-average job;
 - ``warm`` — the warm path: the streaming job, its SQLite warm store and alerts;
+- ``analysis`` — questions over the cold store, out of core, with DuckDB and Spark twins;
 - ``local`` — the local stack (Azurite and iotlib's Event Hubs ``emulator``);
 - ``cli`` — the ``iotlib`` command line and ``iotlib demo``.
 
@@ -38,6 +39,7 @@ __getattr__ = submodules(
         "coldstore",
         "processing",
         "warm",
+        "analysis",
         "local",
         "cli",
         "connections",

@@ -20,6 +20,11 @@ Exceptions used for control flow inside a module are private to it and never der
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from iotlib.ingest.report import IngestReport
+
 
 class IotlibError(Exception):
     """Base of every error raised on purpose by iotlib."""
@@ -42,7 +47,9 @@ class EmulatorError(IotlibError):
 
 
 class IngestError(IotlibError):
-    """Events could not be sent to Event Hubs."""
+    """Events could not be sent to Event Hubs; ``report`` holds what the run did before it stopped."""
+
+    report: IngestReport | None = None
 
 
 class HubError(IotlibError):

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from iotlib.cli.simulate import add_simulation_arguments, simulation_from_arguments
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from iotlib.fleet.simulate import Simulation
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,9 +53,10 @@ def _ingest(args: argparse.Namespace) -> int:
         args.start = "now"  # live telemetry happens now: event times then sit just before their arrival
     with IngestClient.from_settings(eventhub_name=args.eventhub) as client:
         client.partition_ids()  # the hub is checked before any work: a mistake fails in seconds
+        source: pl.DataFrame | Simulation
         source = _read_events(args.events) if args.events is not None else simulation_from_arguments(args)[0]
         report = client.send(
-            source,  # type: ignore[arg-type]
+            source,
             mode=args.mode,
             speed=args.speed,
             send_malformed=args.send_malformed,
@@ -68,7 +75,7 @@ def _ingest(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
-def _read_events(path: Path) -> object:
+def _read_events(path: Path) -> pl.DataFrame:
     """A simulation Parquet file, checked to be one (a CSV or JSON file gets a clear error, not polars')."""
     import polars as pl
 

@@ -5,6 +5,12 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from iotlib.fleet.simulate import Simulation
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -70,7 +76,7 @@ def add_simulation_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fault", action="append", default=[], metavar="SPEC", help="inject a fault (see below)")
 
 
-def simulation_from_arguments(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def simulation_from_arguments(args: argparse.Namespace) -> tuple[Simulation, pl.DataFrame]:
     """The :class:`iotlib.fleet.simulate.Simulation` (and its registry) the options describe."""
     from iotlib.errors import ConfigurationError
     from iotlib.fleet import scenario, simulate

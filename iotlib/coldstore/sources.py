@@ -35,13 +35,11 @@ class SourceStats:
     walked: list[str] = field(default_factory=list)
     listed: list[str] = field(default_factory=list)
     downloaded: list[str] = field(default_factory=list)
-    bytes_downloaded: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add_download(self, name: str, size: int) -> None:
         with self._lock:
             self.downloaded.append(name)
-            self.bytes_downloaded += size
 
 
 class Source(Protocol):

@@ -51,7 +51,7 @@ _FATAL = (AuthenticationError, ClientClosedError, EventDataError)
 
 def _event(body: bytes, key: str, props: dict[str, str]) -> EventData:
     event = EventData(body)
-    event.properties = props
+    event.properties = props  # type: ignore[assignment]  # the SDK asks for dict[str | bytes, Any]; str keys are fine
     # Keep the key on each event while batching per partition, as the SDK's buffered producer does.
     event.raw_amqp_message.annotations = {PARTITION_KEY: key}
     return event
@@ -173,7 +173,7 @@ class IngestClient(EventHubClient, StoppableEngine):
             for pid, group in groups.items():
                 await queues[pid].put((group, due))
             if run.error is not None:  # a refusal no retry can fix: stop, keeping the report
-                run.error.report = report  # type: ignore[attr-defined]
+                run.error.report = report
                 raise run.error
 
         try:
@@ -209,7 +209,7 @@ class IngestClient(EventHubClient, StoppableEngine):
                 await q.put(None)
             await asyncio.gather(*senders)
             if run.error is not None:
-                run.error.report = report  # type: ignore[attr-defined]
+                run.error.report = report
                 raise run.error
         except asyncio.CancelledError:
             stopping.set()
@@ -306,7 +306,7 @@ class _Run:
                     self.report.failed.append(
                         Failure(
                             key,
-                            group.observed[end],  # type: ignore[arg-type]
+                            group.observed[end],
                             f"event of {len(group.bodies[end]):,} bytes exceeds the hub's "
                             f"{batch.max_size_in_bytes:,}-byte limit",
                             pid,
@@ -341,8 +341,7 @@ class _Run:
                 if attempt > self.max_retries:
                     reason = f"not accepted after {self.max_retries} retries: {exc}"
                     self.report.failed.extend(
-                        Failure(group.keys[i], group.observed[i], reason, pid)  # type: ignore[arg-type]
-                        for i in range(start, end)
+                        Failure(group.keys[i], group.observed[i], reason, pid) for i in range(start, end)
                     )
                     self.bar.update(end - start)
                     return
