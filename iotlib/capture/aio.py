@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from typing import Any, Unpack
 from urllib.parse import urlparse
 
-from iotlib import preflight
 from iotlib._eventloop import StoppableEngine
 from iotlib.capture import audit
 from iotlib.capture.options import CaptureOptions, CaptureParameters
@@ -27,11 +26,12 @@ from iotlib.connections import EventHubConnection, StorageConnection, parse_conn
 from iotlib.errors import CaptureError, ConfigurationError
 from iotlib.hub.consumer import Consumer, Until
 from iotlib.hub.starting import needs_positions, resolve
+from iotlib.preflight import aio as preflight
 
 _LOG = logging.getLogger("iotlib.capture")
 LOCAL_NAMESPACE = "fabrikam"  # the namespace of iotlib's emulator (EmulatorConfig's default)
-_STORAGE_KWARGS = {"retry_total": 0, "connection_timeout": 5, "read_timeout": 30}
-_STORE_KWARGS = {"retry_total": 1, "connection_timeout": 5, "read_timeout": 30}
+_STORAGE_KWARGS: dict[str, Any] = {"retry_total": 0, "connection_timeout": 5, "read_timeout": 30}
+_STORE_KWARGS: dict[str, Any] = {"retry_total": 1, "connection_timeout": 5, "read_timeout": 30}
 #: Seconds the consumer may take to close once its partitions are flushed (the run's stop flushes them).
 _CLOSE_MARGIN = 15
 
@@ -123,7 +123,7 @@ class CaptureWriter(CaptureClient, StoppableEngine):
         checking: asyncio.Task[None] | None = None
         try:
             # A stack that is not up, a wrong key or hub name: one line within seconds, not retries.
-            await preflight.check(eventhub=self.eventhub, storage=self.storage, error=CaptureError)
+            await preflight.check(self.eventhub, self.storage)  # EndpointError; the container is seen to below
             missing = await run.prepare_container(container, create=opts.create_container)
             async with self.storage.service(**_STORE_KWARGS) as s2:
                 await run.prepare_container(s2.get_container_client(opts.checkpoint_container), create=True)

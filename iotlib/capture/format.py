@@ -53,7 +53,7 @@ import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, BinaryIO, TypedDict
+from typing import Any, BinaryIO, TypedDict, overload
 
 import fastavro
 
@@ -453,9 +453,29 @@ def schema_json(schema: Mapping[str, Any] = SCHEMA) -> str:
     return json.dumps(schema, separators=(",", ":"))
 
 
+@overload
+def write_capture_file(
+    fo: None,
+    records: Iterable[dict[str, Any]],
+    *,
+    codec: str = ...,
+    schema: Mapping[str, Any] = ...,
+    sync_marker: bytes | None = ...,
+    block_records: int | None = ...,
+) -> bytes: ...
+@overload
+def write_capture_file(
+    fo: BinaryIO,
+    records: Iterable[dict[str, Any]],
+    *,
+    codec: str = ...,
+    schema: Mapping[str, Any] = ...,
+    sync_marker: bytes | None = ...,
+    block_records: int | None = ...,
+) -> None: ...
 def write_capture_file(
     fo: BinaryIO | None,
-    records: Iterable[Mapping[str, Any]],
+    records: Iterable[dict[str, Any]],
     *,
     codec: str = "null",
     schema: Mapping[str, Any] = SCHEMA,
@@ -589,7 +609,8 @@ def _read_long(data: bytes, pos: int) -> tuple[int, int]:
 def iter_records(data: bytes) -> Iterator[dict[str, Any]]:
     """Records of a Capture file read with plain fastavro and the file's own header schema."""
     for record in fastavro.reader(io.BytesIO(data)):
-        assert isinstance(record, dict)
+        if not isinstance(record, dict):
+            raise ValueError(f"not a Capture file: its records are {type(record).__name__}, not Avro records")
         yield record
 
 

@@ -517,7 +517,8 @@ class PartitionCapture:
 
                 conditions["match_condition"] = MatchConditions.IfNotModified
                 continue
-            f.committed, f.etag = True, result.get("etag")
+            etag = result.get("etag")
+            f.committed, f.etag = True, etag if isinstance(etag, str) else None
             await self._after_commit(f, row)
             return
         raise StorageConflict(f"{f.name}: the blob keeps changing under this writer")
@@ -627,8 +628,11 @@ class PartitionCapture:
         return dropped
 
     def _unstored(self) -> int:
-        """Events received into files that storage has not committed (queued, under way, or still open)."""
-        ops = [*self.queue._queue, self.in_flight]  # type: ignore[attr-defined]
+        """Events received into files that storage has not committed (queued, under way, or still open).
+
+        Only once the storage task has ended or been cancelled: it empties the queue.
+        """
+        ops = [self.queue.get_nowait() for _ in range(self.queue.qsize())] + [self.in_flight]
         pending = sum(op.file.new_events for op in ops if isinstance(op, _Commit))
         return pending + (self.open.new_events if self.open is not None else 0)
 
