@@ -6,7 +6,7 @@ Both expose the same three operations the loader needs, and count what they did 
 - ``walk(prefix)`` — one level below ``prefix`` (a "folder" listing with delimiter ``/``);
 - ``list(prefix)`` — every blob whose name starts with ``prefix``;
 - ``read(name, verify=...)`` — a blob's bytes; with ``verify``, checked against the Content-MD5
-  stored with the blob when it has one (a :class:`ContentMismatch` otherwise).
+  stored with the blob when it has one (a :class:`~iotlib.errors.ColdStoreError` otherwise).
 """
 
 from __future__ import annotations
@@ -49,17 +49,17 @@ class SourceStats:
             self.verified += 1
 
 
-class ContentMismatch(ColdStoreError):
-    """A blob's bytes are not those its Content-MD5 describes: corrupted after it was written."""
-
-
 def check_md5(data: bytes, stored: bytes | bytearray | None) -> bool:
-    """True when ``stored`` (a Content-MD5) is there and ``data`` matches it; :class:`ContentMismatch` when not."""
+    """True when ``stored`` (a Content-MD5) is there and ``data`` matches it.
+
+    A mismatch (bytes changed after the blob was written) raises :class:`~iotlib.errors.ColdStoreError`
+    naming both digests.
+    """
     if not stored:
         return False
     actual = hashlib.md5(data).digest()
     if actual != bytes(stored):
-        raise ContentMismatch(
+        raise ColdStoreError(
             f"its bytes do not match the Content-MD5 stored with it (stored {bytes(stored).hex()}, "
             f"read {actual.hex()}): corrupted after it was written"
         )
