@@ -8,6 +8,8 @@ times in one run:
 - generic: iotlib.coldstore.load(decoder="generic")  (fastavro records + bulk body decoding)
 - fast:    iotlib.coldstore.load()                   (compiled Capture decoder, both cores)
 - cache:   load(cache=…) served from the zstd Parquet cache (listing + freshness check included)
+- md5:     the windowed store from Azurite with and without checking each blob's Content-MD5
+           (``verify_md5``, on by default), the cost of integrity past Avro, alternating runs
 
 and prints events/s and the ratios to the naive recipe. Targets: fast ≥ 1M events/s and ≥ 10×
 naive; cache ≥ 10M events/s. Run it alone: ``flock /tmp/iotlib-bench.lock .venv/bin/python
@@ -160,6 +162,20 @@ def main() -> int:
                     client.upload_blob(p.relative_to(windowed).as_posix(), p.read_bytes(), overwrite=True)
                 print(f"## windowed store in Azurite (uploaded in {time.perf_counter() - t0:.1f} s)")
                 run("fast load, Azurite container", lambda: coldstore.load(client), args.repeat)
+                _, checked = coldstore.load(client, with_report=True)
+                assert checked.blobs_verified == store.files.height, "Azurite stored no Content-MD5"
+                print(f"## Content-MD5 check: {checked.blobs_verified} blobs, {checked.bytes_read / 2**20:.1f} MiB")
+                md5 = {True: [], False: []}
+                for _ in range(max(3, args.repeat)):  # alternate, so both see the same machine
+                    for verify in (True, False):
+                        t0 = time.perf_counter()
+                        coldstore.load(client, verify_md5=verify)
+                        md5[verify].append(time.perf_counter() - t0)
+                on, off = min(md5[True]), min(md5[False])
+                print(f"{'fast load, Azurite, MD5 checked':<34} {on:7.3f} s  {n / on:>12,.0f} events/s")
+                print(f"{'fast load, Azurite, not checked':<34} {off:7.3f} s  {n / off:>12,.0f} events/s")
+                print(f"# MD5 check costs {100 * (on - off) / off:+.1f} % of the load time ({on - off:+.3f} s; best of "
+                      f"{len(md5[True])} each)")  # fmt: skip
             finally:
                 client.delete_container()
 

@@ -9,6 +9,7 @@ import asyncio
 import io
 import logging
 import signal
+import socket
 import threading
 import time
 import uuid
@@ -32,10 +33,11 @@ from capturekit import (
 )
 
 import iotlib
+from iotlib import connections
 from iotlib.capture import CaptureWriter, explore
 from iotlib.capture import aio as capture_aio
 from iotlib.capture import format as cf
-from iotlib.errors import CaptureError
+from iotlib.errors import CaptureError, EndpointError
 from iotlib.local.emulator import Emulator
 
 UTC = UTC
@@ -156,7 +158,7 @@ def test_size_cuts_deflate_and_a_custom_path_format(hub: Emulator, storage: str,
             )
 
 
-def test_empty_windows_get_the_header_only_file(hub: Emulator, storage: str, names: dict) -> None:
+def test_empty_windows_get_azures_empty_file(hub: Emulator, storage: str, names: dict) -> None:
     with writer(hub, storage, time_window=1, skip_empty_archives=False, **names) as w:
         outcome: dict = {}
         runner = threading.Thread(target=lambda: outcome.update(report=w.run(timeout=120)))
@@ -172,7 +174,7 @@ def test_empty_windows_get_the_header_only_file(hub: Emulator, storage: str, nam
     data = blobs(storage, names["container"])
     for f in empty:
         body, meta = data[f.name]
-        assert len(body) < 600 and list(fastavro.reader(io.BytesIO(body))) == [] and meta["eventCount"] == "0"
+        assert len(body) == 508 and list(fastavro.reader(io.BytesIO(body))) == [] and meta["eventCount"] == "0"
     got, _, _ = captured(storage, names["container"])
     assert got == set()
 
@@ -235,7 +237,7 @@ def test_a_refused_storage_key_is_a_clear_error(hub: Emulator, storage: str, nam
     parts = dict(item.split("=", 1) for item in storage.strip(";").split(";"))
     parts["AccountKey"] = "d3Jvbmc=" * 11  # well-formed base64, wrong key
     wrong = ";".join(f"{k}={v}" for k, v in parts.items()) + ";"
-    with pytest.raises(CaptureError, match="refused the credentials"):
+    with pytest.raises(EndpointError, match="^Blob storage account 'devstoreaccount1' at .* refused the credentials"):
         writer(hub, wrong, **names).run(once=True, timeout=30)
 
 
@@ -297,3 +299,50 @@ def test_the_async_writer_is_the_same_writer(hub: Emulator, storage: str, names:
     report = asyncio.run(capture())
     got, duplicates, _ = captured(storage, names["container"])
     assert report.events == sent == len(got) and duplicates == 0  # type: ignore[attr-defined]
+
+
+def _closed_port() -> int:
+    """A port nothing listens on (bound, then let go)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _with_key(conn: str, key: str, value: str) -> str:
+    return ";".join(f"{k}={value}" if k == key else f"{k}={v}" for k, v in
+                    (item.split("=", 1) for item in conn.strip(";").split(";"))) + ";"  # fmt: skip
+
+
+@pytest.mark.parametrize("mistake", ["stack down", "hub down", "storage down", "wrong hub", "wrong hub key",
+                                     "wrong storage key"])  # fmt: skip
+def test_a_newcomers_mistakes_get_one_line_and_exit_1(hub: Emulator, storage: str, names: dict, mistake: str,
+                                                      tmp_path) -> None:  # fmt: skip
+    eventhub, hub_name = hub.connection_string, hub.eventhub_name
+    if mistake in ("stack down", "hub down"):
+        eventhub = connections.eventhub_connection_string("localhost", _closed_port())
+    if mistake in ("stack down", "storage down"):
+        storage = connections.storage_connection_string("127.0.0.1", _closed_port())
+    if mistake == "wrong hub":
+        hub_name = "nohub"
+    if mistake == "wrong hub key":
+        eventhub = _with_key(eventhub, "SharedAccessKey", "not-the-key")
+    if mistake == "wrong storage key":
+        storage = _with_key(storage, "AccountKey", "d3Jvbmc=" * 11)
+    log = tmp_path / "capture.log"
+    proc = capture_process(eventhub, storage, "--until-idle", "3", "--container", names["container"],
+                           log=log, env={"IOTLIB_EVENTHUB_NAME": hub_name})  # fmt: skip
+    assert proc.wait(60) == 1, log.read_text()[-3000:]  # never retries forever
+    errors = [line for line in log.read_text().splitlines() if line.startswith("iotlib capture: error:")]
+    assert len(errors) == 1 and "Traceback" not in log.read_text(), log.read_text()[-3000:]
+    expected = {
+        "stack down": ["Event Hubs at localhost:", "Blob storage at 127.0.0.1:", "connection refused", "iotlib up"],
+        "hub down": ["Event Hubs at localhost:", "iotlib up"],
+        "storage down": ["Blob storage at 127.0.0.1:", "iotlib up"],
+        "wrong hub": ["event hub 'nohub' does not exist in namespace 'fabrikam'"],
+        "wrong hub key": [
+            "refused the key 'RootManageSharedAccessKey'",
+            "check SharedAccessKeyName and SharedAccessKey",
+        ],
+        "wrong storage key": ["Blob storage account 'devstoreaccount1'", "refused the credentials", "AccountKey"],
+    }[mistake]
+    assert all(text in errors[0] for text in expected), errors[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import fastavro
 import pytest
@@ -166,22 +167,25 @@ def test_written_file_reads_with_plain_fastavro(codec: str) -> None:
     assert header == cf.SCHEMA  # Azure's short name + namespace, not fastavro's full name
     got = list(reader)
     assert got == records
-    assert got[1]["SystemProperties"] == {
-        "x-opt-sequence-number": 101,
-        "x-opt-offset": "4096",
-        "x-opt-enqueued-time": 1709287200950,
-        "x-opt-partition-key": "d1",
-    }
-    assert "x-opt-partition-key" not in got[0]["SystemProperties"]
+    # as Azure writes them today: the key when there is one, then the enqueued time (ms); no sequence number
+    assert list(got[1]["SystemProperties"].items()) == [
+        ("x-opt-partition-key", "d1"),
+        ("x-opt-enqueued-time", 1709287200950),
+    ]
+    assert got[0]["SystemProperties"] == {"x-opt-enqueued-time": 1709287200250}
     assert got[1]["EnqueuedTimeUtc"] == "3/1/2024 10:00:00 AM"
 
 
-def test_empty_window_is_header_only() -> None:
-    data = cf.write_capture_file(None, [])
-    assert 400 < len(data) < 600  # "about 500 bytes"
+@pytest.mark.parametrize("codec", ["null", "deflate"])
+def test_empty_window_is_a_header_and_one_empty_block(codec: str) -> None:
+    marker = cf.sync_marker_for("ns/hub/0/2024/03/01/10/00/00.avro")
+    data = cf.write_capture_file(None, [], codec=codec, sync_marker=marker)
+    assert data == cf.empty_capture_file(codec=codec, sync_marker=marker)
     assert list(fastavro.reader(io.BytesIO(data))) == []
     meta, sync, end = cf.read_header_meta(data)
-    assert end == len(data) and meta["avro.codec"] == b"null"
+    assert meta["avro.codec"] == codec.encode() and data[end:].endswith(sync)
+    if codec == "null":
+        assert (end, len(data)) == (490, 508)  # Azure's sizes
 
 
 def test_sync_marker_makes_replays_identical() -> None:
@@ -202,3 +206,107 @@ def test_variant_schema_without_properties_null() -> None:
 def test_bad_codec_is_named() -> None:
     with pytest.raises(ConfigurationError, match="snappy"):
         cf.write_capture_file(None, [], codec="snappy")
+
+
+# --------------------------------------------------------------------------- real files written by Azure
+
+
+def _real_files(folder: Path) -> dict[str, bytes]:
+    files = {p.name: p.read_bytes() for p in sorted(folder.glob("*.avro"))}
+    assert len(files) == 6, f"expected the six real Capture files in {folder}"
+    return files
+
+
+def _blocks(data: bytes, start: int) -> list[tuple[int, bytes, bytes]]:
+    """(record count, record bytes, the whole block) of each Avro block from ``start``."""
+    out, pos = [], start
+    while pos < len(data):
+        count, p = cf._read_long(data, pos)
+        size, p = cf._read_long(data, p)
+        out.append((count, data[p : p + size], data[pos : p + size + 16]))
+        pos = p + size + 16
+    return out
+
+
+def _schema_of(meta: dict[str, bytes]) -> dict:
+    return cf.SCHEMA if json.loads(meta["avro.schema"]) == cf.SCHEMA else cf.SCHEMA_WITHOUT_PROPERTIES_NULL
+
+
+def test_real_headers_are_byte_for_byte_what_iotlib_writes(real_capture_dir: Path) -> None:
+    for name, data in _real_files(real_capture_dir).items():
+        meta, sync, end = cf.read_header_meta(data)
+        schema = _schema_of(meta)
+        assert json.loads(meta["avro.schema"]) == schema, name  # one of the two variants iotlib knows
+        assert cf.capture_header(codec=meta["avro.codec"].decode(), sync_marker=sync, schema=schema) == data[:end], name
+
+
+def test_real_records_re_encode_to_their_bytes(real_capture_dir: Path) -> None:
+    for name, data in _real_files(real_capture_dir).items():
+        _, sync, end = cf.read_header_meta(data)
+        records = iter(cf.iter_records(data))
+        for count, raw, block in _blocks(data, end):
+            recs = [next(records) for _ in range(count)]
+            mine = b"".join(
+                cf.encode_record(r["SequenceNumber"], r["Offset"], r["EnqueuedTimeUtc"], r["SystemProperties"],
+                                 r["Properties"], r["Body"]) for r in recs
+            )  # fmt: skip
+            assert mine == raw, name
+            assert cf.encode_block(mine, count, codec="null", sync_marker=sync) == block, name
+
+
+def test_an_empty_window_is_the_file_azure_writes(real_capture_dir: Path) -> None:
+    (data,) = [d for n, d in _real_files(real_capture_dir).items() if n.endswith("_empty.avro")]
+    _, sync, _ = cf.read_header_meta(data)
+    assert len(data) == 508
+    assert cf.empty_capture_file(sync_marker=sync) == data
+    assert cf.write_capture_file(None, [], sync_marker=sync) == data
+
+
+def test_the_writer_records_a_received_event_as_azure_does_today(real_capture_dir: Path) -> None:
+    """Events of the 2022 files, as the hub would deliver them, encode to those files' very bytes."""
+    from azure.eventhub import EventData
+
+    from iotlib.capture.records import RecordEncoder
+
+    checked = 0
+    for name, data in _real_files(real_capture_dir).items():
+        _, _, end = cf.read_header_meta(data)
+        recs = list(cf.iter_records(data))
+        if not recs or "x-opt-enqueued-time" not in recs[0]["SystemProperties"]:
+            continue  # older files: an empty map, or x-opt-publisher (publisher endpoints)
+        encoder, encoded = RecordEncoder(), []
+        for r in recs:
+            sp = r["SystemProperties"]
+            ev = EventData(r["Body"])
+            annotations = {b"x-opt-sequence-number": r["SequenceNumber"], b"x-opt-offset": r["Offset"].encode(),
+                           b"x-opt-enqueued-time": sp["x-opt-enqueued-time"]}  # fmt: skip
+            if "x-opt-partition-key" in sp:
+                annotations[b"x-opt-partition-key"] = sp["x-opt-partition-key"].encode()
+            ev.raw_amqp_message.annotations = annotations
+            ev.raw_amqp_message.application_properties = {k.encode(): v for k, v in r["Properties"].items()}
+            encoded.append(encoder.encode(ev)[2])
+        ((count, raw, _),) = _blocks(data, end)
+        assert (count, b"".join(encoded)) == (len(recs), raw), name
+        checked += 1
+    assert checked == 2  # the two files of 2022
+
+
+def test_the_cold_store_reads_every_real_file_and_iotlibs_own(real_capture_dir: Path, tmp_path: Path) -> None:
+    from iotlib import coldstore
+
+    fmt, expected = cf.PathFormat(), []
+    for i, data in enumerate(_real_files(real_capture_dir).values()):
+        blob = fmt.name("ns", "hub", str(i), datetime(2024, 1, 1, tzinfo=UTC))
+        (tmp_path / blob).parent.mkdir(parents=True)
+        (tmp_path / blob).write_bytes(data)
+        expected += [(str(i), r["SequenceNumber"], r["Body"]) for r in cf.iter_records(data)]
+    ours = fmt.name("ns", "hub", "9", datetime(2024, 1, 1, tzinfo=UTC))
+    (tmp_path / ours).parent.mkdir(parents=True)
+    (tmp_path / ours).write_bytes(cf.write_capture_file(None, _records(5)))  # keyed and unkeyed events
+    expected += [("9", r["SequenceNumber"], r["Body"]) for r in _records(5)]
+    df, report = coldstore.load(tmp_path, decode=None, dedupe=False, with_report=True)
+    got = list(zip(df["partition_id"], df["sequence_number"], df["body"]))
+    assert sorted(got) == sorted(expected) and report.skipped == []
+    mine = df.filter(df["partition_id"] == "9").sort("sequence_number")
+    assert mine["partition_key"].to_list() == [None, "d1", None, "d3", None]
+    assert mine["enqueued_time"][1] == datetime(2024, 3, 1, 10, 0, 0, 950000, tzinfo=UTC)  # ms from SystemProperties

@@ -6,6 +6,7 @@ die. The invariant watched throughout: a checkpoint never names an event that is
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import threading
@@ -37,6 +38,7 @@ from capturekit import (
 import iotlib
 from iotlib.capture import CaptureWriter
 from iotlib.local import stack
+from iotlib.local.emulator import Emulator
 
 pytestmark = pytest.mark.slow
 
@@ -249,3 +251,109 @@ def _partitions(rows: list[dict], lo: float, hi: float) -> set[str]:
             if first < hi and last >= lo:
                 out.add(d["partitionId"])
     return out
+
+
+def _killed_owner(hub: Emulator, storage: str, names: dict[str, str], log: Path) -> int:
+    """A capture that read every event, stored none (a long window) and was killed -9 holding all partitions."""
+    sent = send(hub.connection_string, simulated(1200, seed=14))
+    args = [*_cli_args(names, expiry="2"), "--time-window", "900"]  # the last --time-window wins
+    dead = capture_process(hub.connection_string, storage, *args, log=log)
+    wait_for(
+        lambda: f"captured {sent:,} events" in log.read_text(),
+        f"captured {sent:,} events",
+        alive=dead,
+        log=log,
+        every=0.2,
+    )
+    dead.kill()
+    assert dead.wait(10) == -signal.SIGKILL
+    assert captured(storage, names["container"])[0] == set()  # nothing stored, nothing checkpointed
+    return sent
+
+
+def test_until_idle_waits_for_the_partitions_a_killed_capture_held(tmp_path: Path) -> None:
+    storage = iotlib.settings().storage_connection_string
+    names = _names()
+    log = tmp_path / "capture.log"
+    with private_hub(4) as hub:
+        sent = _killed_owner(hub, storage, names, log)
+        # The restart treats the dead owner's claims as valid for 15 s: it may take two partitions from
+        # it at once (its fair share), the other two only when the claims expire.
+        again = capture_process(hub.connection_string, storage, *_cli_args(names, "--until-idle", "1", expiry="15"),
+                                log=log)  # fmt: skip
+        assert again.wait(120) == 0, log.read_text()[-3000:]
+        expected = hub_ids(hub.connection_string)
+    got, duplicates, _ = captured(storage, names["container"])
+    assert len(expected) == sent and got == expected and duplicates == 0
+    assert "until idle: waiting for partition" in log.read_text()  # it did wait, and said for what
+
+
+def test_until_idle_names_the_partitions_it_could_not_catch_up(tmp_path: Path) -> None:
+    storage = iotlib.settings().storage_connection_string
+    names = _names()
+    log = tmp_path / "capture.log"
+    with private_hub(4) as hub:
+        _killed_owner(hub, storage, names, log)
+        # Claims valid for 10 minutes: the timeout comes first, with the partitions still held.
+        again = capture_process(
+            hub.connection_string, storage, *_cli_args(names, "--until-idle", "1", "--timeout", "10", expiry="600"),
+            log=log,
+        )  # fmt: skip
+        assert again.wait(120) == 1, log.read_text()[-3000:]
+    error = [line for line in log.read_text().splitlines() if line.startswith("iotlib capture: error:")]
+    assert len(error) == 1 and "not caught up by a live owner" in error[0], log.read_text()[-3000:]
+    assert "has not renewed its claim" in error[0] and "expires in" in error[0]
+    held = {m for m in "0123" if f"partition {m} (" in error[0]}
+    assert 1 <= len(held) <= 2  # the restart took its fair share (half) from the dead owner; the rest is named
+
+
+def test_sigterm_stops_within_its_grace_when_storage_hangs(tmp_path: Path) -> None:
+    """Storage frozen (SIGSTOP: connections open, nothing answers) while the breaker holds receiving: the first
+    SIGTERM ends capture within its shutdown timeout, saying what it could not store; nothing unstored is
+    checkpointed, and the next run captures it."""
+    st = stack.up(home=tmp_path / "stack", blob_port=0, services=("azurite",))  # our own Azurite: we freeze it
+    azurite = st.services["azurite"].pid
+    log = tmp_path / "capture.log"
+    try:
+        storage = st.settings().storage_connection_string
+        names = _names()
+        with private_hub(4) as hub:
+            sender = threading.Thread(target=send, args=(hub.connection_string, simulated(2000, seed=15)),
+                                      kwargs={"rate": 200})  # fmt: skip
+            sender.start()
+            args = [*_cli_args(names, "--shutdown-timeout", "5", "--breaker-warn", "2", "--breaker-trip", "4"),
+                    "--time-window", "900"]  # fmt: skip
+            proc = capture_process(hub.connection_string, storage, *args, log=log)
+            wait_for(
+                lambda: "captured 1" in log.read_text(), "captured 1", alive=proc, log=log, every=0.2
+            )  # events are arriving in open files
+            os.kill(azurite, signal.SIGSTOP)
+            try:
+                wait_for(
+                    lambda: "circuit breaker TRIPPED" in log.read_text(),
+                    "circuit breaker TRIPPED",
+                    alive=proc,
+                    log=log,
+                    every=0.2,
+                )
+                proc.send_signal(signal.SIGTERM)
+                code = proc.wait(5 + 60)  # the watchdog would end it at 5 + 20 s; it must end by itself
+            finally:
+                os.kill(azurite, signal.SIGCONT)
+            sender.join()
+            text = log.read_text()
+            assert code == 1, text[-3000:]
+            assert "stopping without flushing" not in text  # not the watchdog, not a second signal
+            line = [x for x in text.splitlines() if "events received were not stored when it stopped" in x]
+            assert len(line) == 1 and "next run captures them again" in line[0]
+            # nothing checkpointed beyond what is stored, and the next run stores the rest
+            with CheckpointWatch(storage, **names, every=0.1) as watch:
+                while watch.samples < 1:
+                    time.sleep(0.1)
+            assert watch.violations == []
+            final = capture_process(hub.connection_string, storage, *_cli_args(names, "--once"), log=log)
+            assert final.wait(90) == 0, log.read_text()[-3000:]
+            got, duplicates, _ = captured(storage, names["container"])
+            assert got == hub_ids(hub.connection_string) and len(got) == 2000 and duplicates == 0
+    finally:
+        stack.down(st.home)

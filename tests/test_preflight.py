@@ -75,3 +75,37 @@ def test_a_service_too_slow_to_answer_passes() -> None:
         finally:
             for peer in accepted:
                 peer.close()
+
+
+def _closed_port() -> int:
+    """A port nothing listens on (bound, then let go)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_stack_that_is_not_up_is_one_line_naming_both_endpoints() -> None:
+    hub_port, blob_port = _closed_port(), _closed_port()
+    settings = connections.Settings(
+        eventhub_connection_string=connections.eventhub_connection_string("localhost", hub_port),
+        storage_connection_string=connections.storage_connection_string("127.0.0.1", blob_port),
+        eventhub_name="telemetry",
+        source="this test",
+    )
+    with pytest.raises(EndpointError) as caught:
+        preflight.check(settings)
+    assert str(caught.value) == (
+        f"Event Hubs at localhost:{hub_port} and Blob storage at 127.0.0.1:{blob_port} do not answer "
+        "(connection refused): is the local stack up? Start it with `iotlib up` (`iotlib status` shows where it listens)"
+    )
+
+
+def test_endpoints_down_for_different_reasons_each_say_theirs() -> None:
+    down = [
+        (Endpoint("Event Hubs", "localhost", 5672), "connection refused"),
+        (Endpoint("Blob storage", "fabrikamcold.blob.core.windows.net", 443), "no answer within 4s"),
+    ]
+    assert reasons.unreachable_all(down) == (
+        "Event Hubs at localhost:5672 (connection refused) and Blob storage at fabrikamcold.blob.core.windows.net:443 "
+        "(no answer within 4s) do not answer: check the network and the connection string's endpoint"
+    )

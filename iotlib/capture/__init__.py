@@ -13,7 +13,8 @@ cold store written here reads like one written by Azure (and :mod:`iotlib.coldst
 **Format.** Avro object container files exactly as Azure writes them (:mod:`iotlib.capture.format`):
 record ``EventData`` of namespace ``Microsoft.ServiceBus.Messaging``, codec ``null`` (Azure's
 default ``Avro`` encoding) or ``deflate`` (``AvroDeflate``), ``EnqueuedTimeUtc`` as .NET text,
-``SystemProperties`` as the service stamps them, application properties in ``Properties``.
+``SystemProperties`` as Azure's Capture fills them today (partition key when the event had one,
+enqueued time in ms), application properties in ``Properties``.
 
 **Windows.** Per partition, a time window (Azure: 60-900 s, default 300; here 1-900 s) and a size
 window (Azure: 10-500 MB, default 300 MB; here from 1 KiB), whichever fills first. Time windows lie
@@ -21,7 +22,8 @@ on a fixed grid of *enqueued* time (multiples of the window since the epoch), so
 same windows. A window closes when an event of a later window arrives, when it reaches the size
 window, or — when no events come — ``grace`` seconds after its end by the wall clock.
 ``skip_empty_archives`` (default on) skips windows without events; off, each empty window gets the
-~500-byte header-only file Azure writes (from the moment the writer owns the partition on).
+508-byte file Azure writes (the header and one empty block; from the moment the writer owns the
+partition on).
 
 **Names.** ``{Namespace}/{EventHub}/{PartitionId}/{Year}/{Month}/{Day}/{Hour}/{Minute}/{Second}.avro``
 (or the placeholders in another order), zero-padded UTC. A window's file is named by the window's

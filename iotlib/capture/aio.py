@@ -9,6 +9,7 @@ its circuit breaker does not stop the others.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from typing import Any, Unpack
 from urllib.parse import urlparse
 
 from iotlib._eventloop import StoppableEngine
+from iotlib.capture import audit
 from iotlib.capture.options import CaptureOptions, CaptureParameters
 from iotlib.capture.report import CaptureFile, CaptureReport
 from iotlib.capture.run import CaptureRun
@@ -24,12 +26,13 @@ from iotlib.connections import EventHubConnection, StorageConnection, parse_conn
 from iotlib.errors import CaptureError, ConfigurationError
 from iotlib.hub.consumer import Consumer, Until
 from iotlib.hub.starting import needs_positions, resolve
+from iotlib.preflight import aio as preflight
 
 _LOG = logging.getLogger("iotlib.capture")
 LOCAL_NAMESPACE = "fabrikam"  # the namespace of iotlib's emulator (EmulatorConfig's default)
 _STORAGE_KWARGS: dict[str, Any] = {"retry_total": 0, "connection_timeout": 5, "read_timeout": 30}
 _STORE_KWARGS: dict[str, Any] = {"retry_total": 1, "connection_timeout": 5, "read_timeout": 30}
-#: Seconds the consumer may take to close beyond ``shutdown_timeout`` (it flushes each partition).
+#: Seconds the consumer may take to close once its partitions are flushed (the run's stop flushes them).
 _CLOSE_MARGIN = 15
 
 
@@ -63,6 +66,25 @@ class CaptureWriter(CaptureClient, StoppableEngine):
         self._run: CaptureRun | None = None
         self.on_file: Callable[[CaptureFile], None] | None = None
 
+    async def _audit(
+        self, checkpoints: dict[str, int], container: Any, report: CaptureReport, *, missing: bool
+    ) -> None:
+        """Report checkpoints ahead of storage (see :mod:`iotlib.capture.audit`); never fails the run.
+
+        ``checkpoints`` are those found before capture began; the check runs beside the capture (it reads
+        the hub for a few seconds), which cannot hide a loss: a blob written now never holds an event
+        checkpointed before."""
+        try:
+            ahead = await audit.checkpoints_ahead(
+                self.eventhub, container, self.options, checkpoints, container_was_missing=missing
+            )
+        except Exception as exc:  # noqa: BLE001 - a check, not the job
+            _LOG.warning("capture: could not check the checkpoints against storage: %s: %s", type(exc).__name__, exc)
+            return
+        report.checkpoints_ahead = ahead
+        if ahead:
+            _LOG.warning("capture: %s", audit.advice(ahead, self.options.container))
+
     async def run(
         self,
         *,
@@ -70,12 +92,18 @@ class CaptureWriter(CaptureClient, StoppableEngine):
         until_idle: float | None = None,
         timeout: float | None = None,
         progress: Callable[..., None] | None = None,
+        reset_checkpoints: bool = False,
     ) -> CaptureReport:
         """Capture until stopped; ``once``: until every event enqueued at the start is stored and checkpointed;
-        ``until_idle``: until no event came for that many seconds; ``timeout``: at most that long.
+        ``until_idle``: until no event came for that many seconds and every partition is caught up by a
+        live owner (:mod:`iotlib.hub.consumer`); ``timeout``: at most that long.
 
         Open windows are flushed (committed, then checkpointed) before it returns. ``progress`` is
-        called about twice a second with the report (see :mod:`iotlib.capture.progress`).
+        called about twice a second with the report (see :mod:`iotlib.capture.progress`). At start,
+        checkpoints that name events no blob holds (the container or a blob was deleted) are
+        reported (:mod:`iotlib.capture.audit`); ``reset_checkpoints`` deletes capture's checkpoints
+        first, so every partition starts again from ``starting_position`` (what is still stored is
+        skipped, not stored twice).
         """
         if until_idle is not None and until_idle <= 0:
             raise ConfigurationError(f"until_idle={until_idle!r} must be a positive number of seconds")
@@ -92,11 +120,22 @@ class CaptureWriter(CaptureClient, StoppableEngine):
         run = CaptureRun(opts, container, report, once=once, on_file=self.on_file)
         self._run = run
         consumer: Consumer | None = None
+        checking: asyncio.Task[None] | None = None
         try:
-            await run.prepare_container(container, create=opts.create_container)
+            # A stack that is not up, a wrong key or hub name: one line within seconds, not retries.
+            await preflight.check(self.eventhub, self.storage)  # EndpointError; the container is seen to below
+            missing = await run.prepare_container(container, create=opts.create_container)
             async with self.storage.service(**_STORE_KWARGS) as s2:
                 await run.prepare_container(s2.get_container_client(opts.checkpoint_container), create=True)
+            if reset_checkpoints:
+                deleted = await audit.reset_checkpoints(self.storage, self.eventhub, opts)
+                report.notes.append(f"reset: {deleted} checkpoint(s) deleted; every partition starts from "
+                                    f"{opts.starting_position!r}")  # fmt: skip
+                _LOG.warning("capture: %s", report.notes[-1])
             consumer = run.consumer = Consumer(self.eventhub, self.storage, opts, store_options=_STORE_KWARGS)
+            if not reset_checkpoints:
+                checkpoints = await consumer.stored_checkpoints()
+                checking = asyncio.create_task(self._audit(checkpoints, container, report, missing=missing))
             wanted = once or until_idle is not None or needs_positions(opts.starting_position)
             positions = await consumer.positions() if wanted else None
             start = resolve(opts.starting_position, positions)
@@ -113,15 +152,17 @@ class CaptureWriter(CaptureClient, StoppableEngine):
                 fail=CaptureError,
                 progress=tell,
             )
+            if checking is not None:  # a short run still says what the check found
+                await asyncio.wait_for(asyncio.shield(checking), audit.READ_TIMEOUT + 10)
         finally:
+            if checking is not None and not checking.done():
+                checking.cancel()
             run.is_stopping = True
             if consumer is not None:
                 try:
-                    await consumer.close(opts.shutdown_timeout + _CLOSE_MARGIN)
+                    await consumer.close(_CLOSE_MARGIN)
                 except TimeoutError:
-                    _LOG.warning(
-                        "capture: the consumer did not close within %.0f s", opts.shutdown_timeout + _CLOSE_MARGIN
-                    )
+                    _LOG.warning("capture: the consumer did not close within %.0f s", _CLOSE_MARGIN)
             await container.close()
             await service.close()
             report.stopped = datetime.now(UTC)

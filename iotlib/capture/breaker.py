@@ -64,6 +64,10 @@ class CircuitBreaker:
             self._event("cleared", "storage caught up")
             _LOG.warning("partition %s: storage caught up (%d frames buffered)", self.partition_id, self.buffered)
 
+    def wake(self) -> None:
+        """Make a stalled receiver look at its stop condition now (the run is stopping)."""
+        self._progress.set()
+
     def forget(self) -> None:
         """The partition dropped its buffered frames (handover, reset): nothing is pending any more."""
         self.buffered = 0

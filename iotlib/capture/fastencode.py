@@ -7,8 +7,8 @@ arrays in one compiled pass (numba, GIL released), byte for byte what the captur
 
 - ``SequenceNumber``; ``Offset`` as decimal text; ``EnqueuedTimeUtc`` as .NET invariant text
   with whole seconds (``1/6/2025 12:05:09 AM``);
-- ``SystemProperties``: ``x-opt-sequence-number``, ``x-opt-offset``, ``x-opt-enqueued-time``
-  (milliseconds) and ``x-opt-partition-key``, in that order;
+- ``SystemProperties`` as Azure's Capture writes them today: ``x-opt-partition-key``, then
+  ``x-opt-enqueued-time`` (milliseconds) — see :func:`iotlib.capture.format.system_properties`;
 - ``Properties``: the application properties :mod:`iotlib.ingest` sends with every event —
   ``DeviceId`` (the partition key), ``EventType``, ``EventTypeVersion`` (strings);
 - ``Body``: the bytes as sent.
@@ -24,8 +24,6 @@ from iotlib.errors import ValidationError
 from iotlib.fleet.events import EVENT_TYPE, EVENT_TYPE_VERSION
 from iotlib.fleet.fastjson import civil_from_days
 
-_KEY_SEQ = b"x-opt-sequence-number"
-_KEY_OFFSET = b"x-opt-offset"
 _KEY_ENQUEUED = b"x-opt-enqueued-time"
 _KEY_PARTITION = b"x-opt-partition-key"
 _LONG, _STRING = b"\x00", b"\x04"  # union branches of the map values: long, string
@@ -38,10 +36,8 @@ def _text(raw: bytes) -> bytes:
 def _constant_pieces(event_type: str, version: str) -> tuple[np.ndarray, ...]:
     """The bytes between the variable fields of a record, encoded once."""
     pieces = (
-        cf._zigzag(4) + _text(_KEY_SEQ) + _LONG,  # SystemProperties: 4 entries, first the sequence number
-        _text(_KEY_OFFSET) + _STRING,
+        cf._zigzag(2) + _text(_KEY_PARTITION) + _STRING,  # SystemProperties: 2 entries, first the partition key
         _text(_KEY_ENQUEUED) + _LONG,
-        _text(_KEY_PARTITION) + _STRING,
         b"\x00" + cf._zigzag(3) + _text(b"DeviceId") + _STRING,  # end of SystemProperties; Properties: 3
         _text(b"EventType")
         + _STRING
@@ -95,10 +91,10 @@ class RecordBatch:
         self.key_starts, self.body_starts = (np.ascontiguousarray(a, dtype=np.int64) for a in (keys[1], bodies[1]))
         self.pieces = _constant_pieces(event_type, event_type_version)
         self.starts = np.empty(n + 1, dtype=np.int64) if starts is None else starts[: n + 1]
-        p0, p1, p2, p3, p4, p5 = self.pieces
+        p0, p1, p2, p3 = self.pieces
         _sizes(
             self.seq, self.offset, self.ms, self.key_index, self.key_bytes, self.key_starts, self.body_bytes,
-            self.body_starts, p0, p1, p2, p3, p4, p5, self.starts,
+            self.body_starts, p0, p1, p2, p3, self.starts,
         )  # fmt: skip
 
     def __len__(self) -> int:
@@ -119,10 +115,10 @@ class RecordBatch:
         end = at + self.nbytes(lo, hi)
         if end > len(dest):
             raise ValidationError(f"RecordBatch.write: {end - at} bytes do not fit {len(dest) - at}")
-        p0, p1, p2, p3, p4, p5 = self.pieces
+        p0, p1, p2, p3 = self.pieces
         _write(
             self.seq, self.offset, self.ms, self.key_index, self.key_bytes, self.key_starts, self.body_bytes,
-            self.body_starts, p0, p1, p2, p3, p4, p5, self.starts, lo, hi, at - int(self.starts[lo]), dest,
+            self.body_starts, p0, p1, p2, p3, self.starts, lo, hi, at - int(self.starts[lo]), dest,
         )  # fmt: skip
         return end
 
@@ -240,8 +236,8 @@ def _put_dotnet(out, pos, ms):
 
 
 @nb.njit(cache=True, nogil=True)
-def _sizes(seq, offset, ms, key_index, key_buf, key_starts, body_buf, body_starts, p0, p1, p2, p3, p4, p5, starts):
-    const = len(p0) + len(p1) + len(p2) + len(p3) + len(p4) + len(p5)
+def _sizes(seq, offset, ms, key_index, key_buf, key_starts, body_buf, body_starts, p0, p1, p2, p3, starts):
+    const = len(p0) + len(p1) + len(p2) + len(p3)
     pos = 0
     second = -1
     tl = 0
@@ -255,7 +251,7 @@ def _sizes(seq, offset, ms, key_index, key_buf, key_starts, body_buf, body_start
         kl = key_starts[k + 1] - key_starts[k]
         bl = body_starts[i + 1] - body_starts[i]
         size = _varint_len(seq[i]) + _varint_len(od) + od + _varint_len(tl) + tl
-        size += _varint_len(seq[i]) + _varint_len(od) + od + _varint_len(ms[i]) + 2 * (_varint_len(kl) + kl)
+        size += _varint_len(ms[i]) + 2 * (_varint_len(kl) + kl)
         size += _varint_len(bl) + bl + const
         pos += size
     starts[len(seq)] = pos
@@ -275,8 +271,6 @@ def _write(
     p1,
     p2,
     p3,
-    p4,
-    p5,
     starts,
     lo,
     hi,
@@ -301,18 +295,13 @@ def _write(
         out[pos : pos + text_len] = text[:text_len]
         pos += text_len
         pos = _put_bytes(out, pos, p0, 0, len(p0))
-        pos = _put_varint(out, pos, seq[i])
+        pos = _put_varint(out, pos, kb - ka)
+        pos = _put_bytes(out, pos, key_buf, ka, kb)
         pos = _put_bytes(out, pos, p1, 0, len(p1))
-        pos = _put_varint(out, pos, od)
-        pos = _put_decimal(out, pos, offset[i], od)
-        pos = _put_bytes(out, pos, p2, 0, len(p2))
         pos = _put_varint(out, pos, ms[i])
+        pos = _put_bytes(out, pos, p2, 0, len(p2))
+        pos = _put_varint(out, pos, kb - ka)
+        pos = _put_bytes(out, pos, key_buf, ka, kb)
         pos = _put_bytes(out, pos, p3, 0, len(p3))
-        pos = _put_varint(out, pos, kb - ka)
-        pos = _put_bytes(out, pos, key_buf, ka, kb)
-        pos = _put_bytes(out, pos, p4, 0, len(p4))
-        pos = _put_varint(out, pos, kb - ka)
-        pos = _put_bytes(out, pos, key_buf, ka, kb)
-        pos = _put_bytes(out, pos, p5, 0, len(p5))
         pos = _put_varint(out, pos, bb - ba)
         pos = _put_bytes(out, pos, body_buf, ba, bb)

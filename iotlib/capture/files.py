@@ -6,6 +6,11 @@ block list is committed when the window closes. Frames are cut by size alone, ne
 events happened to arrive, so the same events always give the same bytes (with the sync
 marker derived from the blob name).
 
+Each file carries the MD5 of its bytes, hashed as its blocks are staged (in order), and the commit
+stores it as the blob's ``Content-MD5``: Avro's null codec has no checksum, so this is what lets a
+reader tell a blob's bytes from the ones committed. A file that extends a committed one continues
+that one's hash (a copy of its state), or, for a blob of an earlier run, re-reads it once.
+
 Block ids are ``<session><counter>``: 8 hex digits naming the writer session (one per
 partition claim) and an 8-digit counter, so every id has the same length (Azure requires it)
 and two writers racing on one blob never mix their uncommitted blocks.
@@ -13,6 +18,7 @@ and two writers racing on one blob never mix their uncommitted blocks.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -43,9 +49,13 @@ class ExistingFile:
     first_ms: int | None = None
     last_ms: int | None = None
     committed_ids: list[str] | None = None  # filled in when the writer extends it
+    content_md5: bytes | None = None  # the Content-MD5 stored with it, if any
+    md5: Any = None  # the hash state of its bytes, filled in when the writer extends it
 
     @classmethod
-    def from_properties(cls, name: str, etag: str, size: int, metadata: dict[str, str] | None) -> ExistingFile:
+    def from_properties(
+        cls, name: str, etag: str, size: int, metadata: dict[str, str] | None, content_md5: bytes | None = None
+    ) -> ExistingFile:
         meta = {k.lower(): v for k, v in (metadata or {}).items()}
 
         def number(key: str) -> int | None:
@@ -68,7 +78,10 @@ class ExistingFile:
         first, last, count = number("firstsequencenumber"), number("lastsequencenumber"), number("eventcount")
         if first is not None and first < 0:
             first = last = None
-        return cls(name, etag, size, first, last, count, millis("firstenqueuetime"), millis("lastenqueuetime"))
+        return cls(
+            name, etag, size, first, last, count, millis("firstenqueuetime"), millis("lastenqueuetime"),
+            content_md5=bytes(content_md5) if content_md5 else None,
+        )  # fmt: skip
 
     @property
     def known(self) -> bool:
@@ -106,6 +119,8 @@ class OpenFile:
     last_ms: int | None = None
     last_event: Any = None  # the EventData to checkpoint once committed
     cut_for_size: bool = False
+    md5: Any = field(default_factory=hashlib.md5)  # of the bytes staged so far, in order (None: unknown)
+    content_md5: bytes | None = None  # the digest once the file is closed, committed as Content-MD5
     # after commit
     committed: bool = False
     etag: str | None = None

@@ -15,14 +15,16 @@ module, and nothing else does:
 - :func:`format_enqueued_time` / :func:`parse_enqueued_time` — ``EnqueuedTimeUtc`` text. Azure
   writes .NET invariant-culture text with whole seconds (``12/8/2017 3:03:17 AM``); the parser
   also takes ISO 8601 with up to 7 fractional digits.
-- :func:`system_properties` — the ``SystemProperties`` map as the service fills it from the AMQP
-  message annotations: ``x-opt-sequence-number`` (long), ``x-opt-offset`` (string),
-  ``x-opt-enqueued-time`` (long, milliseconds since the Unix epoch) and ``x-opt-partition-key``
-  (string) when the event was sent with one. It carries the millisecond enqueued time that the
-  whole-second ``EnqueuedTimeUtc`` text loses.
+- :func:`system_properties` — the ``SystemProperties`` map as Azure's Capture writes it today (files
+  of 2022): ``x-opt-partition-key`` (string) when the event was sent with one, then
+  ``x-opt-enqueued-time`` (long, milliseconds since the Unix epoch). The sequence number and offset
+  are record fields, never in the map. It carries the millisecond enqueued time that the
+  whole-second ``EnqueuedTimeUtc`` text loses. (Older files carry an empty map, or
+  ``x-opt-publisher`` for publisher endpoints; readers take every variant.)
 - :func:`write_capture_file` — one Capture file from records, over fastavro, with the exact
   Azure schema text in its header; codec ``"null"`` (Azure's default ``Avro`` encoding) or
-  ``"deflate"`` (``AvroDeflate``); no records gives the header-only file of an empty window.
+  ``"deflate"`` (``AvroDeflate``); no records gives Azure's file of an empty window (the header
+  and one empty block: 508 bytes with codec ``null``, :func:`empty_capture_file`).
   :func:`sync_marker_for` derives the sync marker from the blob name, so a window replayed after
   a crash is written byte for byte again (same name, same bytes: an overwrite, not a second copy).
 - :func:`capture_header`, :func:`encode_record`, :func:`encode_block` — the same file built
@@ -42,7 +44,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
+import os
 import re
 import struct
 import zlib
@@ -67,6 +71,7 @@ __all__ = [
     "PathFormat",
     "capture_header",
     "capture_record",
+    "empty_capture_file",
     "encode_block",
     "encode_record",
     "format_enqueued_time",
@@ -401,19 +406,17 @@ class CaptureRecord(TypedDict):
 
 
 def system_properties(
-    sequence_number: int, offset: str | int, enqueued_time: datetime | int, partition_key: str | None = None
+    enqueued_time: datetime | int, partition_key: str | None = None
 ) -> dict[str, int | float | str | bytes]:
-    """``SystemProperties`` as Event Hubs fills them from the message annotations of a received event.
+    """``SystemProperties`` as Azure's Capture writes them: the partition key (when the event had one),
+    then the enqueued time in milliseconds — in that order, as in real files of 2022.
 
     ``enqueued_time`` is a datetime or, as the annotation carries it, milliseconds since the epoch.
     """
-    props: dict[str, int | float | str | bytes] = {
-        "x-opt-sequence-number": int(sequence_number),
-        "x-opt-offset": str(offset),
-        "x-opt-enqueued-time": enqueued_time if isinstance(enqueued_time, int) else epoch_millis(enqueued_time),
-    }
+    props: dict[str, int | float | str | bytes] = {}
     if partition_key is not None:
         props["x-opt-partition-key"] = partition_key
+    props["x-opt-enqueued-time"] = enqueued_time if isinstance(enqueued_time, int) else epoch_millis(enqueued_time)
     return props
 
 
@@ -436,7 +439,7 @@ def capture_record(
         "SequenceNumber": int(sequence_number),
         "Offset": str(offset),
         "EnqueuedTimeUtc": format_enqueued_time(enqueued_time),
-        "SystemProperties": system_properties(sequence_number, offset, enqueued_time, partition_key),
+        "SystemProperties": system_properties(enqueued_time, partition_key),
         "Properties": dict(properties or {}),
         "Body": body,
     }
@@ -482,7 +485,7 @@ def write_capture_file(
     """Write one Capture file; return its bytes when ``fo`` is None.
 
     ``codec`` is ``"null"`` (Azure's default ``Avro`` encoding) or ``"deflate"`` (``AvroDeflate``).
-    No records gives a header-only file, as Azure writes for an empty window. ``sync_marker``
+    No records gives the header and one empty block, as Azure writes for an empty window. ``sync_marker``
     (16 bytes) makes the output reproducible, e.g. derived from the blob name with
     :func:`sync_marker_for`; random otherwise. ``block_records`` caps the records per Avro block
     (default: fastavro's ~16 KB blocks).
@@ -492,19 +495,28 @@ def write_capture_file(
     if sync_marker is not None and len(sync_marker) != 16:
         raise ConfigurationError("sync_marker must be 16 bytes")
     parsed = fastavro.parse_schema(dict(schema))
-    marker = sync_marker or b""  # fastavro draws a random marker for b""
     buf = io.BytesIO()
+    marker = sync_marker or os.urandom(16)
+    rows: Iterator[Any] = iter(records)
+    first = next(rows, None)
+    if first is None:
+        data = empty_capture_file(codec=codec, sync_marker=marker, schema=schema)
+        if fo is None:
+            return data
+        fo.write(data)
+        return None
+    rows = itertools.chain([first], rows)
     if block_records:
         w = fastavro.write.Writer(buf, parsed, codec=codec, sync_interval=1 << 30, sync_marker=marker)
         n = 0
-        for rec in records:
+        for rec in rows:
             w.write(rec)
             n += 1
             if n % block_records == 0:
                 w.dump()
         w.flush()
     else:
-        fastavro.writer(buf, parsed, records, codec=codec, sync_marker=marker)
+        fastavro.writer(buf, parsed, rows, codec=codec, sync_marker=marker)
     data = _with_header_schema(buf.getvalue(), schema_json(schema))
     if fo is None:
         return data
@@ -606,13 +618,22 @@ def iter_records(data: bytes) -> Iterator[dict[str, Any]]:
 
 
 def capture_header(*, codec: str = "null", sync_marker: bytes, schema: Mapping[str, Any] = SCHEMA) -> bytes:
-    """The header of a Capture file (magic, ``avro.codec``, ``avro.schema``, sync marker).
+    """The header of a Capture file (magic, ``avro.codec``, ``avro.schema``, sync marker): 490 bytes
+    with codec ``null``, byte for byte the header of Azure's files for the same sync marker."""
+    if codec not in CODECS:
+        raise ConfigurationError(f"codec {codec!r} is not one of {', '.join(CODECS)}")
+    if len(sync_marker) != 16:
+        raise ConfigurationError("sync_marker must be 16 bytes")
+    meta = {"avro.codec": codec.encode(), "avro.schema": schema_json(schema).encode()}
+    return header_bytes(meta, sync_marker)
 
-    It is also the whole header-only file Azure writes for an empty window (about 500 bytes).
-    """
-    data = write_capture_file(None, [], codec=codec, schema=schema, sync_marker=sync_marker)
-    assert data is not None
-    return data
+
+def empty_capture_file(*, codec: str = "null", sync_marker: bytes, schema: Mapping[str, Any] = SCHEMA) -> bytes:
+    """The file Azure writes for a window without events: the header and one block of no records
+    (508 bytes with codec ``null``)."""
+    return capture_header(codec=codec, sync_marker=sync_marker, schema=schema) + encode_block(
+        b"", 0, codec=codec, sync_marker=sync_marker
+    )
 
 
 def encode_block(data: bytes, count: int, *, codec: str, sync_marker: bytes) -> bytes:

@@ -120,7 +120,7 @@ class CaptureOptions(ConsumerOptions):
     retry_backoff: tuple[float, float] = (0.5, 15.0)
     hard_error_grace: float = 60.0
     starting_position_inclusive: bool = False
-    shutdown_timeout: float = 60.0
+    shutdown_timeout: float = 30.0
     create_container: bool = True
 
     @classmethod

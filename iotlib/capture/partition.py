@@ -28,13 +28,14 @@ partition restarts from its checkpoint (and lists again).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import secrets
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from azure.storage.blob import BlobBlock, BlockState
+from azure.storage.blob import BlobBlock, BlockState, ContentSettings
 
 from iotlib.capture import format as cf
 from iotlib.capture.breaker import CircuitBreaker
@@ -142,6 +143,9 @@ class PartitionCapture:
         self.last_event_at = time.monotonic()
         self.caught_up = False
         self.broken: str | None = None
+        self.draining = False  # a stop is flushing: received events are left for the next run
+        self.stopped = False
+        self.in_flight: Any = None  # the storage operation under way
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
         self.task = asyncio.create_task(self._storage_loop(), name=f"capture-{partition_id}")
 
@@ -151,6 +155,8 @@ class PartitionCapture:
         """The receive callback's work for one batch (possibly empty: a quiet ``max_wait_time``)."""
         if self.broken:
             raise _PartitionReset(f"{self.where}: {self.broken}")
+        if self.draining:
+            return  # not stored, so not checkpointed: the next run reads them again
         if not events:
             await self._tick()
             return
@@ -177,6 +183,8 @@ class PartitionCapture:
                 if self.skipped_last is not None:
                     self._checkpoint_skipped()
                 f = await self._open(seq, ms, window)
+                if self.draining:
+                    return
                 if f is None:  # already stored
                     self.stats.skipped_stored += 1
                     self.skipped_last = event
@@ -187,6 +195,8 @@ class PartitionCapture:
                 self._stage_frame(f)
                 if self.breaker.buffered >= self.opts.breaker_trip:  # stall mid-batch: memory stays bounded
                     await self.breaker.wait_if_tripped(self._stalled_for_good)
+                    if self.draining:
+                        return
         if self.skipped_last is not None and self.open is None:
             self._checkpoint_skipped()
         self.stats.lag = max(0.0, time.time() - ms / 1000)
@@ -198,7 +208,7 @@ class PartitionCapture:
         await self.breaker.wait_if_tripped(self._stalled_for_good)
 
     def _stalled_for_good(self) -> bool:
-        return self.run.is_stopping or self.run.failed or self.broken is not None
+        return self.run.is_stopping or self.run.failed or self.broken is not None or self.draining
 
     async def _tick(self) -> None:
         """No event for ``max_wait_time``: close a window whose time is over, write empty windows."""
@@ -282,7 +292,7 @@ class PartitionCapture:
             blocks = await self._committed_blocks(prev)
             if blocks is not None and all(len(b) == BLOCK_ID_LENGTH for b in blocks):
                 prev.committed_ids = blocks
-                if self._can_extend(prev, ms):
+                if self._can_extend(prev, ms) and await self._hash_existing(prev):
                     return self._new_file(prev.name, window, extends=prev)
         name = await self._free_name(window, ms, {x.name for x in existing}, continuation=bool(before))
         return self._new_file(name, window)
@@ -303,7 +313,8 @@ class PartitionCapture:
                     continue
                 second = int(path.window_start.timestamp())
                 if window.start <= second < window.end:
-                    out.append(ExistingFile.from_properties(blob.name, blob.etag, blob.size, blob.metadata))
+                    md5 = blob.content_settings.content_md5 if blob.content_settings else None
+                    out.append(ExistingFile.from_properties(blob.name, blob.etag, blob.size, blob.metadata, md5))
             return out
 
         found = await self.retrier.call("list the window's blobs", listing)
@@ -327,6 +338,36 @@ class PartitionCapture:
     async def _download(self, name: str) -> bytes:
         stream = await self.run.container.get_blob_client(name).download_blob()
         return await stream.readall()
+
+    async def _hash_existing(self, x: ExistingFile) -> bool:
+        """Hash a committed blob's bytes (streamed) so a file extending it commits the MD5 of the whole.
+
+        False when it cannot be extended safely: it changed or vanished meanwhile, or its bytes do
+        not match the Content-MD5 stored with it (then a new file is started beside it).
+        """
+        from azure.core import MatchConditions
+
+        async def read() -> Any:
+            h = hashlib.md5()
+            stream = await self.run.container.get_blob_client(x.name).download_blob(
+                etag=x.etag, match_condition=MatchConditions.IfNotModified
+            )
+            async for chunk in stream.chunks():
+                h.update(chunk)
+            return h
+
+        try:
+            h = await self.retrier.call("read a blob to extend", read)
+        except (BlobMissing, StorageConflict):
+            return False
+        if x.content_md5 is not None and h.digest() != x.content_md5:
+            _LOG.warning(
+                "%s: %s does not match its Content-MD5 (its bytes changed after commit); not extending it",
+                self.where, x.name,
+            )  # fmt: skip
+            return False
+        x.md5 = h
+        return True
 
     async def _committed_blocks(self, x: ExistingFile) -> list[str] | None:
         async def get() -> list[str]:
@@ -381,6 +422,7 @@ class PartitionCapture:
             f.size = len(header)
             self._stage(f, header)
         else:
+            f.md5 = extends.md5.copy() if extends.md5 is not None else None
             f.size = extends.size
             f.count = extends.count or 0
             f.first_seq, f.first_ms = extends.first_seq, extends.first_ms
@@ -390,6 +432,8 @@ class PartitionCapture:
     def _stage(self, f: OpenFile, data: bytes) -> None:
         bid = block_id(self.session, self.counter)
         self.counter += 1
+        if f.md5 is not None:
+            f.md5.update(data)
         f.block_ids.append(bid)
         self.queue.put_nowait(_Stage(f, bid, data))
         self.breaker.add()
@@ -409,6 +453,7 @@ class PartitionCapture:
             return
         f.cut_for_size = reason == "size"
         self._stage_frame(f)
+        f.content_md5 = f.md5.digest() if f.md5 is not None else None
         self.queue.put_nowait(_Commit(f, reason))
         self.closed.append(f)
 
@@ -416,8 +461,9 @@ class PartitionCapture:
 
     async def _storage_loop(self) -> None:
         while True:
-            op = await self.queue.get()
+            op = self.in_flight = await self.queue.get()
             if op is _STOP:
+                self.in_flight = None
                 return
             try:
                 if isinstance(op, _Stage):
@@ -447,6 +493,9 @@ class PartitionCapture:
         if isinstance(f.extends, OpenFile) and not f.extends.committed:
             raise StorageConflict(f"{f.name}: the file it extends was not committed by this writer")
         row = self._row(f, reason)
+        content = (
+            {} if f.content_md5 is None else {"content_settings": ContentSettings(content_md5=bytearray(f.content_md5))}
+        )
         conditions: dict[str, Any] = {"if_none_match": "*"} if f.extends is None else {"etag": self._etag(f.extends)}
         if "etag" in conditions:
             from azure.core import MatchConditions
@@ -455,7 +504,7 @@ class PartitionCapture:
         for _attempt in range(3):
             try:
                 result = await self.retrier.call(
-                    "commit a file", blob.commit_block_list, blocks, metadata=row.metadata(), **conditions
+                    "commit a file", blob.commit_block_list, blocks, metadata=row.metadata(), **content, **conditions
                 )
             except StorageConflict:
                 decision = await self._resolve_conflict(f)
@@ -538,18 +587,19 @@ class PartitionCapture:
 
     async def _write_empty(self, window: Window) -> None:
         name = self._name(window.start)
-        marker = cf.sync_marker_for(name)
-        data = cf.capture_header(codec=self.opts.codec, sync_marker=marker)
+        data = cf.empty_capture_file(codec=self.opts.codec, sync_marker=cf.sync_marker_for(name))
         blob = self.run.container.get_blob_client(name)
         row = CaptureFile(
             file_url=blob.url, name=name, partition_id=self.pid, size_in_bytes=len(data), event_count=0,
             first_sequence_number=None, last_sequence_number=None, first_enqueue_time=None,
             last_enqueue_time=None, window_start=window.start_time, reason="empty", writer=self.session,
         )  # fmt: skip
+        content = ContentSettings(content_md5=bytearray(hashlib.md5(data).digest()))
         try:
             await self.retrier.call(
-                "write an empty window", blob.upload_blob, data, metadata=row.metadata(), overwrite=False
-            )
+                "write an empty window", blob.upload_blob, data, metadata=row.metadata(), overwrite=False,
+                content_settings=content,
+            )  # fmt: skip
         except StorageConflict:
             return  # a file for that window exists: it is not empty, or another writer wrote it
         self.run.report.add_file(row)
@@ -564,7 +614,7 @@ class PartitionCapture:
         self.stats.resets += 1
         self._drop_queue()
 
-    def _drop_queue(self) -> None:
+    def _drop_queue(self) -> int:
         dropped = 0
         while not self.queue.empty():
             op = self.queue.get_nowait()
@@ -575,30 +625,49 @@ class PartitionCapture:
             self.open = None
         self.stats.discarded += dropped
         self.breaker.forget()
+        return dropped
 
-    async def shutdown(self, *, flush: bool, timeout: float) -> None:
-        """Flush (commit the open file, then checkpoint) and stop the storage task; or drop everything at once."""
+    def _unstored(self) -> int:
+        """Events received into files that storage has not committed (queued, under way, or still open).
+
+        Only once the storage task has ended or been cancelled: it empties the queue.
+        """
+        ops = [self.queue.get_nowait() for _ in range(self.queue.qsize())] + [self.in_flight]
+        pending = sum(op.file.new_events for op in ops if isinstance(op, _Commit))
+        return pending + (self.open.new_events if self.open is not None else 0)
+
+    async def shutdown(self, *, flush: bool, timeout: float) -> int:
+        """Flush (commit the open file, then checkpoint) and stop the storage task, within ``timeout``; or
+        drop everything at once. Returns the events received but not stored: none of them is checkpointed,
+        so the next run captures them again. A second call (the client closing a drained partition) is a no-op.
+        """
+        if self.stopped:
+            return 0
+        self.stopped = self.draining = True
+        self.breaker.wake()
         self.stats.releases += 1
         if not flush or self.broken or self.run.failed:
-            self._drop_queue()
+            dropped = self._drop_queue()
             self.task.cancel()
-            return
+            return dropped
         self._close("shutdown")
         self.queue.put_nowait(_STOP)
         try:
             await asyncio.wait_for(asyncio.shield(self.task), timeout)
         except TimeoutError:
-            queued = [self.queue.get_nowait() for _ in range(self.queue.qsize())]  # the task is cancelled below
-            pending = sum(op.file.new_events for op in queued if isinstance(op, _Commit))
-            _LOG.warning(
-                "%s: storage did not take the last files within %.0f s; %d events not stored will be captured "
-                "again from the checkpoint on the next run", self.where, timeout, pending,
-            )  # fmt: skip
-            self.stats.discarded += pending
             self.task.cancel()
         except asyncio.CancelledError:
             self.task.cancel()
             raise
+        unstored = self._unstored()
+        if unstored:
+            why = self.retrier.last_error or "storage did not answer"
+            _LOG.warning(
+                "%s: %d events received were not stored (%s; gave up after %.0f s); nothing past what is stored "
+                "is checkpointed, so the next run captures them again", self.where, unstored, why, timeout,
+            )  # fmt: skip
+            self.stats.discarded += unstored
+        return unstored
 
     @property
     def idle(self) -> bool:

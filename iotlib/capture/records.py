@@ -2,9 +2,10 @@
 
 - ``SequenceNumber``, ``Offset``, ``EnqueuedTimeUtc`` (.NET text, whole seconds) from the
   service annotations the event arrived with.
-- ``SystemProperties``: what the service stamped (:func:`iotlib.capture.format.system_properties`:
-  sequence number, offset, enqueued time in ms, partition key when the event had one), plus any
-  other message annotation the message carried (e.g. a sender's own, or IoT Hub's ``iothub-*``).
+- ``SystemProperties``: as Azure's Capture writes them today
+  (:func:`iotlib.capture.format.system_properties`: the partition key when the event had one, then
+  the enqueued time in ms; the sequence number and offset are record fields only), plus any other
+  message annotation the message carried (e.g. a sender's own, or IoT Hub's ``iothub-*``).
 - ``Properties``: the application properties.
 - ``Body``: the data section(s) as sent; a message with an AMQP value or sequence body (rare for
   Event Hubs) is written as its JSON text.
@@ -59,7 +60,7 @@ class RecordEncoder:
         enqueued = ann[_ENQUEUED]
         ms = enqueued if isinstance(enqueued, int) else cf.epoch_millis(enqueued)
         key = ann.get(_KEY)
-        system = cf.system_properties(seq, offset, ms, None if key is None else _text(key))
+        system = cf.system_properties(ms, None if key is None else _text(key))
         if len(ann) > 3 + (key is not None):
             for k, v in ann.items():
                 if k not in _SERVICE:

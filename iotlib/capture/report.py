@@ -114,6 +114,11 @@ class CaptureReport:
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     stop_reason: str = ""
+    #: Per partition, events received that a stop could not store within ``shutdown_timeout`` (not
+    #: checkpointed: the next run captures them again).
+    unstored: dict[str, int] = field(default_factory=dict)
+    #: Checkpoints found at start naming events no blob holds (see :mod:`iotlib.capture.audit`).
+    checkpoints_ahead: list[Any] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     _t0: float = field(default_factory=time.monotonic, repr=False, compare=False)
 
@@ -226,6 +231,16 @@ class CaptureReport:
             lines.append("  breaker: " + ", ".join(f"{k} {v}x" for k, v in counts.items()))
         if self.retries:
             lines.append("  storage retries: " + ", ".join(f"{k} {v}" for k, v in sorted(self.retries.items())))
+        if self.unstored:
+            lines.append(
+                f"  not stored: {sum(self.unstored.values()):,} events received when it stopped ("
+                + ", ".join(
+                    f"partition {p}: {n:,}" for p, n in sorted(self.unstored.items(), key=lambda kv: _pid_key(kv[0]))
+                )
+                + "); not checkpointed either, so the next run captures them again"
+            )
+        for a in self.checkpoints_ahead:
+            lines.append(f"  warning: {a} (not captured again; see --reset-checkpoints)")
         for e in self.errors:
             lines.append(f"  error: {e}")
         for n in self.notes:

@@ -7,6 +7,7 @@ writer holds — and hands each owned partition's batches to its
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -74,8 +75,9 @@ class CaptureRun:
             self.failure = exc
             _LOG.error("capture stops: %s", exc)
 
-    async def prepare_container(self, client: ContainerClient, *, create: bool) -> None:
+    async def prepare_container(self, client: ContainerClient, *, create: bool) -> bool:
         """Check the container is there (create it if asked and missing); a clear error otherwise.
+        True when it was missing (and was created).
 
         Existence is checked first, so credentials that may write blobs but not create containers
         (a container SAS) work with a container that exists.
@@ -85,10 +87,10 @@ class CaptureRun:
                           hard_error_grace=0, on_retry=self.report.add_retry, report_once=lambda _: False)  # fmt: skip
         try:
             await retrier.call("find the container", client.get_container_properties)
-            return
+            return False
         except StorageFatal as exc:
             if exc.reason != CONTAINER_GONE:
-                raise CaptureError(f"container {client.container_name!r}: {exc}") from exc
+                raise CaptureError(f"container {client.container_name!r}: {exc.reason or exc}") from exc
             if not create:
                 raise CaptureError(
                     f"container {client.container_name!r} does not exist; create it or pass create_container=True"
@@ -100,6 +102,7 @@ class CaptureRun:
             pass  # created meanwhile by someone else
         except StorageFatal as exc:
             raise CaptureError(f"container {client.container_name!r} could not be created: {exc}") from exc
+        return True
 
     # --- the consumer's callbacks ----------------------------------------------------
 
@@ -117,7 +120,9 @@ class CaptureRun:
         if p is None:
             return
         flush = reason == CloseReason.SHUTDOWN
-        await p.shutdown(flush=flush, timeout=self.options.shutdown_timeout)
+        unstored = await p.shutdown(flush=flush, timeout=self.options.shutdown_timeout)
+        if unstored and flush:
+            self.report.unstored[pid] = self.report.unstored.get(pid, 0) + unstored
         _LOG.info("capture: released partition %s (%s)", pid, "shutdown" if flush else "ownership lost or reset")
 
     async def on_batch(self, context: Any, events: list[Any]) -> None:
@@ -158,12 +163,22 @@ class CaptureRun:
                 return "once: everything enqueued at the start is stored"
         return None
 
-    def stopping(self) -> None:
+    async def stopping(self) -> None:
+        """Flush every owned partition at once, within ``shutdown_timeout``, before the client closes:
+        a stop takes that long at most even when storage does not answer (then what was not stored is
+        counted in :attr:`CaptureReport.unstored`, and never checkpointed)."""
         self.is_stopping = True
+        parts = list(self.partitions.values())
+        timeout = self.options.shutdown_timeout
+        counts = await asyncio.gather(*(p.shutdown(flush=True, timeout=timeout) for p in parts))
+        for p, n in zip(parts, counts):
+            if n and not (p.broken or self.failed):
+                self.report.unstored[p.pid] = self.report.unstored.get(p.pid, 0) + n
 
     def caught_up(self) -> bool:
-        """Some partitions are owned and each one's client had nothing more to give at its last look."""
-        return bool(self.partitions) and all(p.caught_up for p in self.partitions.values())
+        """Each owned partition's client had nothing more to give at its last look (the consumer checks
+        the partitions it does not own: :meth:`iotlib.hub.consumer.Consumer.settle`)."""
+        return all(p.caught_up for p in self.partitions.values())
 
     def once_done(self, stored: dict[str, int]) -> bool:
         if not self.targets:

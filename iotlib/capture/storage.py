@@ -76,7 +76,10 @@ def classify(exc: BaseException) -> tuple[str, str]:
             return HARD, CONTAINER_GONE
         return NOT_FOUND, code or "not found"
     if isinstance(exc, ClientAuthenticationError) or status == 403:
-        return HARD, f"storage refused the credentials ({code or 'HTTP 403'}): check the storage connection string"
+        return (
+            HARD,
+            f"storage refused the credentials ({code or 'HTTP 403'}): check the storage connection string (IOTLIB_STORAGE_CONNECTION_STRING)",
+        )
     if (
         isinstance(exc, HttpResponseError)
         and status == 400

@@ -40,15 +40,20 @@ class CaptureWriter(CaptureClient, EngineThread):
         once: bool = False,
         until_idle: float | None = None,
         timeout: float | None = None,
+        reset_checkpoints: bool = False,
     ) -> CaptureReport:
         """Capture until :meth:`stop` (or Ctrl-C), ``once``, ``until_idle`` seconds without events, or ``timeout``.
 
         ``once``: until every event enqueued when it started is stored and checkpointed.
+        ``until_idle``: until quiet that long with every partition caught up by a live owner.
         Open windows are flushed before it returns. ``progress=True`` shows a tqdm bar with
-        per-partition counts (or pass a callable ``f(report, final=...)``). Raises :class:`~iotlib.errors.CaptureError` if storage failed hard.
+        per-partition counts (or pass a callable ``f(report, final=...)``). ``reset_checkpoints``
+        starts every partition again from ``starting_position`` (after a lost container: see
+        :mod:`iotlib.capture.audit`). Raises :class:`~iotlib.errors.CaptureError` if storage failed hard.
         """
         bar = progress if callable(progress) else Progress() if progress else None
         report: CaptureReport = self._run_engine(
-            "iotlib-capture", once=once, until_idle=until_idle, timeout=timeout, progress=bar
-        )
+            "iotlib-capture", once=once, until_idle=until_idle, timeout=timeout, progress=bar,
+            reset_checkpoints=reset_checkpoints,
+        )  # fmt: skip
         return report

@@ -8,11 +8,15 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from iotlib.cli.arguments import seconds
+
+#: Seconds beyond the shutdown timeout a signalled capture may take before the process ends regardless.
+_STOP_MARGIN = 20.0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -50,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--write-empty-archives",
         action="store_true",
-        help="write Azure's header-only file for windows without events (skipEmptyArchives off)",
+        help="write Azure's empty file (header, one empty block) for windows without events (skipEmptyArchives off)",
     )
     p.add_argument("--frame-size", default="64KB", help="bytes of records per Avro block / blob block (default 64KB)")
     p.add_argument("--breaker-warn", type=int, default=200, help="buffered frames that log a warning (default 200)")
@@ -70,9 +74,24 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=seconds,
         default=None,
         metavar="DURATION",
-        help="stop after this many seconds without events",
+        help="stop after this many seconds without events, once every partition is caught up by a live owner "
+        "(partitions a killed process held are waited for until its claim expires; exit 1 naming any that are not)",
     )
     p.add_argument("--timeout", type=seconds, default=None, metavar="DURATION", help="stop after this long at most")
+    p.add_argument(
+        "--shutdown-timeout",
+        type=seconds,
+        default=30.0,
+        metavar="DURATION",
+        help="seconds a stop (Ctrl-C, SIGTERM, the end of --once or --until-idle) may spend storing the open windows; "
+        "what storage has not taken by then is left for the next run, never checkpointed (default 30)",
+    )
+    p.add_argument(
+        "--reset-checkpoints",
+        action="store_true",
+        help="delete capture's checkpoints first, so every partition starts again from --starting-position: to "
+        "capture again what a deleted container lost (events still stored are skipped, not stored twice)",
+    )
     p.add_argument(
         "--events-out", type=Path, default=None, help="append a CaptureFileCreated event (a JSON line) per file written"
     )
@@ -111,6 +130,7 @@ def _capture(args: argparse.Namespace) -> int:
         starting_position=parse_starting_position(args.starting_position),
         load_balancing_interval=args.load_balancing_interval,
         ownership_expiry=args.ownership_expiry,
+        shutdown_timeout=args.shutdown_timeout,
     )
     engine = writer._engine  # noqa: SLF001 - the CLI wires its own per-file and progress hooks
     events_out = open(args.events_out, "a", buffering=1) if args.events_out else None  # noqa: SIM115
@@ -125,14 +145,25 @@ def _capture(args: argparse.Namespace) -> int:
         engine.on_file = on_file
 
     signals = {"count": 0}
+    grace = writer.options.shutdown_timeout
+
+    def stop_now(why: str) -> None:  # what was not stored was not checkpointed: the next run captures it
+        print(f"iotlib capture: {why}: stopping without flushing; what was not stored is captured again next run",
+              file=sys.stderr, flush=True)  # fmt: skip
+        os._exit(130)
 
     def on_signal(signum: int, _frame: Any) -> None:
         signals["count"] += 1
-        if signals["count"] > 1:  # second signal: stop now; what was not stored is captured again next run
-            print("iotlib capture: stopping without flushing", file=sys.stderr, flush=True)
-            os._exit(130)
-        print(f"iotlib capture: {signal.Signals(signum).name}: flushing open windows, then stopping "
-              "(send it again to stop at once)", file=sys.stderr)  # fmt: skip
+        if signals["count"] > 1:
+            stop_now("second signal")
+        print(f"iotlib capture: {signal.Signals(signum).name}: storing open windows (at most {grace:g} s), then "
+              "stopping (send it again to stop at once)", file=sys.stderr, flush=True)  # fmt: skip
+        # Whatever hangs, the process ends: the flush is bounded by the grace, closing by a margin beyond it.
+        watchdog = threading.Timer(
+            grace + _STOP_MARGIN, stop_now, args=(f"not stopped {grace + _STOP_MARGIN:g} s after the signal",)
+        )
+        watchdog.daemon = True
+        watchdog.start()
         writer.stop()
 
     signal.signal(signal.SIGINT, on_signal)
@@ -148,11 +179,17 @@ def _capture(args: argparse.Namespace) -> int:
         flush=True,
     )
     try:
-        report = writer.run(once=args.once, until_idle=args.until_idle, timeout=args.timeout, progress=progress)
+        report = writer.run(once=args.once, until_idle=args.until_idle, timeout=args.timeout, progress=progress,
+                            reset_checkpoints=args.reset_checkpoints)  # fmt: skip
     finally:
         if events_out is not None:
             events_out.close()
     print(report.summary(), flush=True)
+    if report.unstored:
+        print(f"iotlib capture: {sum(report.unstored.values()):,} events received were not stored when it stopped "
+              "(storage did not take them); nothing past what is stored is checkpointed, so the next run captures "
+              "them again", file=sys.stderr)  # fmt: skip
+        return 1
     return 0
 
 

@@ -33,6 +33,9 @@ class LoadParameters(TypedDict, total=False):
     - ``dedupe``: keep one row per (namespace, eventhub, partition_id, sequence_number) (default on);
     - ``errors``: ``"raise"`` (default) at a truncated or corrupted blob, ``"skip"`` to leave it out
       and list it in the report;
+    - ``verify_md5``: check each blob's bytes against the Content-MD5 stored with it, when it has
+      one (``iotlib capture`` commits one per file; Avro's null codec has no checksum of its own);
+      a mismatch is a corrupted blob (default on);
     - ``cache``: a local folder for the Parquet cache (:mod:`iotlib.coldstore.cache`);
     - ``path_format``: Capture's blob-name format, if not Azure's default;
     - ``columns``: only these columns (cheaper to decode and to read from the cache);
@@ -49,6 +52,7 @@ class LoadParameters(TypedDict, total=False):
     decode: Decode | None
     dedupe: bool
     errors: Errors
+    verify_md5: bool
     cache: str | os.PathLike[str] | None
     path_format: str | cf.PathFormat
     decoder: Decoder
@@ -82,6 +86,7 @@ class LoadOptions:
     decode: Decode = "json"
     dedupe: bool = True
     errors: Errors = "raise"
+    verify_md5: bool = True
     decoder: Decoder = "auto"
     path_format: cf.PathFormat = field(default_factory=cf.PathFormat)
     workers: int = field(default_factory=lambda: max(2, os.cpu_count() or 2))
@@ -136,6 +141,7 @@ def load_options(**parameters: Unpack[LoadParameters]) -> LoadOptions:
         decode=decode,
         dedupe=bool(p.get("dedupe", True)),
         errors=errors,
+        verify_md5=bool(p.get("verify_md5", True)),
         decoder=decoder,
         path_format=path_format if isinstance(path_format, cf.PathFormat) else cf.PathFormat(path_format),
         workers=workers or max(2, os.cpu_count() or 2),

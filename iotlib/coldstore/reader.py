@@ -104,7 +104,8 @@ def _read_and_decode(src: Source, blobs: list[Candidate], opts: LoadOptions, rep
             ThreadPoolExecutor(io_workers, thread_name_prefix="coldstore-io") as io,
             ThreadPoolExecutor(opts.workers, thread_name_prefix="coldstore-decode") as cpu,
         ):
-            downloads = [io.submit(src.read, c.info.name) for c in blobs]
+            verified = src.stats.verified
+            downloads = [io.submit(src.read, c.info.name, verify=opts.verify_md5) for c in blobs]
             for i, (cand, fut) in enumerate(zip(blobs, downloads)):
                 name = cand.info.name
                 try:
@@ -139,6 +140,7 @@ def _read_and_decode(src: Source, blobs: list[Candidate], opts: LoadOptions, rep
                     continue
                 frames.extend(parts)
                 bars.decoded(sum(p.height for p in parts))
+            report.blobs_verified = src.stats.verified - verified
     finally:
         bars.close()  # an error then starts a line of its own
     return frames

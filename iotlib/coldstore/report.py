@@ -25,6 +25,7 @@ class LoadReport:
     blobs_pruned: list[str] = field(default_factory=list)
     blobs_read: list[str] = field(default_factory=list)
     bytes_read: int = 0
+    blobs_verified: int = 0  # whose bytes matched the Content-MD5 stored with them
     empty_blobs: list[str] = field(default_factory=list)
     generic_blobs: list[str] = field(default_factory=list)
     skipped: list[SkippedBlob] = field(default_factory=list)
@@ -41,7 +42,8 @@ class LoadReport:
     def summary(self) -> str:
         lines = [
             f"{self.source}: {self.events:,} events from {len(self.blobs_read)} blobs "
-            f"({self.bytes_read / 1e6:,.1f} MB; {len(self.empty_blobs)} header-only)",
+            f"({self.bytes_read / 1e6:,.1f} MB; {len(self.empty_blobs)} header-only"
+            + (f"; {self.blobs_verified} checked against their Content-MD5)" if self.blobs_verified else ")"),
             f"listing: {len(self.prefixes_walked)} folder walks + {len(self.prefixes_listed)} prefix listings, "
             f"{self.blobs_listed} blobs listed, {len(self.blobs_pruned)} pruned by name",
             f"decoded {self.events_decoded:,}; outside range {self.events_outside_range:,}; "

@@ -5,11 +5,13 @@ Both expose the same three operations the loader needs, and count what they did 
 
 - ``walk(prefix)`` — one level below ``prefix`` (a "folder" listing with delimiter ``/``);
 - ``list(prefix)`` — every blob whose name starts with ``prefix``;
-- ``read(name)`` — a blob's bytes.
+- ``read(name, verify=...)`` — a blob's bytes; with ``verify``, checked against the Content-MD5
+  stored with the blob when it has one (a :class:`~iotlib.errors.ColdStoreError` otherwise).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from dataclasses import dataclass, field
@@ -35,11 +37,33 @@ class SourceStats:
     walked: list[str] = field(default_factory=list)
     listed: list[str] = field(default_factory=list)
     downloaded: list[str] = field(default_factory=list)
+    verified: int = 0  # blobs whose bytes matched their Content-MD5
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add_download(self, name: str, size: int) -> None:
         with self._lock:
             self.downloaded.append(name)
+
+    def add_verified(self) -> None:
+        with self._lock:
+            self.verified += 1
+
+
+def check_md5(data: bytes, stored: bytes | bytearray | None) -> bool:
+    """True when ``stored`` (a Content-MD5) is there and ``data`` matches it.
+
+    A mismatch (bytes changed after the blob was written) raises :class:`~iotlib.errors.ColdStoreError`
+    naming both digests.
+    """
+    if not stored:
+        return False
+    actual = hashlib.md5(data).digest()
+    if actual != bytes(stored):
+        raise ColdStoreError(
+            f"its bytes do not match the Content-MD5 stored with it (stored {bytes(stored).hex()}, "
+            f"read {actual.hex()}): corrupted after it was written"
+        )
+    return True
 
 
 class Source(Protocol):
@@ -48,7 +72,7 @@ class Source(Protocol):
 
     def walk(self, prefix: str) -> tuple[list[str], list[BlobInfo]]: ...
     def list(self, prefix: str) -> list[BlobInfo]: ...
-    def read(self, name: str) -> bytes: ...
+    def read(self, name: str, *, verify: bool = True) -> bytes: ...
 
 
 class LocalDirectory:
@@ -98,7 +122,8 @@ class LocalDirectory:
                 dirnames[:] = [d for d in dirnames if d.startswith(start)]
         return sorted(out, key=lambda b: b.name)
 
-    def read(self, name: str) -> bytes:
+    def read(self, name: str, *, verify: bool = True) -> bytes:
+        """The file's bytes (a local file has no Content-MD5: nothing to verify)."""
         try:
             data = (self.root / name).read_bytes()
         except OSError as exc:
@@ -134,7 +159,8 @@ class LocalFile:
         self.stats.listed.append(prefix)
         return [self.info()] if self.path.name.startswith(prefix) else []
 
-    def read(self, name: str) -> bytes:
+    def read(self, name: str, *, verify: bool = True) -> bytes:
+        """The file's bytes (a local file has no Content-MD5: nothing to verify)."""
         try:
             data = self.path.read_bytes()
         except OSError as exc:
@@ -174,9 +200,16 @@ class BlobContainer:
         items = self._call(lambda: list(self.client.list_blobs(name_starts_with=prefix or None)))
         return [BlobInfo(b.name, b.size, str(b.etag)) for b in items]
 
-    def read(self, name: str) -> bytes:
-        data = self._call(lambda: self.client.download_blob(name, max_concurrency=4).readall())
+    def read(self, name: str, *, verify: bool = True) -> bytes:
+        def download() -> tuple[bytes, Any]:
+            stream = self.client.download_blob(name, max_concurrency=4)
+            settings = stream.properties.content_settings
+            return stream.readall(), settings.content_md5 if settings else None
+
+        data, md5 = self._call(download)
         self.stats.add_download(name, len(data))
+        if verify and check_md5(data, md5):  # the MD5 of the blob as downloaded, not as listed
+            self.stats.add_verified()
         return data
 
     def _call(self, fn: Any) -> Any:

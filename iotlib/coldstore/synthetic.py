@@ -6,7 +6,7 @@ follow the scenario's ``NoErrorsExpected`` simulator: each device starts at a wh
 0-24 and random-walks by up to ±2 per reading, one reading a minute with ±10 % jitter, devices
 staggered over the first minute. Partition = CRC32 of the device id modulo the partition
 count; each partition's events are cut into aligned capture windows, one file per window
-(header-only when empty, as Azure does by default). ``crash_replays`` re-captures the tail of
+(Azure's empty-window file when empty: the header and one empty block). ``crash_replays`` re-captures the tail of
 some windows into the next window's file, as an at-least-once writer does after a crash
 between committing a blob and checkpointing: the same events (same sequence numbers) in two
 files.

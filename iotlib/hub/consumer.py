@@ -6,13 +6,25 @@ ownership records in the checkpoint container). :meth:`Consumer.run` receives in
 own and looks at the stop conditions every :data:`POLL_INTERVAL` seconds until one holds; the
 engine supplies the callbacks and a ``tick`` (its own stop conditions and periodic work) through
 the :class:`Engine` protocol.
+
+**Until idle** means every partition of the hub is caught up by a live owner, not only the ones this
+consumer happens to hold: after a ``kill -9`` the dead process's ownership records stay valid until
+they expire (``ownership_expiry``, 60 s by default), and only then may a live consumer take its
+partitions. So once this consumer is quiet and caught up it looks at each other partition: one whose
+checkpoint is at the hub's last event is done; one held by another consumer that renews its claim
+is that consumer's; any other (an owner that stopped renewing, or none) is waited for — the load
+balancer claims it when its claim expires and it is read like the rest. If that does not happen
+(nothing changes for longer than the claim expiry plus two balancing rounds and the idle time, or
+``timeout`` comes first) the run fails, naming the partitions that are not caught up.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
+import logging
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypedDict
@@ -23,10 +35,15 @@ from iotlib.errors import ConfigurationError, IotlibError
 from iotlib.hub.partitions import EMPTY, PartitionPosition, partition_positions
 from iotlib.hub.starting import SdkPosition, StartingPosition, check_starting_position
 
+_LOG = logging.getLogger("iotlib.hub")
 #: Seconds between looks at the stop conditions.
 POLL_INTERVAL = 0.1
 #: Seconds between progress callbacks.
 PROGRESS_INTERVAL = 0.5
+#: Seconds between looks at the other partitions (ownership, checkpoints, positions) while idle.
+SETTLE_INTERVAL = 1.0
+#: Seconds the client may take to close (each partition's close callback, then its ownership released).
+CLOSE_TIMEOUT = 15.0
 
 
 class Engine(Protocol):
@@ -45,8 +62,9 @@ class Engine(Protocol):
         """Whether ``until_idle`` may stop now (the client has nothing more to give)."""
         ...
 
-    def stopping(self) -> None:
-        """Called once the loop ends, before the client closes (and closes each partition)."""
+    def stopping(self) -> Awaitable[None] | None:
+        """Called once the loop ends, before the client closes (and closes each partition); a
+        coroutine function is awaited (e.g. to flush what the engine holds, within its own time limit)."""
         ...
 
 
@@ -126,6 +144,40 @@ class Until:
     floor: Mapping[str, int] | None = None
 
 
+@dataclass(frozen=True)
+class Unsettled:
+    """A partition that is not caught up by a live owner, and why (for the user)."""
+
+    partition_id: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"partition {self.partition_id} ({self.reason})"
+
+
+class _Renewals:
+    """Which ownership records are renewed while we watch: a live owner renews its claim every
+    load-balancing round; a dead one's record stays as it was until it expires."""
+
+    def __init__(self) -> None:
+        self.first: dict[str, tuple[str, float]] = {}  # partition -> (owner, last modified) when first seen
+        self.live: set[tuple[str, str]] = set()  # (partition, owner) seen renewing
+
+    def see(self, record: Mapping[str, Any]) -> bool:
+        """Record one ownership record; True when its owner has renewed it since we first saw it."""
+        pid, owner, modified = record["partition_id"], record.get("owner_id") or "", record["last_modified_time"]
+        if (pid, owner) in self.live:
+            return True
+        seen = self.first.get(pid)
+        if seen is None or seen[0] != owner:
+            self.first[pid] = (owner, modified)
+            return False
+        if modified > seen[1]:
+            self.live.add((pid, owner))
+            return True
+        return False
+
+
 class Consumer:
     """A consumer group of one event hub, with a Blob checkpoint store."""
 
@@ -152,6 +204,9 @@ class Consumer:
         #: The partitions this consumer owns now, and the newest sequence number received from each.
         self.owned: set[str] = set()
         self.received: dict[str, int] = {}
+        #: Partitions not caught up by a live owner at the last look (``until_idle`` waits for them).
+        self.unsettled: list[Unsettled] = []
+        self._renewals = _Renewals()
 
     async def positions(self, partition_ids: list[str] | None = None) -> dict[str, PartitionPosition]:
         """Where each partition stands now (one round trip for all)."""
@@ -189,8 +244,47 @@ class Consumer:
                 floor[pid] = now.last_enqueued_sequence_number
         return floor
 
-    def _reached(self, floor: Mapping[str, int] | None) -> bool:
-        return floor is None or all(self.received.get(p, EMPTY) >= floor[p] for p in self.owned if p in floor)
+    @property
+    def ownership_expiry(self) -> float:
+        """Seconds after its last renewal that a claim expires (the SDK's default: 6 balancing rounds)."""
+        return self.options.ownership_expiry or 6 * self.options.load_balancing_interval
+
+    async def settle(self, floor: Mapping[str, int] | None) -> list[Unsettled]:
+        """The partitions of the hub not caught up by a live owner (none: the group is idle).
+
+        Ours must have been read to ``floor`` (what the hub held at the start), counting a
+        checkpoint another consumer left there; every other must be checkpointed at the hub's last
+        event or held by an owner seen renewing its claim.
+        """
+        positions = await self.positions()
+        checkpoints = await self.stored_checkpoints()
+        now = time.time()
+        records = {r["partition_id"]: r for r in await self.ownership()}
+        mine = {records[p].get("owner_id") for p in self.owned if p in records}
+        out = []
+        for pid, pos in positions.items():
+            done = max(self.received.get(pid, EMPTY), checkpoints.get(pid, EMPTY))
+            if pid in self.owned:
+                if floor is not None and done < floor.get(pid, EMPTY):
+                    out.append(Unsettled(pid, f"read to {done:,} of {floor[pid]:,}"))
+                continue
+            record = records.get(pid)
+            renewed = record is not None and self._renewals.see(record)
+            if done >= pos.last_enqueued_sequence_number:
+                continue
+            owner = (record or {}).get("owner_id") or ""
+            behind = f"checkpoint {done:,}, last event {pos.last_enqueued_sequence_number:,}"
+            if not owner:
+                out.append(Unsettled(pid, f"no owner; {behind}"))
+            elif owner in mine:
+                out.append(Unsettled(pid, f"being claimed by this consumer; {behind}"))
+            elif not renewed:
+                assert record is not None
+                age = now - record["last_modified_time"]
+                left = max(0.0, self.ownership_expiry - age)
+                out.append(Unsettled(pid, f"its owner has not renewed its claim for {age:.0f} s (a stopped "
+                                          f"process?): it expires in {left:.0f} s; {behind}"))  # fmt: skip
+        return out
 
     async def ownership(self) -> list[dict[str, Any]]:
         return list(
@@ -250,6 +344,8 @@ class Consumer:
         )
         tasks = [asyncio.create_task(c) for c in background]
         started = last_progress = self.last_event_at = time.monotonic()
+        settled_at = 0.0  # last look at the other partitions
+        waiting: tuple[float, frozenset[str]] | None = None  # since when, for which partitions
         try:
             while True:
                 try:
@@ -268,21 +364,51 @@ class Consumer:
                     last_progress = now
                     progress()
                 if until.timeout is not None and now - started >= until.timeout:
+                    if waiting is not None:
+                        raise fail(self._not_caught_up(f"the timeout ({until.timeout:g} s) came first"))
                     return f"timeout ({until.timeout:g} s)"
                 idle = until.until_idle is not None and now - self.last_event_at >= until.until_idle
-                if idle and engine.caught_up() and self._reached(until.floor):
-                    return f"idle for {until.until_idle:g} s"
+                if idle and engine.caught_up() and now - settled_at >= SETTLE_INTERVAL:
+                    settled_at = now
+                    try:
+                        self.unsettled = await self.settle(until.floor)
+                    except Exception as exc:  # noqa: BLE001 - the hub or storage did not answer: look again
+                        self.unsettled = [Unsettled("?", f"could not look: {type(exc).__name__}: {exc}")]
+                    if not self.unsettled:
+                        return f"idle for {until.until_idle:g} s"
+                    which = frozenset(u.partition_id for u in self.unsettled)
+                    if waiting is None or which != waiting[1]:  # something moved: wait again
+                        if waiting is None:
+                            _LOG.warning("until idle: waiting for %s", "; ".join(map(str, self.unsettled)))
+                        waiting = (now, which)
+                    assert until.until_idle is not None
+                    patience = self.ownership_expiry + 2 * self.options.load_balancing_interval + until.until_idle
+                    if now - waiting[0] > patience:
+                        raise fail(self._not_caught_up(f"nothing changed for {patience:.0f} s"))
+                elif not idle:
+                    waiting = None
         finally:
-            engine.stopping()
+            stopped = engine.stopping()
+            if inspect.isawaitable(stopped):
+                await stopped
             for task in tasks:
                 task.cancel()
-            await self.client.close()
+            try:  # bounded: releasing ownership needs the checkpoint store, which may not answer
+                await asyncio.wait_for(self.client.close(), CLOSE_TIMEOUT)
+            except TimeoutError:
+                _LOG.warning("the %s consumer did not close within %.0f s (storage not answering?); its claims "
+                             "expire by themselves", self.consumer_group, CLOSE_TIMEOUT)  # fmt: skip
             receiving.cancel()
             for task in (receiving, *tasks):
                 try:
                     await task
                 except (asyncio.CancelledError, Exception):  # noqa: BLE001 - closing
                     pass
+
+    def _not_caught_up(self, why: str) -> str:
+        return f"not idle: {len(self.unsettled)} partition(s) not caught up by a live owner ({why}): " + "; ".join(
+            map(str, self.unsettled)
+        )
 
     async def close(self, timeout: float | None = None) -> None:
         """Close the client (again: harmless) and the checkpoint store."""

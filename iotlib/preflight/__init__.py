@@ -19,8 +19,6 @@ retries decide). :mod:`iotlib.preflight.aio` has the async twins.
 
 from __future__ import annotations
 
-import asyncio
-
 from iotlib._eventloop import run
 from iotlib.connections import Connections, EventHubConnection, Settings, StorageConnection
 from iotlib.preflight import aio
@@ -52,18 +50,15 @@ def check(
 ) -> None:
     """Check what a command needs of :func:`iotlib.settings` (or ``settings``): the hub, the storage account.
 
-    ``container``, when given, must exist. Both checks run at once.
+    ``container``, when given, must exist. Both checks run at once; endpoints where nothing answers
+    are named together in one line.
     """
     parts = Connections.of(settings, eventhub_name=eventhub_name)
-
-    async def both() -> None:
-        checks = []
-        if eventhub:
-            checks.append(aio.check_eventhub(parts.eventhub, timeout=timeout))
-        if storage:
-            checks.append(aio.check_storage(parts.storage, container=container, timeout=timeout))
-        for outcome in await asyncio.gather(*checks, return_exceptions=True):
-            if isinstance(outcome, BaseException):
-                raise outcome
-
-    run(both())
+    run(
+        aio.check(
+            parts.eventhub if eventhub else None,
+            parts.storage if storage else None,
+            container=container,
+            timeout=timeout,
+        )
+    )

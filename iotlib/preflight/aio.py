@@ -96,6 +96,34 @@ async def check_storage(storage: StorageConnection, *, container: str | None = N
             raise EndpointError(line) from None
 
 
+async def check(
+    eventhub: EventHubConnection | None = None,
+    storage: StorageConnection | None = None,
+    *,
+    container: str | None = None,
+    timeout: float = TIMEOUT,
+) -> None:
+    """:func:`check_eventhub` and :func:`check_storage` at once, for a command that needs both.
+
+    When nothing answers at either endpoint, one :class:`EndpointError` names every endpoint that is
+    down (a stack that is not up is one line, not two errors found one after the other).
+    """
+    endpoints = [e for e in (eventhub and eventhub_endpoint(eventhub), storage and storage_endpoint(storage)) if e]
+    direct = [e for e in endpoints if not behind_proxy(e)]
+    answers = await asyncio.gather(*(connect(e, timeout=timeout) for e in direct))
+    down = [(e, why) for e, why in zip(direct, answers) if why is not None]
+    if down:
+        raise EndpointError(reasons.unreachable_all(down))
+    checks: list[Any] = []
+    if eventhub is not None:
+        checks.append(check_eventhub(eventhub, timeout=timeout))
+    if storage is not None:
+        checks.append(check_storage(storage, container=container, timeout=timeout))
+    for outcome in await asyncio.gather(*checks, return_exceptions=True):
+        if isinstance(outcome, BaseException):
+            raise outcome
+
+
 async def _containers(service: Any) -> list[str] | None:
     """The account's container names, for a "(it has: …)" list; None when they cannot be listed."""
     from azure.core.exceptions import AzureError

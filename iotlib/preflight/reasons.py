@@ -23,11 +23,21 @@ SHOWN = 10
 
 def unreachable(endpoint: Endpoint, why: str) -> str:
     """Nothing answers at ``endpoint``."""
-    if endpoint.is_local:
+    return unreachable_all([(endpoint, why)])
+
+
+def unreachable_all(down: Sequence[tuple[Endpoint, str]]) -> str:
+    """Nothing answers at any of these endpoints (with why, each): one line naming them all."""
+    if all(e.is_local for e, _ in down):
         hint = "is the local stack up? Start it with `iotlib up` (`iotlib status` shows where it listens)"
     else:
         hint = "check the network and the connection string's endpoint"
-    return f"{endpoint.service} at {endpoint.address} does not answer ({why}): {hint}"
+    verb = "does not answer" if len(down) == 1 else "do not answer"
+    if len({why for _, why in down}) == 1:  # one reason, said once
+        where = " and ".join(f"{e.service} at {e.address}" for e, _ in down)
+        return f"{where} {verb} ({down[0][1]}): {hint}"
+    where = " and ".join(f"{e.service} at {e.address} ({why})" for e, why in down)
+    return f"{where} {verb}: {hint}"
 
 
 def sdk_description(exc: BaseException) -> str:
