@@ -44,7 +44,7 @@ Wrapping it in a streaming job (Event Hubs)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from sys import intern
 
@@ -53,10 +53,12 @@ import polars as pl
 
 from iotlib.durations import Duration
 from iotlib.errors import ProcessingError
+from iotlib.processing import changelog
 from iotlib.processing import columns as C
+from iotlib.processing.changelog import EngineChanges
 from iotlib.processing.aggregates import Agg, aggregate, columns_of, expressions
 from iotlib.processing.batch import WINDOW_END, WINDOW_START, as_datetime, default_aggs
-from iotlib.processing.dedupe import DuplicateFilter
+from iotlib.processing.dedupe import DuplicateFilter, Sighting
 from iotlib.processing.event_time import (
     ADJUSTED_TIME,
     CLOSED_AT,
@@ -115,6 +117,8 @@ class WindowEngine:
         self._src: str | None = None
         self._ident: list[str] | None = None
         self._finished = False
+        self._touched: set[str] = set()  # devices whose record changed since the last changes()
+        self._marks = (0, 0)  # arrival index and dedupe chunks at the last changes()
 
     # -- state ---------------------------------------------------------------------------
 
@@ -207,15 +211,30 @@ class WindowEngine:
         """
         if self._finished:
             raise ProcessingError("this engine was flushed (end of stream)")
-        if self._columns is None:
-            return WindowOutput(windows=pl.DataFrame())  # nothing fed yet: nothing to close
         if arrival_time.tzinfo is None:
             arrival_time = arrival_time.replace(tzinfo=UTC)
         tick = ((arrival_time - _EPOCH) // timedelta(microseconds=1)) // self.policy.tick_us
         transitions = []
         if self._clock.tick is None or tick > self._clock.tick:
             transitions.append((tick, self._clock.evaluate(tick)))
+        if self._columns is None:  # nothing fed yet: the watermark moves (idle floor), nothing to close
+            return WindowOutput(windows=pl.DataFrame(), watermarks=self._watermarks(transitions))
         return self._route(None, None, transitions, None)
+
+    def changes(self) -> EngineChanges:
+        """The state changed since the last call, to store as a changelog (:mod:`iotlib.processing.changelog`)."""
+        return changelog.changes(self)
+
+    @classmethod
+    def rebuild(
+        cls,
+        core: bytes,
+        devices: Iterable[Sequence[object]],
+        rows: Sequence[pl.DataFrame],
+        sightings: Sequence[Sighting],
+    ) -> WindowEngine:
+        """The engine again, from a changelog (see :func:`iotlib.processing.changelog.rebuild`)."""
+        return changelog.rebuild(core, devices, rows, sightings)
 
     def flush(self) -> WindowOutput:
         """End of stream: emit every window still open (``closed_at`` null)."""
@@ -286,6 +305,7 @@ class WindowEngine:
         )
         cols = arrays.get_columns()
         devices = [intern(d) if d is not None else d for d in cols[0].to_list()]  # one string per device
+        self._touched.update(devices)
         keys = list(zip(devices, *[c.to_list() for c in cols[1 : len(self._ident_exprs)]]))
         e_np = cols[-5].to_numpy()
         a_np = cols[-4].to_numpy()
