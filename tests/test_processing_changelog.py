@@ -11,6 +11,7 @@ import numpy as np
 import polars as pl
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from processing_helpers import simulated
 
 from iotlib.processing.building import BUILDING, BUILDING_AGGS
 from iotlib.processing.changelog import EngineChanges
@@ -19,7 +20,6 @@ from iotlib.processing.policy import EventTimePolicy
 from iotlib.processing.reference import Registry
 from iotlib.processing.results import WindowOutput
 from iotlib.processing.windows import END
-from processing_helpers import simulated
 
 
 class ChangeStore:

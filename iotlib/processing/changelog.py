@@ -53,7 +53,12 @@ class EngineChanges:
     @property
     def size(self) -> int:
         """Roughly how many bytes a store writes for these changes."""
-        return len(self.core) + 48 * len(self.devices) + self.rows.estimated_size() + 64 * sum(len(s[1]) for s in self.sightings)
+        return (
+            len(self.core)
+            + 48 * len(self.devices)
+            + self.rows.estimated_size()
+            + 64 * sum(len(s[1]) for s in self.sightings)
+        )
 
 
 def changes(engine: WindowEngine) -> EngineChanges:

@@ -55,9 +55,9 @@ from iotlib.durations import Duration
 from iotlib.errors import ProcessingError
 from iotlib.processing import changelog
 from iotlib.processing import columns as C
-from iotlib.processing.changelog import EngineChanges
 from iotlib.processing.aggregates import Agg, aggregate, columns_of, expressions
 from iotlib.processing.batch import WINDOW_END, WINDOW_START, as_datetime, default_aggs
+from iotlib.processing.changelog import EngineChanges
 from iotlib.processing.dedupe import DuplicateFilter, Sighting
 from iotlib.processing.event_time import (
     ADJUSTED_TIME,
