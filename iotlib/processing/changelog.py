@@ -56,7 +56,7 @@ class EngineChanges:
         return (
             len(self.core)
             + 48 * len(self.devices)
-            + self.rows.estimated_size()
+            + int(self.rows.estimated_size())
             + 64 * sum(len(s[1]) for s in self.sightings)
         )
 
@@ -66,7 +66,7 @@ def changes(engine: WindowEngine) -> EngineChanges:
     state = {k: v for k, v in engine.__dict__.items() if k not in _NOT_CORE}
     state["_dedupe_clock"] = engine._dedupe._clock  # noqa: SLF001 - the engine's own state
     devices = engine._devices  # noqa: SLF001
-    records = [(d, *devices[d]) for d in engine._touched if d in devices]  # noqa: SLF001
+    records: list[DeviceRecord] = [(d, *devices[d]) for d in engine._touched if d in devices]  # type: ignore[misc]  # noqa: SLF001
     engine._touched = set()  # noqa: SLF001
     order_mark, sighting_mark = engine._marks  # noqa: SLF001
     buffer = engine._buffer  # noqa: SLF001

@@ -305,7 +305,7 @@ class WindowEngine:
         )
         cols = arrays.get_columns()
         devices = [intern(d) if d is not None else d for d in cols[0].to_list()]  # one string per device
-        self._touched.update(devices)
+        self._touched.update(devices)  # type: ignore[arg-type]  # valid rows have a device
         keys = list(zip(devices, *[c.to_list() for c in cols[1 : len(self._ident_exprs)]]))
         e_np = cols[-5].to_numpy()
         a_np = cols[-4].to_numpy()
