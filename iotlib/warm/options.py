@@ -16,7 +16,7 @@ from typing import Any, TypedDict, Unpack
 
 import polars as pl
 
-from iotlib.durations import Duration, describe, to_us
+from iotlib.durations import Duration, describe
 from iotlib.errors import ConfigurationError, ProcessingError
 from iotlib.hub.consumer import ConsumerOptions
 from iotlib.hub.starting import StartingPosition, check_starting_position
@@ -24,6 +24,7 @@ from iotlib.processing.event_time import EventTimePolicy
 from iotlib.processing.reference import Registry
 from iotlib.processing.windows import Window, fixed
 from iotlib.warm.alerts import Rule, check_rules, default_rules
+from iotlib.warm.job import TIMES
 from iotlib.warm.store import default_path
 
 DEFAULT_CONSUMER_GROUP = "warm"
@@ -46,7 +47,7 @@ class ProcessorParameters(TypedDict, total=False):
     heartbeat: bool
     heartbeat_interval: float
     commit_interval: float
-    merge_timeout: Duration | None
+    time: str
     max_batch_size: int
     max_wait_time: float
     prefetch: int
@@ -69,9 +70,9 @@ class ProcessorOptions(ConsumerOptions):
     - ``heartbeat``: close windows and notice silent devices when nothing arrives (on);
     - ``heartbeat_interval``: how often (s) quiet partitions are checked against the hub's end;
     - ``commit_interval``: seconds between warm-store commits (at least; a commit that takes
-      long spaces the next ones out so that snapshots cost at most a tenth of the time);
-    - ``merge_timeout``: let a partition that delivers nothing stop holding the others after
-      this much arrival time (default: never; quiet partitions are released by the heartbeat check);
+      long spaces the next ones out so that commits cost at most a tenth of the time);
+    - ``time``: windows by the devices' clocks (``"time_observed"``, event time, the original's
+      ``TIMESTAMP BY``) or by arrival at the hub (``"arrival"``: nothing is late; for replays of old data);
     - ``max_batch_size``, ``max_wait_time``, ``prefetch``: the consumer's receive settings;
     - ``load_balancing_interval``, ``ownership_expiry``: the client's partition ownership.
     """
@@ -86,8 +87,8 @@ class ProcessorOptions(ConsumerOptions):
     alert_eventhub: str | None = None
     heartbeat: bool = True
     heartbeat_interval: float = 1.0
-    commit_interval: float = 2.0
-    merge_timeout: Duration | None = None
+    commit_interval: float = 1.0
+    time: str = "time_observed"
     max_batch_size: int = 500
 
     @classmethod
@@ -100,9 +101,7 @@ class ProcessorOptions(ConsumerOptions):
                 f"unknown processor option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
             )
         values: dict[str, Any] = {
-            k: v
-            for k, v in options.items()
-            if v is not None or k in ("alert_eventhub", "merge_timeout", "ownership_expiry")
+            k: v for k, v in options.items() if v is not None or k in ("alert_eventhub", "ownership_expiry")
         }
         if "warm_store" in values:
             values["warm_store"] = Path(os.fspath(values["warm_store"])).expanduser()
@@ -127,8 +126,8 @@ class ProcessorOptions(ConsumerOptions):
         for name in ("heartbeat_interval", "commit_interval"):
             if not getattr(self, name) > 0:
                 raise ConfigurationError(f"{name} must be a positive number of seconds, got {getattr(self, name)!r}")
-        if self.merge_timeout is not None:
-            to_us(self.merge_timeout, name="merge_timeout", allow_zero=False)
+        if self.time not in TIMES:
+            raise ConfigurationError(f"time={self.time!r}: windows go by {' or '.join(map(repr, TIMES))}")
 
     def describe(self) -> Sequence[str]:
         """A few lines for reports."""
@@ -138,5 +137,6 @@ class ProcessorOptions(ConsumerOptions):
             f"warm store {self.warm_store}",
             f"window {'tumbling ' + describe(w.size_us) if w.hop_us == w.size_us else f'hopping {describe(w.size_us)} every {describe(w.hop_us)}'}; "
             f"{self.policy.describe()}",
+            f"windows by {'arrival at the hub' if self.time == 'arrival' else 'event time (the devices’ clocks)'}; "
             f"heartbeat {'on' if self.heartbeat else 'off'}, commit every {self.commit_interval:g} s",
         ]

@@ -1,0 +1,230 @@
+"""One partition of the warm job, without I/O: its own watermark, partial windows and device rules.
+
+Each partition of the hub is a stream of its own, as in Stream Analytics with ``PARTITION BY
+PartitionId`` or a keyed operator in Flink: its events arrive in order, its watermark follows its own
+event times (:mod:`iotlib.processing.policy`, with the partition as the whole "fleet"), and it closes
+a *partial* window per building — sum, count and latest observation — once its watermark has passed
+the window's end. The warm store adds the partitions' partials up into the building window once every
+partition has closed it (:mod:`iotlib.warm.merge`). So any process can run any partition, and a
+partition's state moves with it.
+
+Per received frame (:mod:`iotlib.warm.incoming`): undecodable events become dead letters; the rest are
+joined with the registry (unknown devices → ``unmatched``) and windowed on event time by a
+:class:`~iotlib.processing.incremental.WindowEngine`; the device rules (jumps, silences) watch the
+readings. :meth:`PartitionJob.advance` is the heartbeat: the partition was read to the hub's end as of
+a hub time, so its clock moves on (windows close, silences are noticed) without an event.
+:meth:`PartitionJob.take` hands over what accumulated and the state's changes (a changelog), and
+:meth:`PartitionJob.restore` rebuilds the job from what a store kept of them.
+
+Devices are keyed to partitions (the partition key is the device id), so a device's watermark, its
+duplicates and its alerts all live in one partition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import polars as pl
+
+from iotlib.processing import EventTimePolicy, WindowEngine
+from iotlib.processing import columns as C
+from iotlib.processing.building import BUILDING
+from iotlib.processing.reference import Registry
+from iotlib.processing.results import Counts, WindowOutput
+from iotlib.processing.windows import Hopping
+from iotlib.warm import deadletters, incoming
+from iotlib.warm.alerts import AlertEngine, BuildingTooHot, Rule, no_alerts
+from iotlib.warm.commit import END_OF_STREAM, PartitionStep, PartitionTotals, Position, StoredPartition
+from iotlib.warm.merge import PARTIAL_AGGS
+from iotlib.warm.store import SIDE_TABLES
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _dt(us: int) -> datetime:
+    return datetime.fromtimestamp(us // 1_000_000, tz=UTC).replace(microsecond=us % 1_000_000)
+
+
+def enrichment(registry: Registry) -> list[str]:
+    """What each reading gets from the registry: its building, and its room when the registry has rooms."""
+    return [BUILDING] + (["room"] if "room" in registry.frame.columns else [])
+
+
+def device_rules(rules: Sequence[Rule]) -> tuple[Rule, ...]:
+    """The rules a partition evaluates (those about one device; building rules need every partition)."""
+    return tuple(r for r in rules if not isinstance(r, BuildingTooHot))
+
+
+class PartitionJob:
+    """The building-average job for one partition, one received frame at a time (see the module text)."""
+
+    def __init__(
+        self,
+        partition_id: str,
+        registry: Registry,
+        *,
+        window: Hopping,
+        policy: EventTimePolicy,
+        rules: Sequence[Rule] = (),
+        time: str = C.TIME_OBSERVED,
+    ) -> None:
+        self.partition_id = str(partition_id)
+        self.registry = registry
+        self.policy = policy
+        self.time = time
+        self.engine = WindowEngine(window, by=[BUILDING], aggs=PARTIAL_AGGS, policy=policy, time=time)
+        rules = device_rules(rules)
+        self.alerts = AlertEngine(rules, registry) if rules else None
+        self.position: Position | None = None
+        self.totals = PartitionTotals()
+        self.flushed = False
+        self._moved = False
+        self._reset()
+
+    @classmethod
+    def restore(
+        cls,
+        stored: StoredPartition,
+        registry: Registry,
+        *,
+        window: Hopping,
+        policy: EventTimePolicy,
+        rules: Sequence[Rule] = (),
+        time: str = C.TIME_OBSERVED,
+    ) -> PartitionJob:
+        """The job again from what a store kept of its changes: it goes on exactly where it was."""
+        job = cls(stored.partition_id, registry, window=window, policy=policy, rules=rules, time=time)
+        job.engine = WindowEngine.rebuild(stored.core, stored.devices, stored.rows, stored.sightings)
+        if job.alerts is not None:
+            job.alerts.load_devices(stored.alert_devices)
+        job.position = stored.position
+        job.totals = stored.totals
+        job.flushed = stored.flushed
+        return job
+
+    # -- input -----------------------------------------------------------------------------
+
+    def start_at(self, position: Position) -> None:
+        """Where the partition starts (exclusive), stored with the first commit."""
+        self.position = position
+        self._moved = True
+
+    def feed(self, received: pl.DataFrame) -> None:
+        """The partition's next received frame (:data:`iotlib.warm.incoming.SCHEMA`), in its order."""
+        if received.height == 0:
+            return
+        last = received.row(received.height - 1, named=True)
+        self.position = Position(last["sequence_number"], last["offset"], last["enqueued_time"])
+        self._moved = True
+        p = self._p
+        p["events"] += received.height
+        t = self.totals
+        t.received += received.height
+        valid, dead = deadletters.split(received)
+        if dead.height:
+            p["dead"].append(dead)
+            t.dead_letters += dead.height
+        if valid.height == 0:
+            return
+        events = valid.select(incoming.EVENT_COLUMNS)
+        if self.time != C.ARRIVAL:
+            gap = (pl.col(C.ENQUEUED) - pl.col(C.TIME_OBSERVED)).dt.total_microseconds()
+            t.behind += int(events.select((gap > self.policy.idle_timeout_us).sum()).item())
+        matched, unmatched = self.registry.enrich(events, enrichment(self.registry))
+        out = self.engine.feed(matched) if matched.height else WindowOutput(windows=pl.DataFrame())
+        out.unmatched = unmatched
+        self._collect(out)
+        if self.alerts is not None:
+            readings = events
+            if out.duplicates.height:
+                readings = events.join(out.duplicates.select(C.PARTITION, C.SEQUENCE), on=[C.PARTITION, C.SEQUENCE],
+                                       how="anti")  # fmt: skip
+            self._alert(self.alerts.on_readings(readings))
+
+    def advance(self, hub_us: int) -> bool:
+        """Heartbeat: everything that arrived before hub time ``hub_us`` has been fed. True if the clock moved."""
+        out = self.engine.advance(_dt(hub_us))
+        if out.watermarks.height == 0:
+            return False
+        self.totals.heartbeats += 1
+        self._collect(out)
+        if self.alerts is not None and self.alerts.watching_time:
+            self._alert(self.alerts.on_time(hub_us))
+        return True
+
+    def flush(self) -> None:
+        """End of stream: the windows still open are emitted (``closed_at`` null) and the partition is done."""
+        if not self.flushed:
+            self._collect(self.engine.flush())
+            self.flushed = True
+
+    # -- output ----------------------------------------------------------------------------
+
+    @property
+    def frontier(self) -> int | None:
+        """Windows of this partition ending before this (µs) are closed; past everything once flushed."""
+        return END_OF_STREAM if self.flushed else self.engine._clock.frontier  # noqa: SLF001
+
+    @property
+    def has_output(self) -> bool:
+        p = self._p
+        return bool(self._moved or p["events"] or p["windows"] or p["watermarks"] or p["alerts"] or p["dead"])
+
+    def take(self) -> PartitionStep:
+        """What accumulated since the last take, with the state's changes."""
+        p = self._p
+        side = {name: _cat(frames) for name, frames in p["side"].items()}
+        windows = _cat(p["windows"])
+        if windows.height:
+            windows = windows.with_columns(pl.lit(self.partition_id).alias(C.PARTITION))
+        clock = self.engine._clock  # noqa: SLF001
+        step = PartitionStep(
+            partition_id=self.partition_id,
+            position=self.position,
+            partials=windows,
+            side_outputs={k: v for k, v in side.items() if v.height},
+            dead_letters=_cat(p["dead"]),
+            alerts=_cat(p["alerts"]) if p["alerts"] else no_alerts(),
+            watermarks=_cat(p["watermarks"]),
+            watermark=clock.watermark,
+            frontier=self.frontier,
+            flushed=self.flushed,
+            totals=self.totals,
+            engine=self.engine.changes(),
+            alert_devices=self.alerts.device_changes() if self.alerts is not None else [],
+            events=p["events"],
+        )
+        self._moved = False
+        self._reset()
+        return step
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _reset(self) -> None:
+        self._p: dict = {"windows": [], "side": {k: [] for k in SIDE_TABLES}, "dead": [], "alerts": [],
+                         "watermarks": [], "events": 0}  # fmt: skip
+
+    def _collect(self, out: WindowOutput) -> None:
+        p = self._p
+        if out.windows.height:
+            p["windows"].append(out.windows)
+        for name in SIDE_TABLES:
+            frame = getattr(out, name)
+            if frame.height:
+                p["side"][name].append(frame)
+        if out.watermarks.height:
+            p["watermarks"].append(out.watermarks)
+        # The engine counts what it saw; unknown devices never reach it.
+        self.totals.counts = self.engine.totals + Counts(unmatched=self.totals.counts.unmatched + out.unmatched.height)
+
+    def _alert(self, rows: pl.DataFrame) -> None:
+        if rows.height:
+            self._p["alerts"].append(rows)
+            self.totals.alerts += rows.height
+
+
+def _cat(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    if not frames:
+        return pl.DataFrame()
+    return frames[0] if len(frames) == 1 else pl.concat(frames, how="vertical")
