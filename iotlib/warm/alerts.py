@@ -129,8 +129,12 @@ def check_rules(rules: Iterable[Rule] | None) -> tuple[Rule, ...]:
     return rules
 
 
+_NONE = pl.DataFrame(schema=SCHEMA)
+
+
 def no_alerts() -> pl.DataFrame:
-    return pl.DataFrame(schema=SCHEMA)
+    """An alerts frame without rows (one shared frame: frames are never changed in place)."""
+    return _NONE
 
 
 class AlertEngine:

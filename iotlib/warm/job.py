@@ -34,7 +34,7 @@ from iotlib.processing.reference import Registry
 from iotlib.processing.windows import Window, fixed
 from iotlib.warm.alerts import Rule, check_rules, describe_rules
 from iotlib.warm.commit import Commit, PartitionTotals, Position, StoredPartition
-from iotlib.warm.partition import PartitionJob
+from iotlib.warm.partition import PartitionJob, prepare
 
 TIMES = (C.TIME_OBSERVED, C.ARRIVAL)
 
@@ -105,10 +105,15 @@ class WarmJob:
 
     def push(self, partition_id: str, frame: pl.DataFrame) -> None:
         """One held partition's received frame, in its order."""
-        job = self._held(partition_id)
-        if job.flushed:
-            raise ProcessingError(f"partition {partition_id} was flushed (end of stream)")
-        job.feed(frame)
+        self.push_all(frame.with_columns(pl.lit(str(partition_id)).alias(C.PARTITION)))
+
+    def push_all(self, frame: pl.DataFrame) -> None:
+        """A received frame of several held partitions (each partition's rows in its order)."""
+        for pid, part in prepare(frame, self.registry, self.policy, self.time).items():
+            job = self._held(pid)
+            if job.flushed:
+                raise ProcessingError(f"partition {pid} was flushed (end of stream)")
+            job.feed_prepared(part)
 
     def mark(self, partition_id: str, hub_us: int) -> bool:
         """The partition is read to the hub's end as of hub time ``hub_us``; with heartbeats its clock moves on."""

@@ -53,6 +53,7 @@ class ProcessorParameters(TypedDict, total=False):
     prefetch: int
     load_balancing_interval: float
     ownership_expiry: float | None
+    load_balancing_strategy: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,7 +75,9 @@ class ProcessorOptions(ConsumerOptions):
     - ``time``: windows by the devices' clocks (``"time_observed"``, event time, the original's
       ``TIMESTAMP BY``) or by arrival at the hub (``"arrival"``: nothing is late; for replays of old data);
     - ``max_batch_size``, ``max_wait_time``, ``prefetch``: the consumer's receive settings;
-    - ``load_balancing_interval``, ``ownership_expiry``: the client's partition ownership.
+    - ``load_balancing_interval``, ``ownership_expiry``, ``load_balancing_strategy``: the client's
+      partition ownership (``"greedy"`` by default: a processor takes every partition nobody holds at
+      once, and a dead processor's partitions as soon as their ownership expires).
     """
 
     eventhub_name: str
@@ -90,6 +93,7 @@ class ProcessorOptions(ConsumerOptions):
     commit_interval: float = 1.0
     time: str = "time_observed"
     max_batch_size: int = 500
+    load_balancing_strategy: str = "greedy"
 
     @classmethod
     def create(cls, *, eventhub_name: str, **options: Unpack[ProcessorParameters]) -> ProcessorOptions:

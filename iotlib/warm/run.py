@@ -41,6 +41,8 @@ from iotlib.warm.store import WarmStore
 _LOG = logging.getLogger("iotlib.warm")
 #: Seconds between pushes of the received batches into the job (at most).
 STEP_INTERVAL = 0.25
+#: A partition that stays quiet is checked against the hub at most every this many heartbeat intervals.
+QUIET_BACKOFF = 8
 
 
 class WarmRun:
@@ -169,29 +171,31 @@ class WarmRun:
         stored = self.store.positions()
         return all(stored.get(pid, startup.EARLIEST).sequence_number >= t for pid, t in self._targets.items())
 
-    def _step(self) -> None:
-        """Push every held partition's received batches into the job."""
-        for pid in list(self.pending):
-            self._push(pid)
-
-    def _push(self, pid: str) -> None:
-        events = self.pending.get(pid)
-        if not events or self.failure is not None:
+    def _step(self, only: str | None = None) -> None:
+        """Push the received batches of every held partition (or of ``only``) into the job, in one frame."""
+        if self.failure is not None:
             return
-        self.pending[pid] = []
+        batches = {pid: events for pid, events in self.pending.items() if events and (only is None or pid == only)}
+        if not batches:
+            return
+        for pid in batches:
+            self.pending[pid] = []
         try:
-            frame = incoming.from_events(pid, events)
-            last = self.pushed.get(pid, EMPTY)
-            if int(frame["sequence_number"][0]) <= last:  # delivered again (a claim from an older checkpoint)
-                frame = frame.filter(pl.col("sequence_number") > last)
+            frame = incoming.from_batches(batches)
+            firsts = frame.group_by("partition_id").agg(pl.col("sequence_number").min())
+            if any(int(seq) <= self.pushed.get(pid, EMPTY) for pid, seq in firsts.iter_rows()):
+                # delivered again (a claim from an older checkpoint): skip what the job has seen
+                seen = pl.col("partition_id").replace_strict(self.pushed, default=EMPTY, return_dtype=pl.Int64)
+                frame = frame.filter(pl.col("sequence_number") > seen)
             if frame.height == 0:
                 return
-            self.pushed[pid] = int(frame["sequence_number"][-1])
-            self.job.push(pid, frame)
+            last = frame.group_by("partition_id").agg(pl.col("sequence_number").max())
+            self.job.push_all(frame)
+            self.pushed.update({pid: int(seq) for pid, seq in last.iter_rows()})
             self.report.received += frame.height
         except Exception as exc:  # noqa: BLE001 - stop the run, do not checkpoint past it
             self.failure = exc
-            _LOG.exception("processing a batch of partition %s failed", pid)
+            _LOG.exception("processing received events failed (partitions %s)", ", ".join(batches))
 
     async def _commit(self) -> float:
         """Store what the job produced, then checkpoint; returns the seconds the store took."""
@@ -249,13 +253,27 @@ class WarmRun:
         self.report.alerts_sent += sent
 
     async def _heartbeats(self) -> None:
-        """Mark held partitions read to the hub's end, so their watermarks move when nothing arrives."""
+        """Mark held partitions read to the hub's end, so their watermarks move when nothing arrives.
+
+        Each check asks the hub for the partition's last enqueued event (a management round trip,
+        costly in CPU); a partition that stays quiet is checked less and less often (up to every
+        :data:`QUIET_BACKOFF` heartbeat intervals), and as soon as events come again, as often as asked.
+        """
         assert self.consumer is not None
         interval = self.opts.heartbeat_interval
+        every: dict[str, float] = {}  # seconds between checks of each quiet partition
+        due: dict[str, float] = {}
         while True:
             await asyncio.sleep(interval)
             now = time.monotonic()
-            quiet = [pid for pid in self.job.partitions if now - self.last_event.get(pid, -1e18) >= interval]
+            quiet = []
+            for pid in list(self.job.partitions):
+                if now - self.last_event.get(pid, -1e18) < interval:
+                    every.pop(pid, None)  # busy: its own events move its clock
+                    due.pop(pid, None)
+                    continue
+                if now >= due.get(pid, 0.0):
+                    quiet.append(pid)
             if not quiet:
                 continue
             before = self.clock.now()  # a lower bound of the hub's clock as the check starts
@@ -270,9 +288,11 @@ class WarmRun:
                     self.clock.observe(int(pos.last_enqueued_time_utc.timestamp() * 1_000_000), after_local)
                 caught_up = pos.last_enqueued_sequence_number <= self.received.get(pid, EMPTY)
                 if caught_up and before is not None and pid in self.job.partitions:
-                    self._push(pid)
+                    self._step(pid)
                     if self.failure is None:
                         self.job.mark(pid, before)
+                every[pid] = min(every.get(pid, interval / 2) * 2, QUIET_BACKOFF * interval)
+                due[pid] = time.monotonic() + every[pid] - interval / 2
 
     # -- the consumer's callbacks --------------------------------------------------------
 
