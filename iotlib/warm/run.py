@@ -83,7 +83,7 @@ class WarmRun:
         self.hub_owner_recorded = False
         self._error_log: dict[str, float] = {}
         self._registered = False
-        self._once = False
+        self._once = self._flush = False
         self._targets: dict[str, int] = {}
         self._next_commit = 0.0
         self._next_step = 0.0
@@ -118,7 +118,7 @@ class WarmRun:
         self._report_totals()
         if self.producer is not None:
             await self._send_alerts()  # what a previous run left unsent
-        self._once = once
+        self._once, self._flush = once, flush
         self._targets = {pid: pos.last_enqueued_sequence_number for pid, pos in positions.items()}
         self._next_commit = time.monotonic() + opts.commit_interval
         tell = None if progress is None else lambda: progress(self.report, False)
@@ -166,6 +166,8 @@ class WarmRun:
         pass
 
     def _once_done(self) -> bool:
+        if self._flush and not all(pid in self.job.partitions for pid in self.partitions):
+            return False  # the end of the stream is every partition's: wait to hold them all
         if any(self.received.get(pid, EMPTY) < t for pid, t in self._targets.items() if pid in self.job.partitions):
             return False
         stored = self.store.positions()
