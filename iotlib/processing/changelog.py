@@ -21,16 +21,13 @@ from __future__ import annotations
 import pickle
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
 import polars as pl
 
 from iotlib.processing import columns as C
 from iotlib.processing.dedupe import DuplicateFilter, Sighting
 from iotlib.processing.windows import END
-
-if TYPE_CHECKING:
-    from iotlib.processing.incremental import WindowEngine
 
 #: A device's record: device id, events, last arrival, newest eligible event time, clock-ahead events,
 #: largest skew (µs; :data:`~iotlib.processing.watermarks.NONE` where unknown).
@@ -61,7 +58,7 @@ class EngineChanges:
         )
 
 
-def changes(engine: WindowEngine) -> EngineChanges:
+def changes(engine: Any) -> EngineChanges:
     """What changed since the last call (the first call: everything); marks it all as handed over."""
     state = {k: v for k, v in engine.__dict__.items() if k not in _NOT_CORE}
     state["_dedupe_clock"] = engine._dedupe._clock  # noqa: SLF001 - the engine's own state
@@ -89,14 +86,16 @@ def changes(engine: WindowEngine) -> EngineChanges:
 
 
 def rebuild(
-    core: bytes, devices: Iterable[Sequence[object]], rows: Sequence[pl.DataFrame], sightings: Sequence[Sighting]
-) -> WindowEngine:
-    """The engine whose last :func:`changes` gave ``core``, from every device record and the chunks kept since."""
-    from iotlib.processing.incremental import WindowEngine
-
+    engine: Any,
+    core: bytes,
+    devices: Iterable[Sequence[object]],
+    rows: Sequence[pl.DataFrame],
+    sightings: Sequence[Sighting],
+) -> None:
+    """Make the blank ``engine`` (``WindowEngine.__new__``) the one whose last :func:`changes` gave ``core``,
+    from every device record and the chunks kept since."""
     state = pickle.loads(core)
     dedupe_clock = state.pop("_dedupe_clock")
-    engine = WindowEngine.__new__(WindowEngine)
     engine.__dict__.update(state)
     engine._devices = {str(r[0]): [int(v) for v in r[1:6]] for r in devices}  # type: ignore[call-overload]  # noqa: SLF001
     frontier = engine._clock.frontier  # noqa: SLF001
@@ -111,4 +110,3 @@ def rebuild(
     engine._dedupe = DuplicateFilter.rebuild(engine.policy.dedupe_horizon_us, sightings, dedupe_clock)  # noqa: SLF001
     engine._touched = set()  # noqa: SLF001
     engine._marks = (engine.arrival_index, engine._dedupe.recorded)  # noqa: SLF001
-    return engine

@@ -234,7 +234,9 @@ class WindowEngine:
         sightings: Sequence[Sighting],
     ) -> WindowEngine:
         """The engine again, from a changelog (see :func:`iotlib.processing.changelog.rebuild`)."""
-        return changelog.rebuild(core, devices, rows, sightings)
+        engine = cls.__new__(cls)
+        changelog.rebuild(engine, core, devices, rows, sightings)
+        return engine
 
     def flush(self) -> WindowOutput:
         """End of stream: emit every window still open (``closed_at`` null)."""
