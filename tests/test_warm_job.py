@@ -17,6 +17,7 @@ from iotlib.warm.alerts import BuildingTooHot, DeviceSilent, TemperatureJump
 from iotlib.warm.commit import Position
 from iotlib.warm.equivalence import batch_view, compare
 from iotlib.warm.job import WarmJob
+from iotlib.warm.partition import PartitionJob
 from iotlib.warm.store import WarmStore
 
 REGISTRY = scenario.build_registry(90, buildings=3, seed=7)
@@ -107,8 +108,17 @@ class Cluster:
     max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
 )
 @given(seed=st.integers(0, 10_000), cut=st.integers(0, 2**32 - 1),
-       late_policy=st.sampled_from(["side_output", "adjust", "drop"]))  # fmt: skip
-def test_two_processes_handing_partitions_over_equal_the_batch_job(tmp_path_factory, seed, cut, late_policy):
+       late_policy=st.sampled_from(["side_output", "adjust", "drop"]), compact=st.booleans())  # fmt: skip
+def test_two_processes_handing_partitions_over_equal_the_batch_job(tmp_path_factory, seed, cut, late_policy, compact):
+    # ``compact``: the store's device log is replaced by a full dump at almost every commit.
+    PartitionJob.compact_slack = 0 if compact else 1000
+    try:
+        _two_processes(tmp_path_factory, seed, cut, late_policy)
+    finally:
+        PartitionJob.compact_slack = 1000
+
+
+def _two_processes(tmp_path_factory, seed: int, cut: int, late_policy: str) -> None:
     frame = simulated(seed)
     policy = EventTimePolicy(late_policy=late_policy, idle_timeout="20s")
     rng = np.random.default_rng(cut)
@@ -128,6 +138,9 @@ def test_two_processes_handing_partitions_over_equal_the_batch_job(tmp_path_fact
     assert store.history().height > 50 and store.finished
     view = batch_view(frame, REGISTRY, policy=policy, heartbeats=store.watermarks(), partitions=PARTITIONS)
     assert store.totals().counts == view.result.counts
+    for pid in PARTITIONS:  # each partition's state, restored however often, is the batch's
+        engine = cluster.jobs[cluster.holder[pid]].partitions[pid].engine
+        assert engine.devices().equals(view.by_partition[pid].devices), pid
     last = frame.group_by("partition_id").agg(pl.col("sequence_number").max())
     assert {p: pos.sequence_number for p, pos in store.positions().items()} == dict(last.iter_rows())
     assert store.table("partials").height == 0  # every partial merged into its window

@@ -6,7 +6,8 @@ the size of the fleet. A :class:`~iotlib.processing.incremental.WindowEngine` ho
 state, and :func:`changes` hands each over in the form that stays cheap:
 
 - the **core** (watermark clock, counts, settings, schema): small, pickled whole each time;
-- one record per **device** (events, newest event time, clock skew): only those touched since;
+- one record per **device** (events, newest event time, clock skew): only those touched since (or,
+  to compact a store's log of them, every device's);
 - the **open windows' rows**: the rows added since; a row is obsolete once its window closed
   (window end before the engine's ``frontier``), so a store can drop whole chunks of them;
 - the **duplicate memory**: the sightings added since; obsolete once older than the horizon
@@ -25,7 +26,6 @@ from typing import Any
 
 import polars as pl
 
-from iotlib.processing import columns as C
 from iotlib.processing.dedupe import DuplicateFilter, Sighting
 from iotlib.processing.windows import END
 
@@ -33,7 +33,9 @@ from iotlib.processing.windows import END
 #: largest skew (µs; :data:`~iotlib.processing.watermarks.NONE` where unknown).
 DeviceRecord = tuple[str, int, int, int, int, int]
 #: Attributes that are not the core: the big state, handed over as changes, and per-batch scratch.
-_NOT_CORE = frozenset({"_devices", "_buffer", "_dedupe", "_touched", "_marks", "_frontier", "_reordered", "_e", "_a"})
+_NOT_CORE = frozenset(
+    {"_devices", "_buffer", "_dedupe", "_touched", "_fresh", "_sightings_mark", "_frontier", "_reordered", "_e", "_a"}
+)
 
 
 @dataclass
@@ -58,23 +60,20 @@ class EngineChanges:
         )
 
 
-def changes(engine: Any) -> EngineChanges:
+def changes(engine: Any, *, all_devices: bool = False) -> EngineChanges:
     """What changed since the last call (the first call: everything); marks it all as handed over."""
     state = {k: v for k, v in engine.__dict__.items() if k not in _NOT_CORE}
     state["_dedupe_clock"] = engine._dedupe._clock  # noqa: SLF001 - the engine's own state
     devices = engine._devices  # noqa: SLF001
-    records: list[DeviceRecord] = [(d, *devices[d]) for d in engine._touched if d in devices]  # type: ignore[misc]  # noqa: SLF001
+    touched = devices if all_devices else engine._touched  # noqa: SLF001
+    records: list[DeviceRecord] = [(d, *devices[d]) for d in touched if d in devices]  # type: ignore[misc]
     engine._touched = set()  # noqa: SLF001
-    order_mark, sighting_mark = engine._marks  # noqa: SLF001
-    buffer = engine._buffer  # noqa: SLF001
-    if buffer:
-        rows = pl.concat(buffer) if len(buffer) > 1 else buffer[0]
-        rows = rows.filter(pl.col(C.ORDER) >= order_mark)
-    else:
-        rows = pl.DataFrame()
+    fresh = engine._fresh  # noqa: SLF001
+    rows = (pl.concat(fresh, how="vertical") if len(fresh) > 1 else fresh[0]) if fresh else pl.DataFrame()
+    engine._fresh = []  # noqa: SLF001
     dedupe = engine._dedupe  # noqa: SLF001
-    sightings = dedupe.sightings_since(sighting_mark)
-    engine._marks = (engine.arrival_index, dedupe.recorded)  # noqa: SLF001
+    sightings = dedupe.sightings_since(engine._sightings_mark)  # noqa: SLF001
+    engine._sightings_mark = dedupe.recorded  # noqa: SLF001
     return EngineChanges(
         core=pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL),
         devices=records,
@@ -109,4 +108,5 @@ def rebuild(
         engine._buffer = []  # noqa: SLF001
     engine._dedupe = DuplicateFilter.rebuild(engine.policy.dedupe_horizon_us, sightings, dedupe_clock)  # noqa: SLF001
     engine._touched = set()  # noqa: SLF001
-    engine._marks = (engine.arrival_index, engine._dedupe.recorded)  # noqa: SLF001
+    engine._fresh = []  # noqa: SLF001
+    engine._sightings_mark = engine._dedupe.recorded  # noqa: SLF001

@@ -118,7 +118,8 @@ class WindowEngine:
         self._ident: list[str] | None = None
         self._finished = False
         self._touched: set[str] = set()  # devices whose record changed since the last changes()
-        self._marks = (0, 0)  # arrival index and dedupe chunks at the last changes()
+        self._fresh: list[pl.DataFrame] = []  # open-window rows added since the last changes()
+        self._sightings_mark = 0  # dedupe chunks recorded at the last changes()
 
     # -- state ---------------------------------------------------------------------------
 
@@ -221,9 +222,10 @@ class WindowEngine:
             return WindowOutput(windows=pl.DataFrame(), watermarks=self._watermarks(transitions))
         return self._route(None, None, transitions, None)
 
-    def changes(self) -> EngineChanges:
-        """The state changed since the last call, to store as a changelog (:mod:`iotlib.processing.changelog`)."""
-        return changelog.changes(self)
+    def changes(self, *, all_devices: bool = False) -> EngineChanges:
+        """The state changed since the last call, to store as a changelog (:mod:`iotlib.processing.changelog`);
+        ``all_devices``: every device's record, not only those touched (to compact a store's log)."""
+        return changelog.changes(self, all_devices=all_devices)
 
     @classmethod
     def rebuild(
@@ -398,7 +400,9 @@ class WindowEngine:
                 effective = np.where(fate == _ACCEPTED_CODE, self._e, NONE)
             used = effective != NONE
             if used.any():
-                self._buffer.append(self._rows_for_windows(df, effective, used, order))
+                rows = self._rows_for_windows(df, effective, used, order)
+                self._buffer.append(rows)
+                self._fresh.append(rows)
             if handled.any():
                 self._side_output(out, df, fate, np.flatnonzero(handled), effective)
             dups = np.flatnonzero(fate >= _DUP_EVENT)

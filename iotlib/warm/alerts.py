@@ -240,11 +240,13 @@ class AlertEngine:
 
     # -- state as a changelog ------------------------------------------------------------
 
-    def device_changes(self) -> list[DeviceAlertState]:
-        """Each device touched since the last call: its previous reading and its last arrival (µs; ``None``
-        once reported silent). What a store keeps so that :meth:`load_devices` restores the device rules."""
+    def device_changes(self, *, all_devices: bool = False) -> list[DeviceAlertState]:
+        """Each device touched since the last call (``all_devices``: every device): its previous reading and
+        its last arrival (µs; ``None`` once reported silent). What a store keeps so that :meth:`load_devices`
+        restores the device rules."""
         last, seen = self._last_value, self._last_seen
-        out = [(d, last.get(d), seen.get(d)) for d in self._touched]
+        devices = set(last) | set(seen) if all_devices else self._touched
+        out = [(d, last.get(d), seen.get(d)) for d in devices]
         self._touched = set()
         return out
 

@@ -82,6 +82,8 @@ class PartitionStep:
     engine: EngineChanges
     alert_devices: list[DeviceAlertState]
     events: int = 0
+    #: The device records are every device's (a compaction): the store drops the older ones.
+    compact: bool = False
 
 
 @dataclass
@@ -115,6 +117,8 @@ class StoredPartition:
     alert_devices: list[DeviceAlertState]
     totals: PartitionTotals
     flushed: bool
+    #: Device records kept in the store's log for this partition (for when to compact it).
+    logged: int = 0
 
 
 @dataclass

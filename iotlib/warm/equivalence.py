@@ -42,13 +42,14 @@ class BatchView:
 
     ``result.windows``: the building windows as the warm store holds them (every partition's
     partials merged, ``closed_at`` from every partition's watermarks); ``partials``: each
-    partition's own windows.
+    partition's own windows; ``by_partition``: each partition's batch result (with its device state).
     """
 
     result: WindowOutput
     dead_letters: pl.DataFrame
     unmatched: pl.DataFrame
     partials: pl.DataFrame
+    by_partition: dict[str, EventTimeResult]
 
 
 def batch_view(
@@ -73,7 +74,7 @@ def batch_view(
     reg = Registry.of(registry)
     matched, unmatched = reg.enrich(valid.select(incoming.EVENT_COLUMNS), enrichment(reg))
     parts = [str(p) for p in (partitions if partitions is not None else sorted(set(events["partition_id"].to_list())))]
-    outputs: list[WindowOutput] = []
+    outputs: dict[str, EventTimeResult] = {}
     partials, marks = [], []
     for pid in parts:
         own = matched.filter(pl.col(C.PARTITION) == pid)
@@ -82,14 +83,14 @@ def batch_view(
             beats = heartbeats.filter(pl.col(C.PARTITION) == pid)["tick_start"]
         res = windows_with_policy(own, window, by=[BUILDING], aggs=PARTIAL_AGGS, policy=policy, heartbeats=beats,
                                   time=time)  # fmt: skip
-        outputs.append(res)
+        outputs[pid] = res
         partials.append(res.windows.with_columns(pl.lit(pid).alias(C.PARTITION)))
         marks.append(res.watermarks.with_columns(pl.lit(pid).alias(C.PARTITION)))
-    result = WindowOutput.concat(outputs)
+    result = WindowOutput.concat(list(outputs.values()))
     result.windows = final_windows(pl.concat(partials, how="diagonal_relaxed"), pl.concat(marks), parts)
     result.unmatched = unmatched
     result.counts = result.counts + Counts(unmatched=unmatched.height)
-    return BatchView(result, dead, unmatched, pl.concat(partials, how="diagonal_relaxed"))
+    return BatchView(result, dead, unmatched, pl.concat(partials, how="diagonal_relaxed"), outputs)
 
 
 @dataclass

@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import ClassVar
 
 import polars as pl
 
@@ -117,6 +118,9 @@ def device_rules(rules: Sequence[Rule]) -> tuple[Rule, ...]:
 class PartitionJob:
     """The building-average job for one partition, one received frame at a time (see the module text)."""
 
+    #: Device records the store's log may hold beyond twice the devices before a full dump replaces it.
+    compact_slack: ClassVar[int] = 1000
+
     def __init__(
         self,
         partition_id: str,
@@ -138,6 +142,7 @@ class PartitionJob:
         self.totals = PartitionTotals()
         self.flushed = False
         self._moved = False
+        self._logged = 0  # device records in the store's log since its last compaction
         self._reset()
 
     @classmethod
@@ -159,6 +164,7 @@ class PartitionJob:
         job.position = stored.position
         job.totals = stored.totals
         job.flushed = stored.flushed
+        job._logged = stored.logged
         return job
 
     # -- input -----------------------------------------------------------------------------
@@ -236,6 +242,11 @@ class PartitionJob:
         if windows.height:
             windows = windows.with_columns(pl.lit(self.partition_id).alias(C.PARTITION))
         clock = self.engine._clock  # noqa: SLF001
+        # The store logs device records; once the log holds twice the devices, one full dump replaces it.
+        compact = self._logged > 2 * len(self.engine._devices) + self.compact_slack  # noqa: SLF001
+        changes = self.engine.changes(all_devices=compact)
+        alerting = self.alerts.device_changes(all_devices=compact) if self.alerts is not None else []
+        self._logged = (0 if compact else self._logged) + len(changes.devices) + len(alerting)
         step = PartitionStep(
             partition_id=self.partition_id,
             position=self.position,
@@ -248,9 +259,10 @@ class PartitionJob:
             frontier=self.frontier,
             flushed=self.flushed,
             totals=self.totals,
-            engine=self.engine.changes(),
-            alert_devices=self.alerts.device_changes() if self.alerts is not None else [],
+            engine=changes,
+            alert_devices=alerting,
             events=p["events"],
+            compact=compact,
         )
         self._moved = False
         self._reset()

@@ -83,6 +83,7 @@ class WarmRun:
         self.hub_owner_recorded = False
         self._error_log: dict[str, float] = {}
         self._registered = False
+        self._drained: set[str] = set()  # partitions whose last look found nothing more
         self._once = self._flush = False
         self._targets: dict[str, int] = {}
         self._next_commit = 0.0
@@ -160,7 +161,8 @@ class WarmRun:
         return None
 
     def caught_up(self) -> bool:
-        return True
+        """Some partitions are held and the client had nothing more to give for each at its last look."""
+        return bool(self.job.partitions) and all(pid in self._drained for pid in self.job.partitions)
 
     def stopping(self) -> None:
         pass
@@ -299,11 +301,13 @@ class WarmRun:
     # -- the consumer's callbacks --------------------------------------------------------
 
     async def on_batch(self, context: Any, events: list[Any]) -> None:
-        if not events or self.failure is not None:
-            return
         pid = context.partition_id
+        if not events:  # the client waited max_wait_time and had nothing for this partition
+            self._drained.add(pid)
+            return
+        self._drained.discard(pid)
         pending = self.pending.get(pid)
-        if pending is None:  # not held (lost, or not claimed in the store)
+        if pending is None or self.failure is not None:  # not held (lost, or not claimed in the store)
             return
         pending.extend(events)
         self.received[pid] = max(self.received.get(pid, EMPTY), int(events[-1].sequence_number))
@@ -325,6 +329,7 @@ class WarmRun:
         self.received[pid] = self.pushed[pid] = start
         self.pending[pid] = []
         self.last_event.pop(pid, None)
+        self._drained.discard(pid)
         self.report.partitions.add(pid)
         if not self.hub_owner_recorded and self.consumer is not None:
             self.hub_owner_recorded = True
@@ -349,6 +354,7 @@ class WarmRun:
         self.job.release(pid)
         self.pending.pop(pid, None)
         self.unchecked.pop(pid, None)
+        self._drained.discard(pid)
         self.report.partitions.discard(pid)
         self.report.handed_over += 1
 

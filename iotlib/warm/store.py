@@ -25,9 +25,9 @@ so several processes can share the partitions of consumer group ``warm``.
 - ``watermarks`` — every evaluation of each partition's watermark (the heartbeats among them let a
   batch run reproduce the stream exactly);
 - ``progress`` — per partition, the last event whose effects are stored here;
-- ``device_state``, ``device_alert_state``, ``state_chunks`` — the partitions' state as a changelog
-  (:mod:`iotlib.processing.changelog`): one row per device, chunks of open-window rows and duplicate
-  sightings, each dropped once obsolete;
+- ``state_chunks`` — the partitions' state as a changelog (:mod:`iotlib.processing.changelog`): the
+  device records touched in each commit (a full dump now and then replaces the older ones), the
+  open-window rows and duplicate sightings added (dropped once obsolete);
 - ``building_streaks`` (the too-hot rule's state), ``processes`` (who runs), ``commits`` (one row
   per commit), ``state`` (settings).
 
@@ -281,14 +281,6 @@ class WarmStore:
             progress = db.execute(
                 "SELECT sequence_number, offset, enqueued_time FROM progress WHERE partition_id = ?", (pid,)
             ).fetchone()
-            devices = db.execute(
-                "SELECT device_id, events, last_arrival, newest_event_time, clock_ahead_events, max_skew_us "
-                "FROM device_state WHERE partition_id = ?",
-                (pid,),
-            ).fetchall()
-            alerting = db.execute(
-                "SELECT device_id, last_value, last_seen FROM device_alert_state WHERE partition_id = ?", (pid,)
-            ).fetchall()
             chunks = db.execute(
                 "SELECT kind, data FROM state_chunks WHERE partition_id = ? ORDER BY chunk_id", (pid,)
             ).fetchall()
@@ -296,16 +288,24 @@ class WarmStore:
         if progress is not None:
             when = None if progress[2] is None else datetime.fromisoformat(progress[2].replace("Z", "+00:00"))
             position = Position(int(progress[0]), str(progress[1]), when)
+        logged: dict[str, dict[str, Any]] = {"devices": {}, "alert_devices": {}}
+        count = 0
+        for kind, data in chunks:
+            if kind in logged:
+                records = pickle.loads(data)
+                logged[kind].update((r[0], r) for r in records)  # the latest record of each device wins
+                count += len(records)
         return StoredPartition(
             partition_id=pid,
             position=position,
             core=bytes(core),
-            devices=devices,
+            devices=list(logged["devices"].values()),
             rows=[pl.read_ipc(io.BytesIO(data)) for kind, data in chunks if kind == "rows"],
             sightings=[s for kind, data in chunks if kind == "sightings" for s in pickle.loads(data)],
-            alert_devices=alerting,
+            alert_devices=list(logged["alert_devices"].values()),
             totals=PartitionTotals.of(json.loads(totals)),
             flushed=bool(flushed),
+            logged=count,
         )
 
     def register(self, run_id: str) -> None:
@@ -395,14 +395,18 @@ class WarmStore:
         db.execute(_PARTITION_UPSERT, (pid, owner, part.watermark, part.frontier, int(part.flushed),
                                        json.dumps(part.totals.as_dict()), changes.core, now))  # fmt: skip
         written = len(changes.core)
-        if changes.devices:
-            db.executemany("INSERT OR REPLACE INTO device_state VALUES (?, ?, ?, ?, ?, ?, ?)",
-                           [(pid, *r) for r in changes.devices])  # fmt: skip
-            written += 48 * len(changes.devices)
-        if part.alert_devices:
-            db.executemany("INSERT OR REPLACE INTO device_alert_state VALUES (?, ?, ?, ?)",
-                           [(pid, *r) for r in part.alert_devices])  # fmt: skip
-            written += 32 * len(part.alert_devices)
+        # Device records are logged (appended in chunks, cheap whatever the fleet's size); a compaction
+        # (every device's record) replaces the log.
+        if part.compact:
+            db.execute(
+                "DELETE FROM state_chunks WHERE partition_id = ? AND kind IN ('devices', 'alert_devices')", (pid,)
+            )
+        for kind, records in (("devices", changes.devices), ("alert_devices", part.alert_devices)):
+            if records:
+                blob = pickle.dumps(records, protocol=pickle.HIGHEST_PROTOCOL)
+                db.execute("INSERT INTO state_chunks (partition_id, kind, newest, data) VALUES (?, ?, 0, ?)",
+                           (pid, kind, blob))  # fmt: skip
+                written += len(blob)
         if changes.rows.height and not part.flushed:
             data = io.BytesIO()
             changes.rows.write_ipc(data)

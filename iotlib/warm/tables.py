@@ -146,26 +146,6 @@ TABLES = {
             "PRIMARY KEY (partition_id)",
         ),  # fmt: skip
         Table(
-            "device_state",
-            (
-                ("partition_id", "text"),
-                ("device_id", "text"),
-                ("events", "int"),
-                ("last_arrival", "int"),
-                ("newest_event_time", "int"),
-                ("clock_ahead_events", "int"),
-                ("max_skew_us", "int"),
-            ),
-            "PRIMARY KEY (partition_id, device_id)",
-            without_rowid=True,
-        ),  # fmt: skip
-        Table(
-            "device_alert_state",
-            (("partition_id", "text"), ("device_id", "text"), ("last_value", "real"), ("last_seen", "int")),
-            "PRIMARY KEY (partition_id, device_id)",
-            without_rowid=True,
-        ),
-        Table(
             "state_chunks",
             (("chunk_id", "int"), ("partition_id", "text"), ("kind", "text"), ("newest", "int"), ("data", "blob")),
             "PRIMARY KEY (chunk_id)",
