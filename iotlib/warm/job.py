@@ -136,8 +136,16 @@ class WarmJob:
     def take(self, *, owner: str | None = None, snapshot: bool = False) -> Commit:
         """What every held partition produced since the last take (``snapshot``: also the whole job pickled,
         as a baseline for benchmarks)."""
-        whole = pickle.dumps(self.partitions, protocol=pickle.HIGHEST_PROTOCOL) if snapshot else None
-        steps = [job.take() for job in self.partitions.values() if job.has_output]
+        whole = None
+        if snapshot:
+            state = {pid: (job.engine, job.alerts, job.totals) for pid, job in self.partitions.items()}
+            whole = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+        # The store logs device records; a partition whose log is due is compacted (a full dump of its
+        # devices replaces the log) — one per commit, so no commit pays for every partition at once.
+        due = max(self.partitions.values(), key=lambda job: job.log_excess, default=None)
+        compact = due.partition_id if due is not None and due.log_excess > 0 else None
+        steps = [job.take(compact=job.partition_id == compact) for job in self.partitions.values()
+                 if job.has_output or job.partition_id == compact]  # fmt: skip
         return Commit(steps=steps, owner=owner, snapshot=whole)
 
     @property

@@ -118,7 +118,7 @@ def device_rules(rules: Sequence[Rule]) -> tuple[Rule, ...]:
 class PartitionJob:
     """The building-average job for one partition, one received frame at a time (see the module text)."""
 
-    #: Device records the store's log may hold beyond twice the devices before a full dump replaces it.
+    #: Device records the store's log may hold beyond four times the devices before a full dump replaces it.
     compact_slack: ClassVar[int] = 1000
 
     def __init__(
@@ -234,16 +234,20 @@ class PartitionJob:
         p = self._p
         return bool(self._moved or p["events"] or p["windows"] or p["watermarks"] or p["alerts"] or p["dead"])
 
-    def take(self) -> PartitionStep:
-        """What accumulated since the last take, with the state's changes."""
+    @property
+    def log_excess(self) -> float:
+        """How far the store's log of device records is past due for a compaction (> 0: due)."""
+        return self._logged - 4 * len(self.engine._devices) - self.compact_slack  # noqa: SLF001
+
+    def take(self, *, compact: bool = False) -> PartitionStep:
+        """What accumulated since the last take, with the state's changes (``compact``: every device's record,
+        so that the store can drop its older records; see :attr:`log_excess`)."""
         p = self._p
         side = {name: _cat(frames) for name, frames in p["side"].items()}
         windows = _cat(p["windows"])
         if windows.height:
             windows = windows.with_columns(pl.lit(self.partition_id).alias(C.PARTITION))
         clock = self.engine._clock  # noqa: SLF001
-        # The store logs device records; once the log holds twice the devices, one full dump replaces it.
-        compact = self._logged > 2 * len(self.engine._devices) + self.compact_slack  # noqa: SLF001
         changes = self.engine.changes(all_devices=compact)
         alerting = self.alerts.device_changes(all_devices=compact) if self.alerts is not None else []
         self._logged = (0 if compact else self._logged) + len(changes.devices) + len(alerting)
