@@ -70,8 +70,8 @@ class ProcessorOptions(ConsumerOptions):
       :func:`iotlib.hub.positions` snapshot (start after it): see :mod:`iotlib.hub.starting`;
     - ``heartbeat``: close windows and notice silent devices when nothing arrives (on);
     - ``heartbeat_interval``: how often (s) quiet partitions are checked against the hub's end;
-    - ``commit_interval``: seconds between warm-store commits (at least; a commit that takes
-      long spaces the next ones out so that commits cost at most a tenth of the time);
+    - ``commit_interval``: seconds from the end of one warm-store commit to the next (each writes
+      what changed since the last: rows, progress, the partitions' state changes);
     - ``time``: windows by the devices' clocks (``"time_observed"``, event time, the original's
       ``TIMESTAMP BY``) or by arrival at the hub (``"arrival"``: nothing is late; for replays of old data);
     - ``max_batch_size``, ``max_wait_time``, ``prefetch``: the consumer's receive settings;
