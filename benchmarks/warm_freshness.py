@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
+import resource
 import tempfile
 import threading
 import time
@@ -79,11 +80,20 @@ def _send(path: str, out: str) -> None:
     Path(out).write_text(f"{sent.events_sent} {sent.elapsed_seconds} {sent.max_lag_seconds}")
 
 
+def _cpu(pid: int) -> float:
+    """CPU seconds a process (and its waited-for children) has used, from /proc (NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 def _pct(values: pl.Series, q: float) -> float:
     return float(values.quantile(q, interpolation="linear") or 0.0) if values.len() else float("nan")
 
 
-def run(sc: Scenario, registry: pl.DataFrame, home: Path, warmup: float) -> dict[str, float]:
+def run(sc: Scenario, registry: pl.DataFrame, home: Path, warmup: float, emulator_pid: int) -> dict[str, float]:
     """One scenario on the running stack; prints and returns its figures."""
     events = simulate.generate(registry, start=simulate.DEFAULT_START, duration=f"{sc.seconds}s", period=sc.period,
                                seed=7, faults=FAULTS)  # fmt: skip
@@ -123,11 +133,14 @@ def run(sc: Scenario, registry: pl.DataFrame, home: Path, warmup: float) -> dict
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     figures = home / f"{sc.name}.sent"
+    cpu0 = (time.process_time(), resource.getrusage(resource.RUSAGE_CHILDREN), _cpu(emulator_pid))
     sender = mp.get_context("spawn").Process(target=_send, args=(str(path), str(figures)))
     sender.start()
     sender.join()
     sent_events, sent_seconds, send_lag = figures.read_text().split()
     sending = time.monotonic() - began
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    sender_cpu = children.ru_utime + children.ru_stime - cpu0[1].ru_utime - cpu0[1].ru_stime
     while processor.report.received < int(sent_events) and worker.is_alive():
         time.sleep(0.05)
     caught_up = time.monotonic() - began - sending
@@ -138,6 +151,7 @@ def run(sc: Scenario, registry: pl.DataFrame, home: Path, warmup: float) -> dict
     sampler.join()
     WarmRun.full_snapshots = False
     report = outcome["report"]
+    processor_cpu, emulator_cpu = time.process_time() - cpu0[0], _cpu(emulator_pid) - cpu0[2]
 
     with WarmStore(store_path) as store:
         history = store.history()
@@ -172,6 +186,10 @@ def run(sc: Scenario, registry: pl.DataFrame, home: Path, warmup: float) -> dict
           f"max {out['delay_max']:.2f} s")  # fmt: skip
     print(f"  lag (hub end − checkpoint): max {out['lag_max']:,.0f} events; mean {out['lag_first_half']:,.0f} in the "
           f"first half of sending, {out['lag_second_half']:,.0f} in the second")  # fmt: skip
+    n = int(sent_events) / 1000
+    print(f"  CPU per 1,000 events: processor {processor_cpu / n:.2f} s (this process), emulator {emulator_cpu / n:.2f} s, "
+          f"sender {sender_cpu / n:.2f} s; the processor used {processor_cpu / (time.monotonic() - began):.0%} of a core")  # fmt: skip
+    out["processor_cpu_per_event"] = processor_cpu / int(sent_events)
     print(f"  commits: {out['commits_per_s']:.2f}/s, p99 {out['commit_p99'] * 1000:.0f} ms, max "
           f"{out['commit_max'] * 1000:.0f} ms, {out['state_mb']:.2f} MB of state per commit")  # fmt: skip
     met = out["delay_p99"] <= sc.goal_delay and (sc.goal_lag is None or out["lag_max"] <= sc.goal_lag)
@@ -206,7 +224,7 @@ def main() -> None:
     results = {}
     try:
         for sc in runs:
-            results[sc.name] = run(sc, registry, home, args.warmup)
+            results[sc.name] = run(sc, registry, home, args.warmup, st.state.services["eventhubs"].pid)
     finally:
         st.down()
     if "x1" in results and "baseline" in results:

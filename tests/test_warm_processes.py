@@ -60,9 +60,9 @@ def test_a_process_takes_over_a_killed_ones_partitions_and_the_store_equals_batc
         sending.start()
 
         # 2. Both commit; then one is killed mid-stream, holding partitions it has processed.
-        committed = lambda run: (
-            rows(store, f"SELECT COUNT(*) FROM commits WHERE run_id = '{run}' AND events > 0") or [(0,)]
-        )[0][0]  # noqa: E501, E731
+        def committed(run: str) -> int:
+            return (rows(store, f"SELECT COUNT(*) FROM commits WHERE run_id = '{run}' AND events > 0") or [(0,)])[0][0]
+
         wait(lambda: all(committed(runs[p.pid]) >= 2 for p in procs), 90, "both processes to commit")
         victim, survivor = procs
         lost = {p for (p,) in rows(store, f"SELECT partition_id FROM partitions WHERE owner_id = '{runs[victim.pid]}'")}
@@ -77,11 +77,12 @@ def test_a_process_takes_over_a_killed_ones_partitions_and_the_store_equals_batc
         wait(lambda: holders() == {mine}, 90, "the survivor to take every partition over")
         sending.join()
         after = hub.positions(eventhub_name=eventhub_name)
-        done = lambda: all(
-            s >= after[p].last_enqueued_sequence_number
-            for p, s in rows(store, "SELECT partition_id, sequence_number FROM progress")
-        )  # noqa: E501, E731
-        wait(lambda: len(rows(store, "SELECT 1 FROM progress")) == len(after) and done(), 120, "everything processed")
+
+        def done() -> bool:
+            stored = rows(store, "SELECT partition_id, sequence_number FROM progress")
+            return len(stored) == len(after) and all(s >= after[p].last_enqueued_sequence_number for p, s in stored)
+
+        wait(done, 120, "everything processed")
         survivor.send_signal(signal.SIGINT)
         out, _ = survivor.communicate(timeout=60)
         assert survivor.returncode == 130, out.decode()

@@ -23,7 +23,7 @@ from iotlib.processing import columns as C
 from iotlib.processing.building import BUILDING
 from iotlib.processing.event_time import windows_with_policy
 from iotlib.processing.reference import Registry
-from iotlib.processing.results import Counts, WindowOutput
+from iotlib.processing.results import Counts, EventTimeResult, WindowOutput
 from iotlib.processing.windows import Window
 from iotlib.warm import deadletters, incoming
 from iotlib.warm.merge import PARTIAL_AGGS, final_windows

@@ -135,6 +135,41 @@ class BuildingTemperature:
         return f"building {self.building_id}: {self.avg_temperature:.2f} °C, the average of {readings} in the {kind} ending {end} UTC"
 
 
+class _Checkpointer:
+    """Copies a writer's WAL back into the database every few seconds, off the committing thread.
+
+    SQLite does this inside a commit once the WAL passes 1,000 pages (a pause, with an fsync, in the
+    middle of the stream); here the writer only appends, and this thread checkpoints passively
+    (never blocking writers or readers), with the GIL released while SQLite works.
+    """
+
+    INTERVAL = 2.0
+
+    def __init__(self, path: Path) -> None:
+        self._stop = threading.Event()
+        self._path = path
+        self._thread = threading.Thread(target=self._run, name="iotlib-warm-checkpoint", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        db = sqlite3.connect(self._path, timeout=60, isolation_level=None)
+        try:
+            while not self._stop.wait(self.INTERVAL):
+                try:
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error:  # busy or gone: next time
+                    pass
+            db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error:
+            pass
+        finally:
+            db.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
 def default_path() -> Path:
     """``warm.sqlite`` in the data folder (:func:`iotlib.connections.home`)."""
     return home() / DEFAULT_NAME
@@ -154,10 +189,14 @@ class WarmStore:
         self._mutex = threading.Lock()
         self._hub_partitions: list[str] | None = None
         self._building_rule: BuildingTooHot | None = None
+        self._checkpointer: _Checkpointer | None = None
         try:
             self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives a process crash
+            if writer:  # commits only append to the WAL; a thread of its own copies it back (and syncs)
+                self._db.execute("PRAGMA wal_autocheckpoint=0")
+                self._checkpointer = _Checkpointer(self.path)
             with self._db:
                 self._db.execute("BEGIN IMMEDIATE")
                 for table in TABLES.values():
@@ -181,6 +220,9 @@ class WarmStore:
     # -- lifecycle ---------------------------------------------------------------------
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
         with self._mutex:
             self._db.close()
 
