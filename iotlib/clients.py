@@ -6,6 +6,9 @@ it is given and never reads :func:`iotlib.settings`; ``from_settings`` takes the
 (or the ``Settings`` passed in). ``__init__`` takes the parsed parts
 (:class:`~iotlib.connections.EventHubConnection`, :class:`~iotlib.connections.StorageConnection`)
 and the family's typed options.
+
+One base per family, not one mixin for all: the keywords are typed by the family's ``TypedDict``,
+and a mixin cannot be generic over one (``Unpack`` of a type variable is not allowed, PEP 692).
 """
 
 from __future__ import annotations

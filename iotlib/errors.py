@@ -1,8 +1,18 @@
 """One exception hierarchy for the whole workbench.
 
-Every error iotlib raises on purpose derives from :class:`IotlibError`, so a
-script can catch the workbench's failures in one place and let real bugs
-through. Messages name what was wrong and, where possible, what to do.
+Every error iotlib raises on purpose derives from :class:`IotlibError`, so a script can catch
+the workbench's failures in one place and let real bugs through. Messages name what was wrong
+and, where possible, what to do. The rule:
+
+- a bad argument, setting or connection string raises :class:`ConfigurationError` (also a
+  ``ValueError``), before anything connects;
+- data that breaks its schema (an event payload, a registry, a frame's columns, a file's bytes)
+  raises :class:`ValidationError` (also a ``ValueError``);
+- what fails while running (a hub, storage, the local stack, a job) raises the error of its
+  stage: :class:`StackError`, :class:`EmulatorError`, :class:`IngestError`, :class:`HubError`,
+  :class:`CaptureError`, :class:`ColdStoreError`, :class:`ProcessingError`.
+
+Exceptions used for control flow inside a module are private to it and never derive from these.
 """
 
 from __future__ import annotations
@@ -16,12 +26,12 @@ class ConfigurationError(IotlibError, ValueError):
     """A setting, connection string or argument is missing or malformed (also a ``ValueError``)."""
 
 
-class StackError(IotlibError):
-    """The local stack (Azurite, the Event Hubs emulator) could not be managed."""
-
-
 class ValidationError(IotlibError, ValueError):
     """Data does not fit the schema it claims (an event payload, a registry); also a ``ValueError``."""
+
+
+class StackError(IotlibError):
+    """The local stack (Azurite, the Event Hubs emulator) could not be managed."""
 
 
 class EmulatorError(IotlibError):
@@ -30,6 +40,10 @@ class EmulatorError(IotlibError):
 
 class IngestError(IotlibError):
     """Events could not be sent to Event Hubs."""
+
+
+class HubError(IotlibError):
+    """An event hub could not be read (partition positions, reading back)."""
 
 
 class CaptureError(IotlibError):
@@ -41,4 +55,4 @@ class ColdStoreError(IotlibError):
 
 
 class ProcessingError(IotlibError):
-    """A stream-processing job was given input or options it cannot handle."""
+    """A stream-processing job failed while running (its hub, its warm store, its state)."""

@@ -7,13 +7,16 @@ import socket
 import struct
 import threading
 import time
-from typing import Any
+from typing import Any, TypeVar
 
 from azure.eventhub import EventData, EventHubConsumerClient
 from azure.eventhub.aio import EventHubConsumerClient as AsyncConsumer
 
 from iotlib.local.emulator import codec as c
 from iotlib.local.emulator import framing as f
+from iotlib.local.emulator import performatives as p
+
+P = TypeVar("P", bound=p.DescribedList)
 
 FAST = {"retry_total": 0}
 
@@ -29,15 +32,17 @@ def receive(
     inclusive: bool = False,
     timeout: float = 15.0,
     on_ready: Any = None,
+    client_options: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> list[EventData]:
     """Receive ``count`` events from one partition (or whatever came before ``timeout``).
 
     ``on_ready`` runs once the link delivers (an empty batch arrives after a short
-    wait), so a test can send events a ``@latest`` consumer must see.
+    wait), so a test can send events a ``@latest`` consumer must see. ``client_options``
+    go to the client (a transport, an endpoint, a CA bundle).
     """
     consumer = EventHubConsumerClient.from_connection_string(
-        connection_string, consumer_group=consumer_group, eventhub_name=eventhub_name, **FAST
+        connection_string, consumer_group=consumer_group, eventhub_name=eventhub_name, **FAST, **(client_options or {})
     )
     events: list[EventData] = []
     done = threading.Event()
@@ -89,11 +94,12 @@ async def areceive(
     starting_position: Any = "-1",
     inclusive: bool = False,
     timeout: float = 15.0,
+    client_options: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> list[EventData]:
     """The aio twin of :func:`receive`; run several at once with ``asyncio.gather``."""
     consumer = AsyncConsumer.from_connection_string(
-        connection_string, consumer_group=consumer_group, eventhub_name=eventhub_name, **FAST
+        connection_string, consumer_group=consumer_group, eventhub_name=eventhub_name, **FAST, **(client_options or {})
     )
     events: list[EventData] = []
     done = asyncio.Event()
@@ -151,6 +157,9 @@ class RawClient:
     def send_raw(self, data: bytes) -> None:
         self.sock.sendall(data)
 
+    def send(self, performative: p.DescribedList, channel: int = 1, frame_type: int = f.FRAME_AMQP) -> None:
+        self.send_raw(f.frame(channel, performative.encode(), frame_type))
+
     def recv_exact(self, n: int) -> bytes:
         while len(self.buf) < n:
             chunk = self.sock.recv(65536)
@@ -160,111 +169,96 @@ class RawClient:
         out, self.buf = self.buf[:n], self.buf[n:]
         return out
 
-    def read_frame(self) -> tuple[int, int, Any, bytes]:
-        """(channel, performative code, fields, payload after the performative)."""
+    def read_frame(self) -> tuple[int, p.DescribedList | None, bytes]:
+        """(channel, performative or None for an empty frame, payload after the performative)."""
         head = self.recv_exact(8)
         size, doff, _ftype, channel = struct.unpack(">IBBH", head)
         body = self.recv_exact(size - 8)[doff * 4 - 8 :]
         if not body:
-            return channel, -1, [], b""
-        descriptor, pos = c.decode(body, 1)
-        fields, _, end = c.decode_fields(body, pos, 0)
-        return channel, descriptor, fields, body[end:]
+            return channel, None, b""
+        performative, end = p.decode_performative(body)
+        return channel, performative, body[end:]
 
-    def read_until(self, code: int, limit: int = 50) -> tuple[int, Any, bytes]:
+    def read_until(self, kind: type[P], limit: int = 50) -> tuple[int, P, bytes]:
         for _ in range(limit):
-            channel, got, fields, payload = self.read_frame()
-            if got == code:
-                return channel, fields, payload
-        raise AssertionError(f"performative 0x{code:02x} never came")
+            channel, got, payload = self.read_frame()
+            if isinstance(got, kind):
+                return channel, got, payload
+        raise AssertionError(f"{kind.__name__} never came")
 
     def handshake(self, max_frame_size: int = 65536) -> None:
         """SASL ANONYMOUS, AMQP header, open, begin on channel 1."""
         self.send_raw(f.SASL_HEADER)
         assert self.recv_exact(8) == f.SASL_HEADER
         self.read_frame()  # mechanisms
-        init = c.enc_described(
-            f.SASL_INIT, c.enc_list([c.enc_symbol("ANONYMOUS"), c.enc_binary(b""), c.enc_string("localhost")])
-        )
-        self.send_raw(f.frame(0, init, f.FRAME_SASL))
-        _, code, fields, _ = self.read_frame()
-        assert code == f.SASL_OUTCOME and fields[0] == 0
+        self.send(p.SaslInit("ANONYMOUS", b"", "localhost"), channel=0, frame_type=f.FRAME_SASL)
+        _, outcome, _ = self.read_frame()
+        assert isinstance(outcome, p.SaslOutcome) and outcome.code == 0
         self.send_raw(f.AMQP_HEADER)
         assert self.recv_exact(8) == f.AMQP_HEADER
-        self.send_raw(f.frame(0, f.open_("raw-test", max_frame_size, 100, None)))
-        self.read_until(f.OPEN)
-        self.send_raw(f.frame(1, _begin_unmapped()))
-        self.read_until(f.BEGIN)
+        self.send(p.Open(container_id="raw-test", max_frame_size=max_frame_size, channel_max=100), channel=0)
+        self.read_until(p.Open)
+        self.send(p.Begin(next_outgoing_id=0, incoming_window=1000, outgoing_window=1000, handle_max=100))
+        self.read_until(p.Begin)
 
-    def attach_sender(self, address: str, handle: int = 0) -> tuple[Any, bytes]:
-        target = c.enc_described(f.TARGET, c.enc_list([c.enc_string(address)] + [c.NULL] * 6))
-        source = c.enc_described(f.SOURCE, c.enc_list([c.enc_string("raw-sender")] + [c.NULL] * 10))
-        self.send_raw(
-            f.frame(
-                1,
-                f.attach(
-                    name=f"sender-{handle}",
-                    handle=handle,
-                    role=f.ROLE_SENDER,
-                    snd_settle_mode=0,
-                    rcv_settle_mode=0,
-                    source=source,
-                    target=target,
-                    initial_delivery_count=0,
-                    max_message_size=None,
-                ),
+    def attach_sender(self, address: str, handle: int = 0) -> p.Attach:
+        self.send(
+            p.Attach(
+                name=f"sender-{handle}",
+                handle=handle,
+                role=f.ROLE_SENDER,
+                send_settle_mode=0,
+                rcv_settle_mode=0,
+                source=p.Source(address="raw-sender"),
+                target=p.Target(address=address),
+                initial_delivery_count=0,
             )
         )
-        _, fields, _ = self.read_until(f.ATTACH)
-        return fields, b""
+        return self.read_until(p.Attach)[1]
 
-    def attach_receiver(self, address: str, handle: int = 0) -> Any:
-        source = c.enc_described(f.SOURCE, c.enc_list([c.enc_string(address)] + [c.NULL] * 10))
-        target = c.enc_described(f.TARGET, c.enc_list([c.enc_string("raw-receiver")] + [c.NULL] * 6))
-        self.send_raw(
-            f.frame(
-                1,
-                f.attach(
-                    name=f"receiver-{handle}",
-                    handle=handle,
-                    role=f.ROLE_RECEIVER,
-                    snd_settle_mode=0,
-                    rcv_settle_mode=0,
-                    source=source,
-                    target=target,
-                    initial_delivery_count=None,
-                    max_message_size=None,
-                ),
+    def attach_receiver(self, address: str, handle: int = 0, selector: str | None = None) -> p.Attach:
+        filters = None
+        if selector is not None:
+            name = "apache.org:selector-filter:string"
+            filters = {c.Symbol(name): c.Described(c.Symbol(name), selector)}
+        self.send(
+            p.Attach(
+                name=f"receiver-{handle}",
+                handle=handle,
+                role=f.ROLE_RECEIVER,
+                send_settle_mode=0,
+                rcv_settle_mode=0,
+                source=p.Source(address=address, filters=filters),
+                target=p.Target(address="raw-receiver"),
             )
         )
-        _, fields, _ = self.read_until(f.ATTACH)
-        return fields
+        return self.read_until(p.Attach)[1]
+
+    def credit(self, handle: int, credit: int) -> None:
+        self.send(
+            p.Flow(
+                next_incoming_id=0,
+                incoming_window=1000,
+                next_outgoing_id=0,
+                outgoing_window=1000,
+                handle=handle,
+                delivery_count=0,
+                link_credit=credit,
+            )
+        )
 
     def put_token(self, audience: str, token: str) -> int:
         """Put a token on $cbs the way the SDK does; return the status code."""
         import uuid
 
-        from iotlib.local.emulator.message import decode_message
+        from iotlib.local.emulator.message import decode_request
 
         if not self.cbs_attached:
             self.attach_sender("$cbs", handle=10)
             self.attach_receiver("$cbs", handle=11)
-            self.send_raw(
-                f.frame(
-                    1,
-                    f.flow(
-                        next_incoming_id=0,
-                        incoming_window=1000,
-                        next_outgoing_id=0,
-                        outgoing_window=1000,
-                        handle=11,
-                        delivery_count=0,
-                        link_credit=10,
-                    ),
-                )
-            )
+            self.credit(11, 10)
             self.cbs_attached = True
-        props = c.enc_described(0x73, c.enc_list([c.enc_uuid(uuid.uuid4())] + [c.NULL] * 12))
+        props = p.Properties(message_id=uuid.uuid4()).encode()
         app = c.enc_described(
             0x74,
             c.enc_map(
@@ -279,29 +273,50 @@ class RawClient:
         self.transfer(10, self.next_delivery, props + app + body)
         self.next_delivery += 1
         for _ in range(20):
-            _, code, fields, payload = self.read_frame()
-            if code == f.TRANSFER and fields[0] is not None:
-                return int(decode_message(payload).application_properties["status-code"])
+            _, got, payload = self.read_frame()
+            if isinstance(got, p.Transfer):
+                return int(decode_request(payload).application_properties["status-code"])
         raise AssertionError("no put-token response")
 
     def transfer(self, handle: int, delivery_id: int, payload: bytes, *, fmt: int = 0, more: bool = False) -> None:
-        head = f.transfer_head(handle, delivery_id, struct.pack(">I", delivery_id), fmt, False, more)
-        self.send_raw(f.frame(1, head + payload))
+        head = p.Transfer(
+            handle=handle,
+            delivery_id=delivery_id,
+            delivery_tag=struct.pack(">I", delivery_id),
+            message_format=fmt,
+            settled=False,
+            more=more,
+        )
+        self.send_raw(f.frame(1, head.encode() + payload))
+
+    def outcome(self) -> p.DescribedList | None:
+        """The state of the next disposition (accepted, rejected …)."""
+        return self.read_until(p.Disposition)[1].state
 
 
-def _begin_unmapped() -> bytes:
-    """A begin from the client side (no remote channel)."""
-    return c.enc_described(
-        f.BEGIN,
-        c.enc_list(
-            [c.NULL, c.enc_uint(0), c.enc_uint(1000), c.enc_uint(1000), c.enc_uint(100), c.NULL, c.NULL, c.NULL]
-        ),
-    )
+def error_of(performative: object) -> p.AmqpError:
+    """The AMQP error a detach, close or rejected outcome carries (failing the test if none)."""
+    error = getattr(performative, "error", None)
+    assert isinstance(error, p.AmqpError), performative
+    return error
 
 
 def event_message(body: bytes) -> bytes:
     """A format-0 message with one data section."""
     return c.enc_described(0x75, c.enc_binary(body))
+
+
+class ManualClock:
+    """A wall clock that moves only when a test says so (hand it to ``Emulator.start(clock=...)``)."""
+
+    def __init__(self, start: float | None = None) -> None:
+        self.now = time.time() if start is None else start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> bool:
@@ -311,3 +326,77 @@ def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.05) ->
             return True
         time.sleep(interval)
     return predicate()
+
+
+class RecordingProxy:
+    """A TCP proxy in front of an emulator that keeps every byte each client sent (real client sessions).
+
+    ``sessions`` holds one bytearray per connection, in the order they were accepted.
+    """
+
+    def __init__(self, target_port: int, *, host: str = "127.0.0.1") -> None:
+        self.target = (host, target_port)
+        self.listener = socket.create_server((host, 0))
+        self.port = self.listener.getsockname()[1]
+        self.sessions: list[bytearray] = []
+        self._threads: list[threading.Thread] = []
+        self._sockets: list[socket.socket] = []
+        self._accepting = threading.Thread(target=self._accept, daemon=True)
+        self._accepting.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            record = bytearray()
+            self.sessions.append(record)
+            self._sockets += [client, upstream]
+            for source, sink, keep in ((client, upstream, record), (upstream, client, None)):
+                thread = threading.Thread(target=self._pump, args=(source, sink, keep), daemon=True)
+                thread.start()
+                self._threads.append(thread)
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket, keep: bytearray | None) -> None:
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                if keep is not None:
+                    keep += data
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            try:
+                sink.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.listener.close()
+        for sock in self._sockets:
+            sock.close()
+        for thread in self._threads:
+            thread.join(5)
+
+
+def split_frames(stream: bytes) -> list[tuple[bytes, int, int, bytes]]:
+    """A recorded client stream as (protocol header or b"", frame type, channel, frame body) items."""
+    out = []
+    pos = 0
+    while pos + 8 <= len(stream):
+        if stream[pos : pos + 4] == b"AMQP":
+            out.append((stream[pos : pos + 8], -1, 0, b""))
+            pos += 8
+            continue
+        size, doff, ftype, channel = struct.unpack_from(">IBBH", stream, pos)
+        if size < 8 or pos + size > len(stream):
+            break
+        out.append((b"", ftype, channel, stream[pos + doff * 4 : pos + size]))
+        pos += size
+    return out

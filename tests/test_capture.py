@@ -156,7 +156,12 @@ def test_stop_mid_window_then_restart_extends_the_file(hub: Emulator, storage: s
     first = send(hub.connection_string, simulated(300, seed=3))
     with writer(hub, storage, time_window=900, **names) as w:  # a window far longer than the test
         r1 = w.run(until_idle=1.5, timeout=60)
-    assert {f.reason for f in r1.files} == {"shutdown"} and r1.events == first
+    assert {f.reason for f in r1.files} == {"shutdown"} and r1.events == first, (
+        r1.stop_reason,
+        r1.events,
+        first,
+        r1.summary(),
+    )
     second = send(hub.connection_string, simulated(300, seed=4))
     with writer(hub, storage, time_window=900, **names) as w:
         r2 = w.run(once=True, timeout=60)

@@ -7,10 +7,11 @@ import time
 import pytest
 from azure.core.credentials import AzureNamedKeyCredential, AzureSasCredential
 from azure.eventhub import EventData, EventHubProducerClient
-from azure.eventhub.exceptions import AuthenticationError, EventHubError
-from emulator_helpers import FAST, RawClient, event_message, receive
+from azure.eventhub.exceptions import AuthenticationError, ConnectError, EventHubError
+from emulator_helpers import FAST, ManualClock, RawClient, error_of, event_message, receive
 
 from iotlib.local.emulator import Emulator, EmulatorConfig, EntityConfig, KeyConfig
+from iotlib.local.emulator import performatives as p
 from iotlib.local.emulator.auth import make_token
 
 HUB = "telemetry"
@@ -72,12 +73,12 @@ def test_consumer_group_scoped_token_covers_only_its_group(emu):
         raw.handshake()
         audience = f"sb://localhost:{emu.port}/{HUB}/consumergroups/$default"
         assert raw.put_token(audience, _token(emu, f"{HUB}/consumergroups/$default")) == 202
-        fields = raw.attach_receiver(f"{HUB}/ConsumerGroups/$Default/Partitions/0", handle=0)
-        assert fields[5] is not None and fields[9] == 0  # attached, initial delivery count given
-        fields = raw.attach_receiver(f"{HUB}/ConsumerGroups/warm/Partitions/0", handle=1)
-        assert fields[5] is None
-        _, detach, _ = raw.read_until(0x16)
-        assert detach[2].value[0] == "amqp:unauthorized-access"
+        attach = raw.attach_receiver(f"{HUB}/ConsumerGroups/$Default/Partitions/0", handle=0)
+        assert attach.source is not None and attach.initial_delivery_count == 0  # attached
+        attach = raw.attach_receiver(f"{HUB}/ConsumerGroups/warm/Partitions/0", handle=1)
+        assert attach.source is None
+        _, detach, _ = raw.read_until(p.Detach)
+        assert error_of(detach).condition == "amqp:unauthorized-access"
         # Naming another group as the audience of the same token is refused outright.
         assert (
             raw.put_token(
@@ -93,17 +94,17 @@ def test_links_before_a_valid_token_are_refused(emu):
     raw = RawClient(emu.port)
     try:
         raw.handshake()
-        fields, _ = raw.attach_sender(HUB, handle=0)
-        assert fields[6] is None  # refused: no target
-        _, detach, _ = raw.read_until(0x16)
-        assert detach[2].value[0] == "amqp:unauthorized-access"
+        attach = raw.attach_sender(HUB, handle=0)
+        assert attach.target is None  # refused: no target
+        _, detach, _ = raw.read_until(p.Detach)
+        assert error_of(detach).condition == "amqp:unauthorized-access"
         # A put-token with a bad signature is answered 401 and grants nothing.
         bad = _token(emu, HUB, key="WRONG")
         assert raw.put_token(f"sb://localhost:{emu.port}/{HUB}", bad) == 401
-        fields, _ = raw.attach_sender(HUB, handle=1)
-        assert fields[6] is None
-        _, detach, _ = raw.read_until(0x16)
-        assert detach[2].value[0] == "amqp:unauthorized-access"
+        attach = raw.attach_sender(HUB, handle=1)
+        assert attach.target is None
+        _, detach, _ = raw.read_until(p.Detach)
+        assert error_of(detach).condition == "amqp:unauthorized-access"
     finally:
         raw.close()
 
@@ -114,11 +115,11 @@ def test_device_key_cannot_listen(emu):
         raw.handshake()
         device = _token(emu, HUB, "device", "DEVICE_KEY")
         assert raw.put_token(f"sb://localhost:{emu.port}/{HUB}", device) == 202
-        fields = raw.attach_receiver(f"{HUB}/ConsumerGroups/$Default/Partitions/0", handle=0)
-        assert fields[5] is None
-        _, detach, _ = raw.read_until(0x16)
-        assert detach[2].value[0] == "amqp:unauthorized-access"
-        assert "Listen" in detach[2].value[1]
+        attach = raw.attach_receiver(f"{HUB}/ConsumerGroups/$Default/Partitions/0", handle=0)
+        assert attach.source is None
+        _, detach, _ = raw.read_until(p.Detach)
+        assert error_of(detach).condition == "amqp:unauthorized-access"
+        assert "Listen" in (error_of(detach).description or "")
     finally:
         raw.close()
 
@@ -141,32 +142,38 @@ def test_unknown_entities_are_not_found(emu):
                 raw.attach_sender(address, handle=handle)
             else:
                 raw.attach_receiver(address, handle=handle)
-            _, detach, _ = raw.read_until(0x16)
-            assert detach[2].value[0] == "amqp:not-found", (address, detach)
+            _, detach, _ = raw.read_until(p.Detach)
+            assert error_of(detach).condition == "amqp:not-found", (address, detach)
     finally:
         raw.close()
-    # The SDK reports an unknown hub as an error, not a hang.
-    p = EventHubProducerClient.from_connection_string(emu.connection_string, eventhub_name="nohub", **FAST)
-    with p, pytest.raises(EventHubError):
-        p.get_eventhub_properties()
+    # The SDK reports an unknown hub as Azure describes it (a 404 on $management), not a hang.
+    producer = EventHubProducerClient.from_connection_string(emu.connection_string, eventhub_name="nohub", **FAST)
+    with producer, pytest.raises(ConnectError) as err:
+        producer.get_eventhub_properties()
+    assert "Status code: 404" in str(err.value)
+    assert "The messaging entity 'sb://localhost/nohub' could not be found" in str(err.value)
+    assert "Description: None" not in str(err.value)
     with pytest.raises(EventHubError):
         receive(emu.connection_string, partition_id="0", count=1, consumer_group="nogroup", timeout=5)
 
 
-def test_links_close_when_their_token_expires_unrenewed(emu):
-    raw = RawClient(emu.port)
-    try:
-        raw.handshake()
-        short = make_token(f"sb://localhost:{emu.port}/{HUB}", *ROOT, int(time.time()) + 2)
-        assert raw.put_token(f"sb://localhost:{emu.port}/{HUB}", short) == 202
-        fields, _ = raw.attach_sender(f"{HUB}/Partitions/0", handle=0)
-        assert fields[6] is not None
-        raw.transfer(0, 0, event_message(b"in time"))
-        _, disposition, _ = raw.read_until(0x15)
-        assert disposition[4].descriptor == 0x24  # accepted
-        time.sleep(2.5)
-        raw.transfer(0, 1, event_message(b"too late"))
-        _, detach, _ = raw.read_until(0x16)
-        assert detach[2].value[0] == "amqp:unauthorized-access"
-    finally:
-        raw.close()
+def test_links_close_when_their_token_expires_unrenewed(tmp_path):
+    clock = ManualClock()  # the token's expiry comes by moving the emulator's clock, not by sleeping
+    with Emulator.start(
+        data_dir=tmp_path, port=0, config=EmulatorConfig(entities=(EntityConfig(HUB, 1),)), clock=clock
+    ) as emu:
+        raw = RawClient(emu.port)
+        try:
+            raw.handshake()
+            audience = f"sb://localhost:{emu.port}/{HUB}"
+            assert raw.put_token(audience, make_token(audience, *ROOT, int(clock()) + 2)) == 202
+            attach = raw.attach_sender(f"{HUB}/Partitions/0", handle=0)
+            assert attach.target is not None
+            raw.transfer(0, 0, event_message(b"in time"))
+            assert isinstance(raw.outcome(), p.Accepted)
+            clock.advance(3)
+            raw.transfer(0, 1, event_message(b"too late"))
+            _, detach, _ = raw.read_until(p.Detach)
+            assert error_of(detach).condition == "amqp:unauthorized-access"
+        finally:
+            raw.close()

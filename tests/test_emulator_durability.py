@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
-import time
 
+import pytest
 from azure.eventhub import EventData, EventHubProducerClient
-from emulator_helpers import FAST, receive, receive_many, wait_until
+from emulator_helpers import FAST, ManualClock, receive, receive_many, wait_until
 
+from iotlib.errors import ConfigurationError
 from iotlib.local.emulator import Emulator, EmulatorConfig, EntityConfig
 
 HUB = "telemetry"
@@ -108,15 +109,16 @@ def test_torn_tail_is_cut_to_the_last_whole_record(tmp_path):
 
 def test_retention_deletes_old_segments(tmp_path):
     config = EmulatorConfig(
-        entities=(EntityConfig(HUB, 1, retention_hours=1.5 / 3600),),
+        entities=(EntityConfig(HUB, 1, retention_hours=0.25),),
         segment_bytes=8 * 1024,
         retention_check_seconds=0.2,
     )
-    with Emulator.start(data_dir=tmp_path, port=0, config=config) as emu, _producer(emu) as p:
+    clock = ManualClock()  # events age when the test moves the emulator's clock, however slow the machine
+    with Emulator.start(data_dir=tmp_path, port=0, config=config, clock=clock) as emu, _producer(emu) as p:
         for i in range(6):
             p.send_batch([EventData(f"old-{i}-{j}".encode() * 30) for j in range(10)], partition_id="0")
         assert p.get_partition_properties("0")["beginning_sequence_number"] == 0
-        time.sleep(2.0)
+        clock.advance(20 * 60)  # the old events are now 20 minutes old; retention keeps 15
         p.send_batch([EventData(f"new-{j}".encode() * 30) for j in range(40)], partition_id="0")
         assert wait_until(lambda: p.get_partition_properties("0")["beginning_sequence_number"] > 0, 5)
         props = p.get_partition_properties("0")
@@ -160,11 +162,27 @@ def test_two_emulators_never_share_a_data_folder(tmp_path):
         assert again.port
 
 
-def test_fsync_mode_acknowledges_after_the_disk(tmp_path):
-    config = EmulatorConfig(entities=(EntityConfig(HUB, 2),), fsync=True, segment_bytes=16 * 1024)
+@pytest.mark.parametrize("fsync", [True, False])
+def test_fsync_is_the_default_and_acknowledges_after_the_disk(tmp_path, fsync):
+    assert EmulatorConfig().fsync is True  # power-loss durability unless asked otherwise
+    config = EmulatorConfig(entities=(EntityConfig(HUB, 2),), fsync=fsync, segment_bytes=16 * 1024)
     with Emulator.start(data_dir=tmp_path, port=0, config=config) as emu, _producer(emu) as p:
         for i in range(5):
             p.send_batch([EventData(f"synced-{i}-{j}".encode() * 20) for j in range(20)], partition_id="1")
         assert p.get_partition_properties("1")["last_enqueued_sequence_number"] == 99
+        commit = emu._server[0].services.commit  # the in-process server's own counts
+        assert commit.commits >= 5
+        assert commit.syncs == (commit.commits if fsync else 0)  # one fdatasync per commit of one partition
         got = receive(emu.connection_string, partition_id="1", count=100)
     assert [e.sequence_number for e in got] == list(range(100))
+    assert len(list((tmp_path / HUB / "1").glob("*.seg"))) > 1  # rolled segments were synced too
+
+
+def test_fsync_setting_in_the_config_file():
+    raw = {"UserConfig": {"NamespaceConfig": [{"Entities": [{"Name": "eh1"}]}]}}
+    assert EmulatorConfig.from_dict(raw).fsync is True
+    raw["UserConfig"]["EmulatorConfig"] = {"Fsync": False}
+    assert EmulatorConfig.from_dict(raw).fsync is False
+    raw["UserConfig"]["EmulatorConfig"] = {"Fsync": "sometimes"}
+    with pytest.raises(ConfigurationError, match="Fsync must be true or false"):
+        EmulatorConfig.from_dict(raw)

@@ -10,10 +10,11 @@ import time
 import pytest
 from azure.eventhub import EventData, EventHubProducerClient
 from azure.eventhub.exceptions import EventDataSendError
-from emulator_helpers import FAST, RawClient, event_message, receive
+from emulator_helpers import FAST, RawClient, error_of, event_message, receive
 
 from iotlib.local.emulator import Emulator, EmulatorConfig, EntityConfig
 from iotlib.local.emulator import framing as f
+from iotlib.local.emulator import performatives as p
 from iotlib.local.emulator.auth import make_token
 from iotlib.local.emulator.codec import decode
 
@@ -78,14 +79,12 @@ def test_oversized_message_is_rejected_on_the_wire(emu):
         chunk = 60000
         for i in range(0, len(payload), chunk):
             raw.transfer(0, 0, payload[i : i + chunk], more=i + chunk < len(payload))
-        _, fields, _ = raw.read_until(f.DISPOSITION)
-        state = fields[4]
-        assert state.descriptor == f.REJECTED
-        assert state.value[0].value[0] == "amqp:link:message-size-exceeded"
+        state = raw.outcome()
+        assert isinstance(state, p.Rejected)
+        assert error_of(state).condition == "amqp:link:message-size-exceeded"
         # The link and connection stay usable: a normal message is accepted next.
         raw.transfer(0, 1, event_message(b"fine"))
-        _, fields, _ = raw.read_until(f.DISPOSITION)
-        assert fields[4].descriptor == f.ACCEPTED
+        assert isinstance(raw.outcome(), p.Accepted)
     finally:
         raw.close()
 
@@ -96,12 +95,9 @@ def test_undecodable_message_is_rejected_and_nothing_is_stored(emu, prod):
     try:
         raw.attach_sender(f"{HUB}/Partitions/0", handle=0)
         raw.transfer(0, 0, b"\x00\x53\x75\xb0\xff\xff\xff\xff")  # a data section claiming 4 GB
-        _, fields, _ = raw.read_until(f.DISPOSITION)
-        assert fields[4].descriptor == f.REJECTED
-        assert fields[4].value[0].value[0] == "amqp:decode-error"
+        assert error_of(raw.outcome()).condition == "amqp:decode-error"
         raw.transfer(0, 1, b"\x00\x53\x75\xa0\x02ok", fmt=0x80013700)  # a batch of one event
-        _, fields, _ = raw.read_until(f.DISPOSITION)
-        assert fields[4].descriptor == f.REJECTED  # "ok" is not an encoded event
+        assert error_of(raw.outcome()).condition == "amqp:decode-error"  # "ok" is not an encoded event
     finally:
         raw.close()
     assert prod.get_partition_properties("0")["last_enqueued_sequence_number"] == before
@@ -142,15 +138,15 @@ def test_bad_peers_do_not_affect_others(emu, prod):
     raw = RawClient(emu.port)
     raw.handshake()
     raw.send_raw(struct.pack(">IBBH", 20, 2, 0, 1) + b"\xff" * 12)
-    _, close, _ = raw.read_until(f.CLOSE)
-    assert close[0] is not None
+    _, close, _ = raw.read_until(p.Close)
+    assert error_of(close).condition == "amqp:decode-error"
     raw.close()
     # A frame larger than the negotiated max-frame-size: framing error.
     raw = RawClient(emu.port)
     raw.handshake()
     raw.send_raw(struct.pack(">IBBH", 10_000_000, 2, 0, 1))
-    _, close, _ = raw.read_until(f.CLOSE)
-    assert close[0].value[0] == "amqp:connection:framing-error"
+    _, close, _ = raw.read_until(p.Close)
+    assert error_of(close).condition == "amqp:connection:framing-error"
     raw.close()
     # A client that vanishes in the middle of a multi-frame transfer.
     raw = _authorised_raw(emu)
@@ -170,12 +166,10 @@ def test_reader_quota_is_five_per_partition_and_group(emu):
     try:
         address = f"{HUB}/ConsumerGroups/$Default/Partitions/1"
         for handle in range(5):
-            fields = raw.attach_receiver(address, handle=handle)
-            assert fields[5] is not None
-        fields = raw.attach_receiver(address, handle=5)
-        assert fields[5] is None
-        _, detach, _ = raw.read_until(f.DETACH)
-        assert detach[2].value[0] == "amqp:resource-limit-exceeded"
+            assert raw.attach_receiver(address, handle=handle).source is not None
+        assert raw.attach_receiver(address, handle=5).source is None
+        _, detach, _ = raw.read_until(p.Detach)
+        assert error_of(detach).condition == "amqp:resource-limit-exceeded"
     finally:
         raw.close()
 
@@ -186,25 +180,25 @@ def test_wire_details_the_client_depends_on(emu):
     try:
         raw.send_raw(f.SASL_HEADER)
         assert raw.recv_exact(8) == f.SASL_HEADER
-        _, code, fields, _ = raw.read_frame()
-        assert code == f.SASL_MECHANISMS and "ANONYMOUS" in fields[0]
-        raw.send_raw(f.frame(0, b"\x00\x53\x41\xc0\x0c\x03\xa3\x09ANONYMOUS\x40\x40", f.FRAME_SASL))
+        _, mechanisms, _ = raw.read_frame()
+        assert isinstance(mechanisms, p.SaslMechanisms) and "ANONYMOUS" in mechanisms.sasl_server_mechanisms
+        raw.send_raw(f.frame(0, b"\x00\x53\x41\xc0\x0e\x03\xa3\x09ANONYMOUS\x40\x40", f.FRAME_SASL))
         raw.read_frame()
         raw.send_raw(f.AMQP_HEADER)
         raw.recv_exact(8)
-        raw.send_raw(f.frame(0, f.open_("wire", 1 << 20, 100, None)))
+        raw.send(p.Open(container_id="wire", max_frame_size=1 << 20, channel_max=100), channel=0)
         head = raw.recv_exact(8)
         size = struct.unpack(">I", head[:4])[0]
         body = raw.recv_exact(size - 8)
         assert body[:3] == b"\x00\x53\x10"
         fields, _ = decode(body, 3)
-        assert len(fields) == 10 and fields[2] == 65536
+        assert len(fields) == 10 and fields[2] == 65536  # every field, max-frame-size explicit
     finally:
         raw.close()
 
 
 def test_large_delivery_is_split_to_the_client_frame_size(emu, prod):
-    from iotlib.local.emulator.message import decode_message
+    from iotlib.local.emulator.message import _section_at, decode_request
 
     start = prod.get_partition_properties("1")["last_enqueued_sequence_number"]
     body = os.urandom(20_000)
@@ -216,66 +210,27 @@ def test_large_delivery_is_split_to_the_client_frame_size(emu, prod):
             f"sb://localhost:{emu.port}/{HUB}", "RootManageSharedAccessKey", "SAS_KEY_VALUE", int(time.time()) + 300
         )
         assert raw.put_token(f"sb://localhost:{emu.port}/{HUB}", token) == 202
-        from iotlib.local.emulator import codec as c
-
-        selector = c.enc_described_symbol(
-            "apache.org:selector-filter:string", c.enc_string(f"amqp.annotation.x-opt-sequence-number > '{start}'")
+        attached = raw.attach_receiver(
+            f"{HUB}/ConsumerGroups/$Default/Partitions/1",
+            handle=0,
+            selector=f"amqp.annotation.x-opt-sequence-number > '{start}'",
         )
-        filters = c.enc_map([(c.enc_symbol("apache.org:selector-filter:string"), selector)])
-        source = c.enc_described(
-            f.SOURCE,
-            c.enc_list(
-                [c.enc_string(f"{HUB}/ConsumerGroups/$Default/Partitions/1")] + [c.NULL] * 6 + [filters] + [c.NULL] * 3
-            ),
-        )
-        raw.send_raw(
-            f.frame(
-                1,
-                f.attach(
-                    name="big",
-                    handle=0,
-                    role=f.ROLE_RECEIVER,
-                    snd_settle_mode=0,
-                    rcv_settle_mode=0,
-                    source=source,
-                    target=c.NULL,
-                    initial_delivery_count=None,
-                    max_message_size=None,
-                ),
-            )
-        )
-        _, attached, _ = raw.read_until(f.ATTACH)
-        assert attached[5] is not None, attached
-        raw.send_raw(
-            f.frame(
-                1,
-                f.flow(
-                    next_incoming_id=0,
-                    incoming_window=1000,
-                    next_outgoing_id=0,
-                    outgoing_window=1000,
-                    handle=0,
-                    delivery_count=0,
-                    link_credit=1,
-                ),
-            )
-        )
+        assert attached.source is not None, attached
+        raw.credit(0, 1)
         frames, payload = 0, b""
         while True:
-            channel, code, fields, rest = raw.read_frame()
-            if code != f.TRANSFER or fields[0] != attached[1]:
+            _, transfer, rest = raw.read_frame()
+            if not isinstance(transfer, p.Transfer) or transfer.handle != attached.handle:
                 continue
             frames += 1
             payload += rest
             assert len(rest) < 4096 - 8
-            if not fields[5]:
+            if not transfer.more:
                 break
     finally:
         raw.close()
     assert frames >= 5
-    from iotlib.local.emulator.message import _section_at
-
-    message = decode_message(payload)
+    message = decode_request(payload)
     assert message.body == body
     code, vpos = _section_at(payload, 0)
     annotations, _ = decode(payload, vpos)

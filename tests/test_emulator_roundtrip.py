@@ -11,7 +11,7 @@ from azure.eventhub import EventData, EventHubConsumerClient, EventHubProducerCl
 from azure.eventhub.aio import EventHubConsumerClient as AsyncConsumer
 from azure.eventhub.aio import EventHubProducerClient as AsyncProducer
 from azure.eventhub.amqp import AmqpAnnotatedMessage, AmqpMessageBodyType
-from emulator_helpers import FAST, receive, receive_many
+from emulator_helpers import FAST, ManualClock, receive, receive_many
 
 import iotlib
 from iotlib.ingest.partitioning import partition_index
@@ -84,7 +84,7 @@ def test_send_event_explicit_partition_and_body_kinds(emu, prod):
     p.send_event(EventData("text é"), partition_id="3")
     p.send_batch([EventData(json.dumps({"t": 21.5}))], partition_id="3")
     got = receive(emu.connection_string, partition_id="3", count=3, starting_position=start)
-    assert got[0].body == b"\x00\x01bytes" or b"".join(got[0].body) == b"\x00\x01bytes"
+    assert list(got[0].body) == [b"\x00\x01bytes"]  # one data section, as sent
     assert got[1].body_as_str() == "text é"
     assert got[2].body_as_json() == {"t": 21.5}
     assert got[0].partition_key is None
@@ -224,6 +224,41 @@ def test_every_starting_position(emu, prod):
     assert [e.body_as_str() for e in latest] == ["after-latest"]
 
 
+@pytest.mark.parametrize("at", ["first", "middle", "last"])
+def test_inclusive_and_exclusive_starts_by_time_offset_and_sequence_number(tmp_path, at):
+    """Each kind of position, inclusive and exclusive, at the partition's first, a middle and its last event."""
+    clock = ManualClock()  # one second between events: every event has its own enqueued time
+    config = EmulatorConfig(entities=(EntityConfig(HUB, 1),))
+    with Emulator.start(data_dir=tmp_path, port=0, config=config, clock=clock) as fresh:
+        with EventHubProducerClient.from_connection_string(fresh.connection_string, eventhub_name=HUB, **FAST) as p:
+            for i in range(5):
+                p.send_event(EventData(f"e{i}"), partition_id="0")
+                clock.advance(1)
+            stored = receive(fresh.connection_string, partition_id="0", count=5)
+            assert len({e.enqueued_time for e in stored}) == 5
+            p.send_event(EventData("sentinel"), partition_id="0")  # what every reader ends with: no waiting for nothing
+        i = {"first": 0, "middle": 2, "last": 4}[at]
+        event = stored[i]
+        positions = {"time": event.enqueued_time, "offset": event.offset, "sequence": event.sequence_number}
+        cases = [(kind, inclusive) for kind in positions for inclusive in (True, False)]
+        results = receive_many(
+            fresh.connection_string,
+            *(
+                {
+                    "partition_id": "0",
+                    "starting_position": positions[kind],
+                    "inclusive": inclusive,
+                    "count": (5 - i if inclusive else 4 - i) + 1,
+                }
+                for kind, inclusive in cases
+            ),
+        )
+    for (kind, inclusive), got in zip(cases, results):
+        first = i if inclusive else i + 1
+        expected = [f"e{k}" for k in range(first, 5)] + ["sentinel"]
+        assert [e.body_as_str() for e in got] == expected, (kind, "inclusive" if inclusive else "exclusive")
+
+
 def test_management_calls(emu, prod):
     p = prod
     props = p.get_eventhub_properties()
@@ -231,13 +266,18 @@ def test_management_calls(emu, prod):
     assert props["partition_ids"] == ["0", "1", "2", "3"]
     assert isinstance(props["created_at"], dt.datetime)
     assert p.get_partition_ids() == ["0", "1", "2", "3"]
+    before = p.get_partition_properties("2")
     p.send_event(EventData(b"mgmt"), partition_id="2")
     part = p.get_partition_properties("2")
     assert part["id"] == "2" and part["eventhub_name"] == HUB
     assert part["is_empty"] is False
     assert part["beginning_sequence_number"] == 0
-    assert part["last_enqueued_sequence_number"] >= 0
-    assert int(part["last_enqueued_offset"]) >= 0
+    assert part["last_enqueued_sequence_number"] == before["last_enqueued_sequence_number"] + 1
+    assert int(part["last_enqueued_offset"]) > int(before["last_enqueued_offset"])  # "-1" when it was empty
+    (got,) = receive(
+        emu.connection_string, partition_id="2", count=1, starting_position=before["last_enqueued_sequence_number"]
+    )
+    assert (got.body_as_str(), got.offset) == ("mgmt", part["last_enqueued_offset"])
     consumer = EventHubConsumerClient.from_connection_string(
         emu.connection_string, consumer_group="$Default", eventhub_name=HUB, **FAST
     )

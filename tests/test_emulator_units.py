@@ -110,10 +110,10 @@ def test_splice_keeps_user_annotations_and_adds_the_services(user, header, key, 
     event, layout, own_key = m.scan_event(sections)
     assert own_key is None and bytes(event) == sections
     stored_key = key.encode() if key else b""
-    out = b"".join(
-        bytes(x)
-        for x in m.deliverable(memoryview(event), 41, 9000, 1_700_000_000_000, memoryview(stored_key), *layout[:4])
+    chunks = m.deliverable(
+        memoryview(event), layout, seq=41, offset=9000, enqueued_ms=1_700_000_000_000, key=stored_key
     )
+    out = b"".join(bytes(x) for x in chunks)
     parsed = _annotations(out)
     annotations = parsed[m.MESSAGE_ANNOTATIONS][0]
     assert annotations["x-opt-sequence-number"] == 41
@@ -140,7 +140,8 @@ def test_forged_service_annotations_are_dropped_and_own_key_kept():
     )
     event, layout, own_key = m.scan_event(ma + _section(m.DATA, c.enc_binary(b"x")))
     assert own_key == "dev-1"
-    out = b"".join(bytes(x) for x in m.deliverable(memoryview(event), 3, 5, 6, memoryview(b""), *layout[:4]))
+    chunks = m.deliverable(memoryview(event), layout, seq=3, offset=5, enqueued_ms=6, key=b"")
+    out = b"".join(bytes(x) for x in chunks)
     annotations = _annotations(out)[m.MESSAGE_ANNOTATIONS][0]
     assert annotations == {
         "x-opt-sequence-number": 3,
@@ -160,7 +161,7 @@ def test_batch_key_reaches_events_without_their_own_and_delivery_annotations_mer
     event, layout, own_key = m.scan_event(events[0])
     assert own_key is None and layout.flags == 1
     ours = {"last_enqueued_sequence_number": c.enc_long(10)}
-    chunks = m.deliverable(memoryview(bytes(event)), 1, 2, 3, memoryview(b"k"), *layout[:4])
+    chunks = m.deliverable(memoryview(bytes(event)), layout, seq=1, offset=2, enqueued_ms=3, key=b"k")
     out = m.merge_delivery_annotations(chunks, ours)
     parsed = _annotations(out)
     assert parsed[m.DELIVERY_ANNOTATIONS] == [{"last_enqueued_sequence_number": 10, "x-opt-mine": 1}]
@@ -193,7 +194,7 @@ def test_log_positions_across_segments(tmp_path):
 
     def first(cursor) -> int | None:
         got = log.read(cursor, 1)
-        return got[0][0] if got else None
+        return got[0].seq if got else None
 
     assert first(resolve_position(log, None)) == 0
     assert first(resolve_position(log, "amqp.annotation.x-opt-offset > '-1'")) == 0
@@ -202,8 +203,13 @@ def test_log_positions_across_segments(tmp_path):
     assert first(resolve_position(log, "amqp.annotation.x-opt-sequence-number >= '150'")) == 150
     assert first(resolve_position(log, "amqp.annotation.x-opt-enqueued-time > '2000'")) == 101
     assert first(resolve_position(log, "amqp.annotation.x-opt-enqueued-time >= '2000'")) == 100
+    # At the partition's first event (enqueued at 1000): exclusive skips it, inclusive keeps it.
+    assert first(resolve_position(log, "amqp.annotation.x-opt-enqueued-time > '1000'")) == 1
+    assert first(resolve_position(log, "amqp.annotation.x-opt-enqueued-time >= '1000'")) == 0
+    assert first(resolve_position(log, "amqp.annotation.x-opt-enqueued-time > '999'")) == 0
+    assert first(resolve_position(log, "amqp.annotation.x-opt-enqueued-time > '3990'")) is None
     records = log.read(log.locate_seq(200), 2)
-    offset = records[0][1]
+    offset = records[0].offset
     assert first(resolve_position(log, f"amqp.annotation.x-opt-offset > '{offset}'")) == 201
     assert first(resolve_position(log, f"amqp.annotation.x-opt-offset >= '{offset}'")) == 200
     assert first(resolve_position(log, f"amqp.annotation.x-opt-offset > '{offset + 1}'")) == 201  # not a boundary
@@ -219,7 +225,7 @@ def test_log_positions_across_segments(tmp_path):
         batch = log.read(cursor, 64)
         if not batch:
             break
-        seqs.extend(r[0] for r in batch)
+        seqs.extend(r.seq for r in batch)
     assert seqs == list(range(300))
     log.close()
     reopened = PartitionLog(tmp_path, segment_bytes=4096)

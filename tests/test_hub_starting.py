@@ -87,6 +87,11 @@ def test_both_engines_start_after_a_time_or_a_sequence_number(eventhub_name: str
     with CaptureWriter.from_settings(eventhub_name=eventhub_name, container=f"c-{tag}", checkpoint_container=f"k-{tag}",
                                      time_window=60, starting_position=after_seq) as writer:  # fmt: skip
         report = writer.run(once=True, timeout=120)
+    # Idle means "read what the hub held, then quiet": checkpointed at the end, a restart is idle at once.
+    with CaptureWriter.from_settings(eventhub_name=eventhub_name, container=f"c-{tag}", checkpoint_container=f"k-{tag}",
+                                     time_window=60, starting_position=after_seq) as writer:  # fmt: skip
+        again = writer.run(until_idle=1, timeout=60)
+    assert again.stop_reason == "idle for 1 s" and again.events == 0
     captured = coldstore.load(container=f"c-{tag}", eventhub=eventhub_name)
     assert report.events == captured.height == second
     assert (

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from iotlib.errors import ProcessingError
+from iotlib.errors import ConfigurationError
 from iotlib.processing import BuildingAverager, building_averages
 from iotlib.processing.arrival import ArrivalMerger
 from iotlib.processing.event_time import windows_with_policy
@@ -106,7 +106,7 @@ def test_without_the_heartbeats_batch_closes_windows_later():
 def test_building_averages_takes_heartbeats_only_with_a_policy():
     registry = pl.DataFrame({"device_id": ["a"], "building_id": [1]})
     df = _frame([("a", T0, T0 + 1, 20.0, "0")])
-    with pytest.raises(ProcessingError, match="heartbeats"):
+    with pytest.raises(ConfigurationError, match="heartbeats"):
         building_averages(df, registry, heartbeats=[datetime.now(UTC)])
     job = BuildingAverager(registry, policy=EventTimePolicy())
     out = job.feed(df)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 import pytest
 
-from iotlib.errors import ProcessingError
+from iotlib.errors import ConfigurationError, ProcessingError, ValidationError
 from iotlib.processing import Sliding
 from iotlib.processing.event_time import windows_with_policy
 from iotlib.processing.incremental import WindowEngine
@@ -189,18 +189,18 @@ def test_engine_state_is_inspectable():
 
 
 def test_engine_rejects_what_it_cannot_do():
-    with pytest.raises(ProcessingError, match="no fixed bounds"):
+    with pytest.raises(ConfigurationError, match="no fixed bounds"):
         WindowEngine(Sliding("5s"))
-    with pytest.raises(ProcessingError, match="late_policy"):
-        EventTimePolicy(late_policy="ignore")
+    with pytest.raises(ConfigurationError, match="late_policy"):
+        EventTimePolicy(late_policy="ignore")  # type: ignore[arg-type]
     engine = WindowEngine("5s")
     engine.feed(stream(STEADY))
-    with pytest.raises(ProcessingError, match="columns"):
+    with pytest.raises(ValidationError, match="columns"):
         engine.feed(stream(STEADY).drop("partition_id"))
     engine.flush()
     with pytest.raises(ProcessingError, match="flushed"):
         engine.feed(stream(STEADY))
-    with pytest.raises(ProcessingError, match="arrival time"):
+    with pytest.raises(ValidationError, match="arrival time"):
         windows_with_policy(stream(STEADY).drop("enqueued_time"), "5s")
 
 

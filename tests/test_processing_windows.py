@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from iotlib.durations import describe, to_us
-from iotlib.errors import ProcessingError
+from iotlib.errors import ConfigurationError, ValidationError
 from iotlib.processing import Agg, Hopping, Session, Sliding, Tumbling, stats, windowed
 
 T0 = datetime(2025, 1, 6, 12, 0, tzinfo=UTC)
@@ -223,21 +223,22 @@ def test_invalid_rows_are_reported_not_dropped():
 
 
 @pytest.mark.parametrize(
-    "make,message",
+    "make,error,message",
     [
-        (lambda: Tumbling("5 parsecs"), "not a duration"),
-        (lambda: Tumbling("0s"), "positive"),
-        (lambda: Hopping("5s", "10s"), "longer than the window"),
-        (lambda: Tumbling("5s", closed="both"), "closed="),
-        (lambda: Agg("x", "p101", "temperature"), "outside 0-100"),
-        (lambda: Agg("x", "mode", "temperature"), "unknown statistic"),
-        (lambda: windowed(frame([0]), "5s", by=["building_id"]), "not in the events"),
-        (lambda: windowed(frame([0]).drop("time_observed"), "5s"), "no 'time_observed' column"),
-        (lambda: windowed(frame([0]), "5s", time="arrival"), "arrival time"),
+        (lambda: Tumbling("5 parsecs"), ConfigurationError, "not a duration"),
+        (lambda: Tumbling("0s"), ConfigurationError, "positive"),
+        (lambda: Hopping("5s", "10s"), ConfigurationError, "longer than the window"),
+        (lambda: Tumbling("5s", closed="both"), ConfigurationError, "closed="),
+        (lambda: Agg("x", "p101", "temperature"), ConfigurationError, "outside 0-100"),
+        (lambda: Agg("x", "mode", "temperature"), ConfigurationError, "unknown statistic"),
+        (lambda: windowed(frame([0]), "5s", by=["building_id"]), ConfigurationError, "not in the events"),
+        (lambda: windowed(frame([0]).drop("time_observed"), "5s"), ValidationError, "no 'time_observed' column"),
+        (lambda: windowed(frame([0]), "5s", time="arrival"), ValidationError, "arrival time"),
     ],
 )
-def test_bad_input_gets_a_clear_error(make, message):
-    with pytest.raises(ProcessingError, match=message):
+def test_bad_input_gets_a_clear_error(make, error, message):
+    """Bad arguments are ConfigurationErrors, frames that lack what a window needs ValidationErrors."""
+    with pytest.raises(error, match=message):
         make()
 
 

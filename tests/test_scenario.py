@@ -8,7 +8,7 @@ import zoneinfo
 import polars as pl
 import pytest
 
-from iotlib.errors import ValidationError
+from iotlib.errors import ConfigurationError, ValidationError
 from iotlib.fleet import scenario
 
 GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -82,9 +82,9 @@ def test_save_and_load_round_trip(tmp_path, suffix: str) -> None:
 
 
 def test_file_errors_name_the_problem(tmp_path) -> None:
-    with pytest.raises(ValidationError, match=r"\.parquet or \.json"):
+    with pytest.raises(ConfigurationError, match=r"\.parquet or \.json"):
         scenario.save_registry(scenario.build_registry(10), tmp_path / "reg.csv")
-    with pytest.raises(ValidationError, match="no registry file"):
+    with pytest.raises(ConfigurationError, match="no registry file"):
         scenario.load_registry(tmp_path / "absent.json")
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(ValidationError, match="not valid JSON"):
@@ -135,7 +135,7 @@ def test_validator_casts_compatible_dtypes_and_rejects_others() -> None:
 
 
 def test_bad_arguments() -> None:
-    with pytest.raises(ValidationError, match="at least one device"):
+    with pytest.raises(ConfigurationError, match="at least one device"):
         scenario.build_registry(0)
-    with pytest.raises(ValidationError, match="buildings must be between"):
+    with pytest.raises(ConfigurationError, match="buildings must be between"):
         scenario.build_registry(10, buildings=11)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 import pytest
 
-from iotlib.errors import ProcessingError
+from iotlib.errors import ConfigurationError, ProcessingError
 from iotlib.processing.changelog import EngineChanges
 from iotlib.warm.alerts import BuildingTooHot, no_alerts
 from iotlib.warm.commit import END_OF_STREAM, Commit, PartitionStep, PartitionTotals, Position
@@ -165,7 +165,7 @@ def test_side_outputs_dead_letters_progress_and_totals_round_trip(tmp_path):
         assert reader.partitions()["frontier"].null_count() == 1  # no watermark yet: nothing can be final
         with pytest.raises(ProcessingError, match="writer=True"):
             reader.commit(Commit())
-        with pytest.raises(ProcessingError, match="no table"):
+        with pytest.raises(ConfigurationError, match="no table"):
             reader.table("nope")
 
 
@@ -182,8 +182,6 @@ def test_the_warm_store_and_building_averages_name_things_alike():
 
 def test_a_warm_store_with_other_columns_is_named(tmp_path):
     import sqlite3
-
-    from iotlib.errors import ConfigurationError
 
     path = tmp_path / "old.sqlite"
     with sqlite3.connect(path) as db:

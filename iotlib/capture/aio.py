@@ -1,8 +1,8 @@
 """The asynchronous capture writer: ``async with CaptureWriter.from_connection_string(...) as w: await w.run()``.
 
-It is the engine under the synchronous :class:`iotlib.capture.CaptureWriter` too. It runs an
-``azure.eventhub.aio.EventHubConsumerClient`` with a Blob checkpoint store on one consumer group:
-the client balances partitions between every writer on that group (ownership records in the
+It is the engine under the synchronous :class:`iotlib.capture.CaptureWriter` too. It runs the
+consumer skeleton (:class:`iotlib.hub.consumer.Consumer`: an ``EventHubConsumerClient`` with a Blob
+checkpoint store on one consumer group) with a :class:`~iotlib.capture.run.CaptureRun`: the client balances partitions between every writer on that group (ownership records in the
 checkpoint container) and gives each owned partition its own task, so one partition stalled by
 its circuit breaker does not stop the others.
 """
@@ -97,15 +97,18 @@ class CaptureWriter(CaptureClient, StoppableEngine):
             async with self.storage.service(**_STORE_KWARGS) as s2:
                 await run.prepare_container(s2.get_container_client(opts.checkpoint_container), create=True)
             consumer = run.consumer = Consumer(self.eventhub, self.storage, opts, store_options=_STORE_KWARGS)
-            positions = await consumer.positions() if once or needs_positions(opts.starting_position) else None
+            wanted = once or until_idle is not None or needs_positions(opts.starting_position)
+            positions = await consumer.positions() if wanted else None
+            start = resolve(opts.starting_position, positions)
             if once and positions is not None:
                 run.targets = {pid: p.last_enqueued_sequence_number for pid, p in positions.items()}
+            floor = await consumer.idle_floor(positions, start) if until_idle is not None and positions else None
             tell = None if progress is None else lambda: progress(report, final=False)
             report.stop_reason = await consumer.run(
                 run,
                 self._stop,
-                Until(timeout=timeout, until_idle=until_idle),
-                start=resolve(opts.starting_position, positions),
+                Until(timeout=timeout, until_idle=until_idle, floor=floor),
+                start=start,
                 start_inclusive=opts.starting_position_inclusive,
                 fail=CaptureError,
                 progress=tell,

@@ -21,12 +21,13 @@ from azure.storage.blob import ContainerClient
 from matplotlib.figure import Figure
 
 from iotlib.capture import format as cf
+from iotlib.errors import ConfigurationError
 
 
 def _container(container: ContainerClient | str, name: str | None) -> ContainerClient:
     if isinstance(container, str):
         if name is None:
-            raise ValueError("give container= with a connection string")
+            raise ConfigurationError("give container= with a connection string")
         return ContainerClient.from_connection_string(container, name)
     return container
 

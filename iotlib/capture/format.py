@@ -53,6 +53,7 @@ from typing import Any, BinaryIO, TypedDict
 
 import fastavro
 
+from iotlib.durations import EPOCH
 from iotlib.errors import ColdStoreError, ConfigurationError, ValidationError
 
 __all__ = [
@@ -362,14 +363,14 @@ def parse_enqueued_time(text: str) -> datetime:
         h = int(hour)
         if ampm:
             if not 1 <= h <= 12:
-                raise ValueError(f"EnqueuedTimeUtc {text!r}: hour {h} with {ampm}")
+                raise ValidationError(f"EnqueuedTimeUtc {text!r}: hour {h} with {ampm}")
             h = h % 12 + (12 if ampm.upper() == "PM" else 0)
         return _build(text, int(year), int(month), int(day), h, int(minute), int(second), frac, None)
     m = _ISO.match(text)
     if m:
         year, month, day, hour, minute, second, frac, zone = m.groups()
         return _build(text, int(year), int(month), int(day), int(hour), int(minute), int(second), frac, zone)
-    raise ValueError(f"EnqueuedTimeUtc {text!r} is neither .NET invariant text (M/d/yyyy h:mm:ss AM) nor ISO 8601")
+    raise ValidationError(f"EnqueuedTimeUtc {text!r} is neither .NET invariant text (M/d/yyyy h:mm:ss AM) nor ISO 8601")
 
 
 def _build(text: str, y: int, mo: int, d: int, h: int, mi: int, s: int, frac: str | None, zone: str | None) -> datetime:
@@ -377,7 +378,7 @@ def _build(text: str, y: int, mo: int, d: int, h: int, mi: int, s: int, frac: st
     try:
         t = datetime(y, mo, d, h, mi, s, micro, tzinfo=UTC)
     except ValueError as exc:
-        raise ValueError(f"EnqueuedTimeUtc {text!r}: {exc}") from None
+        raise ValidationError(f"EnqueuedTimeUtc {text!r}: {exc}") from None
     if zone and zone.upper() != "Z":
         sign = -1 if zone[0] == "-" else 1
         digits = zone[1:].replace(":", "")
@@ -418,7 +419,7 @@ def system_properties(
 
 def epoch_millis(moment: datetime) -> int:
     t = _utc(moment)
-    return (t - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
+    return (t - EPOCH) // timedelta(milliseconds=1)
 
 
 def capture_record(
@@ -520,7 +521,7 @@ def read_header_meta(data: bytes) -> tuple[dict[str, bytes], bytes, int]:
     Raises :class:`ValueError` on anything that is not a complete header.
     """
     if data[:4] != b"Obj\x01":
-        raise ValueError("not an Avro object container file (bad magic)")
+        raise ValidationError("not an Avro object container file (bad magic)")
     pos = 4
     meta: dict[str, bytes] = {}
     while True:
@@ -538,11 +539,11 @@ def read_header_meta(data: bytes) -> tuple[dict[str, bytes], bytes, int]:
             value = data[pos : pos + vlen]
             pos += vlen
             if klen < 0 or vlen < 0 or pos > len(data):
-                raise ValueError("truncated Avro header")
+                raise ValidationError("truncated Avro header")
             meta[key.decode()] = bytes(value)
     sync = data[pos : pos + 16]
     if len(sync) != 16:
-        raise ValueError("truncated Avro header (no sync marker)")
+        raise ValidationError("truncated Avro header (no sync marker)")
     return meta, bytes(sync), pos + 16
 
 
@@ -560,7 +561,7 @@ def _read_long(data: bytes, pos: int) -> tuple[int, int]:
     shift = result = 0
     while True:
         if pos >= len(data):
-            raise ValueError("truncated Avro header")
+            raise ValidationError("truncated Avro header")
         b = data[pos]
         pos += 1
         result |= (b & 0x7F) << shift
@@ -568,7 +569,7 @@ def _read_long(data: bytes, pos: int) -> tuple[int, int]:
             break
         shift += 7
         if shift > 63:
-            raise ValueError("malformed varint in Avro header")
+            raise ValidationError("malformed varint in Avro header")
     return (result >> 1) ^ -(result & 1), pos
 
 

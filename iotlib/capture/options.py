@@ -13,13 +13,13 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
-from typing import Any, Literal, TypedDict, Unpack
+from datetime import datetime
+from typing import Any, Literal, Unpack
 
 from iotlib.capture import format as cf
+from iotlib.durations import Duration, to_seconds, to_us
 from iotlib.errors import ConfigurationError
-from iotlib.hub.consumer import ConsumerOptions
-from iotlib.hub.starting import StartingPosition, check_starting_position
+from iotlib.hub.consumer import ConsumerOptions, ConsumerParameters, consumer_values
 
 _LOG = logging.getLogger("iotlib.capture")
 
@@ -52,26 +52,11 @@ def parse_size(value: int | str, *, what: str = "size") -> int:
     return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
-def parse_seconds(value: int | float | str | timedelta, *, what: str) -> float:
-    """Seconds from a number, a ``timedelta`` or text like ``"300"``, ``"5m"``, ``"2s"``."""
-    if isinstance(value, bool):
-        raise ConfigurationError(f"{what} must be seconds, not {value!r}")
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, (int, float)):
-        return float(value)
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)?\s*", str(value))
-    if not m:
-        raise ConfigurationError(f"{what} {value!r} is not a duration: use seconds or e.g. '300s', '5m'")
-    scale = {"ms": 0.001, "s": 1, None: 1, "m": 60, "min": 60, "h": 3600}[m.group(2)]
-    return float(m.group(1)) * scale
-
-
-Seconds = int | float | str | timedelta
+Seconds = Duration
 Bytes = int | str
 
 
-class CaptureParameters(TypedDict, total=False):
+class CaptureParameters(ConsumerParameters, total=False):
     """The keywords a capture writer takes, in their friendly forms (``"300MB"``, ``"5m"``, path text).
 
     Each is described on :class:`CaptureOptions`; ``namespace`` is the ``{Namespace}`` of blob
@@ -79,9 +64,7 @@ class CaptureParameters(TypedDict, total=False):
     """
 
     namespace: str | None
-    consumer_group: str
     container: str
-    checkpoint_container: str
     time_window: Seconds
     size_window: Bytes
     grace: Seconds
@@ -94,13 +77,7 @@ class CaptureParameters(TypedDict, total=False):
     breaker_stall: Seconds
     retry_backoff: tuple[float, float]
     hard_error_grace: Seconds
-    starting_position: StartingPosition
     starting_position_inclusive: bool
-    load_balancing_interval: Seconds
-    ownership_expiry: Seconds | None
-    max_batch_size: int
-    prefetch: int
-    max_wait_time: Seconds
     shutdown_timeout: Seconds
     create_container: bool
 
@@ -163,21 +140,12 @@ class CaptureOptions(ConsumerOptions):
             values["size_window"] = parse_size(values["size_window"], what="size_window")
         if "frame_size" in values:
             values["frame_size"] = parse_size(values["frame_size"], what="frame_size")
-        for name in (
-            "grace",
-            "breaker_stall",
-            "hard_error_grace",
-            "load_balancing_interval",
-            "ownership_expiry",
-            "max_wait_time",
-            "shutdown_timeout",
-        ):
+        for name in ("grace", "breaker_stall", "hard_error_grace", "shutdown_timeout"):
             if name in values:
-                values[name] = parse_seconds(values[name], what=name)
+                values[name] = to_seconds(values[name], name=name)
+        consumer_values(values)
         if "path_format" in values and not isinstance(values["path_format"], cf.PathFormat):
             values["path_format"] = cf.PathFormat(str(values["path_format"]))
-        if "starting_position" in values:
-            values["starting_position"] = check_starting_position(values["starting_position"])
         if "retry_backoff" in values:
             first, most = values["retry_backoff"]
             values["retry_backoff"] = (float(first), float(most))
@@ -248,7 +216,7 @@ class CaptureOptions(ConsumerOptions):
 
 
 def _whole_seconds(value: Any) -> int:
-    seconds = parse_seconds(value, what="time_window")
-    if seconds != int(seconds):
+    us = to_us(value, name="time_window")
+    if us % 1_000_000:
         raise ConfigurationError(f"time_window={value!r}: blob names have whole seconds, so the window must too")
-    return int(seconds)
+    return us // 1_000_000

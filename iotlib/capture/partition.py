@@ -42,7 +42,7 @@ from iotlib.capture.files import BLOCK_ID_LENGTH, ExistingFile, OpenFile, block_
 from iotlib.capture.options import MAX_BLOCKS, CaptureOptions
 from iotlib.capture.records import RecordEncoder
 from iotlib.capture.report import CaptureFile, CaptureReport
-from iotlib.capture.storage import BlobMissing, BrokenFile, Retrier, StorageConflict, StorageFatal
+from iotlib.capture.storage import BlobMissing, Retrier, StorageConflict, StorageFatal, StorageSignal
 from iotlib.capture.windows import Window, utc_time
 from iotlib.errors import CaptureError
 from iotlib.hub.partitions import EMPTY
@@ -433,7 +433,7 @@ class PartitionCapture:
                 elif isinstance(op, _Empty):
                     await self._write_empty(op.window)
                     self.breaker.stored()
-            except (StorageConflict, BrokenFile, BlobMissing, CaptureError) as exc:
+            except (StorageSignal, CaptureError) as exc:
                 if isinstance(exc, StorageFatal):
                     self.run.fail(exc)
                     return

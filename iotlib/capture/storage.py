@@ -32,8 +32,6 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 
-from iotlib.errors import CaptureError
-
 _LOG = logging.getLogger("iotlib.capture")
 T = TypeVar("T")
 
@@ -41,19 +39,23 @@ TRANSIENT, HARD, CONFLICT, NOT_FOUND, BROKEN = "transient", "hard", "conflict", 
 CONTAINER_GONE = "the container does not exist (deleted while capture was running?)"
 
 
-class StorageConflict(CaptureError):
+class StorageSignal(Exception):  # noqa: N818 - control flow inside the writer, never met by a user
+    """What the retrier tells the partition task; the writer turns what it cannot handle into a CaptureError."""
+
+
+class StorageConflict(StorageSignal):
     """The blob changed (or appeared) since the writer looked: re-read it and decide."""
 
 
-class BlobMissing(CaptureError):
+class BlobMissing(StorageSignal):
     """A blob the writer expected is not there."""
 
 
-class BrokenFile(CaptureError):
+class BrokenFile(StorageSignal):
     """The blob's staged blocks are gone (e.g. storage lost uncommitted blocks): the file must be redone."""
 
 
-class StorageFatal(CaptureError):
+class StorageFatal(StorageSignal):
     """A hard storage error lasted longer than ``hard_error_grace``: the writer stops."""
 
     def __init__(self, message: str, *, reason: str = "") -> None:

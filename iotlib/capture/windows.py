@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+from iotlib.durations import epoch_us
 
 
 @dataclass(frozen=True, order=True)
@@ -47,9 +47,7 @@ class Window:
 
 def utc_seconds(moment: datetime) -> int:
     """Whole seconds since the epoch of an aware (or UTC-naive) datetime."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int((moment - _EPOCH).total_seconds() // 1)
+    return epoch_us(moment) // 1_000_000
 
 
 def utc_time(seconds: float) -> datetime:

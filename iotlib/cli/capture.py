@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from iotlib.cli.arguments import seconds
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -64,9 +66,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     stop = p.add_mutually_exclusive_group()
     stop.add_argument("--once", action="store_true", help="stop once everything enqueued at the start is stored")
     stop.add_argument(
-        "--until-idle", type=float, default=None, metavar="SECONDS", help="stop after this many seconds without events"
+        "--until-idle",
+        type=seconds,
+        default=None,
+        metavar="DURATION",
+        help="stop after this many seconds without events",
     )
-    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="stop after this long at most")
+    p.add_argument("--timeout", type=seconds, default=None, metavar="DURATION", help="stop after this long at most")
     p.add_argument(
         "--events-out", type=Path, default=None, help="append a CaptureFileCreated event (a JSON line) per file written"
     )

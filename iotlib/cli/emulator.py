@@ -34,6 +34,28 @@ def register(sub: argparse._SubParsersAction) -> None:
         "com.microsoft:server-busy (default: the config's ThroughputUnits, else not metered; "
         "0 = not metered)",
     )
+    p.add_argument(
+        "--tls-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="also serve AMQP and WebSockets over TLS on PORT (Azure's is 5671; 0 = a free one), with a "
+        "certificate from a local CA made under --tls-dir (default: off)",
+    )
+    p.add_argument(
+        "--tls-dir",
+        type=Path,
+        default=None,
+        help="where the local CA and the server certificate live (default: <iotlib home>/tls); "
+        "clients trust <tls-dir>/ca.pem",
+    )
+    p.add_argument(
+        "--fsync",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="acknowledge an event once it is on disk (survives power loss; the default) or, with "
+        "--no-fsync, once the operating system has it (survives kill -9 only; faster for small sends)",
+    )
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.set_defaults(func=_emulator)
 
@@ -57,5 +79,8 @@ def _emulator(args: argparse.Namespace) -> int:
     config = EmulatorConfig.from_file(args.config) if args.config else EmulatorConfig()
     if args.throughput_units is not None:
         config = replace(config, throughput_units=args.throughput_units)
+    if args.fsync is not None:
+        config = replace(config, fsync=args.fsync)
     data_dir = args.data_dir or connections.home() / "eventhubs"
-    return run(config, data_dir, host=args.host, port=args.port)
+    tls_dir = args.tls_dir or connections.home() / "tls"
+    return run(config, data_dir, host=args.host, port=args.port, tls_port=args.tls_port, tls_dir=tls_dir)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from iotlib.cli.arguments import seconds
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("monitor", help="show how far each consumer group is behind the hub, per partition")
@@ -16,7 +18,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="consumer group and its checkpoint container (default: capture and warm)",
     )
     p.add_argument("--eventhub", default=None, help="event hub name (default IOTLIB_EVENTHUB_NAME or telemetry)")
-    p.add_argument("--watch", type=float, default=None, metavar="SECONDS", help="repeat every SECONDS until Ctrl-C")
+    p.add_argument(
+        "--watch",
+        type=seconds,
+        default=None,
+        metavar="DURATION",
+        help="repeat every DURATION (e.g. 5, 5s, 1m) until Ctrl-C",
+    )
     p.set_defaults(func=_monitor)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from iotlib.cli.arguments import seconds
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -81,9 +83,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     r = p.add_argument_group("running")
     r.add_argument("--once", action="store_true", help="stop when everything enqueued at the start is stored")
     r.add_argument(
-        "--until-idle", type=float, default=None, metavar="SECONDS", help="stop after SECONDS without events"
+        "--until-idle",
+        type=seconds,
+        default=None,
+        metavar="DURATION",
+        help="stop after DURATION (e.g. 30, 30s, 2m) without events",
     )
-    r.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="stop after SECONDS")
+    r.add_argument(
+        "--timeout", type=seconds, default=None, metavar="DURATION", help="stop after DURATION (e.g. 600, 10m)"
+    )
     r.add_argument(
         "--flush",
         action="store_true",
@@ -94,22 +102,28 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="do not close windows when nothing arrives (results then depend on arrivals only)",
     )
-    r.add_argument("--commit-interval", type=float, default=1.0, help="seconds between warm-store commits (default 1)")
+    r.add_argument(
+        "--commit-interval",
+        type=seconds,
+        default=1.0,
+        metavar="DURATION",
+        help="time between warm-store commits (default 1 s)",
+    )
     r.add_argument("--max-batch-size", type=int, default=500, help="events per received batch (default 500)")
     r.add_argument(
         "--ownership-expiry",
-        type=float,
+        type=seconds,
         default=None,
-        metavar="SECONDS",
+        metavar="DURATION",
         help="how long a processor that stopped renewing keeps its partitions before another takes them "
         "(default: the SDK's 60 s)",
     )
     r.add_argument(
         "--load-balancing-interval",
-        type=float,
+        type=seconds,
         default=10.0,
-        metavar="SECONDS",
-        help="how often processors renew and rebalance partition ownership (default 10)",
+        metavar="DURATION",
+        help="how often processors renew and rebalance partition ownership (default 10 s)",
     )
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_process)

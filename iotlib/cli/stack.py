@@ -25,6 +25,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="throttle the emulator like N standard-tier throughput units (default: no limit)",
     )
+    p.add_argument(
+        "--tls-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="also serve the emulator over TLS (AMQP and WebSockets) on PORT (Azure's is 5671; 0 = free), "
+        "with a local CA in <home>/tls; clients trust <home>/tls/ca.pem (default: no TLS)",
+    )
+    p.add_argument(
+        "--fsync",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the emulator acknowledges events once on disk (the default) or, with --no-fsync, once the "
+        "operating system has them (faster for small sends; survives kill -9 but not power loss)",
+    )
     p.set_defaults(func=_up)
 
     p = sub.add_parser("down", help="stop the services `iotlib up` started")
@@ -46,10 +61,15 @@ def _up(args: argparse.Namespace) -> int:
         eventhub_port=args.eventhub_port,
         eventhubs_config=args.eventhubs_config,
         throughput_units=args.throughput_units,
+        tls_port=args.tls_port,
+        fsync=args.fsync,
     )
     for name, svc in st.services.items():
         how = "started" if name in st.started else "already running"
         print(f"# {name:<10} {svc.address:<20} pid {svc.pid:<8} {how}; log: {svc.log}")
+        if svc.tls_port is not None:
+            ca = st.home / "tls" / "ca.pem"
+            print(f"# {'':<10} TLS on {svc.host}:{svc.tls_port}; clients trust {ca} (connection_verify=...)")
     print("# point other shells at this stack with:")
     print(st.settings().exports())
     return 0

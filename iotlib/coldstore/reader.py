@@ -126,8 +126,8 @@ def _read_and_decode(src: Source, blobs: list[Candidate], opts: LoadOptions, rep
             if i in failures:
                 reason = failures[i]
                 if opts.errors == "raise":
-                    for fut in results.values():
-                        fut.cancel()
+                    for pending in results.values():
+                        pending.cancel()
                     raise ColdStoreError(f"blob {cand.info.name!r} in {src.description}: {reason}")
                 report.skipped.append(SkippedBlob(cand.info.name, reason))
                 continue

@@ -25,8 +25,7 @@ import numpy as np
 import polars as pl
 
 from iotlib.capture import format as cf
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+from iotlib.durations import EPOCH, epoch_us
 
 
 @dataclass
@@ -166,4 +165,4 @@ def _put(dest: Any, name: str, data: bytes) -> None:
 
 
 def _micros(t: datetime) -> int:
-    return (t.astimezone(UTC) - EPOCH) // timedelta(microseconds=1)
+    return epoch_us(t)

@@ -14,7 +14,8 @@ from datetime import UTC, datetime, timedelta
 import numba as nb
 import numpy as np
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+from iotlib.durations import epoch_us
+
 NOT_HANDLED = np.iinfo(np.int64).min
 
 _RFC3339 = re.compile(
@@ -44,7 +45,7 @@ def parse_rfc3339(text: str) -> datetime:
 
 
 def to_micros(t: datetime) -> int:
-    return (t - EPOCH) // timedelta(microseconds=1)
+    return epoch_us(t)
 
 
 @nb.njit(cache=True)

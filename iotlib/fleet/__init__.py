@@ -8,10 +8,13 @@
   for every malformed body;
 - :mod:`~iotlib.fleet.delivery` — the hub's view of simulated events (partition, enqueued time,
   sequence number) without a hub;
+- :mod:`~iotlib.fleet.hashing` — the counter-based randomness (SplitMix64) both of them draw from;
 - :mod:`~iotlib.fleet.scale` — full scale by hand, small in CI and the demo;
 - :mod:`~iotlib.fleet.plots` — figures for notebook 01 (imports matplotlib).
 """
 
 from iotlib._lazy import submodules
 
-__getattr__ = submodules(__name__, ["scenario", "simulate", "faults", "events", "delivery", "scale", "plots"])
+__getattr__ = submodules(
+    __name__, ["scenario", "simulate", "faults", "events", "delivery", "hashing", "scale", "plots"]
+)

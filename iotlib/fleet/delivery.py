@@ -35,15 +35,15 @@ frame's arrival span.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import timedelta
 
 import numpy as np
 import polars as pl
 
+from iotlib.durations import to_timedelta
 from iotlib.errors import ConfigurationError, ValidationError
-from iotlib.fleet.faults import parse_duration
+from iotlib.fleet.hashing import GOLDEN, M1, key, mix, unit
 from iotlib.frames import Frame, as_polars
 from iotlib.ingest.partitioning import partition_index
 
@@ -53,9 +53,6 @@ __all__ = ["DELIVERY_COLUMNS", "Delivery", "deliver"]
 DELIVERY_COLUMNS = ("partition_id", "enqueued_time", "sequence_number", "fault_redelivered")
 
 _UTC_US = pl.Datetime("us", "UTC")
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
 
 
 @dataclass(frozen=True)
@@ -75,7 +72,7 @@ class Delivery:
 
     def __post_init__(self) -> None:
         for name in ("latency", "jitter", "slow_by", "replay_span"):
-            value = parse_duration(getattr(self, name))
+            value = to_timedelta(getattr(self, name), name=f"Delivery.{name}")
             if value < timedelta(0):
                 raise ConfigurationError(f"Delivery.{name} must not be negative, got {value}")
             object.__setattr__(self, name, value)
@@ -98,31 +95,13 @@ class Delivery:
         return [str(i) for i in range(self.partitions)]
 
 
-def _mix(z: np.ndarray) -> np.ndarray:
-    """SplitMix64's finaliser: well-spread 64-bit hashes from any 64-bit input."""
-    z = z ^ (z >> np.uint64(30))
-    z = z * _M1
-    z = z ^ (z >> np.uint64(27))
-    z = z * _M2
-    return z ^ (z >> np.uint64(31))
-
-
-def _unit(h: np.ndarray) -> np.ndarray:
-    """Hashes to floats uniform in [0, 1)."""
-    return (h >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
-
-
-def _key(text: str) -> np.uint64:
-    return np.uint64(int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little"))
-
-
 def _us(delta: timedelta) -> int:
     return delta // timedelta(microseconds=1)
 
 
 def _check(events: pl.DataFrame) -> None:
     if not isinstance(events, pl.DataFrame):
-        raise ValidationError(f"deliver() takes a polars DataFrame of events, got {type(events).__name__}")
+        raise ConfigurationError(f"deliver() takes a polars DataFrame of events, got {type(events).__name__}")
     kinds = {
         "device_id": (pl.String, pl.Categorical, pl.Enum),
         "time_observed": (pl.Datetime,),
@@ -160,19 +139,19 @@ def deliver(events: Frame, delivery: Delivery = Delivery(), *, seed: int = 0) ->
     events = as_polars(events, name="events")
     _check(events)
     codes, ids = _device_codes(events["device_id"])
-    device_key = np.array([_key(f"iotlib.delivery/{seed}/{d}") for d in ids], dtype=np.uint64)
+    device_key = np.array([key(f"iotlib.delivery/{seed}/{d}") for d in ids], dtype=np.uint64)
     device_partition = np.array([partition_index(d, delivery.partitions) for d in ids], dtype=np.int32)
 
     observed = events["time_observed"].dt.epoch("us").to_numpy().view(np.uint64)
     sent = events["sent_at"].dt.epoch("us").to_numpy()
     with np.errstate(over="ignore"):  # hashing wraps around on purpose
-        h = _mix(device_key[codes] ^ (observed * _GOLDEN))
-        h = _mix(h ^ (sent.view(np.uint64) * _M1))
-        transit = _us(delivery.latency) + np.floor(-np.log1p(-_unit(h)) * _us(delivery.jitter))
+        h = mix(device_key[codes] ^ (observed * GOLDEN))
+        h = mix(h ^ (sent.view(np.uint64) * M1))
+        transit = _us(delivery.latency) + np.floor(-np.log1p(-unit(h)) * _us(delivery.jitter))
         if delivery.slow_fraction:
-            slow = _mix(h ^ _key("slow"))
-            hit = _unit(slow) < delivery.slow_fraction
-            transit += np.where(hit, np.floor(_unit(_mix(slow ^ _GOLDEN)) * _us(delivery.slow_by)), 0.0)
+            slow = mix(h ^ key("slow"))
+            hit = unit(slow) < delivery.slow_fraction
+            transit += np.where(hit, np.floor(unit(mix(slow ^ GOLDEN)) * _us(delivery.slow_by)), 0.0)
     enqueued = (sent + transit.astype(np.int64)) // 1000 * 1000  # the hub stamps whole milliseconds
 
     frame = events.with_columns(
@@ -200,9 +179,9 @@ def _replays(frame: pl.DataFrame, delivery: Delivery, seed: int) -> pl.DataFrame
     hi = frame["enqueued_time"].max()
     span = _us(hi - lo)  # type: ignore[operator]
     with np.errstate(over="ignore"):
-        h = _mix(np.arange(delivery.replays, dtype=np.uint64) * _GOLDEN ^ _key(f"iotlib.delivery/{seed}/replay"))
+        h = mix(np.arange(delivery.replays, dtype=np.uint64) * GOLDEN ^ key(f"iotlib.delivery/{seed}/replay"))
     partitions = (h >> np.uint64(40)) % np.uint64(delivery.partitions)
-    moments = np.floor(_unit(h) * (span + 1)).astype(np.int64)
+    moments = np.floor(unit(h) * (span + 1)).astype(np.int64)
     copies = []
     for p, at in zip(partitions.tolist(), moments.tolist()):
         restart = lo + timedelta(microseconds=at)  # type: ignore[operator]

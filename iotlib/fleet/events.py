@@ -31,7 +31,7 @@ from typing import Any
 
 import polars as pl
 
-from iotlib.errors import ValidationError
+from iotlib.errors import ConfigurationError, ValidationError
 
 __all__ = [
     "EVENT_TYPE",
@@ -310,7 +310,7 @@ def _as_series(bodies: pl.Series | Iterable[bytes | str]) -> tuple[pl.Series, pl
             return bodies, pl.Series([_utf8_or_none(v) for v in bodies.to_list()], dtype=pl.String)
     if bodies.dtype == pl.Object:
         return bodies, pl.Series([None] * len(bodies), dtype=pl.String)  # mixed types: all slow
-    raise ValidationError(f"bodies must be a String or Binary Series (or a list of str/bytes), got {bodies.dtype}")
+    raise ConfigurationError(f"bodies must be a String or Binary Series (or a list of str/bytes), got {bodies.dtype}")
 
 
 def decode_bodies(bodies: pl.Series | Iterable[bytes | str]) -> pl.DataFrame:

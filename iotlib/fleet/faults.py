@@ -12,44 +12,23 @@ independently, from the seed and its id) or listed by id in ``devices``.
 from __future__ import annotations
 
 import dataclasses
-import re
 import types
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
+from iotlib.durations import to_timedelta
 from iotlib.errors import ConfigurationError
 from iotlib.fleet.events import MALFORMED_KINDS
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|us|d|h|m|s)")
-_UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6}
-
-
-def parse_duration(text: str | timedelta | float | int) -> timedelta:
-    """``"1h"``, ``"90m"``, ``"1h30m"``, ``"45s"``, ``"250ms"``, ``"1d"`` (or a timedelta, or seconds)."""
-    if isinstance(text, timedelta):
-        return text
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
-        return timedelta(seconds=text)
-    spec = str(text).strip().lower().replace(" ", "")
-    parts = _DURATION.findall(spec)
-    if not spec or "".join(n + u for n, u in parts) != spec:
-        raise ConfigurationError(f"cannot read duration {text!r}: use e.g. 90s, 15m, 1h30m, 1d")
-    return timedelta(seconds=sum(float(n) * _UNITS[u] for n, u in parts))
-
 
 def _normalise_durations(config: object) -> None:
-    """Let every duration field take text or seconds too (``Offline(outage="3m")``)."""
+    """Let every duration field take text or seconds too (``Offline(outage="3m")``, ``outage=900``)."""
     for f in dataclasses.fields(config):  # type: ignore[arg-type]
         value = getattr(config, f.name)
         if "timedelta" in str(f.type) and value is not None and not isinstance(value, timedelta):
-            if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-                raise ConfigurationError(
-                    f"{type(config).__name__}.{f.name} must be a duration (timedelta, text such as '3m', "
-                    f"or seconds), got {type(value).__name__}"
-                )
-            object.__setattr__(config, f.name, parse_duration(value))
+            object.__setattr__(config, f.name, to_timedelta(value, name=f"{type(config).__name__}.{f.name}"))
 
 
 def _check_fraction(name: str, value: float) -> None:
@@ -251,7 +230,7 @@ def _convert(name: str, text: str, kind: object) -> object:
     if origin is tuple:
         return tuple(_convert(name, part, args[0]) for part in text.split("+") if part)
     if kind is timedelta:
-        return parse_duration(text)
+        return to_timedelta(text, name=name)
     if kind in (int, float, str):
         try:
             return kind(text)  # type: ignore[operator]
@@ -311,6 +290,5 @@ __all__ = [
     "Spikes",
     "StuckSensors",
     "check_faults",
-    "parse_duration",
     "parse_fault",
 ]

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from iotlib.errors import ValidationError
+from iotlib.errors import ConfigurationError, ValidationError
 
 #: The registry's columns and their dtypes, in order.
 SCHEMA: dict[str, pl.DataType] = {
@@ -127,11 +127,11 @@ def build_registry(
     room.
     """
     if devices < 1:
-        raise ValidationError(f"a registry needs at least one device, got devices={devices}")
+        raise ConfigurationError(f"a registry needs at least one device, got devices={devices}")
     if buildings is None:
         buildings = max(1, round(devices / MEAN_DEVICES_PER_BUILDING))
     if not 1 <= buildings <= devices:
-        raise ValidationError(f"buildings must be between 1 and devices ({devices}), got {buildings}")
+        raise ConfigurationError(f"buildings must be between 1 and devices ({devices}), got {buildings}")
 
     layout = _rng(seed, "layout")
     floors = layout.integers(FLOORS[0], FLOORS[1] + 1, size=buildings)
@@ -197,7 +197,7 @@ def validate_registry(registry: pl.DataFrame) -> pl.DataFrame:
     device ids, duplicate device ids, building ids below 1, unknown time zones.
     """
     if not isinstance(registry, pl.DataFrame):
-        raise ValidationError(f"a registry is a polars DataFrame, got {type(registry).__name__}")
+        raise ConfigurationError(f"a registry is a polars DataFrame, got {type(registry).__name__}")
     missing = [c for c in SCHEMA if c not in registry.columns]
     if missing:
         raise ValidationError(f"registry lacks column(s) {', '.join(missing)}; expected {', '.join(SCHEMA)}")
@@ -251,7 +251,7 @@ def save_registry(registry: pl.DataFrame, path: str | Path) -> Path:
         lines = (json.dumps(row, separators=(",", ":")) for row in reg.iter_rows(named=True))
         path.write_text("[\n" + ",\n".join(lines) + "\n]\n")
     else:
-        raise ValidationError(f"registry files end in .parquet or .json, got {path.name}")
+        raise ConfigurationError(f"registry files end in .parquet or .json, got {path.name}")
     return path
 
 
@@ -259,7 +259,7 @@ def load_registry(path: str | Path) -> pl.DataFrame:
     """Read and validate a registry saved by :func:`save_registry` (``.parquet`` or ``.json``)."""
     path = Path(path)
     if not path.exists():
-        raise ValidationError(f"no registry file at {path}")
+        raise ConfigurationError(f"no registry file at {path}")
     if path.suffix == ".parquet":
         frame = pl.read_parquet(path)
     elif path.suffix == ".json":
@@ -271,7 +271,7 @@ def load_registry(path: str | Path) -> pl.DataFrame:
             raise ValidationError(f"{path} should hold a JSON array of records")
         frame = pl.DataFrame(records, infer_schema_length=None)
     else:
-        raise ValidationError(f"registry files end in .parquet or .json, got {path.name}")
+        raise ConfigurationError(f"registry files end in .parquet or .json, got {path.name}")
     try:
         return validate_registry(frame)
     except ValidationError as exc:

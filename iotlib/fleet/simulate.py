@@ -44,15 +44,16 @@ buffered ones may be sent after the end.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Required, TypedDict, Unpack
 
 import numpy as np
 import polars as pl
 
+from iotlib.durations import epoch_us, to_timedelta
 from iotlib.errors import ConfigurationError
 from iotlib.fleet.events import EVENT_TYPE, EVENT_TYPE_VERSION, MALFORMED_KINDS
 from iotlib.fleet.faults import (
@@ -66,9 +67,9 @@ from iotlib.fleet.faults import (
     Spikes,
     StuckSensors,
     check_faults,
-    parse_duration,
     parse_fault,
 )
+from iotlib.fleet.hashing import GOLDEN, LOW32, key, keys, mix, scaled, unit
 from iotlib.fleet.scenario import validate_registry
 from iotlib.frames import Frame, as_polars
 
@@ -89,7 +90,6 @@ __all__ = [
     "FAULT_COLUMNS",
     "events_per_second",
     "generate",
-    "parse_duration",
     "parse_fault",
     "parse_start",
     "simulation",
@@ -118,29 +118,10 @@ EVENT_COLUMNS = (
 )
 
 _US = 1_000_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NEVER = np.iinfo(np.int64).max
 # Slices must fit their time offsets in 31 bits of the sort key (about 35 minutes).
 _MAX_SLICE_US = 30 * 60 * _US
 _SENTINEL = (1 << 31) - 1  # a sort key past any slice (marks events held for a later one)
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
-_LOW32 = np.uint64(0xFFFFFFFF)
-
-
-def _mix(z: np.ndarray, scratch: np.ndarray | None = None) -> np.ndarray:
-    """SplitMix64's finaliser, in place: turns counters into well-spread 64-bit hashes."""
-    t = np.empty_like(z) if scratch is None else scratch
-    np.right_shift(z, np.uint64(30), out=t)
-    z ^= t
-    z *= _M1
-    np.right_shift(z, np.uint64(27), out=t)
-    z ^= t
-    z *= _M2
-    np.right_shift(z, np.uint64(31), out=t)
-    z ^= t
-    return z
 
 
 class _Workspace:
@@ -162,24 +143,6 @@ class _Workspace:
             buf = np.empty(size + size // 4, dtype=dtype)  # headroom: slices vary a little in size
             self._buffers[name] = buf
         return buf[:size].reshape(shape)
-
-
-def _stream(name: str) -> np.uint64:
-    return np.uint64(int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "little"))
-
-
-def _unit(h: np.ndarray) -> np.ndarray:
-    """Hashes to floats uniform in [0, 1)."""
-    return (h >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
-
-
-def _scaled(h: np.ndarray, span: int) -> np.ndarray:
-    """Hashes to integers uniform in [0, span) (multiply-shift on the low 32 bits; span < 2**32)."""
-    return (((h & _LOW32) * np.uint64(span)) >> np.uint64(32)).astype(np.int64)
-
-
-def _to_us(moment: datetime) -> int:
-    return (moment - _EPOCH) // timedelta(microseconds=1)
 
 
 def _td_us(span: timedelta) -> int:
@@ -330,7 +293,7 @@ class Simulation:
         self,
         registry: Frame,
         *,
-        start: datetime | str | None,
+        start: datetime | str | None = None,
         duration: timedelta | str,
         scenario: str = "NoErrorsExpected",
         seed: int = 0,
@@ -353,10 +316,10 @@ class Simulation:
         self.firmware = firmware
         self.seed = int(seed)
         self.start = parse_start(start)
-        self.duration = parse_duration(duration)
-        self.period = parse_duration(period)
+        self.duration = to_timedelta(duration, name="duration")
+        self.period = to_timedelta(period, name="period")
         self.jitter = float(jitter)
-        self.warmup = self.period if warmup is None else parse_duration(warmup)
+        self.warmup = self.period if warmup is None else to_timedelta(warmup, name="warmup")
         if self.duration <= timedelta(0):
             raise ConfigurationError(f"duration must be positive, got {self.duration}")
         if self.period < timedelta(milliseconds=1):
@@ -378,7 +341,7 @@ class Simulation:
         # Gathering from this Series makes Enum columns without converting the dtype per chunk.
         self._id_series = pl.Series("device_id", self.ids, dtype=self.device_dtype)
         self.n = len(self.ids)
-        self.t0 = _to_us(self.start)
+        self.t0 = epoch_us(self.start)
         self.end = self.t0 + _td_us(self.duration)
         self.period_us = _td_us(self.period)
         self.jitter_us = int(self.period_us * self.jitter)
@@ -392,7 +355,7 @@ class Simulation:
         self.bounds = list(range(self.t0, self.end, self.slice_us)) + [self.end]
 
         self._keys = self._device_keys()
-        self._reading_keys = self._keys ^ _stream("reading")
+        self._reading_keys = self._keys ^ key("reading")
         self._ws = _Workspace()
         self._counter = np.empty(0, dtype=np.int64)
         self._prepare_faults()
@@ -408,13 +371,12 @@ class Simulation:
 
     # --- randomness --------------------------------------------------------------------------
     def _device_keys(self) -> np.ndarray:
-        prefix = f"iotlib.simulate/{self.seed}/".encode()  # a salt: renaming it would change every simulation
-        digests = b"".join(hashlib.blake2b(prefix + d.encode(), digest_size=8).digest() for d in self.ids)
-        return np.frombuffer(digests, dtype="<u8").astype(np.uint64)
+        # a salt: renaming it would change every simulation
+        return keys(f"iotlib.simulate/{self.seed}/", self.ids)
 
     def _device_hash(self, stream: str) -> np.ndarray:
         """One hash per device for a named purpose."""
-        return _mix(self._keys ^ _stream(stream))
+        return mix(self._keys ^ key(stream))
 
     def _pick_devices(self, name: str, fraction: float, devices: tuple[str, ...] | None) -> np.ndarray:
         if devices is not None:
@@ -425,7 +387,7 @@ class Simulation:
             chosen = np.zeros(self.n, dtype=bool)
             chosen[[index[d] for d in devices]] = True
             return chosen
-        return _unit(self._device_hash(f"pick/{name}")) < fraction
+        return unit(self._device_hash(f"pick/{name}")) < fraction
 
     # --- faults ------------------------------------------------------------------------------
     def _prepare_faults(self) -> None:
@@ -454,7 +416,7 @@ class Simulation:
             elif isinstance(f, ClockSkew):
                 chosen = self._pick_devices("skew", f.fraction, f.devices)
                 lo, hi = _td_us(f.min_skew), _td_us(f.max_skew)
-                amount = lo + (_unit(self._device_hash("skew/amount")) * (hi - lo)).astype(np.int64)
+                amount = lo + (unit(self._device_hash("skew/amount")) * (hi - lo)).astype(np.int64)
                 if f.direction == "behind":
                     amount = -amount
                 elif f.direction == "both":
@@ -464,7 +426,7 @@ class Simulation:
             elif isinstance(f, Offline):
                 chosen = self._pick_devices("offline", f.fraction, f.devices)
                 outage = _td_us(f.outage)
-                begin = self.t0 + (_unit(self._device_hash("offline/start")) * max(span - outage, 0)).astype(np.int64)
+                begin = self.t0 + (unit(self._device_hash("offline/start")) * max(span - outage, 0)).astype(np.int64)
                 self.offline = (
                     np.where(chosen, begin, _NEVER),
                     np.where(chosen, begin + outage, _NEVER),
@@ -482,10 +444,10 @@ class Simulation:
         n = self.n
         self.k_next = np.zeros(n, dtype=np.int64)
         if self.firmware == "staggered":
-            self.t_next = self.t0 + (_unit(self._device_hash("phase")) * _td_us(self.warmup)).astype(np.int64)
+            self.t_next = self.t0 + (unit(self._device_hash("phase")) * _td_us(self.warmup)).astype(np.int64)
         else:
             self.t_next = np.full(n, self.t0, dtype=np.int64)
-        self.level = (_scaled(self._device_hash("start"), 25)).astype(np.int32)  # whole 0..24 °C
+        self.level = (scaled(self._device_hash("start"), 25)).astype(np.int32)  # whole 0..24 °C
         self.frozen = np.full(n, np.nan, dtype=np.float32)
         self.offline_first = np.full(n, -1, dtype=np.int64)
         self.carry: _Events | None = None
@@ -507,13 +469,13 @@ class Simulation:
         reading = ws.get("reading", shape, np.int64)
         np.add(self.k_next[:, None], np.arange(m, dtype=np.int64)[None, :], out=reading)
         h = ws.get("hash", shape, np.uint64)
-        np.multiply(reading.view(np.uint64), _GOLDEN, out=h)
+        np.multiply(reading.view(np.uint64), GOLDEN, out=h)
         h += self._reading_keys[:, None]
         scratch = ws.get("scratch", shape, np.uint64)
-        _mix(h, scratch)
+        mix(h, scratch)
 
         # Low 32 bits of the hash: the timing. scratch ends up holding an int64 offset per reading.
-        np.bitwise_and(h, _LOW32, out=scratch)
+        np.bitwise_and(h, LOW32, out=scratch)
         times = ws.get("times", shape, np.int64)
         if self.firmware == "staggered":
             scratch *= np.uint64(2 * self.jitter_us + 1)
@@ -620,8 +582,8 @@ class Simulation:
         if self.spikes is not None or self.duplicates is not None:
             # Event-level faults draw from a hash of the reading's own hash: fixed per (seed, device, reading).
             fault_hash = self._ws.get("fault_hash", (count,), np.uint64)
-            np.bitwise_xor(h, _stream("event-faults"), out=fault_hash)
-            _mix(fault_hash, self._ws.get("fault_scratch", (count,), np.uint64))
+            np.bitwise_xor(h, key("event-faults"), out=fault_hash)
+            mix(fault_hash, self._ws.get("fault_scratch", (count,), np.uint64))
         if self.spikes is not None:
             spike = np.flatnonzero(self._below(fault_hash, self.spikes.probability, shift=0))
             spike = np.setdiff1d(spike, stuck, assume_unique=True)  # a frozen sensor does not spike
@@ -649,8 +611,8 @@ class Simulation:
                 flags[where] |= _flag("fault_offline")  # type: ignore[index]
         if self.malformed is not None:
             hm = self._ws.get("malformed_hash", (count,), np.uint64)
-            np.bitwise_xor(h, _stream("malformed"), out=hm)
-            _mix(hm, self._ws.get("fault_scratch", (count,), np.uint64))
+            np.bitwise_xor(h, key("malformed"), out=hm)
+            mix(hm, self._ws.get("fault_scratch", (count,), np.uint64))
             broken = np.flatnonzero(self._below(hm, self.malformed.probability, shift=0))
             codes = np.array([MALFORMED_KINDS.index(k) for k in self.malformed.kinds], dtype=np.int8)
             kind = ((hm[broken] >> np.uint64(32)) * np.uint64(len(codes))) >> np.uint64(32)
@@ -768,55 +730,44 @@ class Simulation:
             yield self._frame(batch, merged, lo, None if last else hi)
 
 
-def simulation(registry: Frame, **options: object) -> Simulation:
+class SimulationOptions(TypedDict, total=False):
+    """The keywords of :func:`generate`, :func:`simulation` and :class:`Simulation`, described on :func:`generate`."""
+
+    start: datetime | str | None
+    duration: Required[timedelta | str]
+    scenario: str
+    seed: int
+    firmware: str
+    faults: Sequence[Fault | str]
+    period: timedelta | str
+    jitter: float
+    warmup: timedelta | str | None
+    temperature_range: tuple[int, int] | None
+    chunk_events: int
+
+
+def simulation(registry: Frame, **options: Unpack[SimulationOptions]) -> Simulation:
     """A :class:`Simulation` to iterate chunk by chunk; takes the same options as :func:`generate`."""
-    return Simulation(registry, **options)  # type: ignore[arg-type]
+    return Simulation(registry, **options)
 
 
-def generate(
-    registry: Frame,
-    *,
-    start: datetime | str | None = None,
-    duration: timedelta | str,
-    scenario: str = "NoErrorsExpected",
-    seed: int = 0,
-    firmware: str = "staggered",
-    faults: Sequence[Fault | str] = (),
-    period: timedelta | str = timedelta(seconds=60),
-    jitter: float = 0.1,
-    warmup: timedelta | str | None = None,
-    temperature_range: tuple[int, int] | None = None,
-    chunk_events: int = 2_000_000,
-    progress: bool = False,
-) -> pl.DataFrame:
+def generate(registry: Frame, *, progress: bool = False, **options: Unpack[SimulationOptions]) -> pl.DataFrame:
     """Simulate every device of ``registry`` from ``start`` for ``duration``; events sorted by ``sent_at``.
 
+    ``start`` (default :data:`DEFAULT_START`) and ``duration``: the stretch simulated.
     ``scenario``: ``NoErrorsExpected`` or ``ThirtyDegreeReadings``.
     ``firmware``: ``staggered`` (devices start at random over ``warmup``,
     default one period) or ``synchronized`` (all on the same second).
     ``faults``: fault configs from :mod:`iotlib.fleet.faults` (or their text form,
-    e.g. ``"spikes:probability=0.01"``). ``period`` and ``jitter`` set the
+    e.g. ``"spikes:probability=0.01"``). ``period`` (default 60 s) and ``jitter`` (0.1) set the
     reading interval. ``temperature_range=(low, high)`` reflects the random
     walk off those bounds (the original's walk, the default, is unbounded and
-    drifts far from room temperature over hours). ``chunk_events`` sets the
-    working-set size (not the result),
+    drifts far from room temperature over hours). ``seed`` makes it reproducible.
+    ``chunk_events`` sets the working-set size (not the result),
     ``progress`` shows a tqdm bar. The frame is made of one chunk per slice of
     time (no rechunking: a full day stays within memory).
     """
-    sim = Simulation(
-        registry,
-        start=start,
-        duration=duration,
-        scenario=scenario,
-        seed=seed,
-        firmware=firmware,
-        faults=faults,
-        period=period,
-        jitter=jitter,
-        warmup=warmup,
-        temperature_range=temperature_range,
-        chunk_events=chunk_events,
-    )
+    sim = Simulation(registry, **options)
     chunks: Iterator[pl.DataFrame] = iter(sim)
     if progress:
         from tqdm.auto import tqdm

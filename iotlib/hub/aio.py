@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Unpack
+
 import polars as pl
 
 from iotlib.connections import EventHubConnection
 from iotlib.hub.partitions import PartitionPosition
-from iotlib.hub.readback import Since, read_events, read_positions
+from iotlib.hub.readback import ReadOptions, read_events, read_positions
 
 
 async def positions(conn_str: str | None = None, *, eventhub_name: str | None = None) -> dict[str, PartitionPosition]:
@@ -15,13 +17,8 @@ async def positions(conn_str: str | None = None, *, eventhub_name: str | None = 
 
 
 async def read(
-    conn_str: str | None = None,
-    *,
-    eventhub_name: str | None = None,
-    since: Since | None = None,
-    consumer_group: str = "$Default",
-    timeout: float = 120.0,
+    conn_str: str | None = None, *, eventhub_name: str | None = None, **options: Unpack[ReadOptions]
 ) -> pl.DataFrame:
     """The events a run added; see :func:`iotlib.hub.read`."""
     eventhub = EventHubConnection.given(conn_str, eventhub_name=eventhub_name)
-    return await read_events(eventhub, since=since, consumer_group=consumer_group, timeout=timeout)
+    return await read_events(eventhub, **options)

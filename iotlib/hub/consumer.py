@@ -14,11 +14,13 @@ import asyncio
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from datetime import datetime
+from typing import Any, Protocol, TypedDict
 
 from iotlib.connections import EventHubConnection, StorageConnection
+from iotlib.durations import Duration, to_seconds
 from iotlib.errors import ConfigurationError, IotlibError
-from iotlib.hub.partitions import PartitionPosition, partition_positions
+from iotlib.hub.partitions import EMPTY, PartitionPosition, partition_positions
 from iotlib.hub.starting import SdkPosition, StartingPosition, check_starting_position
 
 #: Seconds between looks at the stop conditions.
@@ -46,6 +48,30 @@ class Engine(Protocol):
     def stopping(self) -> None:
         """Called once the loop ends, before the client closes (and closes each partition)."""
         ...
+
+
+class ConsumerParameters(TypedDict, total=False):
+    """The reading keywords every consumer-group engine takes (see :class:`ConsumerOptions`)."""
+
+    consumer_group: str
+    checkpoint_container: str
+    starting_position: StartingPosition
+    load_balancing_interval: Duration
+    ownership_expiry: Duration | None
+    load_balancing_strategy: str
+    max_batch_size: int
+    max_wait_time: Duration
+    prefetch: int
+
+
+def consumer_values(values: dict[str, Any]) -> dict[str, Any]:
+    """The reading keywords among ``values`` in their checked form (durations in seconds)."""
+    for name in ("load_balancing_interval", "ownership_expiry", "max_wait_time"):
+        if values.get(name) is not None:
+            values[name] = to_seconds(values[name], name=name)
+    if "starting_position" in values:
+        values["starting_position"] = check_starting_position(values["starting_position"])
+    return values
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,10 +122,16 @@ class ConsumerOptions:
 
 @dataclass(frozen=True)
 class Until:
-    """When a run stops, besides the engine's own reasons: ``timeout`` and ``until_idle`` seconds."""
+    """When a run stops, besides the engine's own reasons: ``timeout`` and ``until_idle`` seconds.
+
+    ``floor`` (see :meth:`Consumer.idle_floor`): the sequence number each owned partition must have
+    been read to before the group counts as idle. Idle means "read what the hub held at the start,
+    then nothing came": a partition's first look may come back empty while events wait.
+    """
 
     timeout: float | None = None
     until_idle: float | None = None
+    floor: Mapping[str, int] | None = None
 
 
 class Consumer:
@@ -126,6 +158,9 @@ class Consumer:
         )
         #: Monotonic time of the last non-empty batch (or of the start of :meth:`run`).
         self.last_event_at = time.monotonic()
+        #: The partitions this consumer owns now, and the newest sequence number received from each.
+        self.owned: set[str] = set()
+        self.received: dict[str, int] = {}
 
     async def positions(self, partition_ids: list[str] | None = None) -> dict[str, PartitionPosition]:
         """Where each partition stands now (one round trip for all)."""
@@ -137,6 +172,34 @@ class Consumer:
             self.eventhub.fully_qualified_namespace, self.eventhub.eventhub_name, self.consumer_group
         )
         return {r["partition_id"]: int(r["sequence_number"]) for r in rows if r.get("sequence_number") is not None}
+
+    async def idle_floor(
+        self, positions: Mapping[str, PartitionPosition], start: SdkPosition | dict[str, SdkPosition]
+    ) -> dict[str, int]:
+        """For :class:`Until`: each partition whose reading begins before the hub's last event at the
+        start (from its checkpoint, else from ``start``), mapped to that last sequence number.
+
+        A partition that starts at a time is left out (where a time falls is not known in sequence
+        numbers); so is one whose checkpoint or start is already at the end.
+        """
+        try:
+            checkpoints = await self.stored_checkpoints()
+        except Exception:  # noqa: BLE001 - without them, the start positions decide
+            checkpoints = {}
+        floor = {}
+        for pid, now in positions.items():
+            begin: int | None = checkpoints.get(pid)
+            if begin is None:
+                one = start.get(pid, "-1") if isinstance(start, dict) else start
+                if isinstance(one, datetime):
+                    continue
+                begin = EMPTY if one == "-1" else int(one)
+            if begin < now.last_enqueued_sequence_number:
+                floor[pid] = now.last_enqueued_sequence_number
+        return floor
+
+    def _reached(self, floor: Mapping[str, int] | None) -> bool:
+        return floor is None or all(self.received.get(p, EMPTY) >= floor[p] for p in self.owned if p in floor)
 
     async def ownership(self) -> list[dict[str, Any]]:
         return list(
@@ -168,7 +231,17 @@ class Consumer:
         async def on_batch(context: Any, events: list[Any]) -> None:
             if events:
                 self.last_event_at = time.monotonic()
+                pid = context.partition_id
+                self.received[pid] = max(self.received.get(pid, EMPTY), events[-1].sequence_number)
             await engine.on_batch(context, events)
+
+        async def on_claim(context: Any) -> None:
+            self.owned.add(context.partition_id)
+            await engine.on_claim(context)
+
+        async def on_close(context: Any, reason: Any) -> None:
+            self.owned.discard(context.partition_id)
+            await engine.on_close(context, reason)
 
         receiving = asyncio.create_task(
             self.client.receive_batch(
@@ -178,8 +251,8 @@ class Consumer:
                 prefetch=self.options.prefetch,
                 starting_position=start,
                 starting_position_inclusive=start_inclusive,
-                on_partition_initialize=engine.on_claim,
-                on_partition_close=engine.on_close,
+                on_partition_initialize=on_claim,
+                on_partition_close=on_close,
                 on_error=engine.on_error,
             ),
             name=f"iotlib-receive-{self.consumer_group}",
@@ -205,7 +278,8 @@ class Consumer:
                     progress()
                 if until.timeout is not None and now - started >= until.timeout:
                     return f"timeout ({until.timeout:g} s)"
-                if until.until_idle is not None and now - self.last_event_at >= until.until_idle and engine.caught_up():
+                idle = until.until_idle is not None and now - self.last_event_at >= until.until_idle
+                if idle and engine.caught_up() and self._reached(until.floor):
                     return f"idle for {until.until_idle:g} s"
         finally:
             engine.stopping()

@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import polars as pl
 
 from iotlib._eventloop import run as _run
 from iotlib.connections import EventHubConnection
-from iotlib.errors import IotlibError
+from iotlib.errors import HubError
 from iotlib.hub.partitions import PartitionPosition, partition_positions
 
 Since = Mapping[str, PartitionPosition] | Mapping[str, int]
@@ -56,8 +56,20 @@ def _props_json(props: dict[Any, Any] | None) -> str | None:
     return json.dumps({text(k): text(v) for k, v in props.items()}, default=str)
 
 
+class ReadOptions(TypedDict, total=False):
+    """The keywords of :func:`read` and :func:`iotlib.hub.aio.read` besides the hub."""
+
+    since: Since | None
+    consumer_group: str
+    timeout: float
+
+
 async def read_events(
-    eventhub: EventHubConnection, *, since: Since | None, consumer_group: str, timeout: float
+    eventhub: EventHubConnection,
+    *,
+    since: Since | None = None,
+    consumer_group: str = "$Default",
+    timeout: float = 120.0,
 ) -> pl.DataFrame:
     """Every event after ``since`` up to each partition's end when the call starts (see :func:`read`)."""
     async with eventhub.consumer(consumer_group) as client:
@@ -111,7 +123,7 @@ async def read_events(
         try:
             await asyncio.wait_for(done.wait(), timeout)
         except TimeoutError:
-            raise IotlibError(
+            raise HubError(
                 f"reading back timed out after {timeout:.0f}s; partitions not at their end: {sorted(pending)}"
             ) from None
         finally:
@@ -122,15 +134,11 @@ async def read_events(
 
 
 def read(
-    conn_str: str | None = None,
-    *,
-    eventhub_name: str | None = None,
-    since: Since | None = None,
-    consumer_group: str = "$Default",
-    timeout: float = 120.0,
+    conn_str: str | None = None, *, eventhub_name: str | None = None, **options: Unpack[ReadOptions]
 ) -> pl.DataFrame:
     """Every event after ``since`` (a :func:`positions` snapshot or sequence numbers; default: the
     beginning) up to each partition's end when the call starts: one row per event (partition,
-    sequence number, offset, enqueued time, partition key, properties as JSON text, body bytes)."""
+    sequence number, offset, enqueued time, partition key, properties as JSON text, body bytes).
+    Options: ``eventhub_name``, ``since``, ``consumer_group`` (``$Default``), ``timeout`` (120 s)."""
     eventhub = EventHubConnection.given(conn_str, eventhub_name=eventhub_name)
-    return _run(read_events(eventhub, since=since, consumer_group=consumer_group, timeout=timeout))
+    return _run(read_events(eventhub, **options))

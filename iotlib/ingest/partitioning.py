@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from iotlib.errors import ConfigurationError
+
 _MASK = 0xFFFFFFFF
 
 
@@ -96,7 +98,7 @@ def hash_code(partition_key: str) -> int:
 def partition_index(partition_key: str, partition_count: int) -> int:
     """Index (0-based) of the partition a key maps to among ``partition_count``."""
     if partition_count < 1:
-        raise ValueError(f"partition_count must be at least 1, got {partition_count}")
+        raise ConfigurationError(f"partition_count must be at least 1, got {partition_count}")
     return abs(hash_code(partition_key) % partition_count)
 
 

@@ -13,7 +13,7 @@ from typing import cast
 
 import polars as pl
 
-from iotlib.errors import ValidationError
+from iotlib.errors import ConfigurationError, ValidationError
 from iotlib.fleet import events as _events
 from iotlib.frames import Frame, as_polars, is_pandas
 from iotlib.ingest.partitioning import partition_index
@@ -110,7 +110,7 @@ def ticks(
     ``origin`` is the ``sent_at`` that maps to the start of the run (default: the frame's first).
     """
     if speed <= 0:
-        raise ValidationError(f"speed must be positive, got {speed}")
+        raise ConfigurationError(f"speed must be positive, got {speed}")
     if frame.height == 0:
         return
     first = frame["sent_at"][0] if origin is None else origin

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 import polars as pl
 from matplotlib.figure import Figure
 
+from iotlib.durations import to_seconds
+
 
 def ingest_throughput(reports: Mapping[str, object]) -> Figure:
     """Events sent so far against wall-clock seconds, one line per run (a dot per batch)."""
@@ -64,7 +66,7 @@ def arrival_profiles(runs: Mapping[str, pl.DataFrame], *, every: str = "100ms") 
     for ax, (name, events) in zip(axes, runs.items()):
         t0 = events["enqueued_time"].min()
         binned = events.select(((pl.col("enqueued_time") - t0).dt.total_microseconds() / 1e6).alias("s"))
-        width = _seconds(every)
+        width = to_seconds(every, name="every", allow_zero=False)
         counts = binned.group_by((pl.col("s") / width).floor().alias("bin")).len().sort("bin")
         seconds = counts["bin"].to_numpy() * width
         ax.bar(seconds, counts["len"].to_numpy() / width, width=width, align="edge", color="tab:purple")
@@ -74,11 +76,3 @@ def arrival_profiles(runs: Mapping[str, pl.DataFrame], *, every: str = "100ms") 
             ylabel="events/s",
         )
     return fig
-
-
-def _seconds(every: str) -> float:
-    units = {"ms": 0.001, "s": 1.0, "m": 60.0}
-    for suffix in ("ms", "s", "m"):
-        if every.endswith(suffix):
-            return float(every[: -len(suffix)]) * units[suffix]
-    raise ValueError(f"cannot read the interval {every!r} (use e.g. 100ms, 1s, 1m)")

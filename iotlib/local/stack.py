@@ -182,7 +182,15 @@ def emulator_available() -> bool:
 
 
 def eventhubs_command(
-    host: str, port: int, data_dir: Path, config: Path | None = None, throughput_units: int | None = None
+    host: str,
+    port: int,
+    data_dir: Path,
+    config: Path | None = None,
+    throughput_units: int | None = None,
+    *,
+    tls_port: int | None = None,
+    tls_dir: Path | None = None,
+    fsync: bool | None = None,
 ) -> list[str]:
     command = [
         sys.executable,
@@ -200,6 +208,12 @@ def eventhubs_command(
         command += ["--config", str(config)]
     if throughput_units is not None:
         command += ["--throughput-units", str(throughput_units)]
+    if tls_port is not None:
+        command += ["--tls-port", str(tls_port)]
+        if tls_dir is not None:
+            command += ["--tls-dir", str(tls_dir)]
+    if fsync is not None:
+        command.append("--fsync" if fsync else "--no-fsync")
     return command
 
 
@@ -314,13 +328,18 @@ def up(
     services: tuple[str, ...] | None = None,
     eventhubs_config: Path | None = None,
     throughput_units: int | None = None,
+    tls_port: int | None = None,
+    fsync: bool | None = None,
     timeout: float = START_TIMEOUT,
 ) -> Stack:
     """Start the services that are not running yet; reuse the ones that are.
 
     A port of ``0`` picks a free port. ``eventhubs_config`` is the emulator's
     entity configuration (the official emulator's ``Config.json`` shape);
-    ``throughput_units`` meters it like Azure's standard tier (default: not metered). Raises :class:`StackError` when a port is
+    ``throughput_units`` meters it like Azure's standard tier (default: not metered);
+    ``tls_port`` also serves the emulator over TLS, with a local CA under ``<home>/tls``
+    (clients trust ``<home>/tls/ca.pem``; default: no TLS); ``fsync=False`` acknowledges
+    events before they reach the disk. Raises :class:`StackError` when a port is
     taken by a process the stack did not start, or a service fails to start.
     """
     home = Path(home).resolve() if home else _settings.home()
@@ -339,6 +358,10 @@ def up(
     for name in services:
         recorded = state.services.get(name)
         if recorded and _same_process(recorded) and probe(name, recorded.host, recorded.port)[0]:
+            if name == "eventhubs" and tls_port is not None and recorded.tls_port is None:
+                raise StackError(
+                    "the running emulator serves no TLS; stop it with `iotlib down`, then `iotlib up --tls-port ...`"
+                )
             continue  # already running: idempotent
         if recorded:
             # Recorded but dead: forget it. If the pid lives but does not answer, stop it.
@@ -352,14 +375,32 @@ def up(
                 f"{name} cannot listen there. Stop that process, or choose another port with "
                 f"`iotlib up {flags[name]} PORT` (0 picks a free one)."
             )
+        secure = None
+        if name == "eventhubs" and tls_port is not None:
+            secure = tls_port or free_port(host)
+            if port_in_use(host, secure):
+                raise StackError(
+                    f"port {secure} on {host} is taken by a process `iotlib up` did not start, so the "
+                    "emulator cannot serve TLS there. Choose another with `iotlib up --tls-port PORT` (0: a free one)."
+                )
         data_dir = home / name
         data_dir.mkdir(parents=True, exist_ok=True)
         command = (
             azurite_command(host, port, data_dir)
             if name == "azurite"
-            else eventhubs_command(host, port, data_dir, eventhubs_config, throughput_units)
+            else eventhubs_command(
+                host,
+                port,
+                data_dir,
+                eventhubs_config,
+                throughput_units,
+                tls_port=secure,
+                tls_dir=home / "tls",
+                fsync=fsync,
+            )
         )
         svc = _start(name, command, host, port, home / "logs" / f"{name}.log", timeout)
+        svc.tls_port = secure
         state.services[name] = svc
         state.save()
         started.append(name)

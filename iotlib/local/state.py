@@ -27,6 +27,7 @@ class Service:
     port: int
     command: list[str]
     log: str
+    tls_port: int | None = None  # the emulator's TLS port, when asked for
 
     @property
     def address(self) -> str:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from iotlib.errors import ProcessingError
+from iotlib.errors import ConfigurationError
 
 _PCT = re.compile(r"p(\d+(?:\.\d+)?)$")
 _SIMPLE = ("mean", "sum", "min", "max", "count", "first", "last", "median")
@@ -36,12 +36,12 @@ class Agg:
 
     def __post_init__(self) -> None:
         if self.stat not in _SIMPLE and not _PCT.match(self.stat):
-            raise ProcessingError(
+            raise ConfigurationError(
                 f"aggregate {self.name!r}: unknown statistic {self.stat!r}; use one of "
                 f"{', '.join(_SIMPLE)} or a percentile such as 'p95'"
             )
         if (m := _PCT.match(self.stat)) and not 0 <= float(m.group(1)) <= 100:
-            raise ProcessingError(f"aggregate {self.name!r}: percentile {self.stat!r} is outside 0-100")
+            raise ConfigurationError(f"aggregate {self.name!r}: percentile {self.stat!r} is outside 0-100")
 
 
 def stats(column: str, *names: str) -> tuple[Agg, ...]:

@@ -27,7 +27,7 @@ from collections.abc import Iterable
 import polars as pl
 
 from iotlib.durations import Duration, to_us
-from iotlib.errors import ProcessingError
+from iotlib.errors import ValidationError
 from iotlib.processing import columns as C
 
 NO_TIME = -(2**63)
@@ -58,9 +58,9 @@ class ArrivalMerger:
         key = str(partition_id)
         us = events.select(C.epoch_us(self._arrival).alias("a"))["a"]
         if us.null_count():
-            raise ProcessingError(f"partition {key}: events without an arrival time cannot be merged")
+            raise ValidationError(f"partition {key}: events without an arrival time cannot be merged")
         if key in self._latest and us.min() < self._latest[key]:
-            raise ProcessingError(
+            raise ValidationError(
                 f"partition {key}: batch goes back in arrival time; push each partition's events in order"
             )
         self._latest[key] = max(self._latest.get(key, us.max()), us.max())

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import polars as pl
 
 from iotlib.durations import Duration
-from iotlib.errors import ProcessingError
+from iotlib.errors import ConfigurationError
 from iotlib.frames import Frame, as_polars
 from iotlib.processing import columns as C
 from iotlib.processing.aggregates import Agg, aggregate, columns_of, expressions, stats
@@ -70,7 +70,7 @@ def windowed(
     by = list(by)
     missing = [c for c in by if c not in events.columns]
     if missing:
-        raise ProcessingError(f"group-by columns {missing} are not in the events (columns: {events.columns})")
+        raise ConfigurationError(f"group-by columns {missing} are not in the events (columns: {events.columns})")
     valid, invalid, src = prepare(events, time=time, aggs=aggs)
     if isinstance(w, Hopping):
         out = _fixed(valid, w, by, aggs, src)

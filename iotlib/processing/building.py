@@ -27,7 +27,7 @@ from datetime import datetime
 import polars as pl
 
 from iotlib.durations import Duration
-from iotlib.errors import ProcessingError
+from iotlib.errors import ConfigurationError
 from iotlib.frames import Frame, as_polars
 from iotlib.processing import columns as C
 from iotlib.processing.aggregates import Agg
@@ -71,7 +71,7 @@ def building_averages(
     reg = Registry.of(registry)
     events = as_polars(events, name="events")
     if heartbeats is not None and policy is None:
-        raise ProcessingError("heartbeats only mean something with an event-time policy (policy=...)")
+        raise ConfigurationError("heartbeats only mean something with an event-time policy (policy=...)")
     if policy is not None:
         matched, unmatched = reg.enrich(events, [BUILDING])
         res = windows_with_policy(

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from iotlib.errors import ProcessingError
+from iotlib.errors import ValidationError
 
 DEVICE = "device_id"
 TIME_OBSERVED = "time_observed"
@@ -48,7 +48,7 @@ def arrival_column(schema: pl.Schema | dict) -> str:
         return ENQUEUED
     if SENT in schema:
         return SENT
-    raise ProcessingError(
+    raise ValidationError(
         f"events need an arrival time: an '{ENQUEUED}' column (arrival at the hub) "
         f"or a '{SENT}' column (device send time, used as its proxy)"
     )
@@ -61,10 +61,10 @@ def time_source(schema: pl.Schema | dict, time: str) -> str:
 
 def _require(schema: pl.Schema | dict, column: str, kinds: tuple[type, ...], what: str) -> None:
     if column not in schema:
-        raise ProcessingError(f"events have no '{column}' column ({what}); columns: {list(schema)}")
+        raise ValidationError(f"events have no '{column}' column ({what}); columns: {list(schema)}")
     dtype = schema[column]
     if not isinstance(dtype, kinds) and not any(dtype == k for k in kinds):
-        raise ProcessingError(f"events column '{column}' is {dtype}, expected {what}")
+        raise ValidationError(f"events column '{column}' is {dtype}, expected {what}")
 
 
 def check(events: pl.DataFrame | pl.LazyFrame, *, time: str, values: Sequence[str], need_arrival: bool) -> pl.Schema:
@@ -85,7 +85,7 @@ def check(events: pl.DataFrame | pl.LazyFrame, *, time: str, values: Sequence[st
             "numbers",
         )
     if SEQUENCE in schema and not schema[SEQUENCE].is_integer():
-        raise ProcessingError(f"events column '{SEQUENCE}' is {schema[SEQUENCE]}, expected an integer")
+        raise ValidationError(f"events column '{SEQUENCE}' is {schema[SEQUENCE]}, expected an integer")
     return schema
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 
 from iotlib.durations import Duration
-from iotlib.errors import ProcessingError
+from iotlib.errors import ConfigurationError
 from iotlib.frames import Frame, as_polars
 from iotlib.processing import columns as C
 from iotlib.processing.aggregates import Agg, aggregate, columns_of
@@ -94,7 +94,7 @@ def _heartbeat_ticks(heartbeats: Sequence[datetime] | pl.Series | None, tick_us:
         return None
     times = heartbeats if isinstance(heartbeats, pl.Series) else pl.Series(list(heartbeats), dtype=C.UTC_US)
     if not isinstance(times.dtype, pl.Datetime):
-        raise ProcessingError(f"heartbeats must be datetimes, got {times.dtype}")
+        raise ConfigurationError(f"heartbeats must be datetimes, got {times.dtype}")
     us = times.drop_nulls().dt.epoch("us").to_numpy()
     return np.unique(us // tick_us)
 

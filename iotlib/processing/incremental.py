@@ -45,14 +45,14 @@ Wrapping it in a streaming job (Event Hubs)
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from sys import intern
 
 import numpy as np
 import polars as pl
 
-from iotlib.durations import Duration
-from iotlib.errors import ProcessingError
+from iotlib.durations import Duration, epoch_us
+from iotlib.errors import ConfigurationError, ProcessingError, ValidationError
 from iotlib.processing import changelog
 from iotlib.processing import columns as C
 from iotlib.processing.aggregates import Agg, aggregate, columns_of, expressions
@@ -78,7 +78,6 @@ from iotlib.processing.watermarks import NONE, FleetClock
 from iotlib.processing.windows import END, Window, fixed
 
 _ACCEPTED = "accepted"
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class WindowEngine:
@@ -196,7 +195,7 @@ class WindowEngine:
         if self._columns is None:
             self._start(events)
         elif events.columns != self._columns:
-            raise ProcessingError(
+            raise ValidationError(
                 f"batch columns {events.columns} differ from the first batch's {self._columns}; "
                 "every micro-batch must have the same columns"
             )
@@ -214,7 +213,7 @@ class WindowEngine:
             raise ProcessingError("this engine was flushed (end of stream)")
         if arrival_time.tzinfo is None:
             arrival_time = arrival_time.replace(tzinfo=UTC)
-        tick = ((arrival_time - _EPOCH) // timedelta(microseconds=1)) // self.policy.tick_us
+        tick = epoch_us(arrival_time) // self.policy.tick_us
         transitions = []
         if self._clock.tick is None or tick > self._clock.tick:
             transitions.append((tick, self._clock.evaluate(tick)))
@@ -263,7 +262,7 @@ class WindowEngine:
         schema = C.check(events, time=self.time, values=columns_of(self.aggs), need_arrival=True)
         missing = [c for c in self.by if c not in schema]
         if missing:
-            raise ProcessingError(f"group-by columns {missing} are not in the events (columns: {list(schema)})")
+            raise ConfigurationError(f"group-by columns {missing} are not in the events (columns: {list(schema)})")
         self._columns = list(schema)
         self._normalise = C.Normaliser(schema, time=self.time, values=columns_of(self.aggs), need_arrival=True)
         self._src = C.time_source(schema, self.time)

@@ -90,7 +90,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from iotlib.durations import Duration, describe, to_us
-from iotlib.errors import ProcessingError
+from iotlib.errors import ConfigurationError
 
 LatePolicy = Literal["side_output", "adjust", "drop"]
 LATE_POLICIES = ("side_output", "adjust", "drop")
@@ -111,13 +111,14 @@ class EventTimePolicy:
     and send late events to a side output rather than adjusting them.
     """
 
-    out_of_order: Duration = "0s"
-    late_arrival: Duration = "5s"
+    # Durations as given (a bare number is seconds); policies compare by their microsecond forms.
+    out_of_order: Duration = field(default="0s", compare=False)
+    late_arrival: Duration = field(default="5s", compare=False)
     late_policy: LatePolicy = "side_output"
-    clock_ahead: Duration = "5s"
-    idle_timeout: Duration = "30s"
-    dedupe_horizon: Duration | None = "2m"
-    tick: Duration = "1s"
+    clock_ahead: Duration = field(default="5s", compare=False)
+    idle_timeout: Duration = field(default="30s", compare=False)
+    dedupe_horizon: Duration | None = field(default="2m", compare=False)
+    tick: Duration = field(default="1s", compare=False)
     # Microsecond forms, derived.
     out_of_order_us: int = field(init=False, repr=False)
     late_arrival_us: int = field(init=False, repr=False)
@@ -128,7 +129,7 @@ class EventTimePolicy:
 
     def __post_init__(self) -> None:
         if self.late_policy not in LATE_POLICIES:
-            raise ProcessingError(f"late_policy={self.late_policy!r}: use one of {', '.join(LATE_POLICIES)}")
+            raise ConfigurationError(f"late_policy={self.late_policy!r}: use one of {', '.join(LATE_POLICIES)}")
         s = object.__setattr__
         s(self, "out_of_order_us", to_us(self.out_of_order, name="out_of_order"))
         s(self, "late_arrival_us", to_us(self.late_arrival, name="late_arrival"))

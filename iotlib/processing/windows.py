@@ -32,7 +32,7 @@ from typing import Literal
 import polars as pl
 
 from iotlib.durations import Duration, describe, to_us
-from iotlib.errors import ProcessingError
+from iotlib.errors import ConfigurationError
 
 Closed = Literal["right", "left"]
 
@@ -41,7 +41,7 @@ END = "__end"  # window end, microseconds
 
 def _closed(value: str) -> Closed:
     if value not in ("right", "left"):
-        raise ProcessingError(f"closed={value!r}: use 'right' (ASA: (start, end]) or 'left' ([start, end))")
+        raise ConfigurationError(f"closed={value!r}: use 'right' (ASA: (start, end]) or 'left' ([start, end))")
     return value  # type: ignore[return-value]
 
 
@@ -61,7 +61,7 @@ class Hopping:
         size = to_us(self.size, name="window size", allow_zero=False)
         hop = to_us(self.hop, name="hop", allow_zero=False)
         if hop > size:
-            raise ProcessingError(
+            raise ConfigurationError(
                 f"hop {describe(hop)} is longer than the window {describe(size)}: events between windows would belong to none"
             )
         object.__setattr__(self, "size_us", size)
@@ -159,7 +159,7 @@ def fixed(window: Window | Duration) -> Hopping:
     """A tumbling or hopping window, or a clear error for the kinds that have no fixed bounds."""
     w = parse(window)
     if not isinstance(w, Hopping):
-        raise ProcessingError(
+        raise ConfigurationError(
             f"{type(w).__name__} windows have no fixed bounds, so event-time policies and the incremental "
             "engine support only Tumbling and Hopping windows; use iotlib.processing.windowed() for them"
         )

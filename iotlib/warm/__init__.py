@@ -26,8 +26,8 @@ Modules, one concept each:
 - :mod:`~iotlib.warm.startup` — where a run starts: positions, checkpoints, dead runs' partitions;
 - :mod:`~iotlib.warm.clock` — the hub's clock, estimated safely for heartbeats;
 - :mod:`~iotlib.warm.options` — the processor's options;
-- :mod:`~iotlib.warm.aio` / :mod:`~iotlib.warm.processor` — the processor, async and sync
-  (:mod:`~iotlib.warm.run`: one run of it);
+- :mod:`~iotlib.warm.aio` / :mod:`~iotlib.warm.processor` — the processor, async and sync;
+- :mod:`~iotlib.warm.run` — one run of it: the engine the consumer skeleton drives;
 - :mod:`~iotlib.warm.alerthub` — alerts as events on another hub;
 - :mod:`~iotlib.warm.equivalence` — the warm store against the batch job on the same events;
 - :mod:`~iotlib.warm.live` — the processor beside a live ingestion, with its lag (notebooks, benchmarks);

@@ -1,18 +1,21 @@
 """The asynchronous stream processor: ``async with StreamProcessor.from_connection_string(...) as p: await p.run()``.
 
-It is the engine under the synchronous :class:`iotlib.warm.StreamProcessor` too. One
-``azure.eventhub.aio.EventHubConsumerClient`` with a ``BlobCheckpointStore`` reads the consumer
-group; each partition it is given is a job of its own (:mod:`iotlib.warm.partition`: its own
-watermark, partial windows, device alerts), restored from the warm store when it was processed
-before. Every ``commit_interval`` seconds what the partitions produced goes to the warm store in one
-transaction with their state changes and progress; only then are the hub checkpoints moved. The
-store merges the partitions' partial windows into building windows once every partition's watermark
-has passed them (:mod:`iotlib.warm.merge`).
+It is the engine under the synchronous :class:`iotlib.warm.StreamProcessor` too. The consumer
+skeleton (:class:`iotlib.hub.consumer.Consumer`: a client with a ``BlobCheckpointStore``) reads the
+consumer group and drives one :class:`~iotlib.warm.run.WarmRun`; each partition it is given is a job
+of its own (:mod:`iotlib.warm.partition`: its own watermark, partial windows, device alerts),
+restored from the warm store when it was processed before. Every ``commit_interval`` seconds what
+the partitions produced goes to the warm store in one transaction with their state changes and
+progress; only then are the hub checkpoints moved. The store merges the partitions' partial windows
+into building windows once every partition's watermark has passed them (:mod:`iotlib.warm.merge`).
 
 **Where it starts.** The warm store is the truth: a partition it has seen resumes right after its
 stored progress, whatever the checkpoint blobs say (they are rewritten to match before reading
-starts); a partition it has never seen starts at ``starting_position``. Events at or before the
-stored progress are skipped if the hub delivers them again.
+starts); a partition it has never seen starts at ``starting_position`` (:mod:`iotlib.hub.starting`:
+``"earliest"``, ``"latest"`` and snapshots become its first stored progress; a time or a sequence
+number is handed to the client, any old checkpoint blob of it removed, and its progress is stored
+from the first event on). Events at or before the stored progress are skipped if the hub delivers
+them again.
 
 **More than one process.** Run as many processors as you like on one consumer group and warm store:
 the client balances the partitions between them (ownership in the checkpoint container), each claims

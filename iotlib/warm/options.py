@@ -12,14 +12,12 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, TypedDict, Unpack
+from typing import Any, Unpack
 
-import polars as pl
-
-from iotlib.durations import Duration, describe
-from iotlib.errors import ConfigurationError, ProcessingError
-from iotlib.hub.consumer import ConsumerOptions
-from iotlib.hub.starting import StartingPosition, check_starting_position
+from iotlib.durations import Duration, describe, to_seconds
+from iotlib.errors import ConfigurationError
+from iotlib.frames import Frame
+from iotlib.hub.consumer import ConsumerOptions, ConsumerParameters, consumer_values
 from iotlib.processing.event_time import EventTimePolicy
 from iotlib.processing.reference import Registry
 from iotlib.processing.windows import Window, fixed
@@ -31,29 +29,20 @@ DEFAULT_CONSUMER_GROUP = "warm"
 DEFAULT_CHECKPOINT_CONTAINER = "warm-checkpoints"
 
 
-class ProcessorParameters(TypedDict, total=False):
+class ProcessorParameters(ConsumerParameters, total=False):
     """The keywords a stream processor takes: ``registry`` (the device registry, default the
     shipped Fabrikam fleet) and the options of :class:`ProcessorOptions`."""
 
-    registry: pl.DataFrame | Registry | None
-    consumer_group: str
-    checkpoint_container: str
+    registry: Frame | Registry | None
     warm_store: str | os.PathLike[str]
     window: Window | Duration
     policy: EventTimePolicy
     alerts: Sequence[Rule] | None
     alert_eventhub: str | None
-    starting_position: StartingPosition
     heartbeat: bool
-    heartbeat_interval: float
-    commit_interval: float
+    heartbeat_interval: Duration
+    commit_interval: Duration
     time: str
-    max_batch_size: int
-    max_wait_time: float
-    prefetch: int
-    load_balancing_interval: float
-    ownership_expiry: float | None
-    load_balancing_strategy: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,8 +100,10 @@ class ProcessorOptions(ConsumerOptions):
             values["warm_store"] = Path(os.fspath(values["warm_store"])).expanduser()
         if "alerts" in values:
             values["alerts"] = check_rules(values["alerts"])
-        if "starting_position" in values:
-            values["starting_position"] = check_starting_position(values["starting_position"])
+        for name in ("heartbeat_interval", "commit_interval"):
+            if name in values:
+                values[name] = to_seconds(values[name], name=name)
+        consumer_values(values)
         if "policy" in values and not isinstance(values["policy"], EventTimePolicy):
             raise ConfigurationError(f"policy must be an EventTimePolicy, got {type(values['policy']).__name__}")
         opts = cls(eventhub_name=eventhub_name, **values)
@@ -120,10 +111,7 @@ class ProcessorOptions(ConsumerOptions):
         return opts
 
     def _check(self) -> None:
-        try:
-            fixed(self.window)
-        except ProcessingError as exc:
-            raise ConfigurationError(f"window: {exc}") from None
+        fixed(self.window)
         if not self.eventhub_name:
             raise ConfigurationError("eventhub_name must not be empty")
         self.check_consumer()

@@ -124,7 +124,9 @@ class WarmRun:
         self._targets = {pid: pos.last_enqueued_sequence_number for pid, pos in positions.items()}
         self._next_commit = time.monotonic() + opts.commit_interval
         tell = None if progress is None else lambda: progress(self.report, False)
-        reason = await consumer.run(self, stop, Until(timeout=timeout, until_idle=until_idle), start=begin.sdk,
+        floor = await consumer.idle_floor(positions, begin.sdk) if until_idle is not None else None
+        until = Until(timeout=timeout, until_idle=until_idle, floor=floor)
+        reason = await consumer.run(self, stop, until, start=begin.sdk,
                                     fail=ProcessingError, progress=tell, background=(self._heartbeats(),))  # fmt: skip
         if self.failure is None:
             self._step()

@@ -597,7 +597,7 @@ class WarmStore:
         """Rows of one table as a polars frame with typed columns (``where``: an SQL condition)."""
         table = TABLES.get(name)
         if table is None:
-            raise ProcessingError(f"no table {name!r} in the warm store; tables: {', '.join(TABLES)}")
+            raise ConfigurationError(f"no table {name!r} in the warm store; tables: {', '.join(TABLES)}")
         cols = ", ".join(f'"{c}"' for c in table.names)
         sql = f"SELECT {cols} FROM {name}" + (f" WHERE {where}" if where else "")
         sql += f" ORDER BY {order_by or ORDER.get(name, 'rowid')}"
@@ -664,7 +664,7 @@ class WarmStore:
     def count(self, name: str) -> int:
         """Rows in one table."""
         if name not in TABLES:
-            raise ProcessingError(f"no table {name!r} in the warm store; tables: {', '.join(TABLES)}")
+            raise ConfigurationError(f"no table {name!r} in the warm store; tables: {', '.join(TABLES)}")
         with self._mutex:
             return int(self._db.execute(f"SELECT COUNT(*) FROM {name}").fetchone()[0])
 

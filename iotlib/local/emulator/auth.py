@@ -6,6 +6,10 @@ is valid when ``sig`` is the base64 HMAC-SHA256, under the named key, of
 audience scopes it: a token for ``sb://host/telemetry`` covers the hub and
 everything under it, one for ``…/telemetry/consumergroups/warm`` only that
 consumer group. Host names are not compared (the emulator answers to any).
+
+One place decides whether a token allows something: :meth:`Grant.covers`
+(audience, rights, expiry, against a ``now`` the caller passes from the
+emulator's clock). A connection keeps what its tokens grant in :class:`Grants`.
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import time
 from dataclasses import dataclass
 from urllib.parse import quote_plus, unquote_plus, urlsplit
 
@@ -36,12 +39,28 @@ class Grant:
     rights: frozenset[str]
     key_name: str
 
-    def covers(self, entity_path: str, right: str, now: float | None = None) -> bool:
-        if (now if now is not None else time.time()) >= self.expires:
+    def covers(self, entity_path: str, right: str | None, now: float) -> bool:
+        """Does this grant allow ``right`` (``None``: any right) on ``entity_path`` at ``now``?"""
+        if now >= self.expires:
             return False
-        if right not in self.rights and "Manage" not in self.rights:
+        if right is not None and right not in self.rights and "Manage" not in self.rights:
             return False
         return is_within(entity_path, self.scope)
+
+
+class Grants:
+    """What the tokens one connection put on ``$cbs`` allow (a renewed token replaces its scope's)."""
+
+    def __init__(self) -> None:
+        self._by_scope: dict[str, Grant] = {}
+
+    def put(self, grant: Grant) -> None:
+        self._by_scope[grant.scope] = grant
+
+    def until(self, entity_path: str, right: str | None, now: float) -> float | None:
+        """Until when some token allows ``right`` on ``entity_path`` (``None``: none does at ``now``)."""
+        expiries = [g.expires for g in self._by_scope.values() if g.covers(entity_path, right, now)]
+        return max(expiries) if expiries else None
 
 
 def entity_path(address: str) -> str:
@@ -72,9 +91,8 @@ def make_token(audience: str, key_name: str, key: str, expiry: int) -> str:
     )
 
 
-def verify(token: str, keys: tuple[KeyConfig, ...], *, now: float | None = None) -> Grant:
-    """Check a token's signature, key and expiry; return what it grants."""
-    now = time.time() if now is None else now
+def verify(token: str, keys: tuple[KeyConfig, ...], *, now: float) -> Grant:
+    """Check a token's signature, key and expiry at ``now``; return what it grants."""
     text = token.strip()
     prefix = "SharedAccessSignature "
     if not text.startswith(prefix):

@@ -36,6 +36,10 @@ class Described(NamedTuple):
     value: Any
 
 
+class Encoded(bytes):
+    """A value already encoded (echoed back as received): :func:`enc_any` writes it as it is."""
+
+
 _U8 = struct.Struct(">B")
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
@@ -133,6 +137,11 @@ def enc_string(value: str | None) -> bytes:
     return _variable(0xA1, 0xB1, value.encode("utf-8"))
 
 
+def enc_utf8(raw: bytes) -> bytes:
+    """A string from its UTF-8 bytes (no decode and re-encode)."""
+    return _variable(0xA1, 0xB1, raw)
+
+
 def enc_symbol(value: str | bytes | None) -> bytes:
     if value is None:
         return NULL
@@ -196,9 +205,11 @@ def enc_described_symbol(name: str, value: bytes) -> bytes:
 
 
 def enc_any(value: Any) -> bytes:
-    """Encode a plain Python value by its type (for management response bodies)."""
+    """Encode a plain Python value by its type (management bodies, maps echoed back to the client)."""
     if value is None:
         return NULL
+    if isinstance(value, Encoded):
+        return bytes(value)
     if isinstance(value, bool):
         return enc_bool(value)
     if isinstance(value, Timestamp):
@@ -215,6 +226,10 @@ def enc_any(value: Any) -> bytes:
         return enc_binary(bytes(value))
     if isinstance(value, uuid.UUID):
         return enc_uuid(value)
+    if isinstance(value, Described):  # before tuples: a Described is one
+        descriptor = value.descriptor
+        head = enc_ulong(descriptor) if isinstance(descriptor, int) else enc_any(descriptor)
+        return b"\x00" + head + enc_any(value.value)
     if isinstance(value, dict):
         return enc_map([(enc_any(k), enc_any(v)) for k, v in value.items()])
     if isinstance(value, (list, tuple)):
@@ -256,14 +271,20 @@ _FIXED: dict[int, int] = {
 }
 _SIZE1 = frozenset((0xA0, 0xA1, 0xA3, 0xC0, 0xC1, 0xE0))
 _SIZE4 = frozenset((0xB0, 0xB1, 0xB3, 0xD0, 0xD1, 0xF0))
+MAX_DEPTH = 32  # nesting of described values and compounds; real messages use 3 or 4
+_MAX_EMPTY_ELEMENTS = 4096  # arrays of zero-width elements (nulls, list0) take no bytes: bound them
 
 
 def skip(buf: bytes | memoryview, pos: int) -> int:
     """The position just after the value that starts at ``pos``."""
+    descriptors = 0
     try:
+        while buf[pos] == 0x00:  # described: skip the descriptor, then the value
+            descriptors += 1
+            if descriptors > MAX_DEPTH:
+                raise DecodeError(f"descriptors nested more than {MAX_DEPTH} deep at byte {pos}")
+            pos = skip(buf, pos + 1)
         code = buf[pos]
-        if code == 0x00:  # described: descriptor, then value
-            return skip(buf, skip(buf, pos + 1))
         width = _FIXED.get(code)
         if width is not None:
             end = pos + 1 + width
@@ -284,22 +305,40 @@ def skip(buf: bytes | memoryview, pos: int) -> int:
 
 
 def decode(buf: bytes | memoryview, pos: int = 0) -> tuple[Any, int]:
-    """Decode one value at ``pos``; return it and the position after it."""
+    """Decode one value at ``pos``; return it and the position after it.
+
+    Any malformation (truncation, unknown constructor, bad UTF-8, a compound
+    whose members overrun it, nesting deeper than :data:`MAX_DEPTH`) is a
+    :class:`DecodeError`; nothing else escapes.
+    """
     try:
-        return _decode(buf, pos)
-    except (IndexError, struct.error, UnicodeDecodeError, ValueError) as exc:
-        if isinstance(exc, DecodeError):
-            raise
+        return _decode(buf, pos, 0)
+    except DecodeError:
+        raise
+    except (IndexError, struct.error, UnicodeDecodeError, ValueError, TypeError) as exc:
         raise DecodeError(f"malformed AMQP value at byte {pos}: {exc}") from exc
 
 
-def _decode(buf: bytes | memoryview, pos: int) -> tuple[Any, int]:
+def decode_list(buf: bytes | memoryview, pos: int) -> tuple[list[Any], int]:
+    """Decode the list at ``pos`` (a performative's or section's fields); return it and its end."""
+    value, end = decode(buf, pos)
+    if not isinstance(value, list) or buf[pos] not in (0x45, 0xC0, 0xD0):
+        raise DecodeError(f"expected a list at byte {pos}, found constructor 0x{buf[pos]:02x}")
+    return value, end
+
+
+def _decode(buf: bytes | memoryview, pos: int, depth: int) -> tuple[Any, int]:
+    if depth > MAX_DEPTH:
+        raise DecodeError(f"AMQP values nested more than {MAX_DEPTH} deep at byte {pos}")
     code = buf[pos]
     p = pos + 1
     if code == 0x00:
-        descriptor, p = _decode(buf, p)
-        value, p = _decode(buf, p)
+        descriptor, p = _decode(buf, p, depth + 1)
+        value, p = _decode(buf, p, depth + 1)
         return Described(descriptor, value), p
+    width = _FIXED.get(code)
+    if width is not None and p + width > len(buf):
+        raise DecodeError(f"truncated AMQP value at byte {pos}")
     if code == 0x40:
         return None, p
     if code == 0x41:
@@ -351,10 +390,14 @@ def _decode(buf: bytes | memoryview, pos: int) -> tuple[Any, int]:
         start, end = p + 4, p + 4 + n
     elif code in (0xC0, 0xC1, 0xE0):
         size, count = buf[p], buf[p + 1]
-        return _compound(buf, code, p + 2, p + 1 + size, count)
+        if size < 1:
+            raise DecodeError(f"compound at byte {pos} is too small to hold its count")
+        return _compound(buf, code, p + 2, p + 1 + size, count, depth)
     elif code in (0xD0, 0xD1, 0xF0):
         size, count = _U32.unpack_from(buf, p)[0], _U32.unpack_from(buf, p + 4)[0]
-        return _compound(buf, code, p + 8, p + 4 + size, count)
+        if size < 4:
+            raise DecodeError(f"compound at byte {pos} is too small to hold its count")
+        return _compound(buf, code, p + 8, p + 4 + size, count, depth)
     else:
         raise DecodeError(f"unknown AMQP constructor 0x{code:02x} at byte {pos}")
     if end > len(buf):
@@ -367,82 +410,67 @@ def _decode(buf: bytes | memoryview, pos: int) -> tuple[Any, int]:
     return Symbol(raw.decode("ascii")), end
 
 
-def _compound(buf: bytes | memoryview, code: int, p: int, end: int, count: int) -> tuple[Any, int]:
+def _compound(buf: bytes | memoryview, code: int, p: int, end: int, count: int, depth: int) -> tuple[Any, int]:
     if end > len(buf):
         raise DecodeError("truncated AMQP compound value")
+    if code in (0xC0, 0xD0, 0xC1, 0xD1) and count > end - p:  # every member takes at least a byte
+        raise DecodeError(f"a compound of {end - p} bytes cannot hold {count} members")
     if code in (0xC0, 0xD0):
         items = []
         for _ in range(count):
-            item, p = _decode(buf, p)
+            item, p = _decode(buf, p, depth + 1)
             items.append(item)
-        return items, end
+        return items, _within(p, end)
     if code in (0xC1, 0xD1):
+        if count % 2:
+            raise DecodeError(f"a map has an odd number of members ({count})")
         result: dict[Any, Any] = {}
         for _ in range(count // 2):
-            key, p = _decode(buf, p)
-            value, p = _decode(buf, p)
+            key, p = _decode(buf, p, depth + 1)
+            value, p = _decode(buf, p, depth + 1)
             try:
                 result[key] = value
             except TypeError:  # unhashable key: keep it readable
                 result[repr(key)] = value
-        return result, end
+        return result, _within(p, end)
     # array: one constructor (possibly described) shared by every element
     if count == 0:
         return [], end
     elem_pos = p
     descriptor = None
     if buf[elem_pos] == 0x00:
-        descriptor, elem_pos = _decode(buf, elem_pos + 1)
+        descriptor, elem_pos = _decode(buf, elem_pos + 1, depth + 1)
     ctor = buf[elem_pos]
     p = elem_pos + 1
+    width = _FIXED.get(ctor)
+    if (width == 0 and count > _MAX_EMPTY_ELEMENTS) or (width != 0 and count > end - p):
+        raise DecodeError(f"an array of {end - p} bytes cannot hold {count} elements")
     items = []
     for _ in range(count):
-        item, p = _decode_element(buf, ctor, p)
+        item, p = _decode_element(buf, ctor, p, depth)
         items.append(Described(descriptor, item) if descriptor is not None else item)
-    return items, end
+    return items, _within(p, end)
 
 
-def _decode_element(buf: bytes | memoryview, ctor: int, p: int) -> tuple[Any, int]:
+def _within(p: int, end: int) -> int:
+    if p > end:
+        raise DecodeError("the members of a compound value run past its end")
+    return end
+
+
+def _decode_element(buf: bytes | memoryview, ctor: int, p: int, depth: int) -> tuple[Any, int]:
     """Decode an array element whose constructor was given once for the array."""
     scratch = bytes((ctor,))
     width = _FIXED.get(ctor)
     if width is not None:
-        value, _ = _decode(scratch + bytes(buf[p : p + width]), 0)
-        return value, p + width
-    if ctor in _SIZE1:
+        total = width
+    elif ctor in _SIZE1:
         total = 1 + buf[p]
     elif ctor in _SIZE4:
         total = 4 + _U32.unpack_from(buf, p)[0]
     else:
         raise DecodeError(f"unknown AMQP array constructor 0x{ctor:02x}")
-    value, _ = _decode(scratch + bytes(buf[p : p + total]), 0)
+    if p + total > len(buf):
+        raise DecodeError("truncated AMQP array element")
+    value, _ = _decode(scratch + bytes(buf[p : p + total]), 0, depth + 1)
     return value, p + total
-
-
-def decode_fields(buf: bytes | memoryview, pos: int, expected: int) -> tuple[list[Any], list[bytes], int]:
-    """Decode a described list's body (a performative) into values and raw bytes per field.
-
-    Missing trailing fields are filled with ``None`` (and ``NULL`` raw bytes),
-    so callers may index up to ``expected``.
-    """
-    code = buf[pos]
-    if code == 0x45:
-        count, p, end = 0, pos + 1, pos + 1
-    elif code == 0xC0:
-        count, p, end = buf[pos + 2], pos + 3, pos + 2 + buf[pos + 1]
-    elif code == 0xD0:
-        size, count = _U32.unpack_from(buf, pos + 1)[0], _U32.unpack_from(buf, pos + 5)[0]
-        p, end = pos + 9, pos + 5 + size
-    else:
-        raise DecodeError(f"performative body is not a list (constructor 0x{code:02x})")
-    values: list[Any] = []
-    raws: list[bytes] = []
-    for _ in range(count):
-        value, nxt = decode(buf, p)
-        values.append(value)
-        raws.append(bytes(buf[p:nxt]))
-        p = nxt
-    while len(values) < expected:
-        values.append(None)
-        raws.append(NULL)
-    return values, raws, end

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import struct
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
 
-from iotlib.local.emulator import codec as c
 from iotlib.local.emulator import framing as f
-from iotlib.local.emulator.auth import Grant
+from iotlib.local.emulator import performatives as p
+from iotlib.local.emulator.auth import Grants
 from iotlib.local.emulator.codec import DecodeError
 from iotlib.local.emulator.session import Session
 
@@ -32,10 +32,18 @@ _LOG = logging.getLogger("iotlib.local.emulator.connection")
 CONTAINER_ID = "iotlib-eventhubs-emulator"
 CHANNEL_MAX = 4095
 PRE_OPEN_FRAME_LIMIT = 65536  # frames before open (SASL, open itself) may not be larger
-_FRAME_HEADER = struct.Struct(">IBBH")
+SASL_MECHANISMS = ["ANONYMOUS", "PLAIN", "EXTERNAL", "MSSBCBS"]
 
 # states
 _HEADER, _SASL, _HEADER_AFTER_SASL, _OPEN, _OPENED, _CLOSED = range(6)
+
+# What each session-level performative does (the session is the frame's channel's).
+_SESSION_HANDLERS: dict[type[p.DescribedList], Callable[[Session, Any], None]] = {
+    p.Attach: Session.on_attach,
+    p.Flow: Session.on_flow,
+    p.Disposition: Session.on_disposition,
+    p.Detach: Session.on_detach,
+}
 
 
 class ConnectionFailed(Exception):
@@ -46,10 +54,11 @@ class ConnectionFailed(Exception):
 
 
 class Connection(asyncio.Protocol):
-    """The emulator's end of one TCP connection."""
+    """The emulator's end of one client connection (TCP, TLS or a WebSocket)."""
 
     def __init__(self, server: Server) -> None:
         self.server = server
+        self.services = server.services
         self.loop = server.loop
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
@@ -57,20 +66,19 @@ class Connection(asyncio.Protocol):
         self._buf = bytearray()
         self.max_frame_size = server.config.max_frame_size
         self.remote_max_frame_size = 512
+        self.hostname: str | None = None  # what the client says it connected to (its open)
         self.sessions: dict[int, Session] = {}  # by remote channel
-        self.grants: list[Grant] = []
+        self.grants = Grants()
         self.paused = False
         self.blocked: set[EgressLink] = set()
         self._heartbeat: asyncio.TimerHandle | None = None
         self._last_sent = time.monotonic()
-        self._opened_at = time.monotonic()
-        self.got_bytes = False
         self.was_opened = False
 
     # --- asyncio.Protocol ----------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)  # a stream transport, never a datagram one
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         self.server.connections.add(self)
@@ -99,7 +107,6 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.state == _CLOSED:
             return
-        self.got_bytes = True
         buf = self._buf
         buf += data
         pos = 0
@@ -114,7 +121,7 @@ class Connection(asyncio.Protocol):
                     continue
                 if avail < 8:
                     break
-                size, doff, ftype, channel = _FRAME_HEADER.unpack_from(buf, pos)
+                size, doff, ftype, channel = f.HEADER.unpack_from(buf, pos)
                 limit = self.max_frame_size if self.state == _OPENED else PRE_OPEN_FRAME_LIMIT
                 if size < 8 or doff < 2 or doff * 4 > size:
                     raise ConnectionFailed("amqp:connection:framing-error", f"malformed frame header (size {size})")
@@ -132,6 +139,10 @@ class Connection(asyncio.Protocol):
             del buf[:pos]
             self.fail(exc.condition, exc.description)
             return
+        except p.UnknownPerformative as exc:
+            del buf[:pos]
+            self.fail("amqp:not-implemented", str(exc))
+            return
         except DecodeError as exc:
             del buf[:pos]
             self.fail("amqp:decode-error", str(exc))
@@ -142,7 +153,7 @@ class Connection(asyncio.Protocol):
             self.fail("amqp:internal-error", f"emulator error: {exc}")
             return
         finally:
-            self.server.commit()
+            self.services.commit.commit()
         del buf[:pos]
 
     # --- writing -------------------------------------------------------------------
@@ -155,12 +166,15 @@ class Connection(asyncio.Protocol):
     def send(self, channel: int, body: bytes, frame_type: int = f.FRAME_AMQP) -> None:
         self.write(f.frame(channel, body, frame_type))
 
+    def send_performative(self, channel: int, performative: p.DescribedList) -> None:
+        self.send(channel, performative.encode())
+
     # --- protocol ------------------------------------------------------------------
 
     def _on_header(self, header: bytes) -> None:
         if self.state == _HEADER and header == f.SASL_HEADER:
             self.write(f.SASL_HEADER)
-            self.send(0, f.sasl_mechanisms(["ANONYMOUS", "PLAIN", "EXTERNAL", "MSSBCBS"]), f.FRAME_SASL)
+            self.send(0, p.SaslMechanisms(SASL_MECHANISMS).encode(), f.FRAME_SASL)
             self.state = _SASL
         elif header == f.AMQP_HEADER:
             self.write(f.AMQP_HEADER)
@@ -174,75 +188,61 @@ class Connection(asyncio.Protocol):
     def _on_frame(self, ftype: int, channel: int, body: bytes) -> None:
         if not body:  # empty frame: heartbeat
             return
+        performative, end = p.decode_performative(body)
         if self.state == _SASL:
             if ftype != f.FRAME_SASL:
                 raise ConnectionFailed("amqp:connection:framing-error", "expected a SASL frame")
-            code, pos = self._descriptor(body)
-            if code == f.SASL_INIT:
-                self.send(0, f.sasl_outcome(0), f.FRAME_SASL)
-                self.state = _HEADER_AFTER_SASL
-                return
-            raise ConnectionFailed("amqp:not-allowed", f"unexpected SASL frame 0x{code:02x}")
+            if not isinstance(performative, p.SaslInit):
+                raise ConnectionFailed("amqp:not-allowed", f"unexpected SASL frame {performative.NAME}")
+            self.send(0, p.SaslOutcome(code=0).encode(), f.FRAME_SASL)
+            self.state = _HEADER_AFTER_SASL
+            return
         if ftype != f.FRAME_AMQP:
             raise ConnectionFailed("amqp:connection:framing-error", f"unexpected frame type {ftype}")
-        code, pos = self._descriptor(body)
-        expected = f.FIELD_COUNTS.get(code)
-        if expected is None:
-            raise ConnectionFailed("amqp:not-implemented", f"unknown performative 0x{code:02x}")
-        if code == f.TRANSFER:
-            fields, _, end = c.decode_fields(body, pos, expected)
+        if isinstance(performative, p.Transfer):
             session = self.sessions.get(channel)
             if session is not None:
-                session.on_transfer(fields, body[end:])
+                session.on_transfer(performative, body[end:])
             return
-        fields, raws, _ = c.decode_fields(body, pos, expected)
         if self.state == _OPEN:
-            if code != f.OPEN:
+            if not isinstance(performative, p.Open):
                 raise ConnectionFailed("amqp:illegal-state", "the first frame must be open")
-            self._on_open(fields)
+            self._on_open(performative)
             return
-        if code not in (f.BEGIN, f.CLOSE, f.OPEN) and channel not in self.sessions:
-            # The client detaches some links after ending their session; ignore such stragglers.
-            _LOG.debug("ignoring performative 0x%02x on channel %d without a session", code, channel)
-            return
-        if code == f.ATTACH:
-            self.sessions[channel].on_attach(fields, raws)
-        elif code == f.BEGIN:
-            self._on_begin(channel, fields)
-        elif code == f.FLOW:
-            self.sessions[channel].on_flow(fields)
-        elif code == f.DISPOSITION:
-            self.sessions[channel].on_disposition(fields)
-        elif code == f.DETACH:
-            self.sessions[channel].on_detach(fields)
-        elif code == f.END:
-            self._on_end(channel)
-        elif code == f.CLOSE:
-            self._on_close(fields)
-        else:
+        if isinstance(performative, p.Begin):
+            self._on_begin(channel, performative)
+        elif isinstance(performative, p.Close):
+            self._on_close(performative)
+        elif isinstance(performative, p.Open):
             raise ConnectionFailed("amqp:illegal-state", "open received twice")
+        elif isinstance(performative, p.End):
+            self._on_end(channel)
+        else:
+            handler = _SESSION_HANDLERS.get(type(performative))
+            if handler is None:
+                raise ConnectionFailed("amqp:not-allowed", f"{performative.NAME} is not allowed after open")
+            session = self.sessions.get(channel)
+            if session is None:
+                # The client detaches some links after ending their session; ignore such stragglers.
+                _LOG.debug("ignoring %s on channel %d without a session", performative.NAME, channel)
+                return
+            handler(session, performative)
 
-    @staticmethod
-    def _descriptor(body: bytes) -> tuple[int, int]:
-        if len(body) < 3 or body[0] != 0x00:
-            raise DecodeError("a frame body must start with a described performative")
-        descriptor, pos = c.decode(body, 1)
-        if not isinstance(descriptor, int):
-            raise DecodeError(f"performative descriptor {descriptor!r} is not numeric")
-        return descriptor, pos
-
-    def _on_open(self, fields: list[Any]) -> None:
-        remote_max = fields[2] if fields[2] is not None else 0xFFFFFFFF
+    def _on_open(self, open_: p.Open) -> None:
+        remote_max = open_.max_frame_size if open_.max_frame_size is not None else 0xFFFFFFFF
         if remote_max < f.MIN_MAX_FRAME_SIZE:
             raise ConnectionFailed("amqp:invalid-field", "max-frame-size below 512")
         self.remote_max_frame_size = min(remote_max, 1 << 24)
-        idle = fields[4]
-        self.send(0, f.open_(CONTAINER_ID, self.max_frame_size, CHANNEL_MAX, None))
+        self.hostname = open_.hostname
+        self.send_performative(0, self._open())
         self.state = _OPENED
         self.was_opened = True
-        if idle:
-            self._schedule_heartbeat(idle / 1000.0 / 2)
-        _LOG.debug("connection from %s opened (container %s)", self.peer, fields[0])
+        if open_.idle_timeout:
+            self._schedule_heartbeat(open_.idle_timeout / 1000.0 / 2)
+        _LOG.debug("connection from %s opened (container %s)", self.peer, open_.container_id)
+
+    def _open(self) -> p.Open:
+        return p.Open(container_id=CONTAINER_ID, max_frame_size=self.max_frame_size, channel_max=CHANNEL_MAX)
 
     def _schedule_heartbeat(self, interval: float) -> None:
         def beat() -> None:
@@ -254,25 +254,24 @@ class Connection(asyncio.Protocol):
 
         self._heartbeat = self.loop.call_later(interval, beat)
 
-    def _on_begin(self, channel: int, fields: list[Any]) -> None:
+    def _on_begin(self, channel: int, begin: p.Begin) -> None:
         if channel in self.sessions:
             raise ConnectionFailed("amqp:session:handle-in-use", f"channel {channel} already has a session")
         if channel > CHANNEL_MAX:
             raise ConnectionFailed("amqp:connection:framing-error", f"channel {channel} is above channel-max")
-        self.sessions[channel] = Session(self, channel, channel, fields)
+        self.sessions[channel] = Session(self, channel, channel, begin)
 
     def _on_end(self, channel: int) -> None:
         session = self.sessions.pop(channel, None)
         if session is None:
             return
         session.close()
-        self.send(session.channel, f.end())
+        self.send_performative(session.channel, p.End())
 
-    def _on_close(self, fields: list[Any]) -> None:
-        err = fields[0]
-        if err:
-            _LOG.info("client %s closed its connection with an error: %r", self.peer, err)
-        self.send(0, f.close())
+    def _on_close(self, close: p.Close) -> None:
+        if close.error is not None:
+            _LOG.info("client %s closed its connection with an error: %r", self.peer, close.error)
+        self.send_performative(0, p.Close())
         self.close_transport()
 
     # --- closing -------------------------------------------------------------------
@@ -284,13 +283,13 @@ class Connection(asyncio.Protocol):
         _LOG.warning("closing connection from %s: %s (%s)", self.peer, description, condition)
         if self.state == _OPENED or self.state == _OPEN:
             if self.state == _OPEN:  # the client expects our open before our close
-                self.send(0, f.open_(CONTAINER_ID, self.max_frame_size, CHANNEL_MAX, None))
-            self.send(0, f.close(f.error(condition, description)))
+                self.send_performative(0, self._open())
+            self.send_performative(0, p.Close(error=p.AmqpError(condition, description)))
         self.close_transport()
 
     def shutdown(self, description: str = "the emulator is shutting down") -> None:
         if self.state == _OPENED:
-            self.send(0, f.close(f.error("amqp:connection:forced", description)))
+            self.send_performative(0, p.Close(error=p.AmqpError("amqp:connection:forced", description)))
         self.close_transport()
 
     def close_transport(self) -> None:

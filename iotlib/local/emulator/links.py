@@ -17,16 +17,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from iotlib.local.emulator import codec as c
 from iotlib.local.emulator import framing as f
 from iotlib.local.emulator import management, message
+from iotlib.local.emulator import performatives as p
+from iotlib.local.emulator.auth import Grants
 from iotlib.local.emulator.codec import DecodeError
+from iotlib.local.emulator.commit import ACCEPTED, GroupCommit
 from iotlib.local.emulator.log import FLAG_USER_DELIVERY_ANNOTATIONS, Cursor
-from iotlib.local.emulator.namespace import EventHub, Partition
-from iotlib.local.emulator.throughput import SERVER_BUSY
+from iotlib.local.emulator.namespace import EventHub, Namespace, Partition
+from iotlib.local.emulator.throughput import SERVER_BUSY, ThroughputMeter
 
 if TYPE_CHECKING:
     from iotlib.local.emulator.session import Session
@@ -40,8 +43,17 @@ DELIVERY_BATCH = 300  # events per delivery turn, so that one reader does not st
 READ_BYTES = 512 * 1024
 
 
+def rejected(condition: str, description: str) -> p.Rejected:
+    """The ``rejected`` outcome carrying an error."""
+    return p.Rejected(p.AmqpError(condition, description))
+
+
 class Link:
-    """One end of an attached link, as the emulator sees it."""
+    """One end of an attached link, as the emulator sees it.
+
+    An event link remembers what its token must keep covering (``entity_path``
+    and ``right``); it is detached when no token of the connection covers it any more.
+    """
 
     role: bool  # the emulator's role on this link
 
@@ -52,24 +64,29 @@ class Link:
         self.remote_handle = remote_handle
         self.attached = True
         self.detach_sent = False
-        self.entity_path = ""  # set for event links: what the token must keep covering
+        self.grants: Grants | None = None  # set for event links
+        self.entity_path = ""
         self.right = ""
         self.authorised_until = float("inf")
+
+    def authorise(self, grants: Grants, entity_path: str, right: str, until: float) -> None:
+        self.grants, self.entity_path, self.right, self.authorised_until = grants, entity_path, right, until
 
     def still_authorised(self, now: float) -> bool:
         """Links live as long as a token covers them; when the last one expires, they are closed."""
         if now < self.authorised_until:
             return True
-        grants = [g for g in self.session.conn.grants if g.covers(self.entity_path, self.right, now)]
-        if grants:
-            self.authorised_until = max(g.expires for g in grants)
+        until = self.grants.until(self.entity_path, self.right, now) if self.grants is not None else None
+        if until is not None:
+            self.authorised_until = until
             return True
         self.session.detach_link(
-            self, f.error("amqp:unauthorized-access", f"the token for '{self.entity_path}' expired and was not renewed")
+            self,
+            p.AmqpError("amqp:unauthorized-access", f"the token for '{self.entity_path}' expired and was not renewed"),
         )
         return False
 
-    def on_flow(self, fields: list[Any]) -> None:
+    def on_flow(self, flow: p.Flow) -> None:
         pass
 
     def on_transfer(self, delivery_id: int | None, fmt: int, settled: bool, payload: bytes | None, size: int) -> None:
@@ -112,17 +129,24 @@ class IngressLink(_Receiving):
         handle: int,
         remote_handle: int,
         delivery_count: int,
+        *,
         hub: EventHub,
         partition: Partition | None,
+        meter: ThroughputMeter,
+        commit: GroupCommit,
+        clock: Callable[[], float],
     ) -> None:
         super().__init__(session, name, handle, remote_handle, delivery_count)
         self.hub = hub
         self.partition = partition
+        self.meter = meter
+        self.commit = commit
+        self.clock = clock
 
     def on_transfer(self, delivery_id: int | None, fmt: int, settled: bool, payload: bytes | None, size: int) -> None:
         self.count_delivery()
-        server = self.session.conn.server
-        if not self.still_authorised(time.time()):
+        now = self.clock()
+        if not self.still_authorised(now):
             return
         if payload is None or size > MAX_MESSAGE_SIZE:
             self._reject(
@@ -157,56 +181,67 @@ class IngressLink(_Receiving):
             self._reject(delivery_id, settled, "amqp:decode-error", f"the message cannot be decoded: {exc}")
             return
         if events:
-            refusal = server.throughput.admit(len(events), size, self.hub.name)
+            refusal = self.meter.admit(len(events), size, self.hub.name)
             if refusal is not None:  # over budget: refuse it whole, store nothing (logged as a summary)
                 if not settled and delivery_id is not None:
-                    server.after_commit(self.session, delivery_id, f.rejected_state(SERVER_BUSY, refusal))
+                    self.commit.after_commit(self.session, delivery_id, rejected(SERVER_BUSY, refusal))
                 return
-        partition = self.partition or self.hub.route(route_key)
-        if events:
-            partition.log.append(events, int(time.time() * 1000))
-            server.touched(partition)
+            partition = self.partition or self.hub.route(route_key)
+            partition.log.append(events, int(now * 1000))
+            self.commit.touched(partition)
         if not settled and delivery_id is not None:
-            server.after_commit(self.session, delivery_id, None)
+            self.commit.after_commit(self.session, delivery_id, None)
 
     def _reject(self, delivery_id: int | None, settled: bool, condition: str, description: str) -> None:
         _LOG.info("rejected a message on %s: %s", self.hub.name, description)
         if not settled and delivery_id is not None:
-            self.session.conn.server.after_commit(self.session, delivery_id, f.rejected_state(condition, description))
+            self.commit.after_commit(self.session, delivery_id, rejected(condition, description))
 
 
 class RequestLink(_Receiving):
     """Requests to ``$cbs`` or ``$management``."""
 
     def __init__(
-        self, session: Session, name: str, handle: int, remote_handle: int, delivery_count: int, node: str
+        self,
+        session: Session,
+        name: str,
+        handle: int,
+        remote_handle: int,
+        delivery_count: int,
+        *,
+        node: str,
+        namespace: Namespace,
+        grants: Grants,
+        clock: Callable[[], float],
     ) -> None:
         super().__init__(session, name, handle, remote_handle, delivery_count)
         self.node = node
+        self.namespace = namespace
+        self.connection_grants = grants
+        self.clock = clock
 
     def on_transfer(self, delivery_id: int | None, fmt: int, settled: bool, payload: bytes | None, size: int) -> None:
         self.count_delivery()
-        conn = self.session.conn
         try:
             if payload is None:
                 raise DecodeError(f"a {size}-byte request is larger than the {MAX_MESSAGE_SIZE}-byte limit")
-            request = message.decode_message(payload)
+            request = message.decode_request(payload)
         except DecodeError as exc:
             if not settled and delivery_id is not None:
-                self.session.send_disposition(delivery_id, delivery_id, f.rejected_state("amqp:decode-error", str(exc)))
+                self.session.send_disposition(delivery_id, delivery_id, rejected("amqp:decode-error", str(exc)))
             return
         if not settled and delivery_id is not None:
-            self.session.send_disposition(delivery_id, delivery_id, f.ACCEPTED_STATE)
+            self.session.send_disposition(delivery_id, delivery_id, ACCEPTED)
+        now = self.clock()
         if self.node == management.CBS_NODE:
-            response = management.put_token(request, conn.server.namespace, conn.grants)
+            response = management.put_token(request, self.namespace, self.connection_grants, now)
         else:
-            response = management.read(request, conn.server.namespace, conn.grants)
+            response = management.read(request, self.namespace, self.connection_grants, now, self.session.conn.hostname)
         reply = self.session.reply_link(self.node)
         if reply is None:
             _LOG.info("no reply link attached for %s; dropping the response", self.node)
             return
-        correlation = request.properties_raw[0]  # the request's message-id, as encoded
-        reply.send(message.encode_response(correlation, response.application_properties(), response.body))
+        reply.send(message.encode_response(request.message_id, response.application_properties(), response.body))
 
 
 class ReplyLink(Link):
@@ -221,9 +256,9 @@ class ReplyLink(Link):
         self.credit = 0
         self.queue: list[bytes] = []
 
-    def on_flow(self, fields: list[Any]) -> None:
-        delivery_count = fields[5] if fields[5] is not None else 0
-        self.credit = delivery_count + (fields[6] or 0) - self.delivery_count
+    def on_flow(self, flow: p.Flow) -> None:
+        delivery_count = flow.delivery_count if flow.delivery_count is not None else 0
+        self.credit = delivery_count + (flow.link_credit or 0) - self.delivery_count
         self._drain()
 
     def send(self, payload: bytes) -> None:
@@ -255,6 +290,8 @@ class EgressLink(Link):
         cursor: Cursor,
         epoch: int | None,
         runtime_metric: bool,
+        meter: ThroughputMeter,
+        clock: Callable[[], float],
     ) -> None:
         super().__init__(session, name, handle, remote_handle)
         self.hub = hub
@@ -263,6 +300,8 @@ class EgressLink(Link):
         self.cursor = cursor
         self.epoch = epoch
         self.runtime_metric = runtime_metric
+        self.meter = meter
+        self.clock = clock
         self.delivery_count = 0
         self.credit = 0
         self._scheduled = False
@@ -270,11 +309,11 @@ class EgressLink(Link):
         self.drain = False
         partition.waiters.add(self.wake)
 
-    def on_flow(self, fields: list[Any]) -> None:
-        delivery_count = fields[5] if fields[5] is not None else 0
-        self.credit = max(0, delivery_count + (fields[6] or 0) - self.delivery_count)
-        self.drain = bool(fields[8])
-        if fields[9]:  # echo
+    def on_flow(self, flow: p.Flow) -> None:
+        delivery_count = flow.delivery_count if flow.delivery_count is not None else 0
+        self.credit = max(0, delivery_count + (flow.link_credit or 0) - self.delivery_count)
+        self.drain = bool(flow.drain)
+        if flow.echo:
             self.session.send_link_flow(self.handle, self.delivery_count, self.credit)
         self.wake()
 
@@ -291,16 +330,24 @@ class EgressLink(Link):
         self._scheduled = False
         if not self.attached:
             return
+        try:
+            self._deliver()
+        except Exception as exc:  # a bug must cost this link, never the loop or other links
+            _LOG.exception("internal error delivering %s to link %r", self.entity_path, self.name)
+            self.session.detach_link(self, p.AmqpError("amqp:internal-error", f"emulator error: {exc}"))
+
+    def _deliver(self) -> None:
         session = self.session
         conn = session.conn
         if conn.paused:
             conn.blocked.add(self)
             return
         budget = min(self.credit, DELIVERY_BATCH, session.remote_incoming_window)
-        if budget <= 0 or not self.still_authorised(time.time()):
+        now = self.clock()
+        if budget <= 0 or not self.still_authorised(now):
             return
         log = self.partition.log
-        meter = conn.server.throughput
+        meter = self.meter
         max_bytes = READ_BYTES
         if meter.limited and log.has_data(self.cursor):
             budget, max_bytes, wait = meter.egress_allowance(budget, READ_BYTES)
@@ -322,7 +369,7 @@ class EgressLink(Link):
                 "last_enqueued_sequence_number": c.enc_long(log.last_seq),
                 "last_enqueued_offset": c.enc_string(str(log.last_offset)),
                 "last_enqueued_time_utc": c.enc_timestamp(log.last_time),
-                "runtime_info_retrieval_time_utc": c.enc_timestamp(int(time.time() * 1000)),
+                "runtime_info_retrieval_time_utc": c.enc_timestamp(int(now * 1000)),
             }
             da = message.delivery_annotations_section(metrics)
         out: list[Any] = []
@@ -334,14 +381,20 @@ class EgressLink(Link):
         delivered = 0
         deliverable = message.deliverable
         transfer = f.presettled_transfer
-        for seq, offset, t, key, body, ma_pos, ma_end, ent_pos, ent_count, flags in records:
-            chunks = deliverable(body, seq, offset, t, key, ma_pos, ma_end, ent_pos, ent_count, da)
-            if metrics is not None and flags & FLAG_USER_DELIVERY_ANNOTATIONS:
-                chunks = [
-                    message.merge_delivery_annotations(
-                        deliverable(body, seq, offset, t, key, ma_pos, ma_end, ent_pos, ent_count), metrics
-                    )
-                ]
+        for record in records:
+            # An event with delivery annotations of its own gets ours merged into them (the slow path).
+            merge = metrics is not None and record.layout.flags & FLAG_USER_DELIVERY_ANNOTATIONS
+            chunks = deliverable(
+                record.body,
+                record.layout,
+                seq=record.seq,
+                offset=record.offset,
+                enqueued_ms=record.enqueued_ms,
+                key=record.key,
+                delivery_annotations=b"" if merge else da,
+            )
+            if merge and metrics is not None:
+                chunks = [message.merge_delivery_annotations(chunks, metrics)]
             size = 0
             for chunk in chunks:
                 size += len(chunk)

@@ -15,8 +15,10 @@ in without decoding the event. An event's offset is its byte position in the
 partition (segment base offset + position in the file), as on Azure.
 
 Durability: :meth:`PartitionLog.commit` writes the buffered records with one
-``write`` per partition before the sender is told ``accepted``; with ``fsync``
-it also waits for the disk. On open, the last segment is scanned and a torn
+``write`` per partition before the sender is told ``accepted`` (they survive
+``kill -9``); with ``fsync`` the sender also waits for :meth:`PartitionLog.sync`
+(``fdatasync``) and new segment names are synced into their folder (they
+survive power loss). On open, the last segment is scanned and a torn
 tail (short or corrupt record) is cut off, so no half record is ever served.
 Retention deletes whole sealed segments, oldest first.
 """
@@ -28,11 +30,14 @@ import logging
 import os
 import struct
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 from zlib import crc32
 
 from iotlib.errors import EmulatorError
+from iotlib.local.emulator.message import Layout
 
 _LOG = logging.getLogger("iotlib.local.emulator.log")
 
@@ -91,6 +96,17 @@ class Segment:
             self.fd = None
 
 
+class Record(NamedTuple):
+    """One stored event as read back: ``key`` and ``body`` are views of the read buffer."""
+
+    seq: int
+    offset: int
+    enqueued_ms: int
+    key: memoryview
+    body: memoryview
+    layout: Layout
+
+
 @dataclass
 class Cursor:
     """Where a reader stands: the next record to read."""
@@ -108,7 +124,7 @@ class PartitionLog:
         self.segment_bytes = segment_bytes
         self.fsync = fsync
         self.segments: list[Segment] = []
-        self._pending: list[bytes] = []
+        self._pending: list[bytes | memoryview] = []
         self._pending_bytes = 0
         self.next_seq = 0
         self.last_offset = -1
@@ -157,6 +173,8 @@ class PartitionLog:
             seg.path.touch()
             seg.indexed = True
             found = [seg]
+            if self.fsync:
+                self._sync_directory()
         self.segments = found
         for i, seg in enumerate(found[:-1]):
             seg.first_time = self._first_time(seg)
@@ -254,9 +272,7 @@ class PartitionLog:
 
     # --- appending -----------------------------------------------------------------
 
-    def append(
-        self, events: list[tuple[bytes | memoryview, tuple[int, int, int, int, int], bytes]], now_ms: int
-    ) -> tuple[int, int]:
+    def append(self, events: list[tuple[bytes | memoryview, Layout, bytes]], now_ms: int) -> tuple[int, int]:
         """Buffer ``events`` (body, layout, partition key) for the next :meth:`commit`.
 
         Returns the first and last sequence numbers given to them.
@@ -329,6 +345,19 @@ class PartitionLog:
         new.path.touch()
         new.indexed = True
         self.segments.append(new)
+        if self.fsync:
+            self._sync_directory()
+
+    def _sync_directory(self) -> None:
+        """Make a new segment's name durable too (power loss may otherwise forget the file)."""
+        try:
+            fd = os.open(self.directory, os.O_RDONLY)
+        except OSError:  # Windows cannot open a folder; its file system journals names itself
+            return
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def next_seq_pending(self) -> int:
         seg = self.active
@@ -376,17 +405,21 @@ class PartitionLog:
     def locate_time(self, ms: int, inclusive: bool) -> Cursor:
         """Cursor at the first record enqueued after (or at) ``ms``."""
         firsts = [s.first_time if s.first_time is not None else 1 << 62 for s in self.segments]
-        i = bisect.bisect_left(firsts, ms) - 1
-        if i < 0:
-            return self.begin_cursor()
+        # The last segment whose first record is before ``ms``: every record at or after ``ms`` is
+        # in it or later. None is (``ms`` at or before the first record): walk from the start all
+        # the same, since an exclusive start must still skip records enqueued exactly at ``ms``.
+        i = max(bisect.bisect_left(firsts, ms) - 1, 0)
         seg = self.segments[i]
         self._ensure_index(seg)
-        j = max(bisect.bisect_left(seg.idx_time, ms) - 1, 0)
+        pos, seq = 0, seg.base_seq
+        if seg.idx_time:
+            j = max(bisect.bisect_left(seg.idx_time, ms) - 1, 0)
+            pos, seq = seg.idx_pos[j], seg.idx_seq[j]
         if inclusive:
-            return self._walk(seg, seg.idx_pos[j], seg.idx_seq[j], lambda s, p, t: t >= ms)
-        return self._walk(seg, seg.idx_pos[j], seg.idx_seq[j], lambda s, p, t: t > ms)
+            return self._walk(seg, pos, seq, lambda s, p, t: t >= ms)
+        return self._walk(seg, pos, seq, lambda s, p, t: t > ms)
 
-    def _walk(self, seg: Segment, pos: int, seq: int, found) -> Cursor:
+    def _walk(self, seg: Segment, pos: int, seq: int, found: Callable[[int, int, int], bool]) -> Cursor:
         """From (pos, seq) in ``seg``, step record by record until ``found(seq, pos, time)``."""
         fd = seg.open_fd()
         while True:
@@ -406,12 +439,8 @@ class PartitionLog:
 
     # --- reading -------------------------------------------------------------------
 
-    def read(self, cursor: Cursor, max_records: int, max_bytes: int = 1 << 20) -> list[tuple]:
-        """Up to ``max_records`` records from ``cursor`` on (advancing it).
-
-        Each record is (sequence, offset, enqueued_ms, key, body, ma_pos, ma_end,
-        entries_pos, entries_count, flags); ``key`` and ``body`` are memoryviews.
-        """
+    def read(self, cursor: Cursor, max_records: int, max_bytes: int = 1 << 20) -> list[Record]:
+        """Up to ``max_records`` records from ``cursor`` on (advancing it)."""
         seg = cursor.segment
         if seg.deleted:  # retention removed it under the reader: go to the oldest kept
             moved = self.locate_seq(cursor.seq)
@@ -432,7 +461,7 @@ class PartitionLog:
             if need > len(data):  # a record larger than max_bytes: read it whole
                 data = pread(seg.open_fd(), need, cursor.pos)
         view = memoryview(data)
-        out = []
+        out: list[Record] = []
         off = 0
         n = len(data)
         base = seg.base_offset + cursor.pos
@@ -445,12 +474,19 @@ class PartitionLog:
             kstart = off + HEADER_SIZE
             bstart = kstart + key_len
             out.append(
-                (seq, base + off, t, view[kstart:bstart], view[bstart:end], ma_pos, ma_end, ent_pos, ent_count, flags)
+                Record(
+                    seq,
+                    base + off,
+                    t,
+                    view[kstart:bstart],
+                    view[bstart:end],
+                    Layout(ma_pos, ma_end, ent_pos, ent_count, flags),
+                )
             )
             off = end
         cursor.pos += off
         if out:
-            cursor.seq = out[-1][0] + 1
+            cursor.seq = out[-1].seq + 1
         return out
 
     def has_data(self, cursor: Cursor) -> bool:

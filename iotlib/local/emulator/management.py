@@ -3,18 +3,20 @@
 Both take a request message on the client's sender link and answer on the
 client's receiver link of the same node, with ``correlation-id`` set to the
 request's ``message-id`` and the status in application properties
-``status-code`` / ``status-description``.
+``status-code`` / ``status-description``. The description is also put under
+``statusDescription``, the key azure-eventhub 5.x reads for ``$management``
+answers (it passes ``description_fields=``, which its management link ignores):
+without it an unknown hub surfaces as ``Description: None``.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 
 from iotlib.local.emulator import auth
 from iotlib.local.emulator import codec as c
-from iotlib.local.emulator.message import Message
+from iotlib.local.emulator.message import Request
 from iotlib.local.emulator.namespace import Namespace
 
 _LOG = logging.getLogger("iotlib.local.emulator.management")
@@ -35,7 +37,16 @@ class Response:
         return [
             (c.enc_string("status-code"), c.enc_int(self.status)),
             (c.enc_string("status-description"), c.enc_string(self.description)),
+            (c.enc_string("statusDescription"), c.enc_string(self.description)),
         ]
+
+
+def not_found(host: str | None, entity: str) -> str:
+    """Azure's words for an entity that does not exist."""
+    where = f"sb://{host}/{entity}" if host else entity
+    return (
+        f"The messaging entity '{where}' could not be found. To know more visit https://aka.ms/sbResourceMgrExceptions."
+    )
 
 
 def _text(value: object) -> str | None:
@@ -44,7 +55,7 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def put_token(request: Message, namespace: Namespace, grants: list[auth.Grant]) -> Response:
+def put_token(request: Request, namespace: Namespace, grants: auth.Grants, now: float) -> Response:
     """Verify a token; on success remember what it grants for this connection."""
     props = request.application_properties
     operation = _text(props.get("operation"))
@@ -58,7 +69,7 @@ def put_token(request: Message, namespace: Namespace, grants: list[auth.Grant]) 
     if not token:
         return Response(400, "the put-token request carries no token")
     try:
-        grant = auth.verify(token, namespace.config.keys)
+        grant = auth.verify(token, namespace.config.keys, now=now)
     except auth.TokenError as exc:
         _LOG.info("refused a token for %s: %s", audience, exc)
         return Response(401, f"InvalidSignature: {exc}")
@@ -67,12 +78,12 @@ def put_token(request: Message, namespace: Namespace, grants: list[auth.Grant]) 
         return Response(
             401, f"the token is for '{grant.scope or '/'}' and does not cover the audience '{wanted or '/'}'"
         )
-    grants[:] = [g for g in grants if g.scope != grant.scope] + [grant]
+    grants.put(grant)
     return Response(202, "Accepted")
 
 
-def read(request: Message, namespace: Namespace, grants: list[auth.Grant]) -> Response:
-    """Answer ``READ`` for an event hub or one of its partitions."""
+def read(request: Request, namespace: Namespace, grants: auth.Grants, now: float, host: str | None = None) -> Response:
+    """Answer ``READ`` for an event hub or one of its partitions (``host``: what the client connected to)."""
     props = request.application_properties
     operation = _text(props.get("operation"))
     if operation != "READ":
@@ -80,8 +91,8 @@ def read(request: Message, namespace: Namespace, grants: list[auth.Grant]) -> Re
     name = _text(props.get("name")) or ""
     hub = namespace.hub(name)
     if hub is None:
-        return Response(404, f"the messaging entity '{name}' could not be found")
-    if not _authorised(props.get("security_token"), hub.name.lower(), namespace, grants):
+        return Response(404, not_found(host, name))
+    if not _authorised(props.get("security_token"), hub.name.lower(), namespace, grants, now):
         return Response(401, f"unauthorized: no valid token covers '{hub.name}'")
     kind = _text(props.get("type"))
     if kind == EVENTHUB_TYPE:
@@ -99,7 +110,7 @@ def read(request: Message, namespace: Namespace, grants: list[auth.Grant]) -> Re
         pid = _text(props.get("partition")) or ""
         partition = hub.partition(pid)
         if partition is None:
-            return Response(404, f"partition '{pid}' of '{hub.name}' could not be found")
+            return Response(404, not_found(host, f"{hub.name}/Partitions/{pid}"))
         log = partition.log
         body = c.enc_map(
             [
@@ -117,13 +128,13 @@ def read(request: Message, namespace: Namespace, grants: list[auth.Grant]) -> Re
     return Response(400, f"unsupported READ type {kind!r}")
 
 
-def _authorised(token: object, path: str, namespace: Namespace, grants: list[auth.Grant]) -> bool:
-    now = time.time()
+def _authorised(token: object, path: str, namespace: Namespace, grants: auth.Grants, now: float) -> bool:
+    """A token in the request itself, or one put on ``$cbs`` before, must cover the hub."""
     text = _text(token)
     if text:
         try:
             grant = auth.verify(text, namespace.config.keys, now=now)
         except auth.TokenError:
             return False
-        return auth.is_within(path, grant.scope)
-    return any(g.expires > now and auth.is_within(path, g.scope) for g in grants)
+        return grant.covers(path, None, now)
+    return grants.until(path, None, now) is not None

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 from iotlib.local.emulator import codec as c
 from iotlib.local.emulator.codec import DecodeError
+from iotlib.local.emulator.performatives import Properties
 
 BATCH_FORMAT = 0x80013700
 
@@ -46,6 +47,7 @@ PARTITION_KEY = "x-opt-partition-key"
 _SERVICE_KEYS = frozenset((SEQUENCE_KEY, OFFSET_KEY, ENQUEUED_KEY))
 
 _U32 = struct.Struct(">I")
+_U64 = struct.Struct(">Q")
 _LONG = struct.Struct(">q")
 
 # Pre-encoded annotation keys and value constructors for the delivery path.
@@ -69,14 +71,16 @@ class Layout(NamedTuple):
 
 def _section_at(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
     """(section code, position of its value) for the section starting at ``pos``."""
-    if buf[pos] != 0x00:
+    n = len(buf)
+    if pos + 3 > n or buf[pos] != 0x00:
         raise DecodeError(f"expected a described message section at byte {pos}")
     d = buf[pos + 1]
     if d == 0x53:
         return buf[pos + 2], pos + 3
     if d == 0x80:
-        code = struct.unpack_from(">Q", buf, pos + 2)[0]
-        return code, pos + 10
+        if pos + 10 > n:
+            raise DecodeError(f"truncated section descriptor at byte {pos}")
+        return _U64.unpack_from(buf, pos + 2)[0], pos + 10
     if d in (0xA3, 0xB3):
         name, vpos = c.decode(buf, pos + 1)
         code = _SECTION_NAMES.get(name)
@@ -87,11 +91,11 @@ def _section_at(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
 
 
 def _map_entries(buf: bytes | memoryview, vpos: int) -> tuple[int, int]:
-    """(entries position, entries count) of the map (or null) at ``vpos``."""
+    """(entries position, entries count) of the map (or null) at ``vpos``, already skipped whole."""
     ctor = buf[vpos]
-    if ctor == 0xC1:
+    if ctor == 0xC1 and buf[vpos + 1] >= 1:
         return vpos + 3, buf[vpos + 2]
-    if ctor == 0xD1:
+    if ctor == 0xD1 and _U32.unpack_from(buf, vpos + 1)[0] >= 4:
         return vpos + 9, _U32.unpack_from(buf, vpos + 5)[0]
     if ctor == 0x40:
         return vpos + 1, 0
@@ -137,9 +141,11 @@ def scan_event(body: bytes | memoryview) -> tuple[bytes | memoryview, Layout, st
         if name == PARTITION_KEY:
             value, _ = c.decode(body, q)
             key = value if isinstance(value, str) else None
-        elif name in _SERVICE_KEYS:
+        elif isinstance(name, str) and name in _SERVICE_KEYS:  # keys may be of any type, even unhashable
             clash = True
         p = c.skip(body, q)
+    if p != end or count % 2:
+        raise DecodeError("the message-annotations map does not hold the entries it counts")
     if clash:
         body = _drop_service_keys(body, start, end, entries_pos, count)
         return scan_event(body)
@@ -153,7 +159,7 @@ def _drop_service_keys(body: bytes | memoryview, start: int, end: int, entries_p
     for _ in range(count // 2):
         name, q = c.decode(body, p)
         r = c.skip(body, q)
-        if name not in _SERVICE_KEYS:
+        if not (isinstance(name, str) and name in _SERVICE_KEYS):
             kept.append(bytes(body[p:r]))
             kept_count += 2
         p = r
@@ -170,22 +176,16 @@ def split_batch(payload: bytes | memoryview) -> tuple[list[memoryview], str | No
     key = None
     while pos < n:
         code, vpos = _section_at(view, pos)
+        end = c.skip(view, vpos)
         if code == DATA:
             ctor = view[vpos]
             if ctor == 0xA0:
-                start, end = vpos + 2, vpos + 2 + view[vpos + 1]
+                events.append(view[vpos + 2 : end])
             elif ctor == 0xB0:
-                start = vpos + 5
-                end = start + _U32.unpack_from(view, vpos + 1)[0]
+                events.append(view[vpos + 5 : end])
             else:
                 raise DecodeError("a data section must hold binary")
-            if end > n:
-                raise DecodeError("truncated data section in batch")
-            events.append(view[start:end])
-            pos = end
-            continue
-        end = c.skip(view, vpos)
-        if code == MESSAGE_ANNOTATIONS:
+        elif code == MESSAGE_ANNOTATIONS:
             annotations, _ = c.decode(view, vpos)
             if isinstance(annotations, dict):
                 value = annotations.get(PARTITION_KEY)
@@ -201,36 +201,35 @@ def service_entries(seq: int, offset: int, enqueued_ms: int, key: bytes | memory
     off = str(offset).encode()
     entries = _K_SEQ + _LONG.pack(seq) + _K_OFF + b"\xa1" + bytes((len(off),)) + off + _K_TIME + _LONG.pack(enqueued_ms)
     if key:
-        entries += _K_KEY + c._variable(0xA1, 0xB1, bytes(key))
+        entries += _K_KEY + c.enc_utf8(bytes(key))
         return entries, 8
     return entries, 6
 
 
 def deliverable(
     body: memoryview,
+    layout: Layout,
+    *,
     seq: int,
     offset: int,
     enqueued_ms: int,
-    key: memoryview,
-    ma_pos: int,
-    ma_end: int,
-    entries_pos: int,
-    entries_count: int,
+    key: bytes | memoryview,
     delivery_annotations: bytes = b"",
 ) -> list[bytes | memoryview]:
     """The outgoing message as a list of byte chunks (join or write them in order)."""
     entries, count = service_entries(seq, offset, enqueued_ms, key)
-    if entries_pos < 0:
+    ma_pos = layout.ma_pos
+    if layout.entries_pos < 0:
         section = _MA_DESC + c.enc_map_raw(entries, count)
         return [body[:ma_pos], delivery_annotations, section, body[ma_pos:]]
-    user = body[entries_pos:ma_end]
+    user = body[layout.entries_pos : layout.ma_end]
     size = len(entries) + len(user)
-    count += entries_count
+    count += layout.entries_count
     if size + 1 < 256 and count < 256:
         head = _MA_DESC + bytes((0xC1, size + 1, count))
     else:
         head = _MA_DESC + b"\xd1" + _U32.pack(size + 4) + _U32.pack(count)
-    return [body[:ma_pos], delivery_annotations, head, entries, user, body[ma_end:]]
+    return [body[:ma_pos], delivery_annotations, head, entries, user, body[layout.ma_end :]]
 
 
 def merge_delivery_annotations(chunks: list[bytes | memoryview], ours: dict[str, bytes]) -> bytes:
@@ -249,7 +248,7 @@ def merge_delivery_annotations(chunks: list[bytes | memoryview], ours: dict[str,
             for _ in range(count // 2):
                 name, q = c.decode(message, p)
                 r = c.skip(message, q)
-                if name not in ours:
+                if not (isinstance(name, str) and name in ours):
                     kept.append(message[p:r])
                 p = r
             body = b"".join(c.enc_symbol(k) + v for k, v in ours.items()) + b"".join(kept)
@@ -268,44 +267,46 @@ def delivery_annotations_section(values: dict[str, bytes]) -> bytes:
 # --- whole messages for $cbs and $management ----------------------------------------------
 
 
-class Message(NamedTuple):
-    properties: list[Any]
-    properties_raw: list[bytes]
+class Request(NamedTuple):
+    """A ``$cbs`` or ``$management`` request, decoded whole."""
+
+    properties: Properties
+    message_id: bytes  # as encoded: the answer's correlation-id must be the same value of the same type
     application_properties: dict[Any, Any]
     body: Any
 
 
-def decode_message(payload: bytes | memoryview) -> Message:
-    """Decode a (small) request message fully."""
+def decode_request(payload: bytes | memoryview) -> Request:
+    """Decode a (small) request message fully; anything malformed is a :class:`DecodeError`."""
     pos = 0
     n = len(payload)
-    properties: list[Any] = [None] * 13
-    raws: list[bytes] = [c.NULL] * 13
+    properties = Properties()
+    message_id = c.NULL
     app: dict[Any, Any] = {}
     body: Any = None
     while pos < n:
         code, vpos = _section_at(payload, pos)
         end = c.skip(payload, vpos)
         if code == PROPERTIES:
-            properties, raws, _ = c.decode_fields(payload, vpos, 13)
+            values, _ = c.decode_list(payload, vpos)
+            properties = Properties.from_fields(values)
+            if values:
+                first = vpos + (9 if payload[vpos] == 0xD0 else 3)
+                message_id = bytes(payload[first : c.skip(payload, first)])
         elif code == APPLICATION_PROPERTIES:
             value, _ = c.decode(payload, vpos)
             app = value if isinstance(value, dict) else {}
-        elif code in (VALUE, DATA):
-            body, _ = c.decode(payload, vpos)
-        elif code == SEQUENCE:
+        elif code in (VALUE, DATA, SEQUENCE):
             body, _ = c.decode(payload, vpos)
         pos = end
-    return Message(properties, raws, app, body)
+    return Request(properties, message_id, app, body)
 
 
 def encode_response(
-    correlation_id_raw: bytes, application_properties: list[tuple[bytes, bytes]], body: bytes | None
+    correlation_id: bytes, application_properties: list[tuple[bytes, bytes]], body: bytes | None
 ) -> bytes:
-    """A response message: properties (all 13 fields, correlation-id set), application properties, value body."""
-    props = [c.NULL] * 13
-    props[5] = correlation_id_raw
-    out = c.enc_described(PROPERTIES, c.enc_list(props))
+    """A response message: properties (every field, correlation-id set), application properties, value body."""
+    out = Properties(correlation_id=c.Encoded(correlation_id)).encode()
     out += c.enc_described(APPLICATION_PROPERTIES, c.enc_map(application_properties))
     if body is not None:
         out += c.enc_described(VALUE, body)

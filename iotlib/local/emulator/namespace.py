@@ -123,9 +123,8 @@ class Namespace:
     def hub(self, name: str) -> EventHub | None:
         return self.hubs.get(name.lower())
 
-    def enforce_retention(self) -> int:
-        now = int(time.time() * 1000)
-        deleted = sum(h.enforce_retention(now) for h in self.hubs.values())
+    def enforce_retention(self, now_ms: int) -> int:
+        deleted = sum(h.enforce_retention(now_ms) for h in self.hubs.values())
         if deleted:
             _LOG.info("retention deleted %d old segment(s)", deleted)
         return deleted

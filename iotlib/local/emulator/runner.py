@@ -27,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
@@ -53,10 +54,21 @@ class Emulator:
     """A running emulator and how to reach it; stop it with :meth:`stop` or ``with``."""
 
     def __init__(
-        self, *, host: str, port: int, data_dir: Path, config: EmulatorConfig, mode: str, owns_data_dir: bool
+        self,
+        *,
+        host: str,
+        port: int,
+        data_dir: Path,
+        config: EmulatorConfig,
+        mode: str,
+        owns_data_dir: bool,
+        tls_port: int | None = None,
+        tls_dir: Path | None = None,
     ) -> None:
         self.host = host
         self.port = port
+        self.tls_port = tls_port
+        self.tls_dir = tls_dir if tls_dir is not None else data_dir / "tls"
         self.data_dir = data_dir
         self.config = config
         self.mode = mode
@@ -67,6 +79,7 @@ class Emulator:
         self._process: subprocess.Popen | None = None
         self._config_file: Path | None = None
         self._server: list[Server] = []
+        self._clock: Callable[[], float] | None = None
         self.exit_code: int | None = None
 
     # --- what users need -------------------------------------------------------------
@@ -75,6 +88,13 @@ class Emulator:
     def connection_string(self) -> str:
         """The official emulator's connection string, pointed at this emulator."""
         return eventhub_connection_string("localhost", self.port)
+
+    @property
+    def ca_file(self) -> Path:
+        """The local CA certificate a TLS client trusts (``connection_verify=str(emu.ca_file)``)."""
+        if self.tls_port is None:
+            raise EmulatorError("this emulator has no TLS port: start it with tls_port=0 (or a port)")
+        return self.tls_dir / "ca.pem"
 
     @property
     def eventhub_name(self) -> str:
@@ -95,13 +115,24 @@ class Emulator:
         mode: str = "thread",
         timeout: float = 30.0,
         throughput_units: int | None = None,
+        clock: Callable[[], float] | None = None,
+        tls_port: int | None = None,
+        tls_dir: str | Path | None = None,
     ) -> Emulator:
         """Start an emulator; ``port=0`` picks a free port, ``data_dir=None`` a temporary folder.
 
+        ``tls_port`` (``0``: a free one) also serves AMQP and WebSockets over TLS, with a
+        certificate from a local CA kept in ``tls_dir`` (default ``<data_dir>/tls``); clients
+        trust it with ``connection_verify=str(emu.ca_file)``.
+
         ``throughput_units`` overrides the config's ``ThroughputUnits`` (``0``: not metered).
+        ``clock`` (thread mode only) replaces the wall clock: enqueued times, token expiry,
+        retention and throughput budgets all read it, so a test moves time instead of sleeping.
         """
         if mode not in ("thread", "process"):
             raise EmulatorError(f"mode must be 'thread' or 'process', not {mode!r}")
+        if clock is not None and mode != "thread":
+            raise EmulatorError("a clock can only be given to an emulator running in this process (mode='thread')")
         if config is None:
             cfg = EmulatorConfig()
         elif isinstance(config, EmulatorConfig):
@@ -111,9 +142,19 @@ class Emulator:
         if throughput_units is not None:
             cfg = replace(cfg, throughput_units=throughput_units)
         owns = data_dir is None
-        folder = Path(tempfile.mkdtemp(prefix="iotlib-eventhubs-")) if owns else Path(data_dir)
+        folder = Path(tempfile.mkdtemp(prefix="iotlib-eventhubs-")) if data_dir is None else Path(data_dir)
         folder.mkdir(parents=True, exist_ok=True)
-        emu = cls(host=host, port=port, data_dir=folder, config=cfg, mode=mode, owns_data_dir=owns)
+        emu = cls(
+            host=host,
+            port=port,
+            data_dir=folder,
+            config=cfg,
+            mode=mode,
+            owns_data_dir=owns,
+            tls_port=tls_port,
+            tls_dir=Path(tls_dir) if tls_dir is not None else None,
+        )
+        emu._clock = clock
         try:
             if mode == "thread":
                 emu._start_thread(timeout)
@@ -148,6 +189,9 @@ class Emulator:
                         ready=fut,
                         stop=self._stop_event,
                         server_holder=self._server,
+                        clock=self._clock,
+                        tls_port=self.tls_port,
+                        tls_dir=self.tls_dir,
                     )
                 )
             except BaseException as exc:  # noqa: BLE001 - surfaced through ``ready``
@@ -159,7 +203,7 @@ class Emulator:
         self._thread = threading.Thread(target=main, name=f"iotlib-emulator-{self.port}", daemon=True)
         self._thread.start()
         try:
-            self.port = ready.result(timeout)
+            self.port, self.tls_port = ready.result(timeout)
         except TimeoutError as exc:
             raise EmulatorError(f"the emulator did not start within {timeout:.0f}s") from exc
         except OSError as exc:
@@ -170,6 +214,8 @@ class Emulator:
 
         if not self.port:
             self.port = _free_port(self.host)
+        if self.tls_port == 0:
+            self.tls_port = _free_port(self.host)
         self._config_file = self.data_dir / "emulator-config.json"
         self._config_file.write_text(json.dumps(self.config.to_dict(), indent=2))
         command = [
@@ -186,6 +232,8 @@ class Emulator:
             "--config",
             str(self._config_file),
         ]
+        if self.tls_port is not None:
+            command += ["--tls-port", str(self.tls_port), "--tls-dir", str(self.tls_dir)]
         log = open(self.data_dir / "emulator.log", "ab")  # noqa: SIM115 - closed in stop()
         self._log_file = log
         self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)

@@ -1,9 +1,9 @@
-"""The emulator as a server: listen, group-commit the log, retention, throughput metering, clean shutdown.
+"""The emulator as a server: listen (plain and TLS), retention, throughput metering, clean shutdown.
 
-Group commit: every frame a connection read in one go is handled first; then
-each partition that received events writes them with one ``write`` (and
-``fsync`` when configured, off the event loop), and only then are the
-deliveries settled ``accepted`` and the waiting consumers woken.
+It builds the :class:`~iotlib.local.emulator.services.Services` every
+connection hands its sessions and links (namespace, throughput meter, group
+commit, clock) and commits after each read of a connection (see
+:mod:`~iotlib.local.emulator.commit`).
 """
 
 from __future__ import annotations
@@ -12,77 +12,140 @@ import asyncio
 import logging
 import os
 import signal
+import ssl
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from iotlib.errors import EmulatorError
-from iotlib.local.emulator import framing as f
+from iotlib.local.emulator.commit import GroupCommit
 from iotlib.local.emulator.config import EmulatorConfig
-from iotlib.local.emulator.namespace import Namespace, Partition
+from iotlib.local.emulator.namespace import Namespace
+from iotlib.local.emulator.services import Services
 from iotlib.local.emulator.throughput import SUMMARY_SECONDS, ThroughputMeter
+from iotlib.local.emulator.websocket import Door
 
 if TYPE_CHECKING:
     from iotlib.local.emulator.connection import Connection
-    from iotlib.local.emulator.session import Session
+    from iotlib.local.emulator.tls import TlsFiles
 
 _LOG = logging.getLogger("iotlib.local.emulator")
 
 
 class Server:
-    """An AMQP 1.0 listener serving one namespace from a data folder."""
+    """An AMQP 1.0 server for one namespace over a data folder.
+
+    It listens on ``port`` (AMQP, or AMQP over WebSockets at ``/$servicebus/websocket``)
+    and, with ``tls_port``, on a second port that speaks both over TLS with a
+    certificate from the local CA in ``tls_dir`` (see :mod:`~iotlib.local.emulator.tls`).
+    """
 
     def __init__(
-        self, config: EmulatorConfig, data_dir: str | Path, *, host: str = "127.0.0.1", port: int = 5672
+        self,
+        config: EmulatorConfig,
+        data_dir: str | Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 5672,
+        tls_port: int | None = None,
+        tls_dir: str | Path | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.config = config
         self.data_dir = Path(data_dir)
         self.host = host
         self.port = port
-        self.namespace: Namespace | None = None
+        self.tls_port = tls_port
+        self.tls: TlsFiles | None = None
+        self._tls_dir = Path(tls_dir) if tls_dir is not None else self.data_dir / "tls"
+        self.clock = clock or time.time
+        self.loop: asyncio.AbstractEventLoop  # set by start()
         self.connections: set[Connection] = set()
-        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
-        self._server: asyncio.base_events.Server | None = None
-        self._touched: set[Partition] = set()
-        self._acks: list[tuple[Session, int, bytes | None]] = []
+        self.undecided: set[asyncio.BaseTransport] = set()  # connected, first bytes not read yet
+        self._listeners: list[asyncio.base_events.Server] = []
         self._retention: asyncio.TimerHandle | None = None
         self._summary: asyncio.TimerHandle | None = None
-        self.throughput = ThroughputMeter(config.throughput_units, namespace=config.namespace)
+        # An injected clock drives the budgets too; by default they run on the monotonic clock.
+        self.throughput = ThroughputMeter(
+            config.throughput_units, namespace=config.namespace, clock=clock or time.monotonic
+        )
+        self._services: Services | None = None
+
+    @property
+    def services(self) -> Services:
+        if self._services is None:
+            raise EmulatorError("the emulator is not running")
+        return self._services
+
+    @property
+    def namespace(self) -> Namespace:
+        return self.services.namespace
 
     async def start(self) -> None:
         from iotlib.local.emulator.connection import Connection
 
         self.loop = asyncio.get_running_loop()
-        self.namespace = Namespace(self.config, self.data_dir)
+        namespace = Namespace(self.config, self.data_dir)
+        self._services = Services(
+            namespace, self.throughput, GroupCommit(self.loop, fsync=self.config.fsync), self.clock
+        )
+
+        def door() -> Door:
+            return Door(lambda: Connection(self), self.undecided)
+
         try:
-            self._server = await self.loop.create_server(
-                lambda: Connection(self), self.host, self.port, reuse_address=True, backlog=128
-            )
-        except OSError as exc:
-            self.namespace.close()
-            self.namespace = None
-            raise EmulatorError(f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc}") from exc
-        sock = self._server.sockets[0]
-        self.port = sock.getsockname()[1]
+            plain = await self._listen(door, self.port, None)
+            self.port = plain.sockets[0].getsockname()[1]
+            if self.tls_port is not None:
+                from iotlib.local.emulator.tls import ensure_certificates  # cryptography loads only for TLS
+
+                self.tls = ensure_certificates(self._tls_dir, [self.host])
+                secure = await self._listen(door, self.tls_port, self.tls.server_context())
+                self.tls_port = secure.sockets[0].getsockname()[1]
+        except (OSError, EmulatorError, ssl.SSLError):
+            for listener in self._listeners:
+                listener.close()
+            namespace.close()
+            self._services = None
+            raise
         self._schedule_retention()
         if self.throughput.limited:
             self._schedule_summary()
-        hubs = ", ".join(f"{h.name} ({len(h.partitions)} partitions)" for h in self.namespace.hubs.values())
+        hubs = ", ".join(f"{h.name} ({len(h.partitions)} partitions)" for h in namespace.hubs.values())
+        tls = f", TLS on {self.host}:{self.tls_port} (CA: {self.tls.ca})" if self.tls is not None else ""
         _LOG.info(
-            "Event Hubs emulator listening on %s:%d, namespace %s: %s; %s; data in %s",
+            "Event Hubs emulator listening on %s:%d (AMQP and WebSockets)%s, namespace %s: %s; %s; %s; data in %s",
             self.host,
             self.port,
-            self.namespace.name,
+            tls,
+            namespace.name,
             hubs,
             self.throughput.describe_ingress(),
+            "fsync before accepted" if self.config.fsync else "no fsync (acknowledged events survive kill -9 only)",
             self.data_dir,
         )
 
+    async def _listen(
+        self, factory: Callable[[], asyncio.Protocol], port: int, context: ssl.SSLContext | None
+    ) -> asyncio.base_events.Server:
+        try:
+            if context is None:
+                listener = await self.loop.create_server(factory, self.host, port, reuse_address=True, backlog=128)
+            else:
+                listener = await self.loop.create_server(
+                    factory, self.host, port, reuse_address=True, backlog=128, ssl=context, ssl_handshake_timeout=10
+                )
+        except OSError as exc:
+            raise EmulatorError(f"cannot listen on {self.host}:{port}: {exc.strerror or exc}") from exc
+        self._listeners.append(listener)
+        return listener
+
     def _schedule_retention(self) -> None:
         def run() -> None:
-            if self.namespace is not None:
+            if self._services is not None:
                 try:
-                    self.namespace.enforce_retention()
+                    self._services.namespace.enforce_retention(int(self.clock() * 1000))
                 except OSError as exc:
                     _LOG.warning("retention failed: %s", exc)
             self._schedule_retention()
@@ -96,53 +159,6 @@ class Server:
 
         self._summary = self.loop.call_later(SUMMARY_SECONDS, run)
 
-    # --- group commit --------------------------------------------------------------
-
-    def touched(self, partition: Partition) -> None:
-        self._touched.add(partition)
-
-    def after_commit(self, session: Session, delivery_id: int, state: bytes | None) -> None:
-        """Settle this delivery once the log has written it (``None`` = accepted)."""
-        self._acks.append((session, delivery_id, state))
-
-    def commit(self) -> None:
-        if not self._touched and not self._acks:
-            return
-        touched, self._touched = self._touched, set()
-        acks, self._acks = self._acks, []
-        for partition in touched:
-            partition.log.commit()
-        if self.config.fsync and touched:
-            logs = [p.log for p in touched]
-            future = self.loop.run_in_executor(None, lambda: [log.sync() for log in logs])
-            future.add_done_callback(lambda _: self._settle(acks, touched))
-        else:
-            self._settle(acks, touched)
-
-    def _settle(self, acks: list[tuple[Session, int, bytes | None]], touched: set[Partition]) -> None:
-        # Contiguous accepted deliveries of a session go out as one disposition.
-        run_session = None
-        first = last = -1
-        for session, delivery_id, state in acks:
-            if session.ended:
-                continue
-            if state is None:
-                if session is run_session and delivery_id == last + 1:
-                    last = delivery_id
-                    continue
-                if run_session is not None:
-                    run_session.send_disposition(first, last, f.ACCEPTED_STATE)
-                run_session, first, last = session, delivery_id, delivery_id
-            else:
-                if run_session is not None:
-                    run_session.send_disposition(first, last, f.ACCEPTED_STATE)
-                    run_session = None
-                session.send_disposition(delivery_id, delivery_id, state)
-        if run_session is not None:
-            run_session.send_disposition(first, last, f.ACCEPTED_STATE)
-        for partition in touched:
-            partition.notify()
-
     # --- shutdown ------------------------------------------------------------------
 
     async def stop(self) -> None:
@@ -151,20 +167,23 @@ class Server:
         if self._summary is not None:
             self._summary.cancel()
             self.throughput.log_summary()
-        if self._server is not None:
-            self._server.close()
+        for listener in self._listeners:
+            listener.close()
         for conn in list(self.connections):
             conn.shutdown()
-        self.commit()
-        if self._server is not None:
+        for transport in list(self.undecided):
+            transport.close()
+        if self._services is not None:
+            self._services.commit.commit()
+        for listener in self._listeners:
             try:
-                await asyncio.wait_for(self._server.wait_closed(), 2)
+                await asyncio.wait_for(listener.wait_closed(), 2)
             except TimeoutError:
                 pass
         await asyncio.sleep(0)
-        if self.namespace is not None:
-            self.namespace.close()
-            self.namespace = None
+        if self._services is not None:
+            self._services.namespace.close()
+            self._services = None
         _LOG.info("Event Hubs emulator on port %d stopped", self.port)
 
 
@@ -177,12 +196,16 @@ async def serve(
     ready: asyncio.Future | None = None,
     stop: asyncio.Event | None = None,
     server_holder: list[Server] | None = None,
+    clock: Callable[[], float] | None = None,
+    tls_port: int | None = None,
+    tls_dir: str | Path | None = None,
 ) -> None:
     """Run until ``stop`` is set (or SIGTERM/SIGINT when running in the main thread).
 
-    ``server_holder`` receives the :class:`Server` (what an in-process owner reads counts from).
+    ``ready`` gets ``(port, tls_port)`` once listening; ``server_holder`` receives the
+    :class:`Server` (what an in-process owner reads counts from).
     """
-    server = Server(config, data_dir, host=host, port=port)
+    server = Server(config, data_dir, host=host, port=port, tls_port=tls_port, tls_dir=tls_dir, clock=clock)
     if server_holder is not None:
         server_holder.append(server)
     stop = stop or asyncio.Event()
@@ -193,7 +216,7 @@ async def serve(
             ready.set_exception(exc)
         raise
     if ready is not None and not ready.done():
-        ready.set_result(server.port)
+        ready.set_result((server.port, server.tls_port))
     loop = asyncio.get_running_loop()
     installed = []
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -210,9 +233,17 @@ async def serve(
         await server.stop()
 
 
-def run(config: EmulatorConfig, data_dir: str | Path, *, host: str = "127.0.0.1", port: int = 5672) -> int:
+def run(
+    config: EmulatorConfig,
+    data_dir: str | Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 5672,
+    tls_port: int | None = None,
+    tls_dir: str | Path | None = None,
+) -> int:
     """Run the emulator in the foreground (the ``iotlib emulator`` command)."""
     started = time.monotonic()
-    asyncio.run(serve(config, data_dir, host=host, port=port))
+    asyncio.run(serve(config, data_dir, host=host, port=port, tls_port=tls_port, tls_dir=tls_dir))
     _LOG.debug("ran for %.1f s (pid %d)", time.monotonic() - started, os.getpid())
     return 0

@@ -11,13 +11,12 @@ immediate detach carrying the error, as the AMQP specification asks.
 from __future__ import annotations
 
 import logging
-import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from iotlib.local.emulator import codec as c
 from iotlib.local.emulator import framing as f
 from iotlib.local.emulator import management
+from iotlib.local.emulator import performatives as p
 from iotlib.local.emulator.codec import Described
 from iotlib.local.emulator.links import (
     MAX_MESSAGE_SIZE,
@@ -27,7 +26,9 @@ from iotlib.local.emulator.links import (
     Link,
     ReplyLink,
     RequestLink,
+    _Receiving,
 )
+from iotlib.local.emulator.namespace import EventHub
 from iotlib.local.emulator.ownership import Refused
 from iotlib.local.emulator.position import PositionError, resolve_position
 
@@ -59,14 +60,7 @@ def _path_segments(address: str | None) -> list[str]:
     return [unquote(p) for p in text.split("/") if p]
 
 
-def _address(terminus: Any) -> str | None:
-    if isinstance(terminus, Described) and isinstance(terminus.value, list) and terminus.value:
-        value = terminus.value[0]
-        return value if isinstance(value, str) else None
-    return None
-
-
-def _symbols(value: Any) -> list[str]:
+def _symbols(value: str | list[str] | None) -> list[str]:
     if value is None:
         return []
     if isinstance(value, list):
@@ -74,83 +68,105 @@ def _symbols(value: Any) -> list[str]:
     return [str(value)]
 
 
+def _selector(source: p.Source | None) -> str | None:
+    """The selector filter (starting position) a consumer attaches with, if any."""
+    filters = source.filters if source is not None else None
+    for key, value in (filters or {}).items():
+        if str(key) == SELECTOR_FILTER:
+            text = value.value if isinstance(value, Described) else value
+            return text if isinstance(text, str) else None
+    return None
+
+
 class Session:
     """One session of a connection."""
 
-    def __init__(self, conn: Connection, channel: int, remote_channel: int, fields: list[Any]) -> None:
+    def __init__(self, conn: Connection, channel: int, remote_channel: int, begin: p.Begin) -> None:
         self.conn = conn
+        self.services = conn.services
         self.channel = channel
         self.remote_channel = remote_channel
-        self.next_incoming_id = fields[1] or 0
+        self.next_incoming_id = begin.next_outgoing_id
         self.incoming_window = INCOMING_WINDOW
         self._incoming_since_flow = 0
         self.next_outgoing_id = 0
-        self.remote_incoming_window = fields[2] or 0
+        self.remote_incoming_window = begin.incoming_window
         self.links: dict[int, Link] = {}  # by remote handle
         self.by_handle: dict[int, Link] = {}
         self._partial: dict[int, tuple[int | None, int, bool, list[bytes], int]] = {}
         self.ended = False
-        conn.send(channel, f.begin(remote_channel, self.next_outgoing_id, INCOMING_WINDOW, OUTGOING_WINDOW, HANDLE_MAX))
+        conn.send_performative(
+            channel,
+            p.Begin(
+                remote_channel=remote_channel,
+                next_outgoing_id=self.next_outgoing_id,
+                incoming_window=INCOMING_WINDOW,
+                outgoing_window=OUTGOING_WINDOW,
+                handle_max=HANDLE_MAX,
+            ),
+        )
 
     # --- flow control --------------------------------------------------------------
 
-    def _flow_fields(self) -> dict[str, Any]:
-        return {
-            "next_incoming_id": self.next_incoming_id,
-            "incoming_window": self.incoming_window,
-            "next_outgoing_id": self.next_outgoing_id,
-            "outgoing_window": OUTGOING_WINDOW,
-        }
-
-    def send_link_flow(self, handle: int, delivery_count: int, credit: int) -> None:
-        self.conn.send(
-            self.channel,
-            f.flow(**self._flow_fields(), handle=handle, delivery_count=delivery_count, link_credit=credit),
+    def _flow(self, **link_fields: Any) -> p.Flow:
+        return p.Flow(
+            next_incoming_id=self.next_incoming_id,
+            incoming_window=self.incoming_window,
+            next_outgoing_id=self.next_outgoing_id,
+            outgoing_window=OUTGOING_WINDOW,
+            drain=False,
+            echo=False,
+            **link_fields,
         )
 
-    def on_flow(self, fields: list[Any]) -> None:
-        next_incoming = fields[0] if fields[0] is not None else 0
-        self.remote_incoming_window = next_incoming + (fields[1] or 0) - self.next_outgoing_id
-        if fields[4] is None:
-            if fields[9]:
-                self.conn.send(self.channel, f.flow(**self._flow_fields()))
+    def send_link_flow(self, handle: int, delivery_count: int, credit: int) -> None:
+        self.conn.send_performative(
+            self.channel, self._flow(handle=handle, delivery_count=delivery_count, link_credit=credit)
+        )
+
+    def on_flow(self, flow: p.Flow) -> None:
+        next_incoming = flow.next_incoming_id if flow.next_incoming_id is not None else 0
+        self.remote_incoming_window = next_incoming + flow.incoming_window - self.next_outgoing_id
+        if flow.handle is None:
+            if flow.echo:
+                self.conn.send_performative(self.channel, self._flow())
             for link in self.by_handle.values():
                 if isinstance(link, EgressLink):
                     link.wake()
             return
-        link = self.links.get(fields[4])
-        if link is None:  # a link that just detached: nothing to do (and no reason to drop the connection)
-            _LOG.debug("flow for handle %s, which is not attached", fields[4])
+        target = self.links.get(flow.handle)
+        if target is None:  # a link that just detached: nothing to do (and no reason to drop the connection)
+            _LOG.debug("flow for handle %s, which is not attached", flow.handle)
             return
-        link.on_flow(fields)
+        target.on_flow(flow)
 
     # --- transfers -----------------------------------------------------------------
 
-    def on_transfer(self, fields: list[Any], payload: bytes) -> None:
-        handle = fields[0]
+    def on_transfer(self, transfer: p.Transfer, payload: bytes) -> None:
+        handle = transfer.handle
         link = self.links.get(handle)
         if link is None:
             self.conn.fail("amqp:session:unattached-handle", f"transfer on unknown handle {handle}")
             return
-        more = bool(fields[5])
+        more = bool(transfer.more)
         partial = self._partial.get(handle)
         if partial is None:
-            delivery_id = fields[1]
-            fmt = fields[3] or 0
-            settled = bool(fields[4])
+            delivery_id = transfer.delivery_id
+            fmt = transfer.message_format or 0
+            settled = bool(transfer.settled)
             if delivery_id is not None:
                 self.next_incoming_id = (delivery_id + 1) & 0xFFFFFFFF
             self._incoming_since_flow += 1
             if self._incoming_since_flow >= INCOMING_WINDOW // 2:
                 self._incoming_since_flow = 0
-                self.conn.send(self.channel, f.flow(**self._flow_fields()))
+                self.conn.send_performative(self.channel, self._flow())
             if not more:
                 link.on_transfer(delivery_id, fmt, settled, payload, len(payload))
                 return
             self._partial[handle] = (delivery_id, fmt, settled, [payload], len(payload))
             return
         delivery_id, fmt, settled, parts, size = partial
-        if fields[9]:  # aborted: forget what came so far
+        if transfer.aborted:  # forget what came so far
             del self._partial[handle]
             return
         if size <= MAX_MESSAGE_SIZE:  # past the limit, stop keeping bytes; the delivery is rejected anyway
@@ -162,17 +178,21 @@ class Session:
         del self._partial[handle]
         link.on_transfer(delivery_id, fmt, settled, b"".join(parts) if size <= MAX_MESSAGE_SIZE else None, size)
 
-    def send_disposition(self, first: int, last: int, state: bytes) -> None:
-        self.conn.send(
+    def send_disposition(self, first: int, last: int, outcome: p.DescribedList) -> None:
+        self.conn.send_performative(
             self.channel,
-            f.disposition(
-                role=f.ROLE_RECEIVER, first=first, last=None if last == first else last, settled=True, state=state
+            p.Disposition(
+                role=f.ROLE_RECEIVER,
+                first=first,
+                last=None if last == first else last,
+                settled=True,
+                state=outcome,
             ),
         )
 
     def send_message(self, handle: int, payload: bytes) -> None:
         """One pre-settled delivery of a small message (management answers)."""
-        out: list[bytes] = []
+        out: list[Any] = []
         delivery_id = self.next_outgoing_id
         limit = self.conn.remote_max_frame_size - f.TRANSFER_OVERHEAD
         if len(payload) <= limit:
@@ -188,15 +208,24 @@ class Session:
     def split_transfer(self, out: list[Any], handle: int, delivery_id: int, payload: bytes) -> int:
         """Append the frames of a delivery too large for one frame; return how many."""
         tag = delivery_id.to_bytes(4, "big")
-        head_more = f.transfer_head(handle, delivery_id, tag, 0, True, True)
-        step = self.conn.remote_max_frame_size - 8 - len(head_more)
+
+        def head(more: bool) -> bytes:
+            return p.Transfer(
+                handle=handle,
+                delivery_id=delivery_id,
+                delivery_tag=tag,
+                message_format=0,
+                settled=True,
+                more=more,
+            ).encode()
+
+        step = self.conn.remote_max_frame_size - 8 - len(head(True))
         frames = 0
         pos = 0
         n = len(payload)
         while pos < n:
             last = pos + step >= n
-            head = f.transfer_head(handle, delivery_id, tag, 0, True, not last)
-            out.append(f.frame(self.channel, head + payload[pos : pos + step]))
+            out.append(f.frame(self.channel, head(not last) + payload[pos : pos + step]))
             pos += step
             frames += 1
         return frames
@@ -215,11 +244,8 @@ class Session:
             handle += 1
         return handle
 
-    def on_attach(self, fields: list[Any], raws: list[bytes]) -> None:
-        name, remote_handle, client_role = fields[0], fields[1], fields[2]
-        if not isinstance(name, str) or remote_handle is None:
-            self.conn.fail("amqp:invalid-field", "attach without name or handle")
-            return
+    def on_attach(self, attach: p.Attach) -> None:
+        remote_handle = attach.handle
         existing = self.links.get(remote_handle)
         if existing is not None:
             if existing.attached:
@@ -230,66 +256,65 @@ class Session:
             del self.links[remote_handle]
             self.by_handle.pop(existing.handle, None)
         handle = self._new_handle()
-        source, target = fields[5], fields[6]
         try:
-            if client_role == f.ROLE_SENDER:
-                link = self._attach_receiving(name, handle, remote_handle, fields, _address(target))
-                self._reply_attach(link, name, handle, raws, fields, role=f.ROLE_RECEIVER)
+            link: Link
+            if attach.role == f.ROLE_SENDER:
+                link = self._attach_receiving(attach, handle)
+                self._reply_attach(link, attach, handle)
                 self.by_handle[handle] = link
                 self.links[remote_handle] = link
-                link.grant()
+                if isinstance(link, _Receiving):
+                    link.grant()
             else:
-                link = self._attach_sending(name, handle, remote_handle, fields, _address(source))
-                self._reply_attach(link, name, handle, raws, fields, role=f.ROLE_SENDER)
+                link = self._attach_sending(attach, handle)
+                self._reply_attach(link, attach, handle)
                 self.by_handle[handle] = link
                 self.links[remote_handle] = link
                 if isinstance(link, EgressLink):
                     link.wake()
         except AttachRefused as exc:
-            self._refuse(name, handle, remote_handle, client_role, exc.condition, exc.description)
+            self._refuse(attach, handle, exc.condition, exc.description)
 
-    def _refuse(
-        self, name: str, handle: int, remote_handle: int, client_role: bool, condition: str, description: str
-    ) -> None:
-        _LOG.info("refused link %r: %s (%s)", name, description, condition)
-        placeholder = Link(self, name, handle, remote_handle)
+    def _refuse(self, attach: p.Attach, handle: int, condition: str, description: str) -> None:
+        _LOG.info("refused link %r: %s (%s)", attach.name, description, condition)
+        placeholder = Link(self, attach.name, handle, attach.handle)
         placeholder.attached = False
         placeholder.detach_sent = True
         self.by_handle[handle] = placeholder
-        self.links[remote_handle] = placeholder
-        our_role = f.ROLE_RECEIVER if client_role == f.ROLE_SENDER else f.ROLE_SENDER
-        self.conn.send(
+        self.links[attach.handle] = placeholder
+        our_role = f.ROLE_RECEIVER if attach.role == f.ROLE_SENDER else f.ROLE_SENDER
+        self.conn.send_performative(
             self.channel,
-            f.attach(
-                name=name,
+            p.Attach(
+                name=attach.name,
                 handle=handle,
                 role=our_role,
-                snd_settle_mode=2,
+                send_settle_mode=2,
                 rcv_settle_mode=0,
-                source=c.NULL,
-                target=c.NULL,
+                incomplete_unsettled=False,
                 initial_delivery_count=0 if our_role == f.ROLE_SENDER else None,
-                max_message_size=None,
             ),
         )
-        self.conn.send(self.channel, f.detach(handle, True, f.error(condition, description)))
+        self.conn.send_performative(
+            self.channel, p.Detach(handle=handle, closed=True, error=p.AmqpError(condition, description))
+        )
 
-    def _reply_attach(
-        self, link: Link, name: str, handle: int, raws: list[bytes], fields: list[Any], role: bool
-    ) -> None:
-        offered = None
-        if isinstance(link, EgressLink) and link.runtime_metric:
-            offered = [RUNTIME_METRIC]
-        self.conn.send(
+    def _reply_attach(self, link: Link, attach: p.Attach, handle: int) -> None:
+        role = link.role
+        offered = [RUNTIME_METRIC] if isinstance(link, EgressLink) and link.runtime_metric else None
+        self.conn.send_performative(
             self.channel,
-            f.attach(
-                name=name,
+            p.Attach(
+                name=attach.name,
                 handle=handle,
                 role=role,
-                snd_settle_mode=1 if role == f.ROLE_SENDER else (fields[3] if isinstance(fields[3], int) else 2),
+                send_settle_mode=1
+                if role == f.ROLE_SENDER
+                else (2 if attach.send_settle_mode is None else attach.send_settle_mode),
                 rcv_settle_mode=0,
-                source=raws[5],
-                target=raws[6],
+                source=attach.source,
+                target=attach.target,
+                incomplete_unsettled=False,
                 initial_delivery_count=0 if role == f.ROLE_SENDER else None,
                 max_message_size=MAX_MESSAGE_SIZE,
                 offered_capabilities=offered,
@@ -298,27 +323,37 @@ class Session:
 
     def _authorise(self, path: str, right: str) -> float:
         """Check that a token covers ``path`` with ``right``; return until when."""
-        now = time.time()
-        covering = [g.expires for g in self.conn.grants if g.covers(path, right, now)]
-        if covering:
-            return max(covering)
+        until = self.conn.grants.until(path, right, self.services.clock())
+        if until is not None:
+            return until
         raise AttachRefused(
             "amqp:unauthorized-access",
             f"Unauthorized access. '{right}' claim(s) are required to perform this operation on "
             f"'{path}'; put a valid token on $cbs first",
         )
 
-    def _hub(self, name: str):
-        hub = self.conn.server.namespace.hub(name)
+    def _hub(self, name: str) -> EventHub:
+        hub = self.services.namespace.hub(name)
         if hub is None:
-            raise AttachRefused("amqp:not-found", f"The messaging entity '{name}' could not be found.")
+            raise AttachRefused("amqp:not-found", management.not_found(self.conn.hostname, name))
         return hub
 
-    def _attach_receiving(
-        self, name: str, handle: int, remote_handle: int, fields: list[Any], address: str | None
-    ) -> Link:
+    def _attach_receiving(self, attach: p.Attach, handle: int) -> Link:
+        services = self.services
+        address = attach.target.address if attach.target is not None else None
+        delivery_count = attach.initial_delivery_count or 0
         if address in (management.CBS_NODE, management.MANAGEMENT_NODE):
-            return RequestLink(self, name, handle, remote_handle, fields[9] or 0, address)
+            return RequestLink(
+                self,
+                attach.name,
+                handle,
+                attach.handle,
+                delivery_count,
+                node=address,
+                namespace=services.namespace,
+                grants=self.conn.grants,
+                clock=services.clock,
+            )
         parts = _path_segments(address)
         if not parts:
             raise AttachRefused("amqp:not-found", f"the target address {address!r} names no event hub")
@@ -332,17 +367,28 @@ class Session:
             raise AttachRefused(
                 "amqp:not-found", f"the target address {address!r} is not <hub> or <hub>/Partitions/<id>"
             )
-        path = "/".join(p.lower() for p in parts)
+        path = "/".join(part.lower() for part in parts)
         until = self._authorise(path, "Send")
-        link = IngressLink(self, name, handle, remote_handle, fields[9] or 0, hub, partition)
-        link.entity_path, link.right, link.authorised_until = path, "Send", until
+        link = IngressLink(
+            self,
+            attach.name,
+            handle,
+            attach.handle,
+            delivery_count,
+            hub=hub,
+            partition=partition,
+            meter=services.meter,
+            commit=services.commit,
+            clock=services.clock,
+        )
+        link.authorise(self.conn.grants, path, "Send", until)
         return link
 
-    def _attach_sending(
-        self, name: str, handle: int, remote_handle: int, fields: list[Any], address: str | None
-    ) -> Link:
+    def _attach_sending(self, attach: p.Attach, handle: int) -> Link:
+        services = self.services
+        address = attach.source.address if attach.source is not None else None
         if address in (management.CBS_NODE, management.MANAGEMENT_NODE):
-            return ReplyLink(self, name, handle, remote_handle, address)
+            return ReplyLink(self, attach.name, handle, attach.handle, address)
         parts = _path_segments(address)
         if len(parts) != 5 or parts[1].lower() != "consumergroups" or parts[3].lower() != "partitions":
             if parts:
@@ -358,47 +404,42 @@ class Session:
         partition = hub.partition(parts[4])
         if partition is None:
             raise AttachRefused("amqp:not-found", f"partition '{parts[4]}' of '{hub.name}' could not be found")
-        path = "/".join(p.lower() for p in parts)
+        path = "/".join(part.lower() for part in parts)
         until = self._authorise(path, "Listen")
-        source = fields[5]
-        filters = source.value[7] if isinstance(source, Described) and len(source.value) > 7 else None
-        selector = None
-        if isinstance(filters, dict):
-            for key, value in filters.items():
-                if str(key) == SELECTOR_FILTER:
-                    selector = value.value if isinstance(value, Described) else value
         try:
-            cursor = resolve_position(partition.log, selector if isinstance(selector, str) else None)
+            cursor = resolve_position(partition.log, _selector(attach.source))
         except PositionError as exc:
             raise AttachRefused("amqp:invalid-field", str(exc)) from exc
-        properties = fields[13] if isinstance(fields[13], dict) else {}
         epoch = None
-        for key, value in properties.items():
-            if str(key) == EPOCH_PROPERTY and isinstance(value, int):
+        for key, value in (attach.properties or {}).items():
+            if str(key) == EPOCH_PROPERTY and isinstance(value, int) and not isinstance(value, bool):
                 epoch = value
-        runtime_metric = RUNTIME_METRIC in _symbols(fields[12])
         link = EgressLink(
             self,
-            name,
+            attach.name,
             handle,
-            remote_handle,
+            attach.handle,
             hub=hub,
             group=group,
             partition=partition,
             cursor=cursor,
             epoch=epoch,
-            runtime_metric=runtime_metric,
+            runtime_metric=RUNTIME_METRIC in _symbols(attach.desired_capabilities),
+            meter=services.meter,
+            clock=services.clock,
         )
-        link.entity_path, link.right, link.authorised_until = path, "Listen", until
+        link.authorise(self.conn.grants, path, "Listen", until)
         try:
             displaced = hub.slot(group, partition.id).admit(link)
         except Refused as exc:
             link.closed()
             raise AttachRefused(exc.condition, exc.description) from exc
         for old in displaced:
+            if not isinstance(old, EgressLink):
+                continue
             old.session.detach_link(
                 old,
-                f.error(
+                p.AmqpError(
                     "amqp:link:stolen",
                     f"New receiver with higher epoch of '{epoch}' is created hence current receiver "
                     f"with epoch '{old.epoch}' is getting disconnected.",
@@ -406,27 +447,26 @@ class Session:
             )
         return link
 
-    def detach_link(self, link: Link, err: bytes = c.NULL) -> None:
-        """Detach a link from the emulator's side (takeover, shutdown)."""
+    def detach_link(self, link: Link, error: p.AmqpError | None = None) -> None:
+        """Detach a link from the emulator's side (takeover, token expiry, shutdown)."""
         if link.detach_sent:
             return
         link.detach_sent = True
         link.closed()
-        self.conn.send(self.channel, f.detach(link.handle, True, err))
+        self.conn.send_performative(self.channel, p.Detach(handle=link.handle, closed=True, error=error))
 
-    def on_detach(self, fields: list[Any]) -> None:
-        remote_handle = fields[0]
-        link = self.links.pop(remote_handle, None)
+    def on_detach(self, detach: p.Detach) -> None:
+        link = self.links.pop(detach.handle, None)
         if link is None:
             return
-        self._partial.pop(remote_handle, None)
+        self._partial.pop(detach.handle, None)
         if not link.detach_sent:
             link.detach_sent = True
-            self.conn.send(self.channel, f.detach(link.handle, True))
+            self.conn.send_performative(self.channel, p.Detach(handle=link.handle, closed=True))
         link.closed()
         self.by_handle.pop(link.handle, None)
 
-    def on_disposition(self, fields: list[Any]) -> None:
+    def on_disposition(self, disposition: p.Disposition) -> None:
         pass  # deliveries are pre-settled: nothing to track
 
     def close(self) -> None:
