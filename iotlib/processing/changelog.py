@@ -66,7 +66,7 @@ def changes(engine: Any, *, all_devices: bool = False) -> EngineChanges:
     state["_dedupe_clock"] = engine._dedupe._clock  # noqa: SLF001 - the engine's own state
     devices = engine._devices  # noqa: SLF001
     touched = devices if all_devices else engine._touched  # noqa: SLF001
-    records: list[DeviceRecord] = [(d, *devices[d]) for d in touched if d in devices]  # type: ignore[misc]
+    records: list[DeviceRecord] = [(d, *devices[d]) for d in touched if d in devices]
     engine._touched = set()  # noqa: SLF001
     fresh = engine._fresh  # noqa: SLF001
     rows = (pl.concat(fresh, how="vertical") if len(fresh) > 1 else fresh[0]) if fresh else pl.DataFrame()
