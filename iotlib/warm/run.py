@@ -85,6 +85,7 @@ class WarmRun:
         self._error_log: dict[str, float] = {}
         self._registered = False
         self._drained: set[str] = set()  # partitions whose last look found nothing more
+        self._replay_told = False
         self._once = self._flush = False
         self._targets: dict[str, int] = {}
         self._next_commit = 0.0
