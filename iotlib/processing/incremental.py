@@ -21,22 +21,25 @@ batch's events (about 3 ms of CPU per 300-event batch, ~100,000 events/s).
 
 Wrapping it in a streaming job (Event Hubs)
 -------------------------------------------
-- **Order**: results are defined on the global arrival order. Put each
-  partition's received batch into an
+- **Order**: results are defined on the arrival order of what the engine is fed.
+  Either one engine per partition, each fed its partition's batches as they come
+  (each partition its own watermark, as :mod:`iotlib.warm` does, so partitions
+  can move between processes), or one engine for the fleet fed through an
   :class:`~iotlib.processing.arrival.ArrivalMerger` (declared with the hub's
-  partition ids) and feed the engine what ``pop()`` releases.
+  partition ids), which releases every partition's events in global arrival order.
 - **Quiet streams**: call ``advance(now)`` now and then with the hub's notion of
   the current time (e.g. the newest ``last_enqueued_time`` from partition
   properties) so windows close even when no event comes. Heartbeats change
   when windows close (``closed_at``), not what they contain — unless an event
   then arrives for a window a heartbeat already closed: it is late.
-- **Restarts**: the engine pickles. Store a snapshot in the same transaction as
-  the windows it emitted, checkpoint the hub after that commit, and on restart
-  restore the snapshot and replay from the checkpoint: the output continues
-  exactly as if nothing had happened. (Should the checkpoint lag the snapshot,
-  replayed events the snapshot already saw are caught as
-  ``duplicate_sequence`` within the horizon instead of being counted twice.)
-  Without a snapshot, a restart starts with empty windows and watermarks.
+- **Restarts**: store the engine's state in the same transaction as the windows
+  it emitted, checkpoint the hub after that commit, and on restart rebuild the
+  engine and replay from the checkpoint: the output continues exactly as if
+  nothing had happened. The engine pickles whole; :meth:`WindowEngine.changes`
+  gives only what changed since the last call (a changelog,
+  :mod:`iotlib.processing.changelog`), so each commit costs what changed, not the
+  size of the fleet, and :meth:`WindowEngine.rebuild` makes the engine again.
+  Without stored state, a restart starts with empty windows and watermarks.
 - **Memory**: open windows (a few seconds of events) plus the duplicate memory
   (``dedupe_horizon`` of events, ~400 bytes each) plus one small record per
   device and partition.

@@ -10,10 +10,11 @@
 Times are the stream's own: building alerts are raised when the window that
 completes the streak closes (its ``closed_at``, an arrival time), jumps when
 the reading arrives (``enqueued_time``), silences at ``last arrival + after``
-once the arrival clock — events or the processor's heartbeats — has passed it
+once its partition's arrival clock — events or the processor's heartbeats — has passed it
 (``value`` says how long the device had been quiet when that was noticed).
 So a replay of the same events raises the same alerts however it is cut into
-batches, and the engine's state pickles with the window engine's snapshot.
+batches. The device rules' state is stored as it changes (:meth:`AlertEngine.device_changes`),
+the too-hot rule's streaks in the warm store, so either moves with a partition to another process.
 
 Each alert is one row (:data:`SCHEMA`) in the warm store's ``alerts`` table,
 and optionally an event on another hub (:mod:`iotlib.warm.alerthub`). An
