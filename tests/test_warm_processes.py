@@ -14,13 +14,12 @@ import signal
 import subprocess
 import threading
 import uuid
-from datetime import UTC, datetime, timedelta
 
 import pytest
-from warm_cli import process_cli, rows, wait
+from warm_cli import live_stretch, process_cli, rows, wait
 
 from iotlib import hub
-from iotlib.fleet import scenario, simulate
+from iotlib.fleet import scenario
 from iotlib.ingest import IngestClient
 from iotlib.processing import EventTimePolicy
 from iotlib.warm import WarmStore, compare, incoming
@@ -36,9 +35,7 @@ OWNERSHIP = ("--load-balancing-interval", "1", "--ownership-expiry", "4")
 def test_a_process_takes_over_a_killed_ones_partitions_and_the_store_equals_batch(local_stack, eventhub_name, tmp_path):
     registry = scenario.build_registry(300, buildings=5, seed=21)
     registry_file = scenario.save_registry(registry, tmp_path / "registry.json")
-    duration = timedelta(minutes=3)
-    start = datetime.now(UTC).replace(microsecond=0) - duration + duration / SPEED
-    events = simulate.generate(registry, start=start, duration=duration, seed=21, faults=FAULTS)
+    events = live_stretch(registry, seed=21, speed=SPEED, faults=FAULTS)
     before = hub.positions(eventhub_name=eventhub_name)
     store, container = tmp_path / "warm.sqlite", f"warm-{uuid.uuid4().hex[:10]}"
     cli = process_cli(eventhub_name, store, container, registry_file, *OWNERSHIP, "--starting-position", "latest")

@@ -15,13 +15,12 @@ import subprocess
 import threading
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
 
 import pytest
-from warm_cli import process_cli, rows, wait
+from warm_cli import live_stretch, process_cli, rows, wait
 
 from iotlib import hub
-from iotlib.fleet import scenario, simulate
+from iotlib.fleet import scenario
 from iotlib.ingest import IngestClient
 from iotlib.processing import EventTimePolicy
 from iotlib.warm import StreamProcessor, WarmStore, default_rules
@@ -35,9 +34,7 @@ SPEED = 15
 def test_a_killed_processor_resumes_exactly(local_stack, eventhub_name, tmp_path):
     registry = scenario.build_registry(300, buildings=5, seed=11)
     registry_file = scenario.save_registry(registry, tmp_path / "registry.json")
-    duration = timedelta(minutes=3)
-    start = datetime.now(UTC).replace(microsecond=0) - duration + duration / SPEED
-    events = simulate.generate(registry, start=start, duration=duration, seed=11, faults=FAULTS)
+    events = live_stretch(registry, seed=11, speed=SPEED, faults=FAULTS)
     before = hub.positions(eventhub_name=eventhub_name)
     killed, container = tmp_path / "killed.sqlite", f"warm-{uuid.uuid4().hex[:10]}"
 
