@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from iotlib.cli.arguments import seconds
+
+if TYPE_CHECKING:
+    import polars as pl
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -150,7 +154,7 @@ def _rules(args: argparse.Namespace) -> list:
     return rules
 
 
-def _registry(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _registry(args: argparse.Namespace) -> pl.DataFrame:
     from iotlib.errors import ConfigurationError
     from iotlib.fleet import scenario
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
 
 import polars as pl
 from azure.core.exceptions import ResourceNotFoundError
@@ -27,15 +26,15 @@ from iotlib.hub.readback import read_positions
 #: Where iotlib's own consumers keep their checkpoints, by consumer group.
 DEFAULT_CHECKPOINTS = {"capture": "capture-checkpoints", "warm": "warm-checkpoints"}
 
-_SCHEMA: dict[str, Any] = {
-    "consumer_group": pl.String,
-    "partition_id": pl.String,
-    "last_enqueued_sequence_number": pl.Int64,
-    "checkpoint_sequence_number": pl.Int64,
-    "unprocessed": pl.Int64,
+_SCHEMA = {
+    "consumer_group": pl.String(),
+    "partition_id": pl.String(),
+    "last_enqueued_sequence_number": pl.Int64(),
+    "checkpoint_sequence_number": pl.Int64(),
+    "unprocessed": pl.Int64(),
     "last_enqueued_time": pl.Datetime("us", "UTC"),
     "checkpoint_time": pl.Datetime("us", "UTC"),
-    "owner": pl.String,
+    "owner": pl.String(),
     "ownership_time": pl.Datetime("us", "UTC"),
 }
 

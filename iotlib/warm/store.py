@@ -541,10 +541,6 @@ class WarmStore:
         row = self._db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
         return None if row is None else bytes(row[0])
 
-    def state_json(self, key: str) -> Any:
-        raw = self.state(key)
-        return None if raw is None else json.loads(raw)
-
     def positions(self) -> dict[str, Position]:
         """Per partition: the last event whose effects are stored."""
         frame = self.table("progress")
