@@ -70,6 +70,8 @@ def test_a_window_is_final_once_every_partition_passed_it_and_is_merged_from_the
             Commit([step("0", [(25, 10, 63.0, 9.5, 3)], frontier_s=12), step("1", [], frontier_s=8)], owner="me")
         )
         assert r.windows.height == 0 and store.history().height == 0 and store.table("partials").height == 1
+        # One partition's share of a window (here 3 readings) is never given as the building's "now".
+        assert store.current_temperature(25) is None
         # Partition 1 passes it with readings of its own: the window is the sum of both.
         r = store.commit(
             Commit([step("1", [(25, 10, 40.0, 9.9, 2), (25, 15, 62.0, 14.0, 2)], frontier_s=16)], owner="me")
