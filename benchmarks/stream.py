@@ -5,11 +5,11 @@ Figures printed, all measured in this process:
 1. **In-process** (no I/O), on a simulated stretch of the Fabrikam fleet (100,000 devices, the
    usual faults), against the vectorised batch job over the same events in the same run:
 
-   - the window update path — ``WindowEngine.feed`` on decoded, registry-joined micro-batches;
-   - the whole warm job — partition batches through the arrival merger, dead letters, the
-     registry join, the windows and the alert rules (``WarmJob.push``/``step``), taking a commit
-     (rows and the engine snapshot) as the processor does: every two seconds, or ten times the
-     last commit's cost, whichever is longer (what a processor catching up on a backlog does);
+   - the window update path — ``WindowEngine.feed`` on each partition's decoded, registry-joined
+     micro-batches, the partial windows merged;
+   - the whole warm job — partition batches, dead letters, the registry join, each partition's
+     windows merged, the alert rules (``WarmJob.push_all``), committed to a SQLite warm store every
+     second as the processor does (rows, progress and the state's changes);
 
    with a check that both give exactly the batch job's windows. Target: ≥ 50,000 events/s.
 2. **End to end** on a private local stack: ``iotlib.ingest`` sends the fleet live at speed 1
@@ -42,10 +42,12 @@ from iotlib import hub
 from iotlib.fleet import scale, scenario, simulate
 from iotlib.local import stack
 from iotlib.processing import EventTimePolicy, WindowEngine
-from iotlib.processing.building import BUILDING, BUILDING_AGGS
+from iotlib.processing.building import BUILDING
 from iotlib.processing.reference import Registry
-from iotlib.warm import StreamProcessor, WarmStore, batch_view, default_rules, live, received
+from iotlib.warm import StreamProcessor, WarmStore, batch_view, default_rules, incoming, live
+from iotlib.warm.commit import Position
 from iotlib.warm.job import WarmJob
+from iotlib.warm.merge import PARTIAL_AGGS, final_windows
 
 FAULTS = ["skew:fraction=0.01,min_skew=10s,max_skew=10m", "offline:fraction=0.01,outage=90s",
           "duplicates:probability=0.001", "malformed:probability=0.001", "spikes:probability=0.001"]  # fmt: skip
@@ -66,60 +68,72 @@ def _timed(label: str, events: int, fn):
 def in_process(registry: pl.DataFrame, minutes: float, batch: int) -> bool:
     events = simulate.generate(registry, start=simulate.DEFAULT_START, duration=timedelta(minutes=minutes), seed=1,
                                faults=FAULTS)  # fmt: skip
-    frame = received.from_simulation(events)
+    frame = incoming.from_simulation(events)
     policy = EventTimePolicy()
     reg = Registry(registry)
     print(f"\n1. In-process: {frame.height:,} events from {registry.height:,} devices over {minutes:g} min, "
           f"micro-batches of {batch}")  # fmt: skip
 
-    view, batch_rate = _timed("batch job (windows_with_policy, whole frame)", frame.height,
+    view, batch_rate = _timed("batch job (windows_with_policy per partition, merged)", frame.height,
                               lambda: batch_view(frame, reg, policy=policy))  # fmt: skip
 
-    valid = frame.filter(pl.col("error").is_null()).select(received.EVENT_COLUMNS)
+    valid = frame.filter(pl.col("error").is_null()).select(incoming.EVENT_COLUMNS)
     matched, _ = reg.enrich(valid, [BUILDING])
-    slices = [matched.slice(i, batch) for i in range(0, matched.height, batch)]
+    parts = {str(k[0]): f for k, f in matched.partition_by("partition_id", as_dict=True, maintain_order=True).items()}
 
     def engine_path() -> pl.DataFrame:
-        engine = WindowEngine("5s", by=[BUILDING], aggs=BUILDING_AGGS, policy=policy)
-        outs = [engine.feed(s).windows for s in slices] + [engine.flush().windows]
-        return pl.concat([o for o in outs if o.height])
+        partials, marks = [], []
+        for pid, own in parts.items():
+            engine = WindowEngine("5s", by=[BUILDING], aggs=PARTIAL_AGGS, policy=policy)
+            outs = [engine.feed(own.slice(i, batch)) for i in range(0, own.height, batch)] + [engine.flush()]
+            partials += [o.windows.with_columns(pl.lit(pid).alias("partition_id")) for o in outs if o.windows.height]
+            marks += [o.watermarks.with_columns(pl.lit(pid).alias("partition_id")) for o in outs if o.watermarks.height]
+        return final_windows(pl.concat(partials), pl.concat(marks), list(parts))
 
-    windows, engine_rate = _timed("window update path (WindowEngine.feed)", matched.height, engine_path)
+    windows, engine_rate = _timed("window update path (WindowEngine.feed per partition, merged)", matched.height,
+                                  engine_path)  # fmt: skip
     same_engine = windows.equals(view.result.windows)
 
     # The consumer's view: each partition's events in batches, partitions taking turns by arrival.
-    parts = frame.partition_by("partition_id", as_dict=True, maintain_order=True)
+    by_partition = frame.partition_by("partition_id", as_dict=True, maintain_order=True)
     pieces = sorted(
-        ((int(f["enqueued_time"][i].timestamp() * 1e6), str(key[0]), f.slice(i, batch))
-         for key, f in parts.items() for i in range(0, f.height, batch)),
+        ((int(f["enqueued_time"][i].timestamp() * 1e6), f.slice(i, batch))
+         for f in by_partition.values() for i in range(0, f.height, batch)),
         key=lambda p: p[0],
     )  # fmt: skip
+    store_path = Path(tempfile.mkdtemp(prefix="iotlib-bench-stream-")) / "warm.sqlite"
 
     def job_path():
-        job = WarmJob(reg, policy=policy, rules=default_rules(), partitions=[str(k[0]) for k in parts])
-        commits, sizes, costs = [], [], []
-        due = time.perf_counter() + 2.0
-        for _, pid, piece in pieces:
-            job.push(pid, piece)
-            job.step()
+        job = WarmJob(reg, policy=policy, rules=default_rules())
+        store = WarmStore(store_path, writer=True)
+        store.configure(job.settings(), partitions=[str(k[0]) for k in by_partition])
+        for k in by_partition:
+            store.claim(str(k[0]), "bench")
+            job.claim(str(k[0]), None, start=Position(-1, "-1"))
+        costs, due, pending = [], time.perf_counter() + 1.0, []
+        for _, piece in pieces:
+            pending.append(piece)
+            if len(pending) >= len(by_partition):  # a step: what every partition delivered meanwhile
+                job.push_all(pl.concat(pending))
+                pending = []
             if time.perf_counter() >= due:  # the processor's commit rhythm
                 t0 = time.perf_counter()
-                c = job.take()
+                store.commit(job.take(owner="bench"))
                 costs.append(time.perf_counter() - t0)
-                commits.append(c.windows)
-                sizes.append(len(c.snapshot or b""))
-                due = time.perf_counter() + max(2.0, 10 * costs[-1])
+                due = time.perf_counter() + 1.0
+        if pending:
+            job.push_all(pl.concat(pending))
         job.finish()
-        c = job.take()
-        commits.append(c.windows)
-        sizes.append(len(c.snapshot or b""))
-        return pl.concat([w for w in commits if w.height]), sizes
+        store.commit(job.take(owner="bench"))
+        history = store.history()
+        store.close()
+        return history, costs
 
-    (job_windows, sizes), job_rate = _timed("warm job (merge, dead letters, join, windows, alerts, commits)",
-                                            frame.height, job_path)  # fmt: skip
-    same_job = job_windows.equals(view.result.windows)
+    (history, costs), job_rate = _timed("warm job (dead letters, join, windows, alerts, commits to SQLite)",
+                                        frame.height, job_path)  # fmt: skip
+    same_job = history.select(view.result.windows.columns).equals(view.result.windows)
     print(f"  engine == batch: {same_engine}; warm job == batch: {same_job}; "
-          f"{len(sizes)} commits, snapshot up to {max(sizes) / 1e6:.1f} MB")  # fmt: skip
+          f"{len(costs)} commits, {1000 * statistics.mean(costs or [0]):.0f} ms mean, {1000 * max(costs or [0]):.0f} ms max")  # fmt: skip
     ok = same_engine and same_job and engine_rate >= TARGET and job_rate >= TARGET
     print(f"  window update path {engine_rate / batch_rate:.2f}x, warm job {job_rate / batch_rate:.2f}x the batch job's rate; "
           f"target ≥ {TARGET:,} events/s: {'MET' if ok else 'NOT MET'}")  # fmt: skip
@@ -159,8 +173,8 @@ def end_to_end(registry: pl.DataFrame, seconds: int) -> bool:
               f"mean {statistics.mean(during) if during else 0:,.0f} (first half {first:,.0f}, second half {second:,.0f}) "
               f"= {max(during, default=0) / rate:.1f} s of events at most")  # fmt: skip
         took = commits["seconds"].drop_nulls()
-        print(f"  commits: snapshot+rows {took.mean():.2f} s mean, {took.max():.2f} s max; snapshot up to "
-              f"{commits['snapshot_bytes'].max() / 1e6:.1f} MB")  # fmt: skip
+        print(f"  commits: {took.mean():.2f} s mean, {took.max():.2f} s max; state written up to "
+              f"{commits['state_bytes'].max() / 1e6:.1f} MB per commit")  # fmt: skip
         keeps_up = caught_up < 10 and max(during, default=0) < 20 * rate and second <= max(first * 1.5, 5 * rate)
         print(f"  keeps up with the Fabrikam rate: {'YES' if keeps_up else 'NO'}")
         return keeps_up

@@ -148,19 +148,24 @@ class EngineThread:
             raise self._busy_error(f"this {type(self).__name__} is already running")
         self._engine._stop_requested = False  # noqa: SLF001 - a new run
         outcome: dict[str, Any] = {}
+        # Completion is an Event, not Thread.join: a join that Ctrl-C interrupts can leave the thread
+        # marked as stopped while it still runs (CPython 3.11), and the run's report would be lost.
+        done = threading.Event()
 
         def main() -> None:
             try:
                 outcome["report"] = asyncio.run(self._engine.run(**options))
             except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
                 outcome["error"] = exc
+            finally:
+                done.set()
 
         self._thread = threading.Thread(target=main, name=thread_name, daemon=True)
         self._thread.start()
         interrupted = False
-        while self._thread.is_alive():
+        while not done.is_set():
             try:
-                self._thread.join(0.2)
+                done.wait(0.2)
             except KeyboardInterrupt:
                 if interrupted:
                     raise

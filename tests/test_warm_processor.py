@@ -74,12 +74,16 @@ def test_the_warm_store_equals_the_batch_job_on_what_the_hub_delivered(local_sta
         dead = store.dead_letters()
         assert dead.height == events["fault_malformed"].drop_nulls().len() > 0
         assert dead["body"].null_count() == 0 and dead["reason"].null_count() == 0
-        # "What is the average temperature in building b now?": the newest window of b.
+        # "What is the average temperature in building b now?": the newest complete window of b, never
+        # one the end of the stream cut short (flushed: closed_at null).
         history = store.history()
+        assert history.filter(pl.col("closed_at").is_null()).height > 0
         for b in store.building_temperature()["building_id"].to_list():
-            newest = history.filter(pl.col("building_id") == b).sort("last_observed_time").row(-1, named=True)
+            complete = history.filter((pl.col("building_id") == b) & pl.col("closed_at").is_not_null())
+            newest = complete.sort("last_observed_time").row(-1, named=True)
             now = store.current_temperature(b)
-            assert now.last_observed_time == newest["last_observed_time"]
+            assert now.complete and now.last_observed_time == newest["last_observed_time"]
+            assert (now.window_end, now.events) == (newest["window_end"], newest["events"])
     # The hub was checkpointed after the last commit: nothing left to process.
     lag = monitor.lag({options.consumer_group: options.checkpoint_container}, eventhub_name=eventhub_name)
     assert lag["unprocessed"].sum() == 0

@@ -21,7 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "(default: the local stack), decode and validate each event (malformed ones become dead letters), "
             "join the device registry, update per-building windows on event time with the late-data policy, "
             "raise alerts, and commit it all to a SQLite warm store before checkpointing the hub. "
-            "A restart resumes exactly where the warm store left off."
+            "A restart resumes exactly where the warm store left off. Several `iotlib process` on the same "
+            "consumer group and warm store share the partitions; one that dies has its partitions taken over."
         ),
         epilog=(
             "examples: iotlib process --until-idle 30   |   iotlib process --once --flush --warm-store /tmp/w.sqlite   |   "
@@ -44,6 +45,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     g = p.add_argument_group("the job")
     g.add_argument("--window", default="5s", help="window size (default 5s, the original's)")
+    g.add_argument(
+        "--time",
+        choices=["event", "arrival"],
+        default="event",
+        help="window by the devices' clocks (event, default: the original's TIMESTAMP BY TimeObserved) or by "
+        "arrival at the hub (arrival: nothing is late; for historical replays)",
+    )
     g.add_argument("--hop", default=None, help="hop for hopping windows (default: tumbling)")
     g.add_argument("--out-of-order", default="0s", help="out-of-order tolerance (default 0s)")
     g.add_argument("--late-arrival", default="5s", help="late-arrival tolerance (default 5s)")
@@ -101,13 +109,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument(
         "--commit-interval",
         type=seconds,
-        default=2.0,
+        default=1.0,
         metavar="DURATION",
-        help="time between warm-store commits (default 2 s)",
+        help="time between warm-store commits (default 1 s)",
     )
     r.add_argument("--max-batch-size", type=int, default=500, help="events per received batch (default 500)")
-    r.add_argument("--ownership-expiry", type=seconds, default=None,
-                   help="time before a silent owner's partitions are taken (default: the client's, 60 s)")  # fmt: skip
+    r.add_argument(
+        "--ownership-expiry",
+        type=seconds,
+        default=None,
+        metavar="DURATION",
+        help="how long a processor that stopped renewing keeps its partitions before another takes them "
+        "(default: the SDK's 60 s)",
+    )
+    r.add_argument(
+        "--load-balancing-interval",
+        type=seconds,
+        default=10.0,
+        metavar="DURATION",
+        help="how often processors renew and rebalance partition ownership (default 10 s)",
+    )
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_process)
 
@@ -175,7 +196,9 @@ def _process(args: argparse.Namespace) -> int:
         heartbeat=not args.no_heartbeat,
         commit_interval=args.commit_interval,
         max_batch_size=args.max_batch_size,
+        time="arrival" if args.time == "arrival" else "time_observed",
         ownership_expiry=args.ownership_expiry,
+        load_balancing_interval=args.load_balancing_interval,
     )
     if args.eventhub:
         options["eventhub_name"] = args.eventhub
@@ -185,4 +208,4 @@ def _process(args: argparse.Namespace) -> int:
         report = processor.run(once=args.once, until_idle=args.until_idle, timeout=args.timeout, flush=args.flush,
                                progress=not args.no_progress)  # fmt: skip
     print(report.summary())
-    return 0
+    return 130 if report.stop_reason == "interrupted" else 0  # as a shell reports Ctrl-C

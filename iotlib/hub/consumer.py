@@ -76,6 +76,7 @@ class ConsumerParameters(TypedDict, total=False):
     starting_position: StartingPosition
     load_balancing_interval: Duration
     ownership_expiry: Duration | None
+    load_balancing_strategy: str
     max_batch_size: int
     max_wait_time: Duration
     prefetch: int
@@ -98,6 +99,8 @@ class ConsumerOptions:
     ``consumer_group``, ``checkpoint_container`` (ownership and checkpoints), ``starting_position``
     (where a partition without a checkpoint starts, :mod:`iotlib.hub.starting`),
     ``load_balancing_interval`` and ``ownership_expiry`` (seconds; partition ownership),
+    ``load_balancing_strategy`` (``"balanced"``: one more partition per interval; ``"greedy"``: every
+    claimable partition up to a fair share at once, so one consumer starts on all partitions at once),
     ``max_batch_size``, ``max_wait_time`` (seconds) and ``prefetch`` (the client's receiving).
     """
 
@@ -106,6 +109,7 @@ class ConsumerOptions:
     starting_position: StartingPosition = "earliest"
     load_balancing_interval: float = 10.0
     ownership_expiry: float | None = None
+    load_balancing_strategy: str = "balanced"
     max_batch_size: int = 300
     max_wait_time: float = 1.0
     prefetch: int = 1000
@@ -118,6 +122,10 @@ class ConsumerOptions:
         for name in ("load_balancing_interval", "max_wait_time"):
             if not getattr(self, name) > 0:
                 raise ConfigurationError(f"{name}={getattr(self, name)!r} must be a positive number of seconds")
+        if self.load_balancing_strategy not in ("balanced", "greedy"):
+            raise ConfigurationError(
+                f"load_balancing_strategy={self.load_balancing_strategy!r}: use 'balanced' or 'greedy'"
+            )
         if self.ownership_expiry is not None and self.ownership_expiry <= self.load_balancing_interval:
             raise ConfigurationError(
                 f"ownership_expiry={self.ownership_expiry} must be longer than load_balancing_interval="
@@ -198,6 +206,7 @@ class Consumer:
             checkpoint_store=self.checkpoints,
             load_balancing_interval=options.load_balancing_interval,
             partition_ownership_expiration_interval=options.ownership_expiry,
+            load_balancing_strategy=options.load_balancing_strategy,
         )
         #: Monotonic time of the last non-empty batch (or of the start of :meth:`run`).
         self.last_event_at = time.monotonic()

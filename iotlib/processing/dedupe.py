@@ -23,6 +23,10 @@ import polars as pl
 from iotlib.processing import columns as C
 from iotlib.processing.policy import DUPLICATE_EVENT, DUPLICATE_SEQUENCE
 
+#: One checked batch as remembered: its newest arrival, and each event's arrival, identity and
+#: ``(partition, sequence number)``.
+Sighting = tuple[int, list[int], list[Hashable], list[Hashable | None]]
+
 
 def duplicate_reason(key: Sequence[str], horizon_us: int | None) -> pl.Expr:
     """Reason (or null) per row of a frame in arrival order with ``__a``, ``__p``, ``__seq``.
@@ -57,8 +61,9 @@ class DuplicateFilter:
         self.horizon_us = horizon_us
         self._event: dict[Hashable, int] = {}
         self._sequence: dict[Hashable, int] = {}
-        self._chunks: deque[tuple[int, list, list, list]] = deque()
+        self._chunks: deque[Sighting] = deque()
         self._clock: int | None = None  # newest arrival seen
+        self._recorded = 0  # chunks recorded since the filter began (see sightings_since)
 
     def __len__(self) -> int:
         return len(self._event) + len(self._sequence)
@@ -90,7 +95,46 @@ class DuplicateFilter:
         newest = max(arrivals)
         self._clock = newest if self._clock is None else max(self._clock, newest)
         self._chunks.append((newest, list(arrivals), list(event_keys), list(sequence_keys)))
+        self._recorded += 1
         return reasons
+
+    @property
+    def recorded(self) -> int:
+        """Chunks (checked batches) recorded so far: a mark for :meth:`sightings_since`."""
+        return self._recorded
+
+    @property
+    def forget_before(self) -> int | None:
+        """Sightings that arrived before this can never match again (newest arrival − horizon)."""
+        return None if self._clock is None or self.horizon_us is None else self._clock - self.horizon_us
+
+    def sightings_since(self, mark: int) -> list[Sighting]:
+        """The chunks recorded after :attr:`recorded` was ``mark`` (those still remembered)."""
+        new = min(self._recorded - mark, len(self._chunks))
+        return list(self._chunks)[len(self._chunks) - new :] if new > 0 else []
+
+    @classmethod
+    def rebuild(cls, horizon_us: int | None, sightings: Sequence[Sighting], clock: int | None) -> DuplicateFilter:
+        """The filter that recorded ``sightings`` (in order) and has seen arrivals up to ``clock``.
+
+        Chunks already past the horizon are left out: nothing still to come can match them,
+        so the rebuilt filter answers exactly as the one it replaces.
+        """
+        out = cls(horizon_us)
+        out._clock = clock
+        forget = out.forget_before
+        events, sequences = out._event, out._sequence
+        for chunk in sightings:
+            if forget is not None and chunk[0] < forget:
+                continue
+            _, arrivals, event_keys, sequence_keys = chunk
+            for a, key, seq in zip(arrivals, event_keys, sequence_keys):
+                events[key] = a
+                if seq is not None:
+                    sequences[seq] = a
+            out._chunks.append(chunk)
+        out._recorded = len(out._chunks)
+        return out
 
     def _forget(self, before: int) -> None:
         chunks = self._chunks

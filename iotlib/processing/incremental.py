@@ -21,22 +21,25 @@ batch's events (about 3 ms of CPU per 300-event batch, ~100,000 events/s).
 
 Wrapping it in a streaming job (Event Hubs)
 -------------------------------------------
-- **Order**: results are defined on the global arrival order. Put each
-  partition's received batch into an
+- **Order**: results are defined on the arrival order of what the engine is fed.
+  Either one engine per partition, each fed its partition's batches as they come
+  (each partition its own watermark, as :mod:`iotlib.warm` does, so partitions
+  can move between processes), or one engine for the fleet fed through an
   :class:`~iotlib.processing.arrival.ArrivalMerger` (declared with the hub's
-  partition ids) and feed the engine what ``pop()`` releases.
+  partition ids), which releases every partition's events in global arrival order.
 - **Quiet streams**: call ``advance(now)`` now and then with the hub's notion of
   the current time (e.g. the newest ``last_enqueued_time`` from partition
   properties) so windows close even when no event comes. Heartbeats change
   when windows close (``closed_at``), not what they contain — unless an event
   then arrives for a window a heartbeat already closed: it is late.
-- **Restarts**: the engine pickles. Store a snapshot in the same transaction as
-  the windows it emitted, checkpoint the hub after that commit, and on restart
-  restore the snapshot and replay from the checkpoint: the output continues
-  exactly as if nothing had happened. (Should the checkpoint lag the snapshot,
-  replayed events the snapshot already saw are caught as
-  ``duplicate_sequence`` within the horizon instead of being counted twice.)
-  Without a snapshot, a restart starts with empty windows and watermarks.
+- **Restarts**: store the engine's state in the same transaction as the windows
+  it emitted, checkpoint the hub after that commit, and on restart rebuild the
+  engine and replay from the checkpoint: the output continues exactly as if
+  nothing had happened. The engine pickles whole; :meth:`WindowEngine.changes`
+  gives only what changed since the last call (a changelog,
+  :mod:`iotlib.processing.changelog`), so each commit costs what changed, not the
+  size of the fleet, and :meth:`WindowEngine.rebuild` makes the engine again.
+  Without stored state, a restart starts with empty windows and watermarks.
 - **Memory**: open windows (a few seconds of events) plus the duplicate memory
   (``dedupe_horizon`` of events, ~400 bytes each) plus one small record per
   device and partition.
@@ -44,7 +47,7 @@ Wrapping it in a streaming job (Event Hubs)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from sys import intern
 
@@ -53,10 +56,12 @@ import polars as pl
 
 from iotlib.durations import Duration, epoch_us
 from iotlib.errors import ConfigurationError, ProcessingError, ValidationError
+from iotlib.processing import changelog
 from iotlib.processing import columns as C
 from iotlib.processing.aggregates import Agg, aggregate, columns_of, expressions
 from iotlib.processing.batch import WINDOW_END, WINDOW_START, as_datetime, default_aggs
-from iotlib.processing.dedupe import DuplicateFilter
+from iotlib.processing.changelog import EngineChanges
+from iotlib.processing.dedupe import DuplicateFilter, Sighting
 from iotlib.processing.event_time import (
     ADJUSTED_TIME,
     CLOSED_AT,
@@ -114,6 +119,9 @@ class WindowEngine:
         self._columns: list[str] = []
         self._src = ""
         self._finished = False
+        self._touched: set[str] = set()  # devices whose record changed since the last changes()
+        self._fresh: list[pl.DataFrame] = []  # open-window rows added since the last changes()
+        self._sightings_mark = 0  # dedupe chunks recorded at the last changes()
 
     # -- state ---------------------------------------------------------------------------
 
@@ -201,15 +209,33 @@ class WindowEngine:
         """
         if self._finished:
             raise ProcessingError("this engine was flushed (end of stream)")
-        if not self._started:
-            return WindowOutput(windows=pl.DataFrame())  # nothing fed yet: nothing to close
         if arrival_time.tzinfo is None:
             arrival_time = arrival_time.replace(tzinfo=UTC)
         tick = epoch_us(arrival_time) // self.policy.tick_us
         transitions = []
         if self._clock.tick is None or tick > self._clock.tick:
             transitions.append((tick, self._clock.evaluate(tick)))
+        if not self._started:  # nothing fed yet: the watermark moves (idle floor), nothing to close
+            return WindowOutput(windows=pl.DataFrame(), watermarks=self._watermarks(transitions))
         return self._route(None, None, transitions, None)
+
+    def changes(self, *, all_devices: bool = False) -> EngineChanges:
+        """The state changed since the last call, to store as a changelog (:mod:`iotlib.processing.changelog`);
+        ``all_devices``: every device's record, not only those touched (to compact a store's log)."""
+        return changelog.changes(self, all_devices=all_devices)
+
+    @classmethod
+    def rebuild(
+        cls,
+        core: bytes,
+        devices: Iterable[Sequence[object]],
+        rows: Sequence[pl.DataFrame],
+        sightings: Sequence[Sighting],
+    ) -> WindowEngine:
+        """The engine again, from a changelog (see :func:`iotlib.processing.changelog.rebuild`)."""
+        engine = cls.__new__(cls)
+        changelog.rebuild(engine, core, devices, rows, sightings)
+        return engine
 
     def flush(self) -> WindowOutput:
         """End of stream: emit every window still open (``closed_at`` null)."""
@@ -281,6 +307,7 @@ class WindowEngine:
         )
         cols = arrays.get_columns()
         devices = [intern(d) for d in cols[0].to_list()]  # one string per device (null ids went to invalid)
+        self._touched.update(devices)
         keys = list(zip(devices, *[c.to_list() for c in cols[1 : len(self._ident_exprs)]]))
         e_np = cols[-5].to_numpy()
         a_np = cols[-4].to_numpy()
@@ -371,7 +398,9 @@ class WindowEngine:
                 effective = np.where(fate == _ACCEPTED_CODE, self._e, NONE)
             used = effective != NONE
             if used.any():
-                self._buffer.append(self._rows_for_windows(df, effective, used, order))
+                rows = self._rows_for_windows(df, effective, used, order)
+                self._buffer.append(rows)
+                self._fresh.append(rows)
             if handled.any():
                 self._side_output(out, df, fate, np.flatnonzero(handled), effective)
             dups = np.flatnonzero(fate >= _DUP_EVENT)

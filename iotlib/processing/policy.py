@@ -5,7 +5,9 @@ This text is the contract shared by the batch job
 engine (:class:`iotlib.processing.incremental.WindowEngine`), the streaming
 job built on it and notebook 05. Both implementations give identical results —
 windows, side outputs, counts, watermarks — for the same events fed in arrival
-order, however the stream is cut into micro-batches.
+order, however the stream is cut into micro-batches. (The warm job, :mod:`iotlib.warm`, applies
+them to each partition of the hub on its own — the partition is its "fleet" — and merges the
+partitions' windows once every partition's watermark has passed them.)
 
 Times
 -----

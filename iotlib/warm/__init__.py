@@ -5,16 +5,25 @@ The original journey's Stream Analytics job, as an event processor you can run a
 >>> from iotlib.warm import StreamProcessor, WarmStore
 >>> with StreamProcessor.from_settings(warm_store="warm.sqlite") as processor:   # doctest: +SKIP
 ...     report = processor.run(until_idle=10, progress=True)
->>> WarmStore("warm.sqlite").current_temperature(25)                             # doctest: +SKIP
-BuildingTemperature(building_id=25, temperature=21.4, ...)
+>>> print(WarmStore("warm.sqlite").current_temperature(25))                      # doctest: +SKIP
+building 25: 21.40 °C, the average of 19 readings in the window ending 2025-01-06 12:00:05 UTC
+
+Each partition of the hub is processed on its own timeline (its own watermark and partial
+windows), so several processors can share a consumer group; the warm store merges the partitions'
+partial windows into building windows once every partition's watermark has passed them.
 
 Modules, one concept each:
 
 - :mod:`~iotlib.warm.incoming` — received events as a decoded frame (hub position, arrival, body);
 - :mod:`~iotlib.warm.deadletters` — what could not be decoded, kept with its reason and bytes;
-- :mod:`~iotlib.warm.job` — the job without I/O: merger → dead letters | registry → windows → alerts;
+- :mod:`~iotlib.warm.partition` — one partition's job without I/O: dead letters | registry → windows → device alerts;
+- :mod:`~iotlib.warm.job` — the partitions a process holds, received frames in, commits out;
+- :mod:`~iotlib.warm.merge` — partial windows of every partition merged into building windows;
 - :mod:`~iotlib.warm.alerts` — the rule engine (too hot, jumps, silent devices);
-- :mod:`~iotlib.warm.store` — the SQLite warm store (newer-wins upsert, history, side outputs, state);
+- :mod:`~iotlib.warm.commit` — what passes between the job and the store (steps, stored state);
+- :mod:`~iotlib.warm.store`, :mod:`~iotlib.warm.tables` — the SQLite warm store (newer-wins upsert,
+  history, side outputs, the partitions' state as a changelog);
+- :mod:`~iotlib.warm.startup` — where a run starts: positions, checkpoints, dead runs' partitions;
 - :mod:`~iotlib.warm.clock` — the hub's clock, estimated safely for heartbeats;
 - :mod:`~iotlib.warm.options` — the processor's options;
 - :mod:`~iotlib.warm.aio` / :mod:`~iotlib.warm.processor` — the processor, async and sync;

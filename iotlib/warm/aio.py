@@ -2,10 +2,12 @@
 
 It is the engine under the synchronous :class:`iotlib.warm.StreamProcessor` too. The consumer
 skeleton (:class:`iotlib.hub.consumer.Consumer`: a client with a ``BlobCheckpointStore``) reads the
-consumer group and drives one :class:`~iotlib.warm.run.WarmRun`; each partition's batches are decoded (:mod:`iotlib.warm.incoming`) and pushed into the
-job (:class:`iotlib.warm.job.WarmJob`), which merges partitions into arrival order, windows,
-alerts and dead-letters. Every ``commit_interval`` seconds what the job produced goes to the warm
-store in one transaction with its snapshot and progress; only then are the hub checkpoints moved.
+consumer group and drives one :class:`~iotlib.warm.run.WarmRun`; each partition it is given is a job
+of its own (:mod:`iotlib.warm.partition`: its own watermark, partial windows, device alerts),
+restored from the warm store when it was processed before. Every ``commit_interval`` seconds what
+the partitions produced goes to the warm store in one transaction with their state changes and
+progress; only then are the hub checkpoints moved. The store merges the partitions' partial windows
+into building windows once every partition's watermark has passed them (:mod:`iotlib.warm.merge`).
 
 **Where it starts.** The warm store is the truth: a partition it has seen resumes right after its
 stored progress, whatever the checkpoint blobs say (they are rewritten to match before reading
@@ -13,20 +15,18 @@ starts); a partition it has never seen starts at ``starting_position`` (:mod:`io
 ``"earliest"``, ``"latest"`` and snapshots become its first stored progress; a time or a sequence
 number is handed to the client, any old checkpoint blob of it removed, and its progress is stored
 from the first event on). Events at or before the stored progress are skipped if the hub delivers
-them again. The job's snapshot is restored, so the
-output goes on exactly as if the processor had never stopped.
+them again.
 
-**Quiet partitions and heartbeats.** The job waits for every partition (results are defined on the
-global arrival order). Every ``heartbeat_interval`` seconds, partitions that delivered nothing
-lately are checked against the hub: one read to its last enqueued event is *marked* as complete up
-to the hub's time before the check (:mod:`iotlib.warm.clock`), which releases the others.
-With ``heartbeat`` on, the window engine's arrival clock then moves to that time as well, so
-windows close and silent devices are noticed when no event comes.
+**More than one process.** Run as many processors as you like on one consumer group and warm store:
+the client balances the partitions between them (ownership in the checkpoint container), each claims
+its partitions in the store, and a processor that dies has its partitions taken over once their
+ownership expires (``ownership_expiry``), restored from the store and read again from their progress.
+A restarted processor on the same machine frees the ownerships of runs that died at once.
 
-**Ownership.** The job needs every partition: run one processor per consumer group and warm
-store. A processor that died holds its partitions' ownership until it expires; a restarted
-processor on the same warm store releases its predecessor's ownership first (the owner id is kept
-in the store), so it takes the partitions back at once.
+**Quiet partitions and heartbeats.** Every ``heartbeat_interval`` seconds, held partitions that
+delivered nothing lately are checked against the hub: one read to its last enqueued event is
+*marked* as complete up to the hub's time before the check (:mod:`iotlib.warm.clock`), so with
+``heartbeat`` on its watermark moves on, windows close and silent devices are noticed when no event comes.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from typing import Unpack
 from iotlib._eventloop import StoppableEngine
 from iotlib.clients import ProcessorClient
 from iotlib.connections import EventHubConnection, StorageConnection
+from iotlib.durations import describe
 from iotlib.errors import ConfigurationError
 from iotlib.processing.reference import Registry
 from iotlib.warm.options import ProcessorOptions, ProcessorParameters
@@ -97,7 +98,8 @@ class StreamProcessor(ProcessorClient, StoppableEngine):
             raise ConfigurationError(f"until_idle={until_idle!r} must be a positive number of seconds")
         opts = self.options
         self._arm_stop()
-        report = ProcessReport(opts.eventhub_name, opts.consumer_group, str(opts.warm_store))
+        report = ProcessReport(opts.eventhub_name, opts.consumer_group, str(opts.warm_store),
+                               idle_timeout=describe(opts.policy.idle_timeout_us))  # fmt: skip
         self.report = report
         store = WarmStore(opts.warm_store, writer=True)
         run: WarmRun | None = None

@@ -10,10 +10,11 @@
 Times are the stream's own: building alerts are raised when the window that
 completes the streak closes (its ``closed_at``, an arrival time), jumps when
 the reading arrives (``enqueued_time``), silences at ``last arrival + after``
-once the arrival clock — events or the processor's heartbeats — has passed it
+once its partition's arrival clock — events or the processor's heartbeats — has passed it
 (``value`` says how long the device had been quiet when that was noticed).
 So a replay of the same events raises the same alerts however it is cut into
-batches, and the engine's state pickles with the window engine's snapshot.
+batches. The device rules' state is stored as it changes (:meth:`AlertEngine.device_changes`),
+the too-hot rule's streaks in the warm store, so either moves with a partition to another process.
 
 Each alert is one row (:data:`SCHEMA`) in the warm store's ``alerts`` table,
 and optionally an event on another hub (:mod:`iotlib.warm.alerthub`). An
@@ -93,6 +94,8 @@ class DeviceSilent:
 
 
 Rule = BuildingTooHot | TemperatureJump | DeviceSilent
+#: A device's state in the device rules: device id, previous reading, last arrival (µs; ``None`` once silent).
+DeviceAlertState = tuple[str, float | None, int | None]
 
 
 def default_rules() -> tuple[Rule, ...]:
@@ -127,8 +130,12 @@ def check_rules(rules: Iterable[Rule] | None) -> tuple[Rule, ...]:
     return rules
 
 
+_NONE = pl.DataFrame(schema=SCHEMA)
+
+
 def no_alerts() -> pl.DataFrame:
-    return pl.DataFrame(schema=SCHEMA)
+    """An alerts frame without rows (one shared frame: frames are never changed in place)."""
+    return _NONE
 
 
 class AlertEngine:
@@ -147,6 +154,7 @@ class AlertEngine:
         self._last_seen: OrderedDict[str, int] = OrderedDict()  # device -> last arrival µs, oldest first
         self._registry: Registry | None = registry
         self._places: dict[str, tuple[int, str]] | None = None
+        self._touched: set[str] = set()  # devices whose record changed since device_changes()
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -168,31 +176,9 @@ class AlertEngine:
 
     def on_windows(self, windows: pl.DataFrame) -> pl.DataFrame:
         """Closed building windows (in window-end order) → "too hot" alerts."""
-        rule = self._hot
-        if rule is None or windows.height == 0:
+        if self._hot is None:
             return no_alerts()
-        rows = []
-        cols = windows.select(
-            "building_id",
-            pl.col("window_start").dt.epoch("us").alias("s"),
-            pl.col("window_end").dt.epoch("us").alias("e"),
-            "avg_temperature",
-            pl.coalesce("closed_at", "window_end").dt.epoch("us").alias("at"),
-        )
-        for b, start, end, avg, at in cols.iter_rows():
-            st = self._streaks.get(b)  # [windows above the threshold in a row, start of the first]
-            if avg <= rule.threshold:
-                if st is not None:
-                    st[0] = 0
-                continue
-            if st is None or st[0] == 0:
-                st = self._streaks[b] = [0, start]
-            st[0] += 1
-            if st[0] == rule.windows:
-                rows.append((at, rule.name, b, None, None, avg, rule.threshold, st[1], end,
-                             f"building {b}: average above {rule.threshold:g} °C for {rule.windows} consecutive windows "
-                             f"({avg:.1f} °C in the last)"))  # fmt: skip
-        return _frame(rows)
+        return too_hot(self._hot, windows, self._streaks)
 
     def on_readings(self, readings: pl.DataFrame) -> pl.DataFrame:
         """Readings in arrival order (duplicates removed) → jump and silence alerts.
@@ -205,6 +191,7 @@ class AlertEngine:
             return no_alerts()
         devices = readings["device_id"].to_list()
         arrivals = readings["enqueued_time"].dt.epoch("us").to_list()
+        self._touched.update(devices)
         rows: list[tuple] = []
         if self._silent is not None:
             seen, after = self._last_seen, self._silent.after_us
@@ -242,10 +229,31 @@ class AlertEngine:
             if last >= limit:
                 return
             del seen[device]  # alert once; it is watched again when it speaks
+            self._touched.add(device)
             building, room = self._place(device)
             rows.append((last + after, "device_silent", building, device, room, (now_us - last) / 1e6, after / 1e6,
                          None, None, f"device {device} in building {building} room {room}: "
                          f"silent for more than {describe(after)}"))  # fmt: skip
+
+    # -- state as a changelog ------------------------------------------------------------
+
+    def device_changes(self, *, all_devices: bool = False) -> list[DeviceAlertState]:
+        """Each device touched since the last call (``all_devices``: every device): its previous reading and
+        its last arrival (µs; ``None`` once reported silent). What a store keeps so that :meth:`load_devices`
+        restores the device rules."""
+        last, seen = self._last_value, self._last_seen
+        devices = set(last) | set(seen) if all_devices else self._touched
+        out = [(d, last.get(d), seen.get(d)) for d in devices]
+        self._touched = set()
+        return out
+
+    def load_devices(self, rows: Iterable[Sequence[Any]]) -> None:
+        """Restore the device rules' state from every device's last :meth:`device_changes` row."""
+        rows = list(rows)
+        self._last_value = {str(d): float(v) for d, v, _ in rows if v is not None}
+        watched = sorted(((int(a), str(d)) for d, _, a in rows if a is not None))  # oldest first, as they arrived
+        self._last_seen = OrderedDict((d, a) for a, d in watched)
+        self._touched = set()
 
     def _place(self, device: str) -> tuple[int | None, str | None]:
         if self._places is None:
@@ -257,6 +265,35 @@ class AlertEngine:
                     zip(frame["device_id"].to_list(), zip(frame["building_id"].to_list(), frame["room"].to_list()))
                 )
         return self._places.get(device, (None, None))
+
+
+def too_hot(rule: BuildingTooHot, windows: pl.DataFrame, streaks: dict[int, list[int]]) -> pl.DataFrame:
+    """Closed building windows (in window-end order) → "too hot" alerts; ``streaks`` (building →
+    [windows above the threshold in a row, start of the first]) is read and updated."""
+    if windows.height == 0:
+        return no_alerts()
+    rows = []
+    cols = windows.select(
+        "building_id",
+        pl.col("window_start").dt.epoch("us").alias("s"),
+        pl.col("window_end").dt.epoch("us").alias("e"),
+        "avg_temperature",
+        pl.coalesce("closed_at", "window_end").dt.epoch("us").alias("at"),
+    )
+    for b, start, end, avg, at in cols.iter_rows():
+        st = streaks.get(b)
+        if avg <= rule.threshold:
+            if st is not None:
+                st[0] = 0
+            continue
+        if st is None or st[0] == 0:
+            st = streaks[b] = [0, start]
+        st[0] += 1
+        if st[0] == rule.windows:
+            rows.append((at, rule.name, b, None, None, avg, rule.threshold, st[1], end,
+                         f"building {b}: average above {rule.threshold:g} °C for {rule.windows} consecutive windows "
+                         f"({avg:.1f} °C in the last)"))  # fmt: skip
+    return _frame(rows)
 
 
 def _frame(rows: list[tuple]) -> pl.DataFrame:

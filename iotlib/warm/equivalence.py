@@ -12,19 +12,22 @@ many rows each side has and whether they are equal.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import polars as pl
 
 from iotlib.durations import Duration
 from iotlib.processing import EventTimePolicy
-from iotlib.processing.building import BUILDING, BUILDING_AGGS
+from iotlib.processing import columns as C
+from iotlib.processing.building import BUILDING
 from iotlib.processing.event_time import windows_with_policy
 from iotlib.processing.reference import Registry
-from iotlib.processing.results import Counts, EventTimeResult
+from iotlib.processing.results import Counts, EventTimeResult, WindowOutput
 from iotlib.processing.windows import Window
 from iotlib.warm import deadletters, incoming
-from iotlib.warm.job import enrichment
+from iotlib.warm.merge import PARTIAL_AGGS, final_windows
+from iotlib.warm.partition import enrichment
 from iotlib.warm.store import SIDE_TABLES, TABLES, WarmStore
 
 _KEYS = {
@@ -35,11 +38,18 @@ _KEYS = {
 
 @dataclass
 class BatchView:
-    """The batch job's answer for a received frame: windows, side outputs and dead letters."""
+    """The batch job's answer for a received frame: windows, side outputs and dead letters.
 
-    result: EventTimeResult
+    ``result.windows``: the building windows as the warm store holds them (every partition's
+    partials merged, ``closed_at`` from every partition's watermarks); ``partials``: each
+    partition's own windows; ``by_partition``: each partition's batch result (with its device state).
+    """
+
+    result: WindowOutput
     dead_letters: pl.DataFrame
     unmatched: pl.DataFrame
+    partials: pl.DataFrame
+    by_partition: dict[str, EventTimeResult]
 
 
 def batch_view(
@@ -48,16 +58,39 @@ def batch_view(
     *,
     window: Window | Duration = "5s",
     policy: EventTimePolicy | None = None,
-    heartbeats: pl.Series | None = None,
+    heartbeats: pl.DataFrame | None = None,
+    partitions: Sequence[str] | None = None,
+    time: str = C.TIME_OBSERVED,
 ) -> BatchView:
-    """The batch job over a received frame (dead letters split off, registry joined)."""
+    """The batch job over a received frame, partition by partition, as the warm job defines it.
+
+    Dead letters are split off and the registry joined; each partition's events go through
+    :func:`~iotlib.processing.event_time.windows_with_policy` on their own (with that partition's
+    ``heartbeats``: a frame of ``partition_id``, ``tick_start``), and the partial windows are merged
+    as the warm store merges them (:mod:`iotlib.warm.merge`). ``partitions``: the hub's partitions
+    (default: those in ``events``).
+    """
     valid, dead = deadletters.split(events)
     reg = Registry.of(registry)
     matched, unmatched = reg.enrich(valid.select(incoming.EVENT_COLUMNS), enrichment(reg))
-    res = windows_with_policy(matched, window, by=[BUILDING], aggs=BUILDING_AGGS, policy=policy, heartbeats=heartbeats)
-    res.unmatched = unmatched
-    res.counts = res.counts + Counts(unmatched=unmatched.height)
-    return BatchView(res, dead, unmatched)
+    parts = [str(p) for p in (partitions if partitions is not None else sorted(set(events["partition_id"].to_list())))]
+    outputs: dict[str, EventTimeResult] = {}
+    partials, marks = [], []
+    for pid in parts:
+        own = matched.filter(pl.col(C.PARTITION) == pid)
+        beats = None
+        if heartbeats is not None:
+            beats = heartbeats.filter(pl.col(C.PARTITION) == pid)["tick_start"]
+        res = windows_with_policy(own, window, by=[BUILDING], aggs=PARTIAL_AGGS, policy=policy, heartbeats=beats,
+                                  time=time)  # fmt: skip
+        outputs[pid] = res
+        partials.append(res.windows.with_columns(pl.lit(pid).alias(C.PARTITION)))
+        marks.append(res.watermarks.with_columns(pl.lit(pid).alias(C.PARTITION)))
+    result = WindowOutput.concat(list(outputs.values()))
+    result.windows = final_windows(pl.concat(partials, how="diagonal_relaxed"), pl.concat(marks), parts)
+    result.unmatched = unmatched
+    result.counts = result.counts + Counts(unmatched=unmatched.height)
+    return BatchView(result, dead, unmatched, pl.concat(partials, how="diagonal_relaxed"), outputs)
 
 
 @dataclass
@@ -80,10 +113,9 @@ class Comparison:
 
 def _same(table: str, stream: pl.DataFrame, batch: pl.DataFrame) -> tuple[str, int, int, bool]:
     spec = TABLES[table]
-    cols = [c for c in spec.names if c in batch.columns or c in stream.columns]
+    cols = [c for c in spec.names if c in batch.columns]
     keys = _KEYS.get(table, ["partition_id", "sequence_number", "reason"])
-    b = batch.select([pl.col(c).cast(spec.schema()[c]) if c in batch.columns else pl.lit(None, dtype=spec.schema()[c]).alias(c)
-                      for c in cols]).sort(keys, nulls_last=True)  # fmt: skip
+    b = batch.select([pl.col(c).cast(spec.schema()[c]) for c in cols]).sort(keys, nulls_last=True)
     s = stream.select(cols).sort(keys, nulls_last=True)
     return table, s.height, b.height, s.equals(b)
 
@@ -95,13 +127,14 @@ def compare(
     *,
     window: Window | Duration = "5s",
     policy: EventTimePolicy | None = None,
+    time: str = C.TIME_OBSERVED,
 ) -> Comparison:
     """The warm store against the batch job over ``events`` (a received frame of everything the store consumed).
 
-    Uses the store's recorded watermark evaluations as heartbeats.
+    Uses the store's recorded watermark evaluations as heartbeats, and its list of the hub's partitions.
     """
-    beats = store.watermarks()["tick_start"]
-    view = batch_view(events, registry, window=window, policy=policy, heartbeats=beats)
+    view = batch_view(events, registry, window=window, policy=policy, heartbeats=store.watermarks(),
+                      partitions=store.hub_partitions() or None, time=time)  # fmt: skip
     out = Comparison()
     out.rows.append(_same("window_history", store.history(), view.result.windows))
     for name, table in SIDE_TABLES.items():

@@ -1,84 +1,46 @@
-"""The warm job without I/O: received batches in, warm-store commits out.
+"""The warm job without I/O: the partitions a process holds, received frames in, commits out.
 
-:class:`WarmJob` is what the processor runs between the hub and the warm store::
+:class:`WarmJob` is what a processor runs between the hub and the warm store::
 
-    partition batches ──► ArrivalMerger ──► dead letters | registry join ──► WindowEngine ──► windows, side outputs
-                          (arrival order)                  (unmatched)        (event time)     alerts (rules)
+    partition p's frames ──► PartitionJob p ──► dead letters | registry join ──► WindowEngine ──► partial windows
+                             (its own watermark)                (unmatched)       (event time)   side outputs, device alerts
+                                                      … one per partition held …
+    warm store: partials of every partition ──► building windows, once every partition's watermark passed them
 
-The window part is :mod:`iotlib.processing.building`'s job — the same
-registry join, aggregates and policies as ``BuildingAverager`` — kept one
-step lower so that each window keeps its ``closed_at``, and each reading its
-room (in the side outputs: which apartment's thermostat was late).
+Each partition is a :class:`~iotlib.warm.partition.PartitionJob` on its own timeline, so partitions
+can be held by different processes and move between them; the warm store merges their partial
+windows (:mod:`iotlib.warm.merge`) and evaluates the building rule (too hot) on the merged windows.
 
-``push`` a partition's received frame (:mod:`iotlib.warm.incoming`), ``step``
-to release what the merger can and run it through the window engine and the alert
-rules, ``mark`` a partition read to the hub's end, and ``take`` what
-accumulated since the last commit: the rows for every warm-store table, the
-per-partition progress they cover and the snapshot that restores the job to
-exactly that point (:mod:`iotlib.warm.store`).
-
-Heartbeats: with ``heartbeat=True`` each step also moves the window engine's
-arrival clock to the merger's :attr:`~iotlib.processing.arrival.ArrivalMerger.released_until`
-(a time before which everything has been seen), so windows close and silent
-devices are noticed when no event comes. Those evaluations are stored in the
-``watermarks`` table; given them, :func:`iotlib.processing.building_averages`
-reproduces the job exactly (``heartbeats=...``).
-
-Partition order: the merger waits for every declared partition (results are
-defined on the global arrival order), so a partition with nothing to say must
-be ``mark``-ed as read to the hub's end — the processor does that — or, with
-``merge_timeout``, stops holding the others back once it is that far behind in
-arrival time (the merger's idle rule: convenient without marks, but a
-partition that is merely *behind* — a backlog being read — would then be
-overtaken and its events processed out of order).
-
-The merger's buffer is not part of the snapshot: events still in it are not
-covered by the progress either, so after a restart they are read again.
+``claim`` a partition (fresh, or restored from what the store kept of it), ``push`` its received
+frames in order, ``mark`` it read to the hub's end as of a hub time (with ``heartbeat``: its clock
+moves on, so windows close and silent devices are noticed when nothing comes), and ``take`` what
+accumulated: a :class:`~iotlib.warm.commit.Commit` with one step per partition that changed — rows,
+progress, and the state's changes — for :meth:`iotlib.warm.store.WarmStore.commit`. ``finish`` is the
+end of the stream: every held partition emits the windows still open.
 """
 
 from __future__ import annotations
 
 import pickle
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import polars as pl
 
 from iotlib.durations import Duration, describe
 from iotlib.errors import ConfigurationError, ProcessingError
-from iotlib.processing import EventTimePolicy, WindowEngine
-from iotlib.processing.arrival import ArrivalMerger
-from iotlib.processing.building import BUILDING, BUILDING_AGGS
+from iotlib.processing import EventTimePolicy
+from iotlib.processing import columns as C
 from iotlib.processing.reference import Registry
-from iotlib.processing.results import Counts, WindowOutput
 from iotlib.processing.windows import Window, fixed
-from iotlib.warm import deadletters, incoming
-from iotlib.warm.alerts import AlertEngine, Rule, check_rules, describe_rules, no_alerts
-from iotlib.warm.store import SIDE_TABLES, Commit, Position
+from iotlib.warm.alerts import Rule, check_rules, describe_rules
+from iotlib.warm.commit import Commit, PartitionTotals, Position, StoredPartition
+from iotlib.warm.partition import PartitionJob, prepare
 
-SNAPSHOT_VERSION = 1
-_FOREVER = "36500d"  # a merge timeout that never fires
-
-
-def _dt(us: int) -> datetime:
-    return datetime.fromtimestamp(us // 1_000_000, tz=UTC).replace(microsecond=us % 1_000_000)
-
-
-@dataclass
-class JobTotals:
-    """What the job has done since it started (or since its snapshot was first taken)."""
-
-    received: int = 0
-    released: int = 0
-    dead_letters: int = 0
-    alerts: int = 0
-    heartbeats: int = 0
-    counts: Counts = field(default_factory=Counts)
+TIMES = (C.TIME_OBSERVED, C.ARRIVAL)
 
 
 class WarmJob:
-    """The building-average job with dead letters, alerts and heartbeats, one step at a time (no I/O)."""
+    """The building-average job with dead letters, alerts and heartbeats, for the partitions held (no I/O)."""
 
     def __init__(
         self,
@@ -87,224 +49,119 @@ class WarmJob:
         window: Window | Duration = "5s",
         policy: EventTimePolicy | None = None,
         rules: Sequence[Rule] | None = (),
-        partitions: Sequence[str] = (),
         heartbeat: bool = True,
-        merge_timeout: Duration | None = None,
+        time: str = C.TIME_OBSERVED,
     ) -> None:
+        if time not in TIMES:
+            raise ConfigurationError(f"time={time!r}: windows go by {' or '.join(map(repr, TIMES))}")
         self.registry = Registry.of(registry)
         self.window = fixed(window)
         self.policy = policy or EventTimePolicy()
         self.rules = check_rules(rules)
         self.heartbeat = heartbeat
-        self.engine = WindowEngine(self.window, by=[BUILDING], aggs=BUILDING_AGGS, policy=self.policy)
-        self._unmatched = Counts()
-        self.alerts = AlertEngine(self.rules, self.registry) if self.rules else None
-        self.merger = ArrivalMerger(partitions, idle_timeout=merge_timeout or _FOREVER)
-        self.positions: dict[str, Position] = {}
-        self.totals = JobTotals()
-        self.finished = False
-        self._tick: int | None = None  # newest arrival tick the engine has seen (events or heartbeats)
-        self._changed: set[str] = set()
-        self._reset_pending()
-
-    # -- settings --------------------------------------------------------------------------
+        self.time = time
+        self.partitions: dict[str, PartitionJob] = {}
 
     def settings(self) -> dict[str, object]:
-        """What a snapshot was made with; restoring needs the same."""
+        """What the warm store was built with; every process that writes it must use the same."""
         w = self.window
         return {
             "window": f"hop {describe(w.hop_us)} size {describe(w.size_us)} closed {w.closed}",
+            "time": self.time,
             "policy": self.policy.describe(),
             "policy_tick": describe(self.policy.tick_us),
             "rules": describe_rules(self.rules),
         }
 
+    def check_settings(self, stored: dict[str, object] | None) -> None:
+        """Refuse a warm store built with other settings."""
+        if stored is not None and stored != self.settings():
+            raise ConfigurationError(
+                "the warm store was built with other settings; use the same ones or a new warm store.\n"
+                f"  stored: {stored}\n  given:  {self.settings()}"
+            )
+
+    # -- partitions held ---------------------------------------------------------------------
+
+    def claim(
+        self, partition_id: str, stored: StoredPartition | None = None, *, start: Position | None = None
+    ) -> PartitionJob:
+        """Hold a partition: restored from ``stored``, or fresh (starting after ``start`` when given)."""
+        kw = {"window": self.window, "policy": self.policy, "rules": self.rules, "time": self.time}
+        if stored is not None:
+            job = PartitionJob.restore(stored, self.registry, **kw)  # type: ignore[arg-type]
+        else:
+            job = PartitionJob(partition_id, self.registry, **kw)  # type: ignore[arg-type]
+            if start is not None:
+                job.start_at(start)
+        self.partitions[str(partition_id)] = job
+        return job
+
+    def release(self, partition_id: str) -> None:
+        """Stop holding a partition (what was not taken is dropped: it is read again by the next holder)."""
+        self.partitions.pop(str(partition_id), None)
+
     # -- input -----------------------------------------------------------------------------
 
-    def start_at(self, partition_id: str, position: Position) -> None:
-        """Where a partition starts (exclusive): the first progress to store for it."""
-        self.positions[str(partition_id)] = position
-        self._changed.add(str(partition_id))
-
     def push(self, partition_id: str, frame: pl.DataFrame) -> None:
-        """One partition's received frame, in its order."""
-        if self.finished:
-            raise ProcessingError("this job was flushed (end of stream)")
-        if frame.height:
-            self.merger.push(str(partition_id), frame)
-            self.totals.received += frame.height
+        """One held partition's received frame, in its order."""
+        self.push_all(frame.with_columns(pl.lit(str(partition_id)).alias(C.PARTITION)))
 
-    def mark(self, partition_id: str, arrival_us: int) -> None:
-        """The partition is read to the hub's end as of hub time ``arrival_us``."""
-        self.merger.mark(str(partition_id), arrival_us)
+    def push_all(self, frame: pl.DataFrame) -> None:
+        """A received frame of several held partitions (each partition's rows in its order)."""
+        for pid, part in prepare(frame, self.registry, self.policy, self.time).items():
+            job = self._held(pid)
+            if job.flushed:
+                raise ProcessingError(f"partition {pid} was flushed (end of stream)")
+            job.feed_prepared(part)
 
-    def step(self) -> int:
-        """Release what the merger can, process it, and heartbeat; returns the events released."""
-        released = self.merger.pop()
-        if released.height:
-            self._process(released)
-        if self.heartbeat:
-            self._beat()
-        return released.height
+    def mark(self, partition_id: str, hub_us: int) -> bool:
+        """The partition is read to the hub's end as of hub time ``hub_us``; with heartbeats its clock moves on."""
+        job = self.partitions.get(str(partition_id))
+        if job is None or job.flushed or not self.heartbeat:
+            return False
+        return job.advance(hub_us)
 
-    def finish(self) -> int:
-        """End of stream: release everything buffered and emit the windows still open (``closed_at`` null)."""
-        rest = self.merger.drain()
-        if rest.height:
-            self._process(rest)
-        self._collect(self.engine.flush())
-        self.finished = True
-        return rest.height
-
-    @property
-    def pending(self) -> int:
-        """Events received but not yet released by the merger."""
-        return self.merger.pending
+    def finish(self) -> None:
+        """End of stream for every partition held: emit the windows still open (``closed_at`` null)."""
+        for job in self.partitions.values():
+            job.flush()
 
     # -- output ----------------------------------------------------------------------------
 
-    def take(self, *, snapshot: bool = True) -> Commit:
-        """Everything produced since the last ``take``, with the progress and snapshot that go with it."""
-        p = self._p
-        side = {name: _cat(frames) for name, frames in p["side"].items()}
-        commit = Commit(
-            windows=_cat(p["windows"]),
-            side_outputs={k: v for k, v in side.items() if v.height},
-            dead_letters=_cat(p["dead"]),
-            alerts=_cat(p["alerts"]) if p["alerts"] else no_alerts(),
-            watermarks=_cat(p["watermarks"]),
-            progress={pid: self.positions[pid] for pid in sorted(self._changed)},
-            snapshot=self.snapshot() if snapshot else None,
-            events=p["events"],
-        )
-        self._changed = set()
-        self._reset_pending()
-        return commit
-
     @property
     def has_output(self) -> bool:
-        """Anything to commit: rows, or progress."""
-        p = self._p
-        return bool(self._changed or p["events"] or p["windows"] or p["watermarks"] or p["alerts"])
+        return any(job.has_output for job in self.partitions.values())
 
-    # -- snapshots -------------------------------------------------------------------------
+    def take(self, *, owner: str | None = None, snapshot: bool = False) -> Commit:
+        """What every held partition produced since the last take (``snapshot``: also the whole job pickled,
+        as a baseline for benchmarks)."""
+        whole = None
+        if snapshot:
+            state = {pid: (job.engine, job.alerts, job.totals) for pid, job in self.partitions.items()}
+            whole = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+        # The store logs device records; a partition whose log is due is compacted (a full dump of its
+        # devices replaces the log) — one per commit, so no commit pays for every partition at once.
+        due = max(self.partitions.values(), key=lambda job: job.log_excess, default=None)
+        compact = due.partition_id if due is not None and due.log_excess > 0 else None
+        steps = [job.take(compact=job.partition_id == compact) for job in self.partitions.values()
+                 if job.has_output or job.partition_id == compact]  # fmt: skip
+        return Commit(steps=steps, owner=owner, snapshot=whole)
 
-    def snapshot(self) -> bytes:
-        """The job's state (not the merger's buffer, not the registry) as bytes."""
-        state = {
-            "version": SNAPSHOT_VERSION,
-            "settings": self.settings(),
-            "engine": self.engine,
-            "unmatched": self._unmatched,
-            "alerts": self.alerts,
-            "tick": self._tick,
-            "finished": self.finished,
-            "totals": self.totals,
-        }
-        return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+    @property
+    def totals(self) -> PartitionTotals:
+        """Totals of the partitions held."""
+        out = PartitionTotals()
+        for job in self.partitions.values():
+            out = out + job.totals
+        return out
 
-    def restore(self, blob: bytes, positions: dict[str, Position]) -> None:
-        """Continue from a snapshot and the progress stored with it."""
-        state = pickle.loads(blob)
-        if state.get("version") != SNAPSHOT_VERSION:
-            raise ProcessingError(
-                f"the warm store's snapshot has version {state.get('version')}, this code reads {SNAPSHOT_VERSION}"
-            )
-        if state["settings"] != self.settings():
-            raise ConfigurationError(
-                "the warm store was built with other settings; use the same ones or a new warm store.\n"
-                f"  stored: {state['settings']}\n  given:  {self.settings()}"
-            )
-        self.engine = state["engine"]
-        self._unmatched = state["unmatched"]
-        self.alerts = state["alerts"]
-        if self.alerts is not None:
-            self.alerts.attach(self.registry)
-        self._tick = state["tick"]
-        self.finished = state["finished"]
-        self.totals = state["totals"]
-        self.positions = dict(positions)
+    @property
+    def finished(self) -> bool:
+        return bool(self.partitions) and all(job.flushed for job in self.partitions.values())
 
-    # -- internals -------------------------------------------------------------------------
-
-    def _reset_pending(self) -> None:
-        self._p: dict = {"windows": [], "side": {k: [] for k in SIDE_TABLES}, "dead": [], "alerts": [],
-                         "watermarks": [], "events": 0}  # fmt: skip
-
-    def _process(self, released: pl.DataFrame) -> None:
-        p = self._p
-        p["events"] += released.height
-        self.totals.released += released.height
-        last = released.group_by("partition_id", maintain_order=True).agg(
-            pl.col("sequence_number").last(), pl.col("offset").last(), pl.col("enqueued_time").last()
-        )
-        for pid, seq, offset, enqueued in last.iter_rows():
-            self.positions[pid] = Position(seq, offset, enqueued)
-            self._changed.add(pid)
-        valid, dead = deadletters.split(released)
-        if dead.height:
-            p["dead"].append(dead)
-            self.totals.dead_letters += dead.height
-        if valid.height == 0:
-            return
-        events = valid.select(incoming.EVENT_COLUMNS)
-        matched, unmatched = self.registry.enrich(events, enrichment(self.registry))
-        out = self.engine.feed(matched)
-        if unmatched.height:
-            out.unmatched = unmatched
-            self._unmatched = self._unmatched + Counts(unmatched=unmatched.height)
-        self._collect(out)
-        newest = events["enqueued_time"].dt.epoch("us").max()
-        assert isinstance(newest, int)  # valid events have an enqueued time
-        tick = newest // self.policy.tick_us
-        self._tick = tick if self._tick is None else max(self._tick, tick)
-        if self.alerts is not None:
-            readings = events
-            if out.duplicates.height:
-                readings = events.join(out.duplicates.select("partition_id", "sequence_number"),
-                                       on=["partition_id", "sequence_number"], how="anti")  # fmt: skip
-            self._alert(self.alerts.on_readings(readings))
-
-    def _beat(self) -> None:
-        until = self.merger.released_until
-        if until is None or self._tick is None:  # nothing fed yet: nothing to close
-            return
-        tick = until // self.policy.tick_us
-        if tick <= self._tick:
-            return
-        out = self.engine.advance(_dt(until))
-        self._tick = tick
-        self.totals.heartbeats += 1
-        self._collect(out)
-        if self.alerts is not None and self.alerts.watching_time:
-            self._alert(self.alerts.on_time(until))
-
-    def _collect(self, out: WindowOutput) -> None:
-        p = self._p
-        if out.windows.height:
-            p["windows"].append(out.windows)
-            if self.alerts is not None:
-                self._alert(self.alerts.on_windows(out.windows))
-        for name in SIDE_TABLES:
-            frame = getattr(out, name)
-            if frame.height:
-                p["side"][name].append(frame)
-        if out.watermarks.height:
-            p["watermarks"].append(out.watermarks)
-        self.totals.counts = self.engine.totals + self._unmatched
-
-    def _alert(self, rows: pl.DataFrame) -> None:
-        if rows.height:
-            self._p["alerts"].append(rows)
-            self.totals.alerts += rows.height
-
-
-def enrichment(registry: Registry) -> list[str]:
-    """What each reading gets from the registry: its building, and its room when the registry has rooms."""
-    return [BUILDING] + (["room"] if "room" in registry.frame.columns else [])
-
-
-def _cat(frames: list[pl.DataFrame]) -> pl.DataFrame:
-    if not frames:
-        return pl.DataFrame()
-    return frames[0] if len(frames) == 1 else pl.concat(frames, how="vertical")
+    def _held(self, partition_id: str) -> PartitionJob:
+        job = self.partitions.get(str(partition_id))
+        if job is None:
+            raise ProcessingError(f"partition {partition_id} is not held by this job; claim it first")
+        return job

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Unpack
 
-from iotlib.durations import Duration, describe, to_seconds, to_us
+from iotlib.durations import Duration, describe, to_seconds
 from iotlib.errors import ConfigurationError
 from iotlib.frames import Frame
 from iotlib.hub.consumer import ConsumerOptions, ConsumerParameters, consumer_values
@@ -22,6 +22,7 @@ from iotlib.processing.event_time import EventTimePolicy
 from iotlib.processing.reference import Registry
 from iotlib.processing.windows import Window, fixed
 from iotlib.warm.alerts import Rule, check_rules, default_rules
+from iotlib.warm.job import TIMES
 from iotlib.warm.store import default_path
 
 DEFAULT_CONSUMER_GROUP = "warm"
@@ -41,7 +42,7 @@ class ProcessorParameters(ConsumerParameters, total=False):
     heartbeat: bool
     heartbeat_interval: Duration
     commit_interval: Duration
-    merge_timeout: Duration | None
+    time: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,12 +59,14 @@ class ProcessorOptions(ConsumerOptions):
       :func:`iotlib.hub.positions` snapshot (start after it): see :mod:`iotlib.hub.starting`;
     - ``heartbeat``: close windows and notice silent devices when nothing arrives (on);
     - ``heartbeat_interval``: how often (s) quiet partitions are checked against the hub's end;
-    - ``commit_interval``: seconds between warm-store commits (at least; a commit that takes
-      long spaces the next ones out so that snapshots cost at most a tenth of the time);
-    - ``merge_timeout``: let a partition that delivers nothing stop holding the others after
-      this much arrival time (default: never; quiet partitions are released by the heartbeat check);
+    - ``commit_interval``: seconds from the end of one warm-store commit to the next (each writes
+      what changed since the last: rows, progress, the partitions' state changes);
+    - ``time``: windows by the devices' clocks (``"time_observed"``, event time, the original's
+      ``TIMESTAMP BY``) or by arrival at the hub (``"arrival"``: nothing is late; for replays of old data);
     - ``max_batch_size``, ``max_wait_time``, ``prefetch``: the consumer's receive settings;
-    - ``load_balancing_interval``, ``ownership_expiry``: the client's partition ownership.
+    - ``load_balancing_interval``, ``ownership_expiry``, ``load_balancing_strategy``: the client's
+      partition ownership (``"greedy"`` by default: a processor takes every partition nobody holds at
+      once, and a dead processor's partitions as soon as their ownership expires).
     """
 
     eventhub_name: str
@@ -76,9 +79,10 @@ class ProcessorOptions(ConsumerOptions):
     alert_eventhub: str | None = None
     heartbeat: bool = True
     heartbeat_interval: float = 1.0
-    commit_interval: float = 2.0
-    merge_timeout: Duration | None = None
+    commit_interval: float = 1.0
+    time: str = "time_observed"
     max_batch_size: int = 500
+    load_balancing_strategy: str = "greedy"
 
     @classmethod
     def create(cls, *, eventhub_name: str, **options: Unpack[ProcessorParameters]) -> ProcessorOptions:
@@ -90,9 +94,7 @@ class ProcessorOptions(ConsumerOptions):
                 f"unknown processor option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
             )
         values: dict[str, Any] = {
-            k: v
-            for k, v in options.items()
-            if v is not None or k in ("alert_eventhub", "merge_timeout", "ownership_expiry")
+            k: v for k, v in options.items() if v is not None or k in ("alert_eventhub", "ownership_expiry")
         }
         if "warm_store" in values:
             values["warm_store"] = Path(os.fspath(values["warm_store"])).expanduser()
@@ -116,8 +118,8 @@ class ProcessorOptions(ConsumerOptions):
         for name in ("heartbeat_interval", "commit_interval"):
             if not getattr(self, name) > 0:
                 raise ConfigurationError(f"{name} must be a positive number of seconds, got {getattr(self, name)!r}")
-        if self.merge_timeout is not None:
-            to_us(self.merge_timeout, name="merge_timeout", allow_zero=False)
+        if self.time not in TIMES:
+            raise ConfigurationError(f"time={self.time!r}: windows go by {' or '.join(map(repr, TIMES))}")
 
     def describe(self) -> Sequence[str]:
         """A few lines for reports."""
@@ -127,5 +129,6 @@ class ProcessorOptions(ConsumerOptions):
             f"warm store {self.warm_store}",
             f"window {'tumbling ' + describe(w.size_us) if w.hop_us == w.size_us else f'hopping {describe(w.size_us)} every {describe(w.hop_us)}'}; "
             f"{self.policy.describe()}",
+            f"windows by {'arrival at the hub' if self.time == 'arrival' else 'event time (the devices’ clocks)'}; "
             f"heartbeat {'on' if self.heartbeat else 'off'}, commit every {self.commit_interval:g} s",
         ]

@@ -45,18 +45,29 @@ def building_timeline(
     return fig
 
 
-def alert_timeline(alerts: pl.DataFrame, *, title: str = "Alerts as they were raised") -> Figure:
-    """One dot per alert: when it was raised (arrival time) against its rule."""
-    fig = Figure(figsize=(11, 2.6), layout="constrained")
-    ax = fig.subplots()
+def alert_timeline(alerts: pl.DataFrame, *, title: str = "Alerts as they were raised", dots: int = 60) -> Figure:
+    """One row per rule: a dot per alert when a rule raised a few (at most ``dots``), else how many it
+    raised in each time bin (a hundred dots at one time would merge into a bar that counts nothing)."""
     rules = [r for r in _RULE_COLOURS if r in set(alerts["rule"].to_list())]
-    for i, rule in enumerate(rules):
-        at = alerts.filter(pl.col("rule") == rule)["raised_at"].to_list()
-        ax.scatter(at, [i] * len(at), s=28, color=_RULE_COLOURS[rule], label=f"{rule} ({len(at)})")
-    ax.set_yticks(range(len(rules)), [r.replace("_", " ") for r in rules])
-    ax.set_ylim(-0.7, len(rules) - 0.3)
-    ax.set(xlabel="raised at (the stream's arrival time, UTC)", title=title)
-    ax.xaxis.set_major_formatter(DateFormatter("%H:%M:%S"))
+    fig = Figure(figsize=(11, 1.0 + 0.9 * max(len(rules), 1)), layout="constrained")
+    axes = fig.subplots(max(len(rules), 1), 1, sharex=True, squeeze=False)[:, 0]
+    span = alerts.select((pl.col("raised_at").max() - pl.col("raised_at").min()).dt.total_seconds()).item() or 0
+    every = max(1, round(span / 60))  # about 60 bins over the run, whole seconds
+    for ax, rule in zip(axes, rules):
+        at = alerts.filter(pl.col("rule") == rule)["raised_at"]
+        colour, label = _RULE_COLOURS[rule], rule.replace("_", " ")
+        if at.len() <= dots:
+            ax.scatter(at.to_list(), [0] * at.len(), s=28, color=colour)
+            ax.set_yticks([])
+            ax.set_ylabel(f"{label}\n({at.len()})", rotation=0, ha="right", va="center", fontsize=9)
+        else:
+            binned = at.sort().to_frame().group_by_dynamic("raised_at", every=f"{every}s").agg(pl.len().alias("n"))
+            ax.bar(binned["raised_at"].to_list(), binned["n"].to_list(), width=every / 86_400 * 0.9, align="edge",
+                   color=colour)  # fmt: skip
+            ax.set_ylabel(f"{label}\n({at.len():,}; per {every} s)", rotation=0, ha="right", va="center", fontsize=9)
+    axes[0].set_title(title)
+    axes[-1].set(xlabel="raised at (the stream's arrival time, UTC)")
+    axes[-1].xaxis.set_major_formatter(DateFormatter("%H:%M:%S"))
     return fig
 
 
@@ -82,20 +93,51 @@ def outcomes(counts: Counts, *, dead_letters: int, title: str = "Where every eve
     return fig
 
 
-def lag_figure(lag: pl.DataFrame, *, sending_seconds: float | None = None,
-               title: str = "The warm consumer group's lag while the fleet was sending") -> Figure:  # fmt: skip
-    """Unprocessed events (hub end − checkpoint, from ``iotlib.hub.monitor.lag``) over the run."""
+def lag_figure(
+    lag: pl.DataFrame,
+    *,
+    sending_seconds: float | None = None,
+    per_second: float | None = None,
+    commit_interval: float | None = None,
+    title: str = "The warm consumer group's lag while the fleet was sending",
+) -> Figure:
+    """Unprocessed events (hub end − checkpoint, from ``iotlib.hub.monitor.lag``) over the run.
+
+    With ``per_second`` (the fleet's rate) and ``commit_interval``, a dashed line marks the events
+    that arrive in one commit interval: the lag cannot stay below it, as checkpoints follow commits.
+    """
     fig = Figure(figsize=(10, 3.2), layout="constrained")
     ax = fig.subplots()
     ax.plot(lag["seconds"].to_list(), lag["unprocessed"].to_list(), marker="o", ms=3, color="#c44e52",
             label="unprocessed (past the checkpoint)")  # fmt: skip
+    if per_second is not None and commit_interval is not None:
+        ax.axhline(per_second * commit_interval, color="#c44e52", lw=0.8, ls="--",
+                   label=f"events arriving in one commit interval ({commit_interval:g} s)")  # fmt: skip
     ax.set(xlabel="seconds since sending began", ylabel="events", title=title)
+    ax.set_ylim(bottom=0)
     if sending_seconds is not None:
         ax.axvspan(0, sending_seconds, color="#4c72b0", alpha=0.08, label="sending")
     twin = ax.twinx()
     twin.plot(lag["seconds"].to_list(), lag["received"].to_list(), color="#4c72b0", lw=1, label="read by the processor")
     twin.set_ylabel("events read (cumulative)")
-    handles, labels = ax.get_legend_handles_labels()
-    twin_handles, twin_labels = twin.get_legend_handles_labels()
-    ax.legend(handles + twin_handles, labels + twin_labels, fontsize=8, loc="upper left")
+    twin.set_ylim(bottom=0)
+    handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+    ax.legend(handles=handles, fontsize=8, loc="upper left")
     return fig
+
+
+def lag_summary(lag: pl.DataFrame, *, sending_seconds: float, per_second: float) -> dict[str, float]:
+    """What the lag figure shows, in numbers: while sending, the largest lag and the mean lag in the
+    first and second half (equal: flat; growing: the processor falls behind), in events and seconds of events."""
+    sending = pl.col("seconds") <= sending_seconds
+    n = lag.filter(sending).height
+    during = lag.filter(sending).with_row_index("i")
+    figures = during.select(
+        pl.col("unprocessed").max().alias("largest"),
+        pl.col("unprocessed").filter(pl.col("i") < n // 2).mean().alias("first_half"),
+        pl.col("unprocessed").filter(pl.col("i") >= n // 2).mean().alias("second_half"),
+    ).row(0, named=True)
+    out = {k: float(v or 0) for k, v in figures.items()}
+    out["largest_seconds"] = out["largest"] / per_second if per_second else 0.0
+    out["after"] = float(lag.filter(~sending).select(pl.col("unprocessed").min()).item() or 0)
+    return out

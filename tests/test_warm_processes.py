@@ -1,0 +1,103 @@
+"""Two ``iotlib process`` share consumer group ``warm``; one is killed (-9); the other takes its partitions
+once their ownership expires, and the warm store still holds exactly what the batch job computes.
+
+Each process holds some partitions (the consumer client balances them through ownership blobs),
+restores each partition's state from the shared warm store when it claims it, and commits its
+partitions' partial windows; the store merges them once every partition's watermark has passed.
+Everything is waited on through the store's own tables (owners, commits, progress), never a clock.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import uuid
+
+import pytest
+from warm_cli import live_stretch, process_cli, rows, wait
+
+from iotlib import hub
+from iotlib.fleet import scenario
+from iotlib.ingest import IngestClient
+from iotlib.processing import EventTimePolicy
+from iotlib.warm import WarmStore, compare, incoming
+
+FAULTS = ["skew:fraction=0.1,min_skew=20s,max_skew=3m", "offline:fraction=0.1,outage=40s", "duplicates:probability=0.03",
+          "malformed:probability=0.02", "spikes:probability=0.02", "heat:buildings=3,rise=30,ramp=0s"]  # fmt: skip
+SPEED = 10
+# Ownership renewed every second, taken over 4 s after the last renewal: a dead process's partitions move fast.
+OWNERSHIP = ("--load-balancing-interval", "1", "--ownership-expiry", "4")
+
+
+@pytest.mark.slow
+def test_a_process_takes_over_a_killed_ones_partitions_and_the_store_equals_batch(local_stack, eventhub_name, tmp_path):
+    registry = scenario.build_registry(300, buildings=5, seed=21)
+    registry_file = scenario.save_registry(registry, tmp_path / "registry.json")
+    events = live_stretch(registry, seed=21, speed=SPEED, faults=FAULTS)
+    before = hub.positions(eventhub_name=eventhub_name)
+    store, container = tmp_path / "warm.sqlite", f"warm-{uuid.uuid4().hex[:10]}"
+    cli = process_cli(eventhub_name, store, container, registry_file, *OWNERSHIP, "--starting-position", "latest")
+
+    # 1. Two processes on one consumer group and one warm store share the partitions.
+    procs = [subprocess.Popen(cli, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ.copy())
+             for _ in range(2)]  # fmt: skip
+    try:
+        holders = lambda: {o for (o,) in rows(store, "SELECT owner_id FROM partitions")}  # noqa: E731
+        wait(
+            lambda: len(holders()) == 2 or any(p.poll() is not None for p in procs),
+            120,
+            "both processes to hold partitions",
+        )
+        assert all(p.poll() is None for p in procs), [p.stdout.read().decode() for p in procs if p.poll() is not None]  # type: ignore[union-attr]
+        runs = dict(rows(store, "SELECT pid, run_id FROM processes"))
+        sending = threading.Thread(target=lambda: IngestClient.from_settings(eventhub_name=eventhub_name).send(
+            events, mode="live", speed=SPEED, send_malformed=True, progress=False))  # fmt: skip
+        sending.start()
+
+        # 2. Both commit; then one is killed mid-stream, holding partitions it has processed.
+        def committed(run: str) -> int:
+            return (rows(store, f"SELECT COUNT(*) FROM commits WHERE run_id = '{run}' AND events > 0") or [(0,)])[0][0]
+
+        wait(lambda: all(committed(runs[p.pid]) >= 2 for p in procs), 90, "both processes to commit")
+        victim, survivor = procs
+        lost = {p for (p,) in rows(store, f"SELECT partition_id FROM partitions WHERE owner_id = '{runs[victim.pid]}'")}
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait(10)
+        assert sending.is_alive(), "the stretch was already all sent: the kill was not mid-stream"
+        assert lost and committed(runs[victim.pid]) >= 2
+
+        # 3. Once the dead process's ownership expires, the survivor claims its partitions and goes on
+        #    from what the store holds of them.
+        mine = runs[survivor.pid]
+        wait(lambda: holders() == {mine}, 90, "the survivor to take every partition over")
+        sending.join()
+        after = hub.positions(eventhub_name=eventhub_name)
+
+        def done() -> bool:
+            stored = rows(store, "SELECT partition_id, sequence_number FROM progress")
+            return len(stored) == len(after) and all(s >= after[p].last_enqueued_sequence_number for p, s in stored)
+
+        wait(done, 120, "everything processed")
+        survivor.send_signal(signal.SIGINT)
+        out, _ = survivor.communicate(timeout=60)
+        assert survivor.returncode == 130, out.decode()
+        assert "stopped: interrupted" in out.decode()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(10)
+
+    # 4. The end of the stream (one more run, flushing), then the store against the batch job.
+    end = subprocess.run(process_cli(eventhub_name, store, container, registry_file, "--once", "--flush"),
+                         capture_output=True, text=True, timeout=120, env=os.environ.copy(), check=False)  # fmt: skip
+    assert end.returncode == 0, end.stdout + end.stderr
+    back = incoming.from_hub_frame(hub.read(eventhub_name=eventhub_name, since=before))
+    with WarmStore(store) as warm:
+        verdict = compare(warm, back, registry, policy=EventTimePolicy(idle_timeout="10m"))
+        assert verdict.equal, verdict
+        assert warm.history().height > 50 and warm.table("partials").height == 0
+        assert "building_too_hot" in warm.alerts()["rule"].to_list()
+        assert warm.totals().received == back.height  # every event processed once, across three processes
