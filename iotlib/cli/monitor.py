@@ -193,8 +193,9 @@ def _monitor(args: argparse.Namespace) -> int:
             started = time.monotonic()
             looks = [m.sample() for m in monitors]
             look += 1
-            alerts = [*alerts, *(a for s in looks for a in s.alerts)][-5:]  # the latest few stay on screen
-            text = render(pl.concat([s.frame for s in looks]), alerts, look=look, every=args.watch)
+            new = [a for s in looks for a in s.alerts]
+            alerts = [*alerts, *new][-5:]  # redrawn in place, the latest few stay on screen
+            text = render(pl.concat([s.frame for s in looks]), alerts if in_place else new, look=look, every=args.watch)
             print(REDRAW + text if in_place else text, flush=True)
             if args.watch is None or (args.count is not None and look >= args.count):
                 return 0

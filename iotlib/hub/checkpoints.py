@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
+from iotlib.errors import HubError
 from iotlib.hub.lag import Checkpoint, GroupRecords, Owner
 
 if TYPE_CHECKING:
@@ -43,5 +44,7 @@ async def read_container(container: ContainerClient, namespace: str, eventhub: s
                 checkpoints[pid] = Checkpoint(int(meta["sequencenumber"]), blob.last_modified)
     except ResourceNotFoundError:
         return None
+    except HttpResponseError as exc:
+        raise HubError(f"cannot list checkpoint container '{container.container_name}': {exc.message}") from exc
     name = container.container_name
     return {g: GroupRecords(g, name, checkpoints, owners) for g, (checkpoints, owners) in found.items()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ DEFAULT_CHECKPOINTS = {"capture": "capture-checkpoints", "warm": "warm-checkpoin
 FALLBACK_CONTAINER = "checkpoints"
 
 ConsumerGroups = Sequence[str] | Mapping[str, str]
+_CONTAINER = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
 
 
 class MonitorParameters(TypedDict, total=False):
@@ -48,6 +50,11 @@ def checkpoint_containers(consumer_groups: ConsumerGroups) -> dict[str, str]:
         if not group.strip() or not container.strip():
             raise ConfigurationError(
                 f"consumer group {group!r} and its checkpoint container {container!r} must be named"
+            )
+        if not _CONTAINER.fullmatch(container) or "--" in container:
+            raise ConfigurationError(
+                f"checkpoint container {container!r} of consumer group {group!r} is not a Blob container name "
+                "(3-63 lower-case letters, digits and single hyphens, starting with a letter or digit)"
             )
     if not pairs:
         raise ConfigurationError("no consumer group to monitor: name at least one")

@@ -4,8 +4,7 @@ Monitoring is best understood by watching a consumer fall behind and catch up. T
 stand-in for a job that cannot keep up with its hub (a slow database, an overloaded function):
 the real ``EventHubConsumerClient`` with a ``BlobCheckpointStore``, load balancing included, whose
 "work" is a pause of ``1 / rate`` seconds per event, shared by all its partitions. It checkpoints
-each partition at most every ``checkpoint_every`` seconds and once more when it stops, like a
-real consumer, so a monitor sees exactly what it would see in production.
+what it handled every ``checkpoint_every`` seconds and once more when it stops, like a real consumer, so a monitor sees exactly what it would see in production.
 
     with PacedConsumer.from_settings(consumer_group="monitor", checkpoint_container="slow", rate=200) as slow:
         slow.start()
@@ -17,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
+from collections.abc import Mapping
 from typing import Any, TypedDict, Unpack
 
 from azure.core.exceptions import ResourceExistsError
@@ -26,7 +25,7 @@ from iotlib.clients import PacedClient
 from iotlib.connections import EventHubConnection, StorageConnection
 from iotlib.durations import Duration, to_seconds
 from iotlib.errors import ConfigurationError, HubError
-from iotlib.hub.partitions import partition_positions
+from iotlib.hub.partitions import PartitionPosition, partition_positions
 from iotlib.hub.starting import StartingPosition, check_starting_position, needs_positions, resolve
 
 
@@ -114,6 +113,32 @@ class PacedConsumer(PacedClient):
         finally:
             self._ready.set()
 
+    async def _mark_start(self, store: Any, positions: dict[str, PartitionPosition]) -> None:
+        """Checkpoint where a partition without a checkpoint starts, when that is after known events.
+
+        A consumer starting at ``"latest"`` or a snapshot will never process what came before; saying so
+        in a checkpoint is what lets a monitor (and a restart) see where it stands before its first event.
+        """
+        namespace, hub = self.eventhub.fully_qualified_namespace, self.eventhub.eventhub_name
+        done = {c["partition_id"] for c in await store.list_checkpoints(namespace, hub, self.consumer_group)}
+        start = self.starting_position
+        for pid, now in positions.items():
+            mark = start.get(pid) if isinstance(start, Mapping) else (now if start == "latest" else None)
+            if mark == "latest":
+                mark = now
+            if pid in done or not isinstance(mark, PartitionPosition) or mark.is_empty:
+                continue
+            await store.update_checkpoint(
+                {
+                    "fully_qualified_namespace": namespace,
+                    "eventhub_name": hub,
+                    "consumer_group": self.consumer_group,
+                    "partition_id": pid,
+                    "sequence_number": mark.last_enqueued_sequence_number,
+                    "offset": mark.last_enqueued_offset,
+                }
+            )
+
     async def _run(self, stop: asyncio.Event) -> None:
         async with self.storage.service() as service:
             try:
@@ -123,8 +148,7 @@ class PacedConsumer(PacedClient):
         store = self.storage.checkpoint_store(self.checkpoint_container)
         client = self.eventhub.consumer(self.consumer_group, checkpoint_store=store, load_balancing_interval=2.0)
         pace = asyncio.Lock()  # one budget for every partition together
-        latest: dict[str, tuple[Any, Any]] = {}  # partition -> (context, last event handled)
-        written: dict[str, float] = {}
+        pending: dict[str, tuple[Any, Any]] = {}  # partition -> (context, last event handled), not yet checkpointed
         claimed: set[str] = set()
         partitions: list[str] = []
 
@@ -134,12 +158,18 @@ class PacedConsumer(PacedClient):
             async with pace:
                 await asyncio.sleep(len(events) / self.rate)  # the deliberate slowness
             self.handled += len(events)
-            pid = context.partition_id
-            latest[pid] = (context, events[-1])
-            now = time.monotonic()
-            if now - written.get(pid, 0.0) >= self.checkpoint_every:
-                written[pid] = now
-                await context.update_checkpoint(events[-1])
+            pending[context.partition_id] = (context, events[-1])
+
+        async def checkpoint() -> None:
+            for pid, (context, event) in list(pending.items()):
+                if pending.get(pid, (None, None))[1] is event:
+                    del pending[pid]
+                await context.update_checkpoint(event)
+
+        async def checkpoints() -> None:
+            while True:
+                await asyncio.sleep(self.checkpoint_every)
+                await checkpoint()
 
         async def on_claim(context: Any) -> None:
             claimed.add(context.partition_id)
@@ -150,6 +180,7 @@ class PacedConsumer(PacedClient):
             positions = await partition_positions(client)
             partitions.extend(positions)
             start = resolve(self.starting_position, positions if needs_positions(self.starting_position) else None)
+            await self._mark_start(store, positions)
             receiving = asyncio.ensure_future(
                 client.receive_batch(
                     on_batch,
@@ -159,11 +190,13 @@ class PacedConsumer(PacedClient):
                     on_partition_initialize=on_claim,
                 )
             )
+            writing = asyncio.ensure_future(checkpoints())
             try:
                 await stop.wait()
             finally:
-                for context, event in list(latest.values()):
-                    await context.update_checkpoint(event)
+                writing.cancel()
+                await asyncio.gather(writing, return_exceptions=True)
+                await checkpoint()
                 await client.close()
                 receiving.cancel()
                 await asyncio.gather(receiving, return_exceptions=True)
