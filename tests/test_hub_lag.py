@@ -134,7 +134,7 @@ def test_consumer_groups_and_their_containers_are_named_one_way() -> None:
         "mine": "my-container",
         "other": "checkpoints",
     }
-    assert checkpoint_containers({"g": "c"}) == {"g": "c"}
+    assert checkpoint_containers({"g": "c-1"}) == {"g": "c-1"}
     with pytest.raises(ConfigurationError, match="no consumer group"):
         checkpoint_containers([])
     with pytest.raises(ConfigurationError, match="must be named"):
