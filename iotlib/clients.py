@@ -19,8 +19,7 @@ from iotlib.connections import Connections, EventHubConnection, Settings, Storag
 
 if TYPE_CHECKING:
     from iotlib.capture.options import CaptureParameters
-    from iotlib.hub.monitor_options import MonitorParameters
-    from iotlib.hub.paced import PacedParameters
+    from iotlib.hub.monitor_options import MonitorParameters, PacedParameters
     from iotlib.warm.options import ProcessorParameters
 
 

@@ -299,3 +299,17 @@ class LagSample:
     def summary(self) -> pl.DataFrame:
         """Per hub and consumer group (see :func:`summary`)."""
         return summary(self.frame)
+
+
+def over_time(frame: pl.DataFrame) -> pl.DataFrame:
+    """Looks one after the other (:meth:`iotlib.hub.monitor.Recording.frame`) as one row per look and
+    group: unprocessed events in all, the longest wait, throughput in and out."""
+    return (
+        frame.group_by("sampled_at", "eventhub", "consumer_group")
+        .agg(
+            pl.col("unprocessed").sum(),
+            pl.col("lag_seconds").max(),
+            *(_sum_or_null(name) for name in ("enqueued_per_second", "processed_per_second")),
+        )
+        .sort("sampled_at", "eventhub", "consumer_group")
+    )

@@ -1,4 +1,5 @@
-"""What a lag monitor watches and how: its keywords, declared and checked once for the sync and async twins."""
+"""What a lag monitor watches and how (its keywords, declared and checked once for the sync and async
+twins), and the keywords of the slow consumer it is demonstrated on."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any, TypedDict
 from iotlib.durations import Duration, to_seconds
 from iotlib.errors import ConfigurationError
 from iotlib.hub.lag import LagRule
+from iotlib.hub.starting import StartingPosition
 
 #: Where iotlib's own consumers keep their checkpoints, by consumer group.
 DEFAULT_CHECKPOINTS = {"capture": "capture-checkpoints", "warm": "warm-checkpoints"}
@@ -91,3 +93,14 @@ class MonitorOptions:
         if not callable(checked.get("clock", time.time)):
             raise ConfigurationError("clock must be a callable returning seconds since the epoch")
         return cls(**checked)
+
+
+class PacedParameters(TypedDict, total=False):
+    """The keywords of :class:`~iotlib.hub.paced.PacedConsumer` (described there)."""
+
+    consumer_group: str
+    checkpoint_container: str
+    rate: float
+    starting_position: StartingPosition
+    checkpoint_every: Duration
+    max_batch_size: int

@@ -17,27 +17,17 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Mapping
-from typing import Any, TypedDict, Unpack
+from typing import Any, Unpack
 
 from azure.core.exceptions import ResourceExistsError
 
 from iotlib.clients import PacedClient
 from iotlib.connections import EventHubConnection, StorageConnection
-from iotlib.durations import Duration, to_seconds
+from iotlib.durations import to_seconds
 from iotlib.errors import ConfigurationError, HubError
+from iotlib.hub.monitor_options import PacedParameters
 from iotlib.hub.partitions import PartitionPosition, partition_positions
-from iotlib.hub.starting import StartingPosition, check_starting_position, needs_positions, resolve
-
-
-class PacedParameters(TypedDict, total=False):
-    """The keywords of :class:`PacedConsumer` (described there)."""
-
-    consumer_group: str
-    checkpoint_container: str
-    rate: float
-    starting_position: StartingPosition
-    checkpoint_every: Duration
-    max_batch_size: int
+from iotlib.hub.starting import check_starting_position, needs_positions, resolve
 
 
 class PacedConsumer(PacedClient):
