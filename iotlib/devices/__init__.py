@@ -7,7 +7,8 @@ The original journey provisioned and revoked each device individually; here that
 - :mod:`~iotlib.devices.tokens` — publisher tokens (audience ``sb://<namespace>/<hub>/publishers/<device>``,
   a Send-only policy, an expiry) and how a device uses one with the unmodified azure-eventhub SDK;
 - :mod:`~iotlib.devices.revocations` — the revoked-publisher list the registry writes and the
-  local emulator re-reads whenever it changes.
+  local emulator re-reads whenever it changes;
+- :mod:`~iotlib.devices.plots` — what each device got through.
 
 The emulator enforces all of it (:mod:`iotlib.local.emulator.auth`); ``iotlib.ingest`` can send
 each simulated device with its own token (``IngestClient.send(..., devices=registry)``).
@@ -17,7 +18,7 @@ from iotlib._lazy import submodules
 
 __all__ = ["DeviceCredentials", "DeviceRegistry", "DeviceState", "PublisherPolicy"]
 
-_load = submodules(__name__, ["registry", "revocations", "tokens"])
+_load = submodules(__name__, ["plots", "registry", "revocations", "tokens"])
 _EXPORTS = {
     "DeviceRegistry": "registry",
     "DeviceState": "registry",

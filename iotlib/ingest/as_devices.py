@@ -50,7 +50,8 @@ class DeviceSenders:
 
     def __init__(self, source: DeviceSource, producer_options: Mapping[str, Any]) -> None:
         self.source = source
-        self.options = dict(producer_options)
+        # iotlib retries sends itself, knowing a refusal from a fault; the SDK need not retry much too.
+        self.options = {"retry_total": 1, **producer_options}
         self._producers: dict[str, EventHubProducerClient] = {}
 
     def credentials(self, device: str) -> DeviceCredentials:

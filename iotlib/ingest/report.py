@@ -125,7 +125,7 @@ class IngestReport:
         if self.rejected:
             parts.append(f"{len(self.rejected):,} malformed held back")
         if self.failed:
-            parts.append(f"{len(self.failed):,} FAILED after retries")
+            parts.append(f"{len(self.failed):,} NOT ACCEPTED (report.failed says why)")
         if self.retries:
             parts.append(f"{self.retries:,} retries ({self.throttled:,} throttled)")
         if self.mode == "live" and self.max_lag_seconds > 0.5:

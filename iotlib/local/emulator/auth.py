@@ -37,7 +37,11 @@ PUBLISHERS = "publishers"
 
 
 class TokenError(EmulatorError):
-    """A token that does not grant access; the message says why."""
+    """A token that does not grant access; the message says why, ``code`` names the kind as Azure does."""
+
+    def __init__(self, message: str, *, code: str = "InvalidSignature") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -193,7 +197,7 @@ def verify(token: str, keys: tuple[KeyConfig, ...], *, now: float) -> Grant:
     if not good:
         raise TokenError(f"the signature does not match key {key_name!r}")
     if expiry <= now:
-        raise TokenError(f"the token expired at {expiry} (now {int(now)})")
+        raise TokenError(f"the token expired at {expiry} (now {int(now)})", code="ExpiredToken")
     scope = entity_path(audience)
     publisher = _publisher(audience)
     if publisher is None:

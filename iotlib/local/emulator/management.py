@@ -72,7 +72,7 @@ def put_token(request: Request, namespace: Namespace, grants: auth.Grants, now: 
         grant = auth.verify(token, namespace.config.keys, now=now)
     except auth.TokenError as exc:
         _LOG.info("refused a token for %s: %s", audience, exc)
-        return Response(401, f"InvalidSignature: {exc}")
+        return Response(401, f"{exc.code}: {exc}")
     wanted = auth.entity_path(audience)
     if not grant.admits_audience(wanted):
         return Response(
