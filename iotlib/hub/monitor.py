@@ -28,7 +28,7 @@ from typing import Unpack
 
 import polars as pl
 
-from iotlib._eventloop import LoopThread
+from iotlib._eventloop import made_on_loop
 from iotlib.clients import MonitorClient
 from iotlib.connections import Connections, EventHubConnection, StorageConnection
 from iotlib.durations import Duration, to_seconds
@@ -50,17 +50,7 @@ class LagMonitor(MonitorClient):
     def __init__(
         self, eventhub: EventHubConnection, storage: StorageConnection, /, **options: Unpack[MonitorParameters]
     ):
-        runner = LoopThread("iotlib-monitor")
-
-        async def make() -> aio.LagMonitor:
-            return aio.LagMonitor(eventhub, storage, **options)
-
-        try:
-            self._inner = runner.run(make())
-        except BaseException:
-            runner.stop()
-            raise
-        self._runner = runner
+        self._runner, self._inner = made_on_loop("iotlib-monitor", lambda: aio.LagMonitor(eventhub, storage, **options))
         self._lock = threading.Lock()  # one look at a time: each measures throughput against the last
         self.eventhub_name = eventhub.eventhub_name
 
