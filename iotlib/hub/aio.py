@@ -76,10 +76,14 @@ class LagMonitor(MonitorClient):
         try:
             return await asyncio.wait_for(self._look(), self.options.timeout)
         except TimeoutError:
+            await check_reachable(self.eventhub, self.storage)  # a stack stopped meanwhile says so
             raise HubError(
                 f"a look at event hub '{self.eventhub_name}' and its checkpoints took longer than "
                 f"{self.options.timeout:g} s (timeout=)"
             ) from None
+        except HubError:
+            await check_reachable(self.eventhub, self.storage)
+            raise
 
     async def _look(self) -> LagSample:
         opts = self.options

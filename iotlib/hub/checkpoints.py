@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.core.exceptions import AzureError, ResourceNotFoundError
 
 from iotlib.errors import HubError
 from iotlib.hub.lag import Checkpoint, GroupRecords, Owner
@@ -44,7 +44,10 @@ async def read_container(container: ContainerClient, namespace: str, eventhub: s
                 checkpoints[pid] = Checkpoint(int(meta["sequencenumber"]), blob.last_modified)
     except ResourceNotFoundError:
         return None
-    except HttpResponseError as exc:
-        raise HubError(f"cannot list checkpoint container '{container.container_name}': {exc.message}") from exc
+    except AzureError as exc:
+        said = (getattr(exc, "message", None) or str(exc)).strip().splitlines()
+        raise HubError(
+            f"cannot list checkpoint container '{container.container_name}': {said[0] if said else exc}"
+        ) from exc
     name = container.container_name
     return {g: GroupRecords(g, name, checkpoints, owners) for g, (checkpoints, owners) in found.items()}
