@@ -5,17 +5,31 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # Tests run on 2 workers by default (the reference machine has 2 cores).
 PYTEST_WORKERS ?= 2
+# The exact versions CI tested, as pip constraints: every install goes through them. `make lock` refreshes it.
+CONSTRAINTS := constraints.txt
 
-.PHONY: setup demo test lint lab up down status bench clean
+.PHONY: setup java demo test lint lock lab up down status bench clean
 
-setup: $(VENV)/.installed node_modules/.installed
+setup: java $(VENV)/.installed node_modules/.installed
 
-$(VENV)/.installed: pyproject.toml
+# Apache Spark (notebook 08 and its tests) needs a Java 17+ runtime; say so before anything else runs.
+java:
+	@command -v java >/dev/null || { echo "Java 17+ is needed for Apache Spark (notebook 08, make test): install a JDK or JRE 17+, e.g. apt-get install openjdk-17-jre-headless, brew install openjdk@17, or conda install openjdk>=17"; exit 1; }
+	@v=$$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1); \
+	[ "$${v:-0}" -ge 17 ] || { echo "Java 17+ is needed for Apache Spark (notebook 08, make test); found Java $${v:-unknown}: install a JDK or JRE 17+"; exit 1; }
+
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed: run make with PYTHON=python3.11 (or newer)")'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e '.[dev]'
 	@touch $@
+
+# Refresh constraints.txt after changing dependencies (see .ci/lock): pins already there are kept
+# where they still fit, new packages get their newest release; UPGRADE=1 moves everything to the
+# newest releases pyproject.toml allows. The next `make setup` (or `make test`) installs the lock.
+lock:
+	PYTHON=$(PYTHON) .ci/lock
 
 node_modules/.installed: package.json package-lock.json
 	@command -v npm >/dev/null || { echo "Node.js 18+ with npm is needed for Azurite (the local Blob emulator)"; exit 1; }
@@ -34,7 +48,10 @@ lint: setup
 # Tests run on two workers, a module per worker at a time (each test module owns an event hub).
 # The notebooks run meanwhile in a session of their own (its own local stack), one after another
 # since they share the `telemetry` hub; their output follows the tests'.
-test: setup
+# Lint first; then the numba decoders are compiled once into their on-disk cache, so that the
+# test workers and the notebook kernels all start with it warm instead of compiling side by side.
+test: setup lint
+	$(PY) -m iotlib.coldstore.precompile
 	@log=$$(mktemp); status=0; \
 	$(PY) -m pytest --nbval-lax --nbval-current-env notebooks --nbval-cell-timeout=600 > $$log 2>&1 & notebooks=$$!; \
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile tests || status=$$?; \

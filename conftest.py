@@ -15,10 +15,16 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from iotlib.local import stack as _stack
 
 _session: dict[str, object] = {}
+
+# Property tests judge results, never speed: on a loaded 2-core machine a first call that loads
+# compiled code, or a slow example, is no failure (hypothesis' deadline and too_slow are wall clock).
+settings.register_profile("iotlib", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("iotlib")
 
 
 def _running_stack() -> _stack.Stack | None:
@@ -90,6 +96,10 @@ def _emulator_config(home: Path) -> Path:
 def pytest_configure(config: pytest.Config) -> None:
     if hasattr(config, "workerinput"):  # xdist worker: the controller set the environment
         return
+    # Workers would each compile the numba decoders into a cold cache at once: compile them here.
+    from iotlib.coldstore.precompile import compile_decoders
+
+    compile_decoders()
     st = _running_stack()
     if st is None:
         home = Path(tempfile.mkdtemp(prefix="iotlib-test-stack-"))

@@ -12,10 +12,12 @@ The package reads as the pipeline, one stage a subpackage (the README has the fu
 - ``coldstore`` — Capture files into polars/pandas, pruned, deduplicated, cached as Parquet;
 - ``processing`` — Stream Analytics-style windows, event time, the building-average job;
 - ``warm`` — the warm path: the streaming job, its SQLite warm store and alerts;
+- ``analysis`` — questions over the cold store, out of core, with DuckDB and Spark twins;
 - ``local`` — the local stack (Azurite and iotlib's Event Hubs ``emulator``);
 - ``cli`` — the ``iotlib`` command line and ``iotlib demo``.
 
 At the root: ``connections`` (``iotlib.settings()``, the two connection strings, parsed once),
+``preflight`` (is Event Hubs or Blob storage usable as configured? one line per mistake),
 ``clients`` (``from_connection_string``/``from_settings``, written once for every client),
 ``frames`` (polars or pandas in), ``durations`` (one time grammar), ``sas`` (the shared access
 signature format) and ``errors`` (one exception hierarchy).
@@ -40,9 +42,11 @@ __getattr__ = submodules(
         "coldstore",
         "processing",
         "warm",
+        "analysis",
         "local",
         "cli",
         "connections",
+        "preflight",
         "clients",
         "frames",
         "durations",

@@ -9,9 +9,12 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Coroutine
+from concurrent.futures import Future
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+#: Seconds between looks at a pending result: how soon Ctrl-C is seen while waiting on one.
+POLL = 0.2
 
 
 class LoopThread:
@@ -23,16 +26,26 @@ class LoopThread:
         self.thread.start()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        future = self.submit(coro)
         try:
-            return future.result()
+            return wait(future)
         except KeyboardInterrupt:
             future.cancel()
             raise
 
+    def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
+        """Start ``coro`` on the loop; wait for it with :func:`wait`."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
     def stop(self) -> None:
         if self.loop.is_closed():
             return
+        # Tasks left behind (a run given up on at Ctrl-C) are cancelled and finish first, as
+        # asyncio.run does: a loop closed under them prints "Task was destroyed but it is pending!".
+        try:
+            asyncio.run_coroutine_threadsafe(_cancel_others(), self.loop).result(timeout=2)
+        except Exception:  # noqa: BLE001, S110 - stopping anyway
+            pass
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
         self.loop.close()
@@ -51,6 +64,33 @@ def made_on_loop(name: str, make: Callable[[], T]) -> tuple[LoopThread, T]:
     except BaseException:
         runner.stop()
         raise
+
+
+async def _cancel_others() -> None:
+    others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in others:
+        task.cancel()
+    if others:
+        await asyncio.wait(others, timeout=0.5)
+
+
+def wait(future: Future[T], timeout: float | None = None) -> T:
+    """``future.result(timeout)``, looking up every :data:`POLL` seconds so Ctrl-C is seen at once.
+
+    The kernel hands SIGINT to any thread; when it lands on the loop's, Python raises
+    KeyboardInterrupt in the main thread only once that thread runs again — never, while it
+    blocks on a result without a timeout.
+    """
+    remaining = timeout
+    while True:
+        step = POLL if remaining is None else min(POLL, remaining)
+        try:
+            return future.result(timeout=step)
+        except TimeoutError:
+            if remaining is not None:
+                remaining -= step
+                if remaining <= 0:
+                    raise
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

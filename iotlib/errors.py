@@ -8,6 +8,9 @@ and, where possible, what to do. The rule:
   ``ValueError``), before anything connects;
 - data that breaks its schema (an event payload, a registry, a frame's columns, a file's bytes)
   raises :class:`ValidationError` (also a ``ValueError``);
+- an endpoint that cannot be used as configured (nothing answers, the key is refused, the hub or
+  container does not exist) raises :class:`EndpointError`, from the preflight checks every
+  command and client makes before work starts (:mod:`iotlib.preflight`);
 - what fails while running (a hub, storage, the local stack, a job) raises the error of its
   stage: :class:`StackError`, :class:`EmulatorError`, :class:`IngestError`, :class:`HubError`,
   :class:`CaptureError`, :class:`ColdStoreError`, :class:`ProcessingError`.
@@ -16,6 +19,11 @@ Exceptions used for control flow inside a module are private to it and never der
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from iotlib.ingest.report import IngestReport
 
 
 class IotlibError(Exception):
@@ -39,7 +47,9 @@ class EmulatorError(IotlibError):
 
 
 class IngestError(IotlibError):
-    """Events could not be sent to Event Hubs."""
+    """Events could not be sent to Event Hubs; ``report`` holds what the run did before it stopped."""
+
+    report: IngestReport | None = None
 
 
 class HubError(IotlibError):
@@ -56,3 +66,8 @@ class ColdStoreError(IotlibError):
 
 class ProcessingError(IotlibError):
     """A stream-processing job failed while running (its hub, its warm store, its state)."""
+
+
+class EndpointError(IotlibError):
+    """Event Hubs or Blob storage cannot be used as configured: nothing answers at the endpoint, the key
+    is refused, or the event hub or container named does not exist (see :mod:`iotlib.preflight`)."""

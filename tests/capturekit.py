@@ -8,12 +8,14 @@ to a private emulator over TCP, so counts are exact (nobody else sends to it).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import polars as pl
@@ -47,29 +49,50 @@ def simulated(n: int, *, seed: int = 0, devices: int = 200) -> pl.DataFrame:
     return df.with_columns(events.encode_frame(df).alias("body"))
 
 
-def send(conn: str, frame: pl.DataFrame, *, rate: float | None = None, hub: str = HUB) -> int:
-    """Send the frame's events, each with its device id as partition key; paced at ``rate`` events/s if given."""
+def send(
+    conn: str,
+    frame: pl.DataFrame,
+    *,
+    rate: float | None = None,
+    hub: str = HUB,
+    until: threading.Event | None = None,
+) -> int:
+    """Send the frame's events, each with its device id as partition key; paced at ``rate`` events/s if given.
+
+    With ``until``, keep sending (the frame again from its start when it runs out: new events to the
+    hub) until that event is set, so that a test waiting on progress never runs out of traffic.
+    """
     sent = 0
     t0 = time.monotonic()
     with EventHubProducerClient.from_connection_string(conn, eventhub_name=hub) as producer:
         chunk = 50 if rate else 500
-        for lo in range(0, frame.height, chunk):
-            part = frame.slice(lo, chunk)
-            by_device: dict[str, list[str]] = {}
-            for dev, body in zip(part["device_id"].cast(pl.String).to_list(), part["body"].to_list()):
-                by_device.setdefault(dev, []).append(body)
-            for dev, bodies in by_device.items():
-                batch = producer.create_batch(partition_key=dev)
-                for body in bodies:
-                    ev = EventData(body)
-                    ev.properties = events.properties(dev)
-                    batch.add(ev)
-                producer.send_batch(batch)
-                sent += len(bodies)
-            if rate:
-                ahead = sent / rate - (time.monotonic() - t0)
-                if ahead > 0:
-                    time.sleep(ahead)
+        starts = range(0, frame.height, chunk)
+        while True:
+            for lo in starts:
+                if until is not None and until.is_set():
+                    return sent
+                sent += _send_chunk(producer, frame.slice(lo, chunk))
+                if rate:
+                    ahead = sent / rate - (time.monotonic() - t0)
+                    if ahead > 0:
+                        time.sleep(ahead)
+            if until is None:
+                return sent
+
+
+def _send_chunk(producer: EventHubProducerClient, part: pl.DataFrame) -> int:
+    sent = 0
+    by_device: dict[str, list[str]] = {}
+    for dev, body in zip(part["device_id"].cast(pl.String).to_list(), part["body"].to_list()):
+        by_device.setdefault(dev, []).append(body)
+    for dev, bodies in by_device.items():
+        batch = producer.create_batch(partition_key=dev)
+        for body in bodies:
+            ev = EventData(body)
+            ev.properties = events.properties(dev)
+            batch.add(ev)
+        producer.send_batch(batch)
+        sent += len(bodies)
     return sent
 
 
@@ -118,10 +141,29 @@ def capture_process(
     environ = {**os.environ, "IOTLIB_EVENTHUB_CONNECTION_STRING": eventhub_conn,
                "IOTLIB_STORAGE_CONNECTION_STRING": storage_conn, "IOTLIB_EVENTHUB_NAME": HUB, **(env or {})}  # fmt: skip
     out = open(log, "ab")  # noqa: SIM115 - the child owns it
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "iotlib", "capture", "-v", *args],
         stdout=out, stderr=subprocess.STDOUT, env=environ,
     )  # fmt: skip
+    CHILDREN.append(proc)
+    return proc
+
+
+CHILDREN: list[subprocess.Popen[bytes]] = []  # every capture process started, for reap_children
+
+
+@contextlib.contextmanager
+def reap_children() -> Iterator[None]:
+    """Kill the capture processes started meanwhile that are still running (a failed test leaves none)."""
+    first = len(CHILDREN)
+    try:
+        yield
+    finally:
+        for proc in CHILDREN[first:]:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+        del CHILDREN[first:]
 
 
 class CheckpointWatch:
@@ -178,9 +220,70 @@ class CheckpointWatch:
 
 
 def files_log(path: Path) -> list[dict]:
-    """The CaptureFileCreated lines ``iotlib capture --events-out`` wrote (none if it never wrote)."""
-    import json
+    """The CaptureFileCreated lines ``iotlib capture --events-out`` wrote (none if it never wrote).
 
+    A writer killed with SIGKILL may leave its last line cut short: that line is not a file yet.
+    """
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for i, line in enumerate(lines):
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            if i < len(lines) - 1:
+                raise
+    return rows
+
+
+def log_size(log: Path) -> int:
+    return log.stat().st_size if log.exists() else 0
+
+
+def writer_up(log: Path, since: int) -> bool:
+    """Has an ``iotlib capture`` process logging to ``log`` past byte ``since`` printed its banner? It does
+    once its signal handlers are in place (a SIGTERM before that kills it like any Python program)."""
+    return log.exists() and b" -> container " in log.read_bytes()[since:]
+
+
+def final_files(rows: list[dict]) -> list[dict]:
+    """The last commit of each blob (an extended file is committed again with its new totals)."""
+    return list({r["name"]: r for r in rows}.values())
+
+
+def stored_events(storage: str, container: str) -> int:
+    """Events in the committed blobs of a container, by their metadata (what storage holds, even where a
+    killed writer committed a blob but died before logging it)."""
+    cc = BlobServiceClient.from_connection_string(storage).get_container_client(container)
+    if not cc.exists():
+        return 0
+    total = 0
+    for b in cc.list_blobs(include=["metadata"]):
+        meta = {k.lower(): v for k, v in (b.metadata or {}).items()}
+        total += int(meta.get("eventcount", 0))
+    return total
+
+
+def wait_for(
+    condition: Callable[[], object],
+    what: str,
+    *,
+    timeout: float = 180,
+    alive: subprocess.Popen[bytes] | None = None,
+    log: Path | None = None,
+    every: float = 0.05,
+) -> None:
+    """Poll ``condition`` until it holds: tests wait on the system's progress, not on the clock.
+
+    ``timeout`` only guards against a hang (it fails naming ``what``); ``alive`` is a child
+    process that must not exit meanwhile (its ``log`` tail goes into the failure).
+    """
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if alive is not None and alive.poll() is not None:
+            tail = log.read_text()[-3000:] if log is not None else ""
+            raise AssertionError(f"waiting for {what}: the process exited with {alive.returncode}\n{tail}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waiting for {what}: not reached in {timeout:.0f} s")
+        time.sleep(every)

@@ -18,7 +18,18 @@ from datetime import UTC, datetime, timedelta
 import fastavro
 import pytest
 from azure.storage.blob import BlobServiceClient
-from capturekit import blobs, capture_process, captured, checkpoints, hub_ids, private_hub, send, simulated
+from capturekit import (
+    blobs,
+    capture_process,
+    captured,
+    checkpoints,
+    hub_ids,
+    private_hub,
+    reap_children,
+    send,
+    simulated,
+    wait_for,
+)
 
 import iotlib
 from iotlib.capture import CaptureWriter, explore
@@ -45,6 +56,12 @@ def storage() -> str:
 def names() -> dict[str, str]:
     tag = uuid.uuid4().hex[:10]
     return {"container": f"cap-{tag}", "checkpoint_container": f"ckpt-{tag}"}
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_writers() -> Iterator[None]:
+    with reap_children():
+        yield
 
 
 def writer(hub: Emulator, storage: str, **options: object) -> CaptureWriter:
@@ -141,7 +158,15 @@ def test_size_cuts_deflate_and_a_custom_path_format(hub: Emulator, storage: str,
 
 def test_empty_windows_get_the_header_only_file(hub: Emulator, storage: str, names: dict) -> None:
     with writer(hub, storage, time_window=1, skip_empty_archives=False, **names) as w:
-        report = w.run(timeout=5)
+        outcome: dict = {}
+        runner = threading.Thread(target=lambda: outcome.update(report=w.run(timeout=120)))
+        runner.start()
+        # Stopped after a few idle windows per partition, however long a loaded machine takes to get there.
+        wait_for(lambda: w.report is not None and sum(f.reason == "empty" for f in w.report.files) >= 4 * 2,
+                 "two empty windows a partition")  # fmt: skip
+        w.stop()
+        runner.join(60)
+        report = outcome["report"]
     empty = [f for f in report.files if f.reason == "empty"]
     assert len(empty) >= 4 * 2  # 4 partitions, a few idle seconds each
     data = blobs(storage, names["container"])
@@ -155,7 +180,14 @@ def test_empty_windows_get_the_header_only_file(hub: Emulator, storage: str, nam
 def test_stop_mid_window_then_restart_extends_the_file(hub: Emulator, storage: str, names: dict) -> None:
     first = send(hub.connection_string, simulated(300, seed=3))
     with writer(hub, storage, time_window=900, **names) as w:  # a window far longer than the test
-        r1 = w.run(until_idle=1.5, timeout=60)
+        outcome: dict = {}
+        runner = threading.Thread(target=lambda: outcome.update(report=w.run(timeout=120)))
+        runner.start()
+        # Stopped once it has everything (a wait on its progress: a quiet spell can come before the backlog does).
+        wait_for(lambda: w.report is not None and w.report.events >= first, f"the writer receiving {first} events")
+        w.stop()
+        runner.join(60)
+        r1 = outcome["report"]
     assert {f.reason for f in r1.files} == {"shutdown"} and r1.events == first, (
         r1.stop_reason,
         r1.events,
@@ -241,9 +273,8 @@ def test_sigint_flushes_open_windows_then_checkpoints(hub: Emulator, storage: st
         "--checkpoint-container", names["checkpoint_container"], "--load-balancing-interval", "1",
         log=tmp_path / "capture.log",
     )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and "captured 300 events" not in (tmp_path / "capture.log").read_text():
-        time.sleep(0.2)
+    log = tmp_path / "capture.log"
+    wait_for(lambda: "captured 300 events" in log.read_text(), "the writer receiving every event", alive=proc, log=log)
     assert blobs(storage, names["container"]) == {}  # the window is still open: nothing committed yet
     proc.send_signal(signal.SIGINT)
     assert proc.wait(30) == 0, (tmp_path / "capture.log").read_text()

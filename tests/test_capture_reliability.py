@@ -11,6 +11,7 @@ import signal
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -19,11 +20,18 @@ from capturekit import (
     CheckpointWatch,
     capture_process,
     captured,
+    checkpoints,
     files_log,
+    final_files,
     hub_ids,
+    log_size,
     private_hub,
+    reap_children,
     send,
     simulated,
+    stored_events,
+    wait_for,
+    writer_up,
 )
 
 import iotlib
@@ -31,6 +39,12 @@ from iotlib.capture import CaptureWriter
 from iotlib.local import stack
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_writers() -> Iterator[None]:
+    with reap_children():
+        yield
 
 
 def _names() -> dict[str, str]:
@@ -49,24 +63,43 @@ def _cli_args(names: dict[str, str], *extra: str, expiry: str = "2") -> list[str
 def test_kill_9_at_random_points_loses_nothing(tmp_path: Path) -> None:
     storage = iotlib.settings().storage_connection_string
     names = _names()
+    total = 2400
     rng = random.Random(4)  # seeded: the same kill points every run
-    kills = [2.5 + 3 * i + rng.uniform(0, 2) for i in range(5)]
+    # Each kill comes once the writers have committed a further sixth of the events (give or take),
+    # then a moment into whatever the writer is doing: the points follow its progress, not the clock.
+    kills = [(int(total * (i + 1 + rng.uniform(-0.3, 0.3)) / 6), rng.uniform(0, 1.5)) for i in range(5)]
     log, events = tmp_path / "capture.log", tmp_path / "files.jsonl"
     with private_hub(4) as hub, CheckpointWatch(storage, **names) as watch:
-        frame = simulated(2400, seed=11)
+        frame = simulated(total, seed=11)
         sender = threading.Thread(target=send, args=(hub.connection_string, frame), kwargs={"rate": 150})
         sender.start()
         args = _cli_args(names, "--events-out", str(events))
         proc = capture_process(hub.connection_string, storage, *args, log=log)
-        t0 = time.monotonic()
         files_before_kill = []
-        for at in kills:
-            time.sleep(max(0.0, t0 + at - time.monotonic()))
+        for committed, moment in kills:
+            wait_for(
+                lambda n=committed: stored_events(storage, names["container"]) >= n,
+                f"{committed} events stored",
+                alive=proc,
+                log=log,
+                every=0.25,
+            )
+            time.sleep(moment)
             proc.kill()  # SIGKILL: no flush, no release, no goodbye
             assert proc.wait(10) == -signal.SIGKILL
             files_before_kill.append(len(files_log(events)))
+            restarted = log_size(log)
             proc = capture_process(hub.connection_string, storage, *args, log=log)
         sender.join()
+        # The last writer (started after the last kill) is up and has caught up before it is asked to stop.
+        wait_for(lambda: writer_up(log, restarted), "the last writer up", alive=proc, log=log)
+        wait_for(
+            lambda: stored_events(storage, names["container"]) >= total,
+            "every event stored",
+            alive=proc,
+            log=log,
+            every=0.25,
+        )
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0, log.read_text()[-3000:]
         final = capture_process(hub.connection_string, storage, *args, "--once", log=log)
@@ -96,20 +129,34 @@ def test_storage_outage_trips_the_breaker_and_loses_nothing(tmp_path: Path) -> N
                 load_balancing_interval=1, ownership_expiry=60, max_wait_time=0.5, **names,
             )  # fmt: skip
             outcome: dict = {}
-            runner = threading.Thread(target=lambda: outcome.update(report=w.run(until_idle=3, timeout=90)))
+            runner = threading.Thread(target=lambda: outcome.update(report=w.run(timeout=300)))
             frame = simulated(1800, seed=12)
-            sender = threading.Thread(target=send, args=(hub.connection_string, frame), kwargs={"rate": 150})
+            storage_down = threading.Event()
+
+            def traffic() -> None:  # a third before the outage, the rest once storage is gone
+                send(hub.connection_string, frame.head(600), rate=150)
+                storage_down.wait(120)
+                send(hub.connection_string, frame.slice(600), rate=150)
+
+            sender = threading.Thread(target=traffic)
             with CheckpointWatch(storage, **names) as watch:
                 runner.start()
                 sender.start()
-                time.sleep(3)
-                stack.down(st.home, only=["azurite"])  # storage gone for a while
-                down_at = time.monotonic()
-                time.sleep(4)
-                assert w.report is not None and w.report.retries, "no storage call failed while Azurite was down"
+                wait_for(lambda: w.report is not None and w.report.files, "the writer's first file")
+                stack.down(st.home, only=["azurite"])  # storage gone until the breaker trips
+                storage_down.set()
+                # The breaker can trip on frames held by calls still in flight: wait for a refused one too.
+                wait_for(lambda: any(b.state == "tripped" for b in w.report.breaker), "the breaker to trip")
+                wait_for(lambda: w.report.retries, "a storage call to fail while Azurite is down")
                 stack.up(home=st.home, blob_port=port, services=("azurite",))
-                outage = time.monotonic() - down_at
                 sender.join()
+                last = _last_sequence_numbers(hub_ids(hub.connection_string))
+
+                def all_checkpointed() -> bool:
+                    return checkpoints(storage, names["checkpoint_container"]) == last
+
+                wait_for(all_checkpointed, "every event checkpointed", every=0.5)
+                w.stop()
                 runner.join(120)
             report = outcome["report"]
             got, duplicates, _ = captured(storage, names["container"])
@@ -119,7 +166,7 @@ def test_storage_outage_trips_the_breaker_and_loses_nothing(tmp_path: Path) -> N
     states = {(b.partition_id, b.state) for b in report.breaker}
     tripped = {p for p, s in states if s == "tripped"}
     assert tripped and all((p, "resumed") in states for p in tripped)
-    assert sum(report.retries.values()) > 0 and outage >= 4
+    assert sum(report.retries.values()) > 0
     assert watch.violations == [] and watch.samples > 5
     peak = max(b.buffered_frames for b in report.breaker)
     assert peak <= 8 + 2  # bounded: receiving stops at the trip level, even within a batch
@@ -131,43 +178,64 @@ def test_two_writers_share_partitions_and_hand_them_over(tmp_path: Path) -> None
     a_log, b_log = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     with private_hub(4) as hub, CheckpointWatch(storage, **names) as watch:
         frame = simulated(2100, seed=13)
-        sender = threading.Thread(target=send, args=(hub.connection_string, frame), kwargs={"rate": 150})
+        done_sending = threading.Event()  # traffic flows until every step below is reached
+        sender = threading.Thread(
+            target=send, args=(hub.connection_string, frame), kwargs={"rate": 150, "until": done_sending}
+        )
         sender.start()
         a = capture_process(hub.connection_string, storage, *_cli_args(names, "--events-out", str(a_log), expiry="6"),
                             log=tmp_path / "a.log")  # fmt: skip
-        time.sleep(2)
+        wait_for(
+            lambda: _partitions(files_log(a_log), 0, float("inf")), "A's first file", alive=a, log=tmp_path / "a.log"
+        )
         b = capture_process(hub.connection_string, storage, *_cli_args(names, "--events-out", str(b_log), expiry="6"),
                             log=tmp_path / "b.log")  # fmt: skip
         b_started = time.time()
-        time.sleep(6)
+        # while both run, both capture (the client balances the partitions between them) …
+        wait_for(lambda: _partitions(files_log(a_log), b_started, float("inf")) and _partitions(files_log(b_log), b_started, float("inf")),
+                 "both writers capturing", alive=b, log=tmp_path / "b.log")  # fmt: skip
         a_term = time.time()
         a.send_signal(signal.SIGTERM)  # A stops: flushes, checkpoints, releases its partitions
         assert a.wait(60) == 0, (tmp_path / "a.log").read_text()[-3000:]
         a_stopped = time.time()
+        # … and after A stopped, B takes all of them
+        wait_for(lambda: _partitions(files_log(b_log), a_stopped, float("inf")) == {"0", "1", "2", "3"},
+                 "B capturing every partition", alive=b, log=tmp_path / "b.log")  # fmt: skip
+        done_sending.set()
         sender.join()
-        time.sleep(2)
+        expected = hub_ids(hub.connection_string)
+        wait_for(lambda: _stored(files_log(a_log) + files_log(b_log)) >= expected, "B storing the last events",
+                 alive=b, log=tmp_path / "b.log")  # fmt: skip
         b.send_signal(signal.SIGTERM)
         assert b.wait(60) == 0, (tmp_path / "b.log").read_text()[-3000:]
-        expected = hub_ids(hub.connection_string)
     got, duplicates, _ = captured(storage, names["container"])
     assert got == expected and duplicates == 0
     assert watch.violations == []
     rows_a, rows_b = files_log(a_log), files_log(b_log)
-    # while both ran, both captured (the client balanced the partitions between them) …
-    both = (b_started + 3, a_term - 0.5)
-    assert _partitions(rows_a, *both) and _partitions(rows_b, *both)
-    # … and after A stopped, B took all of them
-    assert _partitions(rows_b, a_stopped + 1, float("inf")) == {"0", "1", "2", "3"}
+    assert _partitions(rows_a, b_started, a_term) and _partitions(rows_b, b_started, a_term)
+    assert _partitions(rows_b, a_stopped, float("inf")) == {"0", "1", "2", "3"}
     # one writer at a time per partition: files follow each other, never overlap, whoever wrote them
     for pid in "0123":
         ranges = sorted((r["data"]["firstSequenceNumber"], r["data"]["lastSequenceNumber"])
-                        for r in _final(rows_a + rows_b) if r["data"]["partitionId"] == pid and r["data"]["eventCount"])  # fmt: skip
+                        for r in final_files(rows_a + rows_b) if r["data"]["partitionId"] == pid and r["data"]["eventCount"])  # fmt: skip
         assert all(prev[1] < nxt[0] for prev, nxt in zip(ranges, ranges[1:])), f"partition {pid}: {ranges}"
 
 
-def _final(rows: list[dict]) -> list[dict]:
-    """The last commit of each blob (an extended file is committed again with its new totals)."""
-    return list({r["name"]: r for r in rows}.values())
+def _last_sequence_numbers(ids: set[tuple[str, int]]) -> dict[str, int]:
+    last: dict[str, int] = {}
+    for pid, seq in ids:
+        last[pid] = max(seq, last.get(pid, -1))
+    return last
+
+
+def _stored(rows: list[dict]) -> set[tuple[str, int]]:
+    """(partition, sequence number) of every event in the committed files."""
+    out = set()
+    for r in final_files(rows):
+        d = r["data"]
+        if d["eventCount"]:
+            out |= {(d["partitionId"], s) for s in range(d["firstSequenceNumber"], d["lastSequenceNumber"] + 1)}
+    return out
 
 
 def _partitions(rows: list[dict], lo: float, hi: float) -> set[str]:

@@ -9,7 +9,7 @@ import pytest
 
 from iotlib.errors import ConfigurationError, ValidationError
 from iotlib.fleet import scenario, simulate
-from iotlib.fleet.delivery import DELIVERY_COLUMNS, Delivery, deliver
+from iotlib.fleet.delivery import DELIVERY_COLUMNS, Delivery, DeliveryStream, deliver
 from iotlib.fleet.faults import Duplicates, Offline
 from iotlib.ingest.partitioning import partition_for_key
 
@@ -108,3 +108,41 @@ def test_bad_input_and_settings_are_named(fleet):
     with pytest.raises(ConfigurationError, match="latency"):
         Delivery(latency=timedelta(seconds=-1))
     assert deliver(sent.clear()).columns == [*sent.columns, *DELIVERY_COLUMNS]
+
+
+def test_a_stream_of_chunks_is_delivered_exactly_as_the_whole_frame(fleet):
+    reg, _ = fleet
+    faults = [Offline(devices=tuple(reg["device_id"][:5]), outage="4m"), Duplicates(probability=0.02)]
+    sim = simulate.simulation(reg, start=None, duration="12m", seed=3, faults=faults, chunk_events=300)
+    assert len(sim) > 3  # several chunks, with late sends carried between them
+    model = Delivery(partitions=4, slow_fraction=0.1)
+    whole = deliver(pl.concat(list(sim)), model, seed=5)
+    stream = DeliveryStream(reg["device_id"].to_list(), model, seed=5)
+    parts = [stream.push(chunk) for chunk in sim] + [stream.finish()]
+    assert sum(1 for p in parts if p.height) > 3
+    assert pl.concat(parts).equals(whole)
+    # Each part is final: nothing later is enqueued before its last event.
+    for a, b in zip(parts, parts[1:]):
+        if a.height and b.height:
+            assert a["enqueued_time"].max() <= b["enqueued_time"].min()
+    # Chunks whose rows are not in send order (still one chunk after the other): the general sort.
+    shuffled = [chunk.sample(fraction=1.0, shuffle=True, seed=1) for chunk in sim]
+    mixed = DeliveryStream(reg["device_id"].to_list(), model, seed=5)
+    got = pl.concat([mixed.push(chunk) for chunk in shuffled] + [mixed.finish()])
+    assert got.equals(deliver(pl.concat(shuffled), model, seed=5))
+    by_partition = DeliveryStream(reg["device_id"].to_list(), model, seed=5, order="partition")
+    parts = [by_partition.push(chunk) for chunk in sim] + [by_partition.finish()]
+    assert all(p.equals(p.sort("partition_id", "sequence_number")) for p in parts)
+    assert pl.concat(parts).sort("enqueued_time", "sequence_number", "partition_id").equals(whole)
+
+
+def test_a_stream_refuses_replays_and_chunks_out_of_order(fleet):
+    reg, sent = fleet
+    with pytest.raises(ConfigurationError, match="replays"):
+        DeliveryStream(reg["device_id"].to_list(), Delivery(replays=1))
+    stream = DeliveryStream(reg["device_id"].to_list())
+    stream.push(sent.tail(50))
+    with pytest.raises(ValidationError, match="sent_at order"):
+        stream.push(sent.head(50))
+    with pytest.raises(ValidationError, match="not among"):
+        DeliveryStream(reg["device_id"][:3].to_list()).push(sent.head(50))

@@ -135,8 +135,8 @@ def test_processor_resumes_from_checkpoint(emu, local_stack):
         client = _consumer(emu, "resume", store)
 
         async def on_event(ctx, event):
-            first.append(event.body_as_str())
             await ctx.update_checkpoint(event)
+            first.append(event.body_as_str())  # counted once its checkpoint is stored
 
         task = asyncio.create_task(client.receive(on_event, partition_id="2", starting_position=before))
         assert await _until(lambda: len(first) >= 5, 15), first

@@ -17,7 +17,7 @@ def _split(requirement: str) -> tuple[str, str]:
 
 
 def _environment_packages() -> dict[str, str]:
-    """Package -> bound from environment.yml (conda and pip sections), without python/nodejs/pip."""
+    """Package -> bound from environment.yml (conda and pip sections), without python/nodejs/openjdk/pip."""
     found: dict[str, str] = {}
     text = (ROOT / "environment.yml").read_text()
     for line in text.split("\ndependencies:", 1)[1].splitlines():
@@ -28,7 +28,7 @@ def _environment_packages() -> dict[str, str]:
         if item.startswith("-e ") or item in {"pip"}:
             continue
         name, bound = _split(item)
-        if name in {"python", "nodejs"}:
+        if name in {"python", "nodejs", "openjdk"}:  # runtimes, not Python packages
             continue
         found[name] = bound
     return found
@@ -48,6 +48,35 @@ def test_environment_yml_mirrors_pyproject() -> None:
     )
     differing = {name: (py[name], env[name]) for name in py if py[name] != env[name]}
     assert not differing, f"bounds differ (pyproject, environment.yml): {differing}"
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _constraints() -> dict[str, str]:
+    """Package -> exact version from constraints.txt (``make lock`` writes it)."""
+    pins: dict[str, str] = {}
+    for number, line in enumerate((ROOT / "constraints.txt").read_text().splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9_.\-]*)==(\S+)", line.strip())
+        assert match, f"constraints.txt line {number} is not name==version: {line!r}"
+        name = _canonical(match.group(1))
+        assert name not in pins, f"constraints.txt pins {name} twice"
+        pins[name] = match.group(2)
+    return pins
+
+
+def test_constraints_pin_every_dependency_within_its_bounds() -> None:
+    from packaging.specifiers import SpecifierSet
+
+    pins = _constraints()
+    py = {_canonical(name): bound for name, bound in _pyproject_packages().items()}
+    unpinned = sorted(set(py) - set(pins))
+    assert not unpinned, f"not in constraints.txt: {unpinned}; run make lock"
+    outside = {name: (pins[name], bound) for name, bound in py.items() if pins[name] not in SpecifierSet(bound)}
+    assert not outside, f"pins outside pyproject.toml's bounds (pin, bound): {outside}; run make lock"
 
 
 def test_package_json_pins_azurite() -> None:

@@ -164,7 +164,7 @@ def test_heartbeats_close_windows_when_nothing_arrives():
     df = stream([("a", s + 0.5, s + 0.6, 20) for s in range(7)])
     engine = WindowEngine("5s", policy=EventTimePolicy(idle_timeout="10s"))
     out = engine.feed(df)
-    assert out.windows.height == 0 or out.windows["window_end"].max() < at(5)
+    assert out.windows.height == 0  # watermark 00:06.5 - 5 s late arrival: the frontier is short of 00:05
     beat = engine.advance(at(30))
     assert beat.windows["window_end"].to_list() == [at(5), at(10)]
     assert engine.watermark == at(20) and engine.frontier == at(15)

@@ -139,3 +139,14 @@ def test_bad_arguments() -> None:
         scenario.build_registry(0)
     with pytest.raises(ConfigurationError, match="buildings must be between"):
         scenario.build_registry(10, buildings=11)
+
+
+def test_registry_summary_counts_what_the_registry_holds() -> None:
+    original = scenario.original_registry()
+    s = scenario.registry_summary(original)
+    assert s["devices"] == 1_000 and s["buildings"] == 10
+    assert s["devices_per_building_min"] == s["devices_per_building_max"] == 100
+    floors = original.group_by("building_id").agg(pl.col("floor").max())["floor"]
+    assert (s["floors_min"], s["floors_max"]) == (floors.min(), floors.max())
+    assert s["apartments"] == original.group_by("building_id", "room").len().height
+    assert s["time_zones"] == original["time_zone"].n_unique()

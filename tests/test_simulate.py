@@ -468,3 +468,21 @@ def test_fault_durations_take_text_and_seconds_with_clear_errors() -> None:
         Offline(outage=[3])  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="Offline.outage='soon' is not a duration"):
         Offline(outage="soon")  # type: ignore[arg-type]
+
+
+def test_start_now_is_the_clock_to_the_second_and_shifts_by_a_duration() -> None:
+    clock = datetime(2026, 3, 1, 12, 30, 45, 987_654, tzinfo=UTC)
+    assert simulate.parse_start("now", now=clock) == datetime(2026, 3, 1, 12, 30, 45, tzinfo=UTC)
+    assert simulate.parse_start("now-10m", now=clock) == datetime(2026, 3, 1, 12, 20, 45, tzinfo=UTC)
+    assert simulate.parse_start(" NOW + 1h30m ", now=clock) == datetime(2026, 3, 1, 14, 0, 45, tzinfo=UTC)
+    with pytest.raises(ConfigurationError, match="use now, now-10m or now\\+1h"):
+        simulate.parse_start("nowish", now=clock)
+    with pytest.raises(ConfigurationError, match="is not a duration"):
+        simulate.parse_start("now-soon", now=clock)
+
+
+def test_generate_from_now(registry: pl.DataFrame) -> None:
+    before = datetime.now(UTC).replace(microsecond=0)
+    frame = simulate.generate(registry.head(20), start="now", duration="2m", seed=3)
+    after = datetime.now(UTC)
+    assert before <= frame["time_observed"].min() and frame["time_observed"].max() < after + timedelta(minutes=2)

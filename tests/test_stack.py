@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -110,11 +111,51 @@ def test_cli_up_status_down(tmp_path: Path) -> None:
             check=True,
         )
         assert f":{port}/devstoreaccount1" in probe.stdout
+        # One service down: status says which, and exits non-zero.
+        stack._terminate(stack.read_state(tmp_path).services["eventhubs"].pid)
+        half = _iotlib("status", env=env)
+        assert half.returncode == 1
+        assert re.search(r"^eventhubs .* DOWN +recorded but not running$", half.stdout, re.MULTILINE), half.stdout
+        assert "down: eventhubs (start the stack with `iotlib up`)" in half.stdout
     finally:
         down = _iotlib("down", env=env)
     assert down.returncode == 0 and "stopped" in down.stdout
     after = _iotlib("status", env=env)
-    assert "not started" in after.stdout
+    assert "not started" in after.stdout and after.returncode == 1
+
+
+def _clean_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IOTLIB_")}
+    env["IOTLIB_HOME"] = str(home)
+    return env
+
+
+def test_up_with_the_hub_port_taken_starts_nothing(tmp_path: Path) -> None:
+    blob_port = stack.free_port()
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        up = _iotlib("up", "--blob-port", str(blob_port), "--eventhub-port", str(taken), env=_clean_env(tmp_path))
+    assert up.returncode == 1
+    assert f"port {taken} on 127.0.0.1 is taken" in up.stderr and "--eventhub-port PORT" in up.stderr
+    assert not stack.port_in_use("127.0.0.1", blob_port), "Azurite was left running"
+    state = stack.read_state(tmp_path)
+    assert state is None or not state.services
+
+
+def test_up_that_fails_on_its_second_service_stops_the_first(tmp_path: Path) -> None:
+    config = tmp_path / "not-a-config.json"
+    config.write_text("{}")  # the emulator refuses it, after Azurite has started
+    blob_port = stack.free_port()
+    home = tmp_path / "home"
+    up = _iotlib("up", "--blob-port", str(blob_port), "--eventhub-port", "0", "--eventhubs-config", str(config),
+                 env=_clean_env(home))  # fmt: skip
+    assert up.returncode == 1
+    assert "eventhubs exited with code" in up.stderr
+    assert (home / "logs" / "azurite.log").exists(), "Azurite was never started: the case is not exercised"
+    assert not stack.port_in_use("127.0.0.1", blob_port), "Azurite was left running"
+    assert not stack.read_state(home).services
 
 
 def test_stack_is_a_context_manager(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

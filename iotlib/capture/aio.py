@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Unpack
+from typing import Any, Unpack
 from urllib.parse import urlparse
 
 from iotlib._eventloop import StoppableEngine
@@ -27,8 +27,8 @@ from iotlib.hub.starting import needs_positions, resolve
 
 _LOG = logging.getLogger("iotlib.capture")
 LOCAL_NAMESPACE = "fabrikam"  # the namespace of iotlib's emulator (EmulatorConfig's default)
-_STORAGE_KWARGS = {"retry_total": 0, "connection_timeout": 5, "read_timeout": 30}
-_STORE_KWARGS = {"retry_total": 1, "connection_timeout": 5, "read_timeout": 30}
+_STORAGE_KWARGS: dict[str, Any] = {"retry_total": 0, "connection_timeout": 5, "read_timeout": 30}
+_STORE_KWARGS: dict[str, Any] = {"retry_total": 1, "connection_timeout": 5, "read_timeout": 30}
 #: Seconds the consumer may take to close beyond ``shutdown_timeout`` (it flushes each partition).
 _CLOSE_MARGIN = 15
 

@@ -10,12 +10,10 @@ Helpers for notebook 03 and for anyone checking what a capture wrote (theirs or 
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
-import fastavro
 import polars as pl
 from azure.storage.blob import ContainerClient
 from matplotlib.figure import Figure
@@ -55,9 +53,9 @@ def list_files(
             "first_sequence_number": number("firstsequencenumber"), "last_sequence_number": number("lastsequencenumber"),
         })  # fmt: skip
     schema = {
-        "name": pl.String, "namespace": pl.String, "eventhub": pl.String, "partition_id": pl.String,
-        "window_start": pl.Datetime("us", "UTC"), "bytes": pl.Int64, "events": pl.Int64,
-        "first_sequence_number": pl.Int64, "last_sequence_number": pl.Int64,
+        "name": pl.String(), "namespace": pl.String(), "eventhub": pl.String(), "partition_id": pl.String(),
+        "window_start": pl.Datetime("us", "UTC"), "bytes": pl.Int64(), "events": pl.Int64(),
+        "first_sequence_number": pl.Int64(), "last_sequence_number": pl.Int64(),
     }  # fmt: skip
     df = pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
     return df.sort("partition_id", "window_start", "name")
@@ -109,11 +107,11 @@ def _count(node: dict[str, Any]) -> tuple[int, int]:
     return files, folders
 
 
-def _size(n: int) -> str:
+def _size(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
+        n /= 1024
     return str(n)
 
 
@@ -166,7 +164,7 @@ def describe(data: bytes, *, records: int = 3) -> CaptureFileAnatomy:
         blocks.append((count, size))
         pos += size + 16
     rows = []
-    for i, rec in enumerate(fastavro.reader(io.BytesIO(data))):
+    for i, rec in enumerate(cf.iter_records(data)):
         if i >= records:
             break
         rows.append({

@@ -31,15 +31,6 @@ def _ms_time(ms: int | None) -> datetime | None:
 
 
 @dataclass
-class Frame:
-    """One Avro data block, staged as one blob block."""
-
-    block_id: str
-    data: bytes
-    count: int
-
-
-@dataclass
 class ExistingFile:
     """A Capture blob already in the container, as its listing (properties + metadata) shows it."""
 

@@ -49,7 +49,7 @@ import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, BinaryIO, TypedDict
+from typing import Any, BinaryIO, TypedDict, overload
 
 import fastavro
 
@@ -450,9 +450,29 @@ def schema_json(schema: Mapping[str, Any] = SCHEMA) -> str:
     return json.dumps(schema, separators=(",", ":"))
 
 
+@overload
+def write_capture_file(
+    fo: None,
+    records: Iterable[dict[str, Any]],
+    *,
+    codec: str = ...,
+    schema: Mapping[str, Any] = ...,
+    sync_marker: bytes | None = ...,
+    block_records: int | None = ...,
+) -> bytes: ...
+@overload
+def write_capture_file(
+    fo: BinaryIO,
+    records: Iterable[dict[str, Any]],
+    *,
+    codec: str = ...,
+    schema: Mapping[str, Any] = ...,
+    sync_marker: bytes | None = ...,
+    block_records: int | None = ...,
+) -> None: ...
 def write_capture_file(
     fo: BinaryIO | None,
-    records: Iterable[Mapping[str, Any]],
+    records: Iterable[dict[str, Any]],
     *,
     codec: str = "null",
     schema: Mapping[str, Any] = SCHEMA,
@@ -472,9 +492,10 @@ def write_capture_file(
     if sync_marker is not None and len(sync_marker) != 16:
         raise ConfigurationError("sync_marker must be 16 bytes")
     parsed = fastavro.parse_schema(dict(schema))
+    marker = sync_marker or b""  # fastavro draws a random marker for b""
     buf = io.BytesIO()
     if block_records:
-        w = fastavro.write.Writer(buf, parsed, codec=codec, sync_interval=1 << 30, sync_marker=sync_marker)
+        w = fastavro.write.Writer(buf, parsed, codec=codec, sync_interval=1 << 30, sync_marker=marker)
         n = 0
         for rec in records:
             w.write(rec)
@@ -483,7 +504,7 @@ def write_capture_file(
                 w.dump()
         w.flush()
     else:
-        fastavro.writer(buf, parsed, records, codec=codec, sync_marker=sync_marker)
+        fastavro.writer(buf, parsed, records, codec=codec, sync_marker=marker)
     data = _with_header_schema(buf.getvalue(), schema_json(schema))
     if fo is None:
         return data
@@ -575,7 +596,10 @@ def _read_long(data: bytes, pos: int) -> tuple[int, int]:
 
 def iter_records(data: bytes) -> Iterator[dict[str, Any]]:
     """Records of a Capture file read with plain fastavro and the file's own header schema."""
-    yield from fastavro.reader(io.BytesIO(data))
+    for record in fastavro.reader(io.BytesIO(data)):
+        if not isinstance(record, dict):
+            raise ValueError(f"not a Capture file: its records are {type(record).__name__}, not Avro records")
+        yield record
 
 
 # --------------------------------------------------------------------------- streaming writer pieces

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Unpack
 
@@ -152,9 +152,6 @@ class CaptureOptions(ConsumerOptions):
         opts = cls(eventhub_name=eventhub_name, namespace=namespace, **values)
         opts.validate()
         return opts
-
-    def with_(self, **changes: Any) -> CaptureOptions:
-        return replace(self, **changes)
 
     def validate(self) -> None:
         """Raise :class:`ConfigurationError` naming the first option out of range."""

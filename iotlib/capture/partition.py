@@ -468,7 +468,8 @@ class PartitionCapture:
 
                 conditions["match_condition"] = MatchConditions.IfNotModified
                 continue
-            f.committed, f.etag = True, result.get("etag")
+            etag = result.get("etag")
+            f.committed, f.etag = True, etag if isinstance(etag, str) else None
             await self._after_commit(f, row)
             return
         raise StorageConflict(f"{f.name}: the blob keeps changing under this writer")
@@ -587,7 +588,8 @@ class PartitionCapture:
         try:
             await asyncio.wait_for(asyncio.shield(self.task), timeout)
         except TimeoutError:
-            pending = sum(op.file.new_events for op in list(self.queue._queue) if isinstance(op, _Commit))  # type: ignore[attr-defined]
+            queued = [self.queue.get_nowait() for _ in range(self.queue.qsize())]  # the task is cancelled below
+            pending = sum(op.file.new_events for op in queued if isinstance(op, _Commit))
             _LOG.warning(
                 "%s: storage did not take the last files within %.0f s; %d events not stored will be captured "
                 "again from the checkpoint on the next run", self.where, timeout, pending,

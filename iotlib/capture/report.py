@@ -171,11 +171,11 @@ class CaptureReport:
         with self._lock:
             rows = [asdict(f) for f in self.files]
         schema = {
-            "file_url": pl.String, "name": pl.String, "partition_id": pl.String, "size_in_bytes": pl.Int64,
-            "event_count": pl.Int64, "first_sequence_number": pl.Int64, "last_sequence_number": pl.Int64,
+            "file_url": pl.String(), "name": pl.String(), "partition_id": pl.String(), "size_in_bytes": pl.Int64(),
+            "event_count": pl.Int64(), "first_sequence_number": pl.Int64(), "last_sequence_number": pl.Int64(),
             "first_enqueue_time": pl.Datetime("us", "UTC"), "last_enqueue_time": pl.Datetime("us", "UTC"),
-            "window_start": pl.Datetime("us", "UTC"), "reason": pl.String, "extended": pl.Boolean,
-            "writer": pl.String, "created": pl.Datetime("us", "UTC"),
+            "window_start": pl.Datetime("us", "UTC"), "reason": pl.String(), "extended": pl.Boolean(),
+            "writer": pl.String(), "created": pl.Datetime("us", "UTC"),
         }  # fmt: skip
         return pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
 
@@ -187,8 +187,8 @@ class CaptureReport:
     def breaker_frame(self) -> pl.DataFrame:
         with self._lock:
             rows = [asdict(b) for b in self.breaker]
-        schema = {"time": pl.Datetime("us", "UTC"), "partition_id": pl.String, "state": pl.String,
-                  "buffered_frames": pl.Int64, "detail": pl.String}  # fmt: skip
+        schema = {"time": pl.Datetime("us", "UTC"), "partition_id": pl.String(), "state": pl.String(),
+                  "buffered_frames": pl.Int64(), "detail": pl.String()}  # fmt: skip
         return pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
 
     def summary(self) -> str:

@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from iotlib.durations import epoch_us
-
 
 @dataclass(frozen=True, order=True)
 class Window:
@@ -43,11 +41,6 @@ class Window:
 
     def __str__(self) -> str:
         return f"[{self.start_time:%Y-%m-%d %H:%M:%S}, +{self.length}s)"
-
-
-def utc_seconds(moment: datetime) -> int:
-    """Whole seconds since the epoch of an aware (or UTC-naive) datetime."""
-    return epoch_us(moment) // 1_000_000
 
 
 def utc_time(seconds: float) -> datetime:

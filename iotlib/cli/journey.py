@@ -1,8 +1,8 @@
-"""The journey end to end on the local stack, at a small scale: what ``make demo`` runs.
+"""The journey end to end on the local stack, at a small scale (``full=True``: Fabrikam's): what ``make demo`` runs.
 
 Each step is a function of the previous steps' results and prints one line;
-the run ends with a summary of what landed where. The stack is stopped at
-the end only if the demo started it.
+the run ends with a summary of what landed where, whether the stack is still
+running (it is stopped only if the demo started it), and what to try next.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from iotlib.fleet import scale
 from iotlib.local import stack
 
 # Small scale: the original journey's 1,000 devices over 10 buildings, ten minutes.
@@ -138,6 +137,7 @@ def _processing(demo: Demo) -> None:
     peaks = windows.group_by("building_id").agg(pl.col("avg_temperature").max().alias("peak"))
     heated = peaks.filter(pl.col("building_id") == 1)["peak"].max()
     others = peaks.filter(pl.col("building_id") != 1)["peak"].max()
+    assert isinstance(heated, float) and isinstance(others, float)  # the demo fleet has building 1 and others
     demo.results["windows"] = windows
     demo.say(
         "processing",
@@ -160,7 +160,7 @@ def _stream(demo: Demo) -> None:
         # The demo replays its minutes in a second or two: wait for quiet partitions as a backfill would.
         policy=EventTimePolicy(idle_timeout=f"{demo.minutes + 5}m"),
     ) as processor:
-        report = processor.run(until_idle=3, flush=True)
+        report = processor.run(once=True, flush=True)  # everything sent so far; a quiet spell under load is no end
     demo.results["stream"] = report
     store = WarmStore(path)
     try:
@@ -195,12 +195,23 @@ STEPS: list[tuple[str, Callable[[Demo], None]]] = [
 ]
 
 
-def run(*, devices: int | None = None, minutes: int | None = None, seed: int = 0) -> Demo:
-    """Start (or reuse) the local stack, run every step, stop what was started."""
-    sizes = scale.pick(full=FULL, small=SMALL)
+def run(
+    *,
+    devices: int | None = None,
+    minutes: int | None = None,
+    seed: int = 0,
+    full: bool = False,
+    stack_options: dict[str, Any] | None = None,
+) -> Demo:
+    """Start (or reuse) the local stack, run every step, stop what was started.
+
+    Small unless ``full`` (:data:`SMALL`, :data:`FULL`); ``devices``/``minutes`` override either.
+    ``stack_options`` go to :func:`iotlib.local.stack.up` when the demo starts the stack (ports).
+    """
+    sizes = FULL if full else SMALL
     demo = Demo(devices or sizes["devices"], minutes or sizes["minutes"], seed)
     began = time.monotonic()
-    st = stack.up()
+    st = stack.up(**(stack_options or {}))
     demo.say(
         "stack",
         ", ".join(
@@ -220,6 +231,27 @@ def run(*, devices: int | None = None, minutes: int | None = None, seed: int = 0
                 os.environ[key] = value
         stopped = st.down()
         if stopped:
-            demo.say("stack", f"stopped {', '.join(stopped)}")
+            demo.say("stack", f"stopped {', '.join(stopped)}: the demo started the stack, so it stops it")
+        else:
+            where = ", ".join(f"{n} on {s.address}" for n, s in st.services.items())
+            demo.say("stack", f"left running ({where}): it was running before the demo; `iotlib down` stops it")
     demo.say("done", f"the journey took {time.monotonic() - began:,.1f}s")
+    for line in _next_steps(demo, running=not stopped):
+        demo.say("next", line)
     return demo
+
+
+def _next_steps(demo: Demo, *, running: bool) -> list[str]:
+    """What to try after the demo."""
+    lines = [
+        ("the notebooks: `make lab`" if running else "the notebooks: `iotlib up`, then `make lab`")
+        + " (01 to 06; full scale by hand, IOTLIB_SCALE=small for quick runs)",
+        "the command line, piece by piece: `iotlib ingest --mode live --devices 1000 --duration 10m` and, in "
+        "another shell, `iotlib process --until-idle 30`; `iotlib --help` lists every command",
+    ]
+    if (demo.devices, demo.minutes) != (FULL["devices"], FULL["minutes"]):
+        lines.append(
+            f"the same journey at Fabrikam's scale ({FULL['devices']:,} devices, {FULL['minutes']} minutes): "
+            "`iotlib demo --full`"
+        )
+    return lines

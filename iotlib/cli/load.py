@@ -11,16 +11,25 @@ def register(sub: argparse._SubParsersAction) -> None:
         "load",
         help="load Event Hubs Capture files (Blob container or directory) into Parquet",
         description="Read the Capture Avro files whose windows can hold [--start, --end), decode them "
-        "(thermostat JSON bodies by default), drop duplicates and write Parquet.",
+        "(thermostat JSON bodies by default), drop duplicates and write Parquet. A load that finds no "
+        "events says what the store holds instead; names that do not fit the path format are named.",
     )
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument(
         "--container", help="Blob container holding the Capture files (connection string from iotlib.settings())"
     )
-    where.add_argument("--dir", type=Path, help="local directory holding the Capture layout")
+    where.add_argument(
+        "--path",
+        "--dir",
+        dest="path",
+        type=Path,
+        help="a local directory holding the Capture layout, or one Capture (Avro) file",
+    )
     p.add_argument("--connection-string", help="storage connection string (default: iotlib.settings())")
-    p.add_argument("--start", help="UTC start, ISO 8601 (e.g. 2024-03-01T10:00Z); default: everything")
-    p.add_argument("--end", help="UTC end (exclusive), ISO 8601")
+    p.add_argument(
+        "--start", help="events enqueued from this UTC time, ISO 8601 (e.g. 2024-03-01T10:00Z); default: everything"
+    )
+    p.add_argument("--end", help="events enqueued before this UTC time (exclusive), ISO 8601")
     p.add_argument("--namespace", help="only this Event Hubs namespace")
     p.add_argument("--eventhub", help="only this event hub")
     p.add_argument("--partitions", help="only these partition ids, comma-separated")
@@ -37,11 +46,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _load(args: argparse.Namespace) -> int:
+    import logging
+    import sys
+
     from iotlib import coldstore
     from iotlib.capture import format as cf
 
+    # The loader's warnings (nothing found, names that do not fit) as lines of this command's own.
+    warnings = logging.StreamHandler(sys.stderr)
+    warnings.setFormatter(logging.Formatter("iotlib load: warning: %(message)s"))
+    logging.getLogger("iotlib.coldstore").addHandler(warnings)
     # No source: iotlib.settings()'s storage account.
-    source = args.connection_string if args.container else args.dir
+    source = args.connection_string if args.container else args.path
     df, report = coldstore.load(
         source,
         container=args.container,

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from iotlib.cli.arguments import seconds
+
+if TYPE_CHECKING:
+    import polars as pl
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -102,6 +106,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="time between warm-store commits (default 2 s)",
     )
     r.add_argument("--max-batch-size", type=int, default=500, help="events per received batch (default 500)")
+    r.add_argument("--ownership-expiry", type=seconds, default=None,
+                   help="time before a silent owner's partitions are taken (default: the client's, 60 s)")  # fmt: skip
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_process)
 
@@ -127,7 +133,7 @@ def _rules(args: argparse.Namespace) -> list:
     return rules
 
 
-def _registry(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _registry(args: argparse.Namespace) -> pl.DataFrame:
     from iotlib.errors import ConfigurationError
     from iotlib.fleet import scenario
 
@@ -169,6 +175,7 @@ def _process(args: argparse.Namespace) -> int:
         heartbeat=not args.no_heartbeat,
         commit_interval=args.commit_interval,
         max_batch_size=args.max_batch_size,
+        ownership_expiry=args.ownership_expiry,
     )
     if args.eventhub:
         options["eventhub_name"] = args.eventhub

@@ -5,6 +5,12 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from iotlib.fleet.simulate import Simulation
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,7 +51,11 @@ def add_simulation_arguments(p: argparse.ArgumentParser) -> None:
         help="seed of a generated registry (default 0: the shipped Fabrikam fleet)",
     )
     p.add_argument("--duration", default="1h", help="simulated time, e.g. 90s, 15m, 1h, 1d (default 1h)")
-    p.add_argument("--start", default=None, help="start time, RFC 3339 (default 2025-01-06T00:00:00Z)")
+    p.add_argument(
+        "--start",
+        default=None,
+        help="start time: RFC 3339, now, or now-10m / now+1h (default 2025-01-06T00:00:00Z; live ingest: now)",
+    )
     p.add_argument("--scenario", default="NoErrorsExpected", choices=["NoErrorsExpected", "ThirtyDegreeReadings"])
     p.add_argument("--seed", type=int, default=0, help="simulation seed (default 0)")
     p.add_argument(
@@ -66,7 +76,7 @@ def add_simulation_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fault", action="append", default=[], metavar="SPEC", help="inject a fault (see below)")
 
 
-def simulation_from_arguments(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def simulation_from_arguments(args: argparse.Namespace) -> tuple[Simulation, pl.DataFrame]:
     """The :class:`iotlib.fleet.simulate.Simulation` (and its registry) the options describe."""
     from iotlib.errors import ConfigurationError
     from iotlib.fleet import scenario, simulate

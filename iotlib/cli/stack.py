@@ -46,7 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--home", type=Path)
     p.set_defaults(func=_down)
 
-    p = sub.add_parser("status", help="show each local service, its address and health")
+    p = sub.add_parser(
+        "status", help="show each local service, its address and health (exit status 1 when one is down)"
+    )
     p.add_argument("--home", type=Path)
     p.set_defaults(func=_status)
 
@@ -91,4 +93,8 @@ def _status(args: argparse.Namespace) -> int:
         health = "healthy" if row.healthy else "DOWN"
         pid = row.pid if row.pid is not None else "-"
         print(f"{row.name:<10} {row.address:<20} pid {pid!s:<8} {health:<8} {row.detail}")
-    return 0 if all(r.healthy for r in report if r.pid is not None) else 1
+    down = [r.name for r in report if not r.healthy]
+    if down:
+        print(f"down: {', '.join(down)} (start the stack with `iotlib up`)")
+        return 1
+    return 0

@@ -11,7 +11,8 @@ One concept per module: :mod:`.sources` (Blob container or local directory), :mo
 decoder), :mod:`.generic` (fastavro, any schema), :mod:`.columns` (the frame's columns),
 :mod:`.bodies` (thermostat JSON bodies), :mod:`.options` (``load``'s parameters, declared once),
 :mod:`.reader` (files → frame), :mod:`.report` (what a load did), :mod:`.cache` (Parquet, on top of
-the reader) and :mod:`.loader` (``load``, ``scan``).
+the reader), :mod:`.loader` (``load``, ``scan``) and :mod:`.precompile` (the compiled decoders into
+numba's cache, ahead of use).
 The file format itself is :mod:`iotlib.capture.format`.
 """
 

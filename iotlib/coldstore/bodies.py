@@ -30,10 +30,10 @@ from iotlib.fleet.events import FIELDS, check
 
 DECODED_SCHEMA = pl.Schema(
     {
-        "device_id": pl.String,
+        "device_id": pl.String(),
         "time_observed": pl.Datetime("us", "UTC"),
-        "temperature": pl.Float64,
-        "decode_error": pl.String,
+        "temperature": pl.Float64(),
+        "decode_error": pl.String(),
     }
 )
 
@@ -60,10 +60,10 @@ def decode_bodies(buf: np.ndarray, spans: np.ndarray) -> pl.DataFrame:
     n = len(spans)
     dev_spans = dev.copy()
     dev_spans[status != 0, 1] = -1
-    from iotlib.coldstore.columns import _bytes_array  # late: columns imports the decoders
+    from iotlib.coldstore.columns import _bytes_array, frame_from_arrow  # late: columns imports the decoders
 
     ok = status == 0
-    frame = pl.from_arrow(
+    frame = frame_from_arrow(
         pa.table(
             {
                 "device_id": _bytes_array(buf, dev_spans, text=True, what="a DeviceId"),
@@ -72,7 +72,7 @@ def decode_bodies(buf: np.ndarray, spans: np.ndarray) -> pl.DataFrame:
                 "decode_error": pa.nulls(n, pa.large_string()),
             }
         )
-    ).cast(DECODED_SCHEMA)  # type: ignore[union-attr]
+    ).cast(DECODED_SCHEMA)
     slow = np.flatnonzero(~ok)
     if len(slow):
         rows = [

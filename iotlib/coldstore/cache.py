@@ -83,8 +83,7 @@ def _write(
     if missing:
         raise ConfigurationError(f"cannot partition by {missing}: not columns of the frame ({', '.join(df.columns)})")
     groups = df.partition_by(parts, as_dict=True, maintain_order=True) if parts else {(): df}
-    blob = hasattr(dest, "upload_blob")
-    root = Path(os.fspath(dest)) if not blob else None
+    root = None if hasattr(dest, "upload_blob") else Path(os.fspath(dest))  # None: a ContainerClient
     if root is not None:
         _remove_previous(root)
         root.mkdir(parents=True, exist_ok=True)
@@ -94,19 +93,19 @@ def _write(
         name = "/".join(x for x in (prefix.strip("/"), folder, "part-0.parquet") if x)
         buf = io.BytesIO()
         part.drop(parts).write_parquet(buf, compression="zstd", statistics=True)
-        if blob:
+        if root is None:
             dest.upload_blob(name, buf.getvalue(), overwrite=True)
         else:
-            path = root / name  # type: ignore[operator]
+            path = root / name
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(buf.getvalue())
         written.append(name)
     manifest = {**manifest, "files": written, "rows": df.height, "partition_by": parts}
     text = json.dumps(manifest, indent=1, default=str)
-    if blob:
+    if root is None:
         dest.upload_blob("/".join(x for x in (prefix.strip("/"), MANIFEST) if x), text.encode(), overwrite=True)
     else:
-        (root / MANIFEST).write_text(text)  # type: ignore[operator]
+        (root / MANIFEST).write_text(text)
     return written
 
 
@@ -192,10 +191,11 @@ def load_through_cache(
             manifest = None
     why = freshness(manifest, opts, listing)
     if why is None:
+        assert manifest is not None  # a fresh cache has one
         t0 = time.perf_counter()
         df = read_cache(root, opts)
         report.events = df.height
-        report.cache = f"hit: read {len(manifest.get('files', []))} Parquet files"  # type: ignore[union-attr]
+        report.cache = f"hit: read {len(manifest.get('files', []))} Parquet files"
         report.seconds["cache"] = time.perf_counter() - t0
         return df, report
     full = dataclasses.replace(opts, columns=None)  # the cache keeps every column

@@ -23,8 +23,7 @@ Both decoders end here, so the fast and the generic path produce the same frame:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import numba as nb
 import numpy as np
@@ -41,16 +40,16 @@ ENTRY = pl.Struct({"key": pl.String, "long": pl.Int64, "double": pl.Float64, "st
 MAP = pl.List(ENTRY)
 RAW_SCHEMA = pl.Schema(
     {
-        "namespace": pl.String,
-        "eventhub": pl.String,
-        "partition_id": pl.String,
-        "sequence_number": pl.Int64,
-        "offset": pl.String,
+        "namespace": pl.String(),
+        "eventhub": pl.String(),
+        "partition_id": pl.String(),
+        "sequence_number": pl.Int64(),
+        "offset": pl.String(),
         "enqueued_time": UTC_US,
-        "partition_key": pl.String,
+        "partition_key": pl.String(),
         "properties": MAP,
         "system_properties": MAP,
-        "body": pl.Binary,
+        "body": pl.Binary(),
     }
 )
 _ARROW_ENTRY = pa.struct(
@@ -243,7 +242,7 @@ def raw_frame(raw: RawRecords, path: cf.BlobPath, want: frozenset[str] | None = 
     table = pa.table(
         {name: fn() if want is None or name in want else pa.nulls(n, _ARROW_TYPES[name]) for name, fn in build.items()}
     )
-    return _with_path(pl.from_arrow(table), path, n)  # type: ignore[arg-type]
+    return _with_path(frame_from_arrow(table), path, n)
 
 
 _ARROW_TYPES = {
@@ -270,7 +269,12 @@ def _with_path(df: pl.DataFrame, path: cf.BlobPath, n: int) -> pl.DataFrame:
         pl.lit(path.eventhub, pl.String).alias("eventhub"),
         pl.lit(path.partition_id, pl.String).alias("partition_id"),
         pl.all(),
-    ).cast(RAW_SCHEMA)  # type: ignore[arg-type]
+    ).cast(RAW_SCHEMA)
+
+
+def frame_from_arrow(table: pa.Table) -> pl.DataFrame:
+    """``pl.from_arrow`` of a table, which is a frame (polars types the result as frame or series)."""
+    return cast(pl.DataFrame, pl.from_arrow(table))
 
 
 # --------------------------------------------------------------------------- from Python records (generic path)
@@ -354,8 +358,4 @@ def raw_frame_from_records(records: Sequence[Mapping[str, Any]], path: cf.BlobPa
             "body": pa.array(body, pa.large_binary()),
         }
     )
-    return _with_path(pl.from_arrow(table), path, len(seq))  # type: ignore[arg-type]
-
-
-def micros_to_datetime(us: int) -> datetime:
-    return pl.Series([us]).cast(UTC_US).item()
+    return _with_path(frame_from_arrow(table), path, len(seq))

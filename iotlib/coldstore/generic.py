@@ -8,6 +8,7 @@ Every record needs ``SequenceNumber``; the other Capture fields may be missing (
 from __future__ import annotations
 
 import io
+from typing import Any, cast
 
 import fastavro
 import polars as pl
@@ -25,6 +26,6 @@ def decode_file(data: bytes, path: cf.BlobPath) -> pl.DataFrame:
         raise CorruptFile(f"fastavro cannot read it: {type(exc).__name__}: {exc}") from None
     except Exception as exc:  # zlib.error, fastavro's own schema errors …
         raise CorruptFile(f"fastavro cannot read it: {type(exc).__name__}: {exc}") from None
-    if records and "SequenceNumber" not in records[0]:
+    if records and not (isinstance(records[0], dict) and "SequenceNumber" in records[0]):
         raise CorruptFile("records have no SequenceNumber field: not an Event Hubs Capture file")
-    return raw_frame_from_records(records, path)
+    return raw_frame_from_records(cast(list[dict[str, Any]], records), path)  # a record schema: all are dicts

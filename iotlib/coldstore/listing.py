@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import cast
 
 from iotlib.capture import format as cf
-from iotlib.coldstore.sources import BlobInfo, Source
+from iotlib.coldstore.sources import BlobInfo, LocalFile, Source
+from iotlib.durations import EPOCH
 
 _NAME_KEYS = ("Namespace", "EventHub", "PartitionId")
 
@@ -38,6 +40,8 @@ class Listing:
     selected: list[Candidate]
     pruned: list[Candidate]
     foreign: list[str]  # listed names that are not Capture files of this format
+    #: Folders the walk passed by because their names do not fit the format's level (``name/``).
+    foreign_folders: list[str] = field(default_factory=list)
 
 
 def granularity(start: datetime, end: datetime) -> str:
@@ -63,6 +67,9 @@ def find_blobs(
     partitions: Sequence[str | int] | None = None,
 ) -> Listing:
     """List the blobs of ``source`` that can hold events enqueued in ``[start, end)``."""
+    if isinstance(source, LocalFile):
+        info = source.info()
+        return Listing([Candidate(info, single_file_path(source, fmt))], [], [])
     known: dict[str, list[str]] = {}
     if namespace is not None:
         known["Namespace"] = [namespace]
@@ -78,7 +85,8 @@ def find_blobs(
     combos = _combos(known, slots)
     constrained = set(known) | (set(slots[0]) if slots else set())
     seen: dict[str, BlobInfo] = {}
-    _walk(source, fmt, 0, "", {}, combos, constrained, seen)
+    passed: list[str] = []
+    _walk(source, fmt, 0, "", {}, combos, constrained, seen, passed)
 
     selected, pruned, foreign = [], [], []
     for name in sorted(seen):
@@ -92,7 +100,17 @@ def find_blobs(
             pruned.append(cand)
         else:
             selected.append(cand)
-    return Listing(selected, pruned, foreign)
+    return Listing(selected, pruned, foreign, passed)
+
+
+def single_file_path(source: LocalFile, fmt: cf.PathFormat) -> cf.BlobPath:
+    """What a lone file's path says, when its last segments fit ``fmt``; else no namespace, hub or partition."""
+    tail = "/".join(source.path.resolve().parts[-len(fmt.segments) :])
+    path = fmt.try_parse(tail)
+    if path is not None:
+        return path
+    unknown = cast(str, None)  # null columns: the name does not say
+    return cf.BlobPath(unknown, unknown, unknown, EPOCH)
 
 
 def _combos(known: dict[str, list[str]], slots: list[dict[str, str]] | None) -> list[dict[str, str]]:
@@ -117,6 +135,7 @@ def _walk(
     combos: list[dict[str, str]],
     constrained: set[str],
     seen: dict[str, BlobInfo],
+    passed: list[str],
 ) -> None:
     last = len(fmt.segments) - 1
     below = {p for i in range(level, last + 1) for p in fmt.segment_placeholders(i)}
@@ -135,18 +154,21 @@ def _walk(
             segment = fmt.segments[level]
             for p, v in proj.items():
                 segment = segment.replace("{" + p + "}", v)
-            _walk(source, fmt, level + 1, prefix + segment + "/", {**bound, **proj}, combos, constrained, seen)
+            _walk(source, fmt, level + 1, prefix + segment + "/", {**bound, **proj}, combos, constrained, seen, passed)
         return
-    dirs, _files = source.walk(prefix)
+    dirs, files = source.walk(prefix)
+    for info in files:  # a file where the format has a folder: not a Capture file of this format
+        seen[info.name] = info
     for d in dirs:
         child = d[len(prefix) :].rstrip("/")
         got = fmt.match_segment(level, child)
         if got is None:
+            passed.append(d)
             continue
         got = {k: v for k, v in got.items() if k in constrained}
         merged = {**bound, **got}
         if _consistent(merged, combos):
-            _walk(source, fmt, level + 1, d, merged, combos, constrained, seen)
+            _walk(source, fmt, level + 1, d, merged, combos, constrained, seen, passed)
 
 
-__all__ = ["Candidate", "Listing", "find_blobs", "granularity"]
+__all__ = ["Candidate", "Listing", "find_blobs", "granularity", "single_file_path"]

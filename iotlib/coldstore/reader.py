@@ -16,7 +16,7 @@ from typing import Any
 import polars as pl
 
 from iotlib.capture import format as cf
-from iotlib.coldstore import bodies, fastdecode, generic
+from iotlib.coldstore import bodies, fastdecode, generic, notices
 from iotlib.coldstore import columns as columns_module
 from iotlib.coldstore.container import ContainerFile, CorruptFile, open_container
 from iotlib.coldstore.listing import Candidate, Listing, find_blobs
@@ -41,6 +41,7 @@ def list_blobs(src: Source, opts: LoadOptions, report: LoadReport) -> Listing:
     report.blobs_listed = len(listing.selected) + len(listing.pruned) + len(listing.foreign)
     report.blobs_pruned = [c.info.name for c in listing.pruned]
     report.seconds["list"] = time.perf_counter() - t0
+    notices.foreign_names(listing, opts, report)
     if opts.progress:
         from tqdm.auto import tqdm
 
@@ -49,8 +50,10 @@ def list_blobs(src: Source, opts: LoadOptions, report: LoadReport) -> Listing:
     return listing
 
 
-def load_frame(src: Source, opts: LoadOptions, listing: Listing | None = None) -> tuple[pl.DataFrame, LoadReport]:
-    """List, read, decode, filter and dedupe; the frame and its report."""
+def load_frame(
+    src: Source, opts: LoadOptions, listing: Listing | None = None, *, explain_empty: bool = True
+) -> tuple[pl.DataFrame, LoadReport]:
+    """List, read, decode, filter and dedupe; the frame and its report (which says why, when it is empty)."""
     report = LoadReport(src.description, opts.start, opts.end)
     if listing is None:
         listing = list_blobs(src, opts, report)
@@ -79,6 +82,8 @@ def load_frame(src: Source, opts: LoadOptions, listing: Listing | None = None) -
     if opts.columns is not None:
         df = df.select(opts.columns)
     report.seconds["filter+dedupe"] = time.perf_counter() - t0
+    if not df.height and explain_empty:
+        notices.nothing_loaded(src, opts, report, listing, lambda *a: load_frame(*a, explain_empty=False)[0])
     return df, report
 
 
@@ -94,46 +99,48 @@ def _read_and_decode(src: Source, blobs: list[Candidate], opts: LoadOptions, rep
     results: dict[tuple[int, int], Future[pl.DataFrame]] = {}
     failures: dict[int, str] = {}
     io_workers = 8 if type(src).__name__ == "BlobContainer" else 2
-    with (
-        ThreadPoolExecutor(io_workers, thread_name_prefix="coldstore-io") as io,
-        ThreadPoolExecutor(opts.workers, thread_name_prefix="coldstore-decode") as cpu,
-    ):
-        downloads = [io.submit(src.read, c.info.name) for c in blobs]
-        for i, (cand, fut) in enumerate(zip(blobs, downloads)):
-            name = cand.info.name
-            try:
-                data = fut.result()
-            except ColdStoreError as exc:
-                failures[i] = str(exc)
-                continue
-            bars.downloaded(len(data))
-            report.blobs_read.append(name)
-            report.bytes_read += len(data)
-            try:
-                for j, task in enumerate(_tasks(data, cand.path, opts, report, name)):
-                    results[(i, j)] = cpu.submit(task)
-            except CorruptFile as exc:
-                failures[i] = str(exc)
-        frames: list[pl.DataFrame] = []
-        for i, cand in enumerate(blobs):
-            own = [k for k in results if k[0] == i]
-            parts = []
-            for k in sorted(own):
+    try:
+        with (
+            ThreadPoolExecutor(io_workers, thread_name_prefix="coldstore-io") as io,
+            ThreadPoolExecutor(opts.workers, thread_name_prefix="coldstore-decode") as cpu,
+        ):
+            downloads = [io.submit(src.read, c.info.name) for c in blobs]
+            for i, (cand, fut) in enumerate(zip(blobs, downloads)):
+                name = cand.info.name
                 try:
-                    parts.append(results[k].result())
+                    data = fut.result()
+                except ColdStoreError as exc:
+                    failures[i] = str(exc)
+                    continue
+                bars.downloaded(len(data))
+                report.blobs_read.append(name)
+                report.bytes_read += len(data)
+                try:
+                    for j, task in enumerate(_tasks(data, cand.path, opts, report, name)):
+                        results[(i, j)] = cpu.submit(task)
                 except CorruptFile as exc:
-                    failures.setdefault(i, str(exc))
-            if i in failures:
-                reason = failures[i]
-                if opts.errors == "raise":
-                    for pending in results.values():
-                        pending.cancel()
-                    raise ColdStoreError(f"blob {cand.info.name!r} in {src.description}: {reason}")
-                report.skipped.append(SkippedBlob(cand.info.name, reason))
-                continue
-            frames.extend(parts)
-            bars.decoded(sum(p.height for p in parts))
-    bars.close()
+                    failures[i] = str(exc)
+            frames: list[pl.DataFrame] = []
+            for i, cand in enumerate(blobs):
+                own = [k for k in results if k[0] == i]
+                parts = []
+                for k in sorted(own):
+                    try:
+                        parts.append(results[k].result())
+                    except CorruptFile as exc:
+                        failures.setdefault(i, str(exc))
+                if i in failures:
+                    reason = failures[i]
+                    if opts.errors == "raise":
+                        for pending in results.values():
+                            pending.cancel()
+                        raise ColdStoreError(f"blob {cand.info.name!r} in {src.description}: {reason}")
+                    report.skipped.append(SkippedBlob(cand.info.name, reason))
+                    continue
+                frames.extend(parts)
+                bars.decoded(sum(p.height for p in parts))
+    finally:
+        bars.close()  # an error then starts a line of its own
     return frames
 
 

@@ -35,6 +35,8 @@ class LoadReport:
     events: int = 0
     cache: str = "not used"
     seconds: dict[str, float] = field(default_factory=dict)
+    #: Why the load found nothing, or what it passed over (names that do not fit the path format).
+    warnings: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         lines = [

@@ -35,13 +35,11 @@ class SourceStats:
     walked: list[str] = field(default_factory=list)
     listed: list[str] = field(default_factory=list)
     downloaded: list[str] = field(default_factory=list)
-    bytes_downloaded: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add_download(self, name: str, size: int) -> None:
         with self._lock:
             self.downloaded.append(name)
-            self.bytes_downloaded += size
 
 
 class Source(Protocol):
@@ -109,6 +107,42 @@ class LocalDirectory:
         return data
 
 
+class LocalFile:
+    """One Capture file on disk, whatever its name (Azure's 2016 Archive wrote names without ``.avro``).
+
+    Its name says where its events came from only when its path ends in the path format (e.g.
+    ``…/fabrikam/telemetry/3/2025/01/06/00/05/00.avro``); otherwise namespace, event hub and
+    partition are null.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ConfigurationError(f"cold-store file {str(self.path)!r} does not exist")
+        self.description = f"file {self.path}"
+        self.stats = SourceStats()
+
+    def info(self) -> BlobInfo:
+        st = self.path.stat()
+        return BlobInfo(self.path.name, st.st_size, str(st.st_mtime_ns))
+
+    def walk(self, prefix: str) -> tuple[list[str], list[BlobInfo]]:
+        self.stats.walked.append(prefix)
+        return [], [self.info()] if self.path.name.startswith(prefix) else []
+
+    def list(self, prefix: str) -> list[BlobInfo]:
+        self.stats.listed.append(prefix)
+        return [self.info()] if self.path.name.startswith(prefix) else []
+
+    def read(self, name: str) -> bytes:
+        try:
+            data = self.path.read_bytes()
+        except OSError as exc:
+            raise ColdStoreError(f"cannot read {self.description}: {exc}") from None
+        self.stats.add_download(name, len(data))
+        return data
+
+
 class BlobContainer:
     """A Blob Storage container, reached with a ``ContainerClient`` (sync)."""
 
@@ -159,17 +193,18 @@ class BlobContainer:
 def open_source(source: Any, container: str | None = None) -> Source:
     """A :class:`Source` from what a user passes to ``load``.
 
-    ``source`` is a local directory (str or path), a storage connection string with
-    ``container``, a sync ``ContainerClient``, or already a source; ``None`` is the storage
+    ``source`` is a local directory (str or path) or one Avro file, a storage connection string
+    with ``container``, a sync ``ContainerClient``, or already a source; ``None`` is the storage
     account of :func:`iotlib.settings` (``container`` default: the capture writer's, ``capture``).
+    A container named by a connection string is checked first (:mod:`iotlib.preflight`): an
+    account that does not answer or refuses the key, or a container that does not exist, raises
+    :class:`~iotlib.errors.EndpointError` at once.
     """
     if source is None:
         from iotlib.capture.options import DEFAULT_CONTAINER
         from iotlib.connections import settings
 
-        return BlobContainer.from_connection_string(
-            settings().storage_connection_string, container or DEFAULT_CONTAINER
-        )
+        return _checked_container(settings().storage_connection_string, container or DEFAULT_CONTAINER)
     if hasattr(source, "walk") and hasattr(source, "read") and hasattr(source, "stats"):
         return source
     if hasattr(source, "walk_blobs") and hasattr(source, "download_blob"):
@@ -179,11 +214,25 @@ def open_source(source: Any, container: str | None = None) -> Source:
         if "AccountName=" in text or "BlobEndpoint=" in text or "UseDevelopmentStorage" in text:
             if not container:
                 raise ConfigurationError("a storage connection string needs container=<name>")
-            return BlobContainer.from_connection_string(text, container)
+            return _checked_container(text, container)
         if container:
             raise ConfigurationError(f"container={container!r} given, but {text!r} is not a storage connection string")
+        if Path(text).is_file():
+            return LocalFile(text)
+        if not Path(text).exists():
+            raise ConfigurationError(
+                f"{text!r} does not exist: give a directory in the Capture layout, or one Avro file"
+            )
         return LocalDirectory(text)
     raise ConfigurationError(
         f"cannot read Capture files from {type(source).__name__}: pass a directory, "
         "a connection string with container=, or a ContainerClient"
     )
+
+
+def _checked_container(connection_string: str, container: str) -> BlobContainer:
+    from iotlib import preflight
+    from iotlib.connections import StorageConnection
+
+    preflight.check_storage(StorageConnection.parse(connection_string), container=container)
+    return BlobContainer.from_connection_string(connection_string, container)

@@ -100,9 +100,8 @@ def write_store(
     )
     rng = np.random.default_rng(seed + 1)
     first_window = _micros(start) // w_us * w_us
-    last_window = max(
-        (_micros(start + duration) - 1) // w_us * w_us, int(events["window_start"].dt.epoch("us").max() or 0)
-    )
+    newest = events["window_start"].dt.epoch("us").max()  # None when there are no events
+    last_window = max((_micros(start + duration) - 1) // w_us * w_us, newest if isinstance(newest, int) else 0)
     all_windows = list(range(first_window, last_window + 1, w_us))
     groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for row in events.iter_rows(named=True):

@@ -80,15 +80,15 @@ def _digits(buf, pos: int, n: int) -> int:
 
 
 @nb.njit(cache=True)
-def _micros(y: int, mo: int, d: int, h: int, mi: int, s: int, us: int) -> np.int64:
+def _micros(y: int, mo: int, d: int, h: int, mi: int, s: int, us: int) -> int:
     if y < 1 or mo < 1 or mo > 12 or d < 1 or d > _days_in_month(y, mo) or h > 23 or mi > 59 or s > 59:
         return NOT_HANDLED
     days = _days_from_civil(y, mo, d)
-    return np.int64(((days * 24 + h) * 60 + mi) * 60 + s) * 1_000_000 + us
+    return (((days * 24 + h) * 60 + mi) * 60 + s) * 1_000_000 + us
 
 
 @nb.njit(cache=True)
-def rfc3339_micros(buf, pos: int, n: int) -> np.int64:
+def rfc3339_micros(buf, pos: int, n: int) -> int:
     """``YYYY-MM-DDTHH:MM:SS[.f…](Z|±HH:MM)`` at ``buf[pos:pos+n]`` → µs since epoch, else NOT_HANDLED."""
     if n < 20:
         return NOT_HANDLED
@@ -128,13 +128,13 @@ def rfc3339_micros(buf, pos: int, n: int) -> np.int64:
         om = _digits(buf, i + 4, 2)
         if oh < 0 or om < 0 or oh > 23 or om > 59:
             return NOT_HANDLED
-        off = np.int64(oh * 60 + om) * 60_000_000
+        off = (oh * 60 + om) * 60_000_000
         return t - off if buf[i] == 43 else t + off
     return NOT_HANDLED
 
 
 @nb.njit(cache=True)
-def enqueued_text_micros(buf, pos: int, n: int) -> np.int64:
+def enqueued_text_micros(buf, pos: int, n: int) -> int:
     """Azure's ``M/d/yyyy h:mm:ss AM`` or ``yyyy-MM-ddTHH:mm:ss[.fffffff]Z`` → µs since epoch, else NOT_HANDLED."""
     end = pos + n
     if n >= 20 and buf[pos + 4] == 45:  # ISO 8601 as Azure SDKs write it

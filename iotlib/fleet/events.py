@@ -182,9 +182,47 @@ def encode_frame(events: pl.DataFrame, *, malformed: bool = True) -> pl.Series:
     if bad[0] or bad[1]:
         raise ValidationError(f"cannot encode events: {bad[0]} row(s) with nulls, {bad[1]} non-finite temperature(s)")
 
+    broken = (
+        events["fault_malformed"].is_not_null()
+        if malformed and "fault_malformed" in events.columns
+        else pl.Series([], dtype=pl.Boolean)
+    )
+    fast = _fast_bodies(events)
+    if fast is not None:
+        if broken.any():  # the few broken bodies the polars way
+            index = broken.arg_true()
+            fast = fast.scatter(index, _polars_bodies(events[index], malformed=True))
+        return fast
+    return _polars_bodies(events, malformed=malformed)
+
+
+def _fast_bodies(events: pl.DataFrame) -> pl.Series | None:
+    """Well-formed bodies by :mod:`iotlib.fleet.fastjson` (the same text, several times faster), when the
+    frame suits it: an Enum of ids with nothing to escape, UTC times in µs or ms of years 1970-9999."""
+    from iotlib.fleet import fastjson
+
+    device, when = events["device_id"], events["time_observed"]
+    dtype = when.dtype
+    if not isinstance(device.dtype, pl.Enum) or not isinstance(dtype, pl.Datetime):
+        return None
+    if dtype.time_zone not in (None, "UTC") or dtype.time_unit == "ns":
+        return None
+    ids = _id_values(device)
+    if ids.str.contains(r'["\\\x00-\x1f]').any():  # ids that need escaping: the polars path
+        return None
+    observed = when.dt.epoch("us")
+    if not fastjson.formats(observed):
+        return None
+    table = fastjson.text_buffers(ids)
+    codes = device.to_physical().to_numpy()
+    return fastjson.bodies(codes, table, observed.to_numpy(), events["temperature"])
+
+
+def _polars_bodies(events: pl.DataFrame, *, malformed: bool) -> pl.Series:
     # Naive datetimes are taken as UTC (polars' convention); other zones are converted.
     when = pl.col("time_observed")
-    zone = events.schema["time_observed"].time_zone  # type: ignore[union-attr]
+    dtype = events.schema["time_observed"]
+    zone = dtype.time_zone if isinstance(dtype, pl.Datetime) else None
     if zone not in (None, "UTC"):
         when = when.dt.convert_time_zone("UTC")
     prefix = pl.concat_str([pl.lit('{"DeviceId":'), _device_json(events["device_id"]), pl.lit(',"TimeObserved":"')])

@@ -22,10 +22,13 @@ from iotlib.durations import to_timedelta
 from iotlib.errors import ConfigurationError
 from iotlib.fleet.events import MALFORMED_KINDS
 
+if typing.TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
-def _normalise_durations(config: object) -> None:
+
+def _normalise_durations(config: DataclassInstance) -> None:
     """Let every duration field take text or seconds too (``Offline(outage="3m")``, ``outage=900``)."""
-    for f in dataclasses.fields(config):  # type: ignore[arg-type]
+    for f in dataclasses.fields(config):
         value = getattr(config, f.name)
         if "timedelta" in str(f.type) and value is not None and not isinstance(value, timedelta):
             object.__setattr__(config, f.name, to_timedelta(value, name=f"{type(config).__name__}.{f.name}"))
@@ -41,7 +44,7 @@ def _check_positive(name: str, value: timedelta, *, allow_zero: bool = False) ->
         raise ConfigurationError(f"{name} must be {'non-negative' if allow_zero else 'positive'}, got {value}")
 
 
-def _normalise_devices(config: object) -> None:
+def _normalise_devices(config: StuckSensors | ClockSkew | Offline) -> None:
     devices = config.devices
     if devices is not None:
         if isinstance(devices, str):
@@ -233,7 +236,7 @@ def _convert(name: str, text: str, kind: object) -> object:
         return to_timedelta(text, name=name)
     if kind in (int, float, str):
         try:
-            return kind(text)  # type: ignore[operator]
+            return kind(text)
         except ValueError:
             raise ConfigurationError(f"{name}={text!r} is not a valid {kind.__name__}") from None
     raise ConfigurationError(f"cannot set {name} from text")

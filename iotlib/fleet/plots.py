@@ -30,7 +30,8 @@ def registry_overview(registry: pl.DataFrame) -> Figure:
     a, b, c = fig.subplots(1, 3)
     a.hist(per_building["devices"].to_numpy(), bins=30, color="tab:blue")
     a.set(title="Devices per building", xlabel="devices", ylabel="buildings")
-    b.hist(per_building["floors"].to_numpy(), bins=range(1, int(per_building["floors"].max()) + 2), color="tab:green")  # type: ignore[arg-type]
+    top_floor = int(per_building.select(pl.col("floors").max()).item())
+    b.hist(per_building["floors"].to_numpy(), bins=range(1, top_floor + 2), color="tab:green")
     b.set(title="Floors per building", xlabel="floors", ylabel="buildings")
     c.barh(zones["zone"].to_list(), zones["len"].to_list(), color="tab:orange")
     c.set(title="Buildings per time zone", xlabel="buildings")
@@ -70,12 +71,13 @@ def load_profiles(
     ax = fig.subplots()
     for (name, events), color in zip(runs.items(), ("tab:blue", "tab:red", "tab:green", "tab:purple")):
         rate = events_per_second(events, start=start, end=end)
+        peak = rate.select(pl.col("events").max()).item() or 0  # None for a run without events
         ax.plot(
             rate["second"].to_numpy(),
             rate["events"].clip(lower_bound=0.8).to_numpy(),
             lw=1,
             color=color,
-            label=f"{name} (peak {rate['events'].max():,}/s)",
+            label=f"{name} (peak {peak:,}/s)",
         )
     if devices:
         mean = devices / 60

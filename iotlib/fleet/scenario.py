@@ -36,13 +36,15 @@ import polars as pl
 from iotlib.errors import ConfigurationError, ValidationError
 
 #: The registry's columns and their dtypes, in order.
-SCHEMA: dict[str, pl.DataType] = {
-    "device_id": pl.String(),
-    "building_id": pl.Int32(),
-    "floor": pl.Int16(),
-    "room": pl.String(),
-    "time_zone": pl.String(),
-}
+SCHEMA = pl.Schema(
+    {
+        "device_id": pl.String(),
+        "building_id": pl.Int32(),
+        "floor": pl.Int16(),
+        "room": pl.String(),
+        "time_zone": pl.String(),
+    }
+)
 
 DEFAULT_DEVICES = 100_000
 DEFAULT_SEED = 0
@@ -156,8 +158,7 @@ def build_registry(
         # Each apartment on a floor gets at least one device, the rest are spread at random.
         apt_of = np.empty(count, dtype=np.int64)
         pos = 0
-        for n in per_floor:
-            n = int(n)
+        for n in per_floor.tolist():
             k = min(int(apartments[b]), n)
             extra = layout.multinomial(n - k, np.full(k, 1.0 / k))
             apt_of[pos : pos + n] = np.repeat(np.arange(1, k + 1), 1 + extra)
@@ -176,7 +177,7 @@ def build_registry(
             "time_zone": np.array(zones)[zone_of][np.concatenate(building_col) - 1],
         }
     )
-    return registry.with_columns(pl.col("room").cast(pl.String)).cast(SCHEMA)  # type: ignore[arg-type]
+    return registry.with_columns(pl.col("room").cast(pl.String)).cast(SCHEMA)
 
 
 def original_registry(*, seed: int = DEFAULT_SEED) -> pl.DataFrame:
@@ -290,14 +291,20 @@ def registry_summary(registry: pl.DataFrame) -> dict[str, object]:
     per_building = registry.group_by("building_id").agg(
         pl.len().alias("devices"), pl.col("floor").max().alias("floors"), pl.col("room").n_unique().alias("rooms")
     )
+    floors_min, floors_max, devices_min, devices_max = per_building.select(
+        pl.col("floors").min().alias("floors_min"),
+        pl.col("floors").max().alias("floors_max"),
+        pl.col("devices").min().alias("devices_min"),
+        pl.col("devices").max().alias("devices_max"),
+    ).row(0)
     return {
         "devices": registry.height,
         "buildings": per_building.height,
         "apartments": int(per_building["rooms"].sum()),
-        "floors_min": int(per_building["floors"].min()),  # type: ignore[arg-type]
-        "floors_max": int(per_building["floors"].max()),  # type: ignore[arg-type]
-        "devices_per_building_min": int(per_building["devices"].min()),  # type: ignore[arg-type]
-        "devices_per_building_max": int(per_building["devices"].max()),  # type: ignore[arg-type]
+        "floors_min": int(floors_min),
+        "floors_max": int(floors_max),
+        "devices_per_building_min": int(devices_min),
+        "devices_per_building_max": int(devices_max),
         "time_zones": registry["time_zone"].n_unique(),
     }
 

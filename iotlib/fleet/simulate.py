@@ -53,6 +53,7 @@ from typing import Required, TypedDict, Unpack
 import numpy as np
 import polars as pl
 
+from iotlib._workspace import Workspace
 from iotlib.durations import epoch_us, to_timedelta
 from iotlib.errors import ConfigurationError
 from iotlib.fleet.events import EVENT_TYPE, EVENT_TYPE_VERSION, MALFORMED_KINDS
@@ -124,40 +125,28 @@ _MAX_SLICE_US = 30 * 60 * _US
 _SENTINEL = (1 << 31) - 1  # a sort key past any slice (marks events held for a later one)
 
 
-class _Workspace:
-    """Named scratch arrays reused from slice to slice.
-
-    Every fresh large numpy array is page-faulted in and zeroed by the kernel,
-    which showed up as a large share of the run time (system time); reused
-    buffers pay that once. Never hand a workspace array to polars: the next
-    slice overwrites it.
-    """
-
-    def __init__(self) -> None:
-        self._buffers: dict[str, np.ndarray] = {}
-
-    def get(self, name: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
-        size = int(np.prod(shape))
-        buf = self._buffers.get(name)
-        if buf is None or buf.size < size or buf.dtype != np.dtype(dtype):
-            buf = np.empty(size + size // 4, dtype=dtype)  # headroom: slices vary a little in size
-            self._buffers[name] = buf
-        return buf[:size].reshape(shape)
-
-
 def _td_us(span: timedelta) -> int:
     return span // timedelta(microseconds=1)
 
 
-def parse_start(value: datetime | str | None) -> datetime:
-    """A simulation start: an aware datetime or RFC 3339/ISO text (``Z`` allowed); None = DEFAULT_START."""
+def parse_start(value: datetime | str | None, *, now: datetime | None = None) -> datetime:
+    """A simulation start: an aware datetime, RFC 3339/ISO text (``Z`` allowed), or ``"now"``.
+
+    ``"now"`` is the current UTC time to the second (``now`` overrides the clock); ``"now-10m"`` and
+    ``"now+1h"`` shift it by a duration (:mod:`iotlib.durations`). None = :data:`DEFAULT_START`.
+    """
     if value is None:
         return DEFAULT_START
     if isinstance(value, str):
+        text = value.strip().lower()
+        if text.startswith("now"):
+            return _relative_to_now(value, text[3:], now)
         try:
             value = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
         except ValueError:
-            raise ConfigurationError(f"cannot read start time {value!r}: use e.g. 2025-01-06T00:00:00Z") from None
+            raise ConfigurationError(
+                f"cannot read start time {value!r}: use e.g. 2025-01-06T00:00:00Z, now, or now-10m"
+            ) from None
     if not isinstance(value, datetime):
         raise ConfigurationError(f"start must be a datetime or ISO text, got {type(value).__name__}")
     if value.tzinfo is None:
@@ -166,6 +155,18 @@ def parse_start(value: datetime | str | None) -> datetime:
             "datetime: tzinfo=timezone.utc)"
         )
     return value.astimezone(UTC)
+
+
+def _relative_to_now(value: str, shift: str, now: datetime | None) -> datetime:
+    """``now``, ``now-<duration>`` or ``now+<duration>``, to the second."""
+    base = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
+    shift = shift.replace(" ", "")
+    if not shift:
+        return base
+    if shift[0] not in "+-":
+        raise ConfigurationError(f"cannot read start time {value!r}: use now, now-10m or now+1h")
+    offset = to_timedelta(shift[1:], name=f"start {value!r}")
+    return base - offset if shift[0] == "-" else base + offset
 
 
 def _enum_from_codes(codes: np.ndarray, dtype: pl.Enum) -> pl.Series:
@@ -203,7 +204,10 @@ class _Events:
 
     @staticmethod
     def concat(parts: Sequence[_Events]) -> _Events:
-        def cat(name: str) -> np.ndarray | None:
+        def cat(name: str) -> np.ndarray:
+            return np.concatenate([getattr(p, name) for p in parts])
+
+        def cat_optional(name: str) -> np.ndarray | None:
             arrays = [getattr(p, name) for p in parts]
             return None if arrays[0] is None else np.concatenate(arrays)
 
@@ -212,8 +216,8 @@ class _Events:
             cat("observed"),
             cat("temperature"),
             cat("sent"),
-            cat("flags"),
-            cat("malformed"),  # type: ignore[arg-type]
+            cat_optional("flags"),
+            cat_optional("malformed"),
         )
 
 
@@ -273,11 +277,13 @@ def _gather(main: np.ndarray, extra: np.ndarray | None, order: np.ndarray, spill
     """``concat(main, extra)[order]`` without building the concatenation (``spill``: positions >= len(main))."""
     if len(order) == 0:
         return main[:0].copy()
+    if extra is None:  # every position is in main
+        return main.take(order, mode="clip")
     if len(main) == 0:
-        return extra[order]  # type: ignore[index]
+        return extra[order]
     out = main.take(order, mode="clip")
     if len(spill):
-        out[spill] = extra[order[spill] - len(main)]  # type: ignore[index]
+        out[spill] = extra[order[spill] - len(main)]
     return out
 
 
@@ -356,7 +362,7 @@ class Simulation:
 
         self._keys = self._device_keys()
         self._reading_keys = self._keys ^ key("reading")
-        self._ws = _Workspace()
+        self._ws = Workspace()
         self._counter = np.empty(0, dtype=np.int64)
         self._prepare_faults()
         self._reset()
@@ -459,7 +465,7 @@ class Simulation:
         Returns (readings per device, device, reading number, true time, walk
         level, reading hash), events grouped by device in reading order.
         Works on a devices x readings grid in reused scratch arrays (see
-        :class:`_Workspace`).
+        :class:`iotlib._workspace.Workspace`).
         """
         n, ws = self.n, self._ws
         min_step = self.period_us - self.jitter_us if self.firmware == "staggered" else self.period_us
@@ -548,11 +554,9 @@ class Simulation:
             width = high - low
             folded = np.mod(level - low, 2 * width)
             np.copyto(temperature, low + np.minimum(folded, 2 * width - folded), casting="unsafe")
-        flags = None
-        if self.flag_columns:
-            flags = self._ws.get("event_flags", (count,), np.uint8)
-            flags.fill(0)
-        batch = _Batch(device, true_time, temperature, flags, None)
+        flags = self._ws.get("event_flags", (count,), np.uint8)  # the faults below set their bits
+        flags.fill(0)
+        batch = _Batch(device, true_time, temperature, flags if self.flag_columns else None, None)
 
         def events_of(devices: np.ndarray) -> np.ndarray:
             """Indices of the events of the chosen devices (device-level faults touch only those)."""
@@ -566,7 +570,7 @@ class Simulation:
                 where = where[(when >= a) & (when < b)]
                 strength = np.clip((true_time[where] - a) / ramp, 0.0, 1.0) if ramp else 1.0
                 temperature[where] += np.float32(rise) * np.asarray(strength, dtype=np.float32)
-                flags[where] |= _flag("fault_heat")  # type: ignore[index]
+                flags[where] |= _flag("fault_heat")
         stuck = np.empty(0, dtype=np.int64)
         if self.stuck_since is not None:
             where = events_of(self.stuck_since != _NEVER)
@@ -578,7 +582,7 @@ class Simulation:
                 unset = head & np.isnan(self.frozen[dev])
                 self.frozen[dev[unset]] = temperature[stuck[unset]]
                 temperature[stuck] = self.frozen[dev]
-                flags[stuck] = (flags[stuck] & ~_flag("fault_heat")) | _flag("fault_stuck")  # type: ignore[index]
+                flags[stuck] = (flags[stuck] & ~_flag("fault_heat")) | _flag("fault_stuck")
         if self.spikes is not None or self.duplicates is not None:
             # Event-level faults draw from a hash of the reading's own hash: fixed per (seed, device, reading).
             fault_hash = self._ws.get("fault_hash", (count,), np.uint64)
@@ -589,13 +593,13 @@ class Simulation:
             spike = np.setdiff1d(spike, stuck, assume_unique=True)  # a frozen sensor does not spike
             up = (fault_hash[spike] >> np.uint64(32)) & np.uint64(1)
             temperature[spike] += np.where(up, self.spikes.magnitude, -self.spikes.magnitude).astype(np.float32)
-            flags[spike] |= _flag("fault_spike")  # type: ignore[index]
+            flags[spike] |= _flag("fault_spike")
         if self.skew is not None:
             where = events_of(self.skewed)
             batch.observed = self._ws.get("event_observed", (count,), np.int64)
             np.copyto(batch.observed, true_time)
             batch.observed[where] += self.skew[device[where]]
-            flags[where] |= _flag("fault_clock_skew")  # type: ignore[index]
+            flags[where] |= _flag("fault_clock_skew")
         if self.offline is not None:
             begin, end, spacing = self.offline
             where = events_of(begin != _NEVER)
@@ -608,7 +612,7 @@ class Simulation:
                 self.offline_first[dev[unset]] = reading[where[unset]]
                 queued = reading[where] - self.offline_first[dev]
                 batch.late, batch.late_sent = where, end[dev] + queued * spacing
-                flags[where] |= _flag("fault_offline")  # type: ignore[index]
+                flags[where] |= _flag("fault_offline")
         if self.malformed is not None:
             hm = self._ws.get("malformed_hash", (count,), np.uint64)
             np.bitwise_xor(h, key("malformed"), out=hm)
@@ -625,7 +629,8 @@ class Simulation:
             again = np.flatnonzero(self._below(fault_hash, self.duplicates.probability, shift=33))
             copies = batch.take(again)
             copies.sent += _td_us(self.duplicates.delay)
-            copies.flags |= _flag("fault_duplicate")  # type: ignore[operator]
+            assert copies.flags is not None  # a duplicate fault has its flag column
+            copies.flags |= _flag("fault_duplicate")
         return batch, copies
 
     def _below(self, h: np.ndarray, probability: float, *, shift: int) -> np.ndarray:
@@ -641,21 +646,22 @@ class Simulation:
         Events due later are kept in ``self.carry`` for the next slice.
         """
         size, more = len(batch), 0 if extra is None else len(extra)
+        other = extra if more else None
         total = size + more
         key = self._ws.get("key", (total,), np.int64)
         np.subtract(batch.true_time, lo, out=key[:size])
         key[batch.late] = batch.late_sent - lo
-        if more:
-            np.subtract(extra.sent, lo, out=key[size:])  # type: ignore[union-attr]
+        if other is not None:
+            np.subtract(other.sent, lo, out=key[size:])
 
         self.carry = None
         held = np.empty(0, dtype=np.int64)
         if hi is not None:
             # Only late sends (offline buffers, duplicates, carried events) can fall after this slice.
             late_main = batch.late[batch.late_sent >= hi]
-            late_extra = np.flatnonzero(extra.sent >= hi) if more else np.empty(0, np.int64)  # type: ignore[union-attr]
+            late_extra = np.flatnonzero(other.sent >= hi) if other is not None else np.empty(0, np.int64)
             if len(late_main) or len(late_extra):
-                parts = [batch.take(late_main)] + ([extra.take(late_extra)] if more else [])  # type: ignore[union-attr]
+                parts = [batch.take(late_main)] + ([other.take(late_extra)] if other is not None else [])
                 self.carry = _Events.concat(parts)
                 held = np.concatenate([late_main, late_extra + size])
                 key[held] = _SENTINEL  # sorts after every due event, then cut off
@@ -673,7 +679,6 @@ class Simulation:
             sent = key[order]
         sent += lo
         spill = np.flatnonzero(order >= size) if more else np.empty(0, np.int64)
-        other = extra if more else None
 
         def gather(main: np.ndarray, name: str) -> np.ndarray:
             return _gather(main, None if other is None else getattr(other, name), order, spill)
@@ -707,7 +712,7 @@ class Simulation:
         else:
             codes = gather(batch.malformed, "malformed")
             kinds = _enum_from_codes(np.maximum(codes, 0).astype(np.uint8), MALFORMED_DTYPE)
-            columns.append(kinds.set(pl.Series(codes < 0), None).alias("fault_malformed"))  # type: ignore[arg-type]
+            columns.append(kinds.set(pl.Series(codes < 0), None).alias("fault_malformed"))
         return frame.with_columns(columns)
 
     def _arange(self, size: int) -> np.ndarray:
@@ -794,7 +799,7 @@ def events_per_second(
     counts = seconds.group_by("second").agg(pl.len().alias("events"))
     lo = parse_start(start) if start is not None else counts["second"].min()
     hi = parse_start(end) if end is not None else counts["second"].max()
-    if lo is None or hi is None:
+    if not isinstance(lo, datetime) or not isinstance(hi, datetime):  # no events: polars gave None
         return pl.DataFrame(schema={"second": pl.Datetime("us", "UTC"), "events": pl.UInt32})
     grid = pl.datetime_range(
         lo, hi, "1s", closed="left" if end is not None else "both", eager=True, time_unit="us", time_zone="UTC"

@@ -6,7 +6,7 @@
 - :mod:`~iotlib.hub.monitor` — each consumer group's lag, from the hub and the checkpoint blobs
   (:class:`~iotlib.hub.monitor.LagMonitor`; arithmetic and alert rule in :mod:`~iotlib.hub.lag`,
   the blobs in :mod:`~iotlib.hub.checkpoints`, reads in :mod:`~iotlib.hub.peek`, options in
-  :mod:`~iotlib.hub.monitor_options`, the reachability look in :mod:`~iotlib.hub.endpoints`);
+  :mod:`~iotlib.hub.monitor_options`; a stack not up is :mod:`iotlib.preflight`'s one line);
 - :mod:`~iotlib.hub.paced` — a consumer slowed on purpose, to watch lag grow and shrink;
 - :mod:`~iotlib.hub.plots` — lag over time;
 - :mod:`~iotlib.hub.starting` — where a reader starts: one vocabulary for every engine;

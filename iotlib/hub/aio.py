@@ -13,12 +13,12 @@ from iotlib.clients import MonitorClient
 from iotlib.connections import EventHubConnection, StorageConnection
 from iotlib.errors import ConfigurationError, HubError
 from iotlib.hub.checkpoints import read_container
-from iotlib.hub.endpoints import check_reachable
 from iotlib.hub.lag import GroupRecords, LagSample, known_times, lag_frame, waiting
 from iotlib.hub.monitor_options import MonitorOptions, MonitorParameters
 from iotlib.hub.partitions import PartitionPosition, partition_positions
 from iotlib.hub.peek import enqueued_times, group_exists
 from iotlib.hub.readback import ReadOptions, read_events, read_positions
+from iotlib.preflight import aio as preflight
 
 
 async def positions(conn_str: str | None = None, *, eventhub_name: str | None = None) -> dict[str, PartitionPosition]:
@@ -76,19 +76,29 @@ class LagMonitor(MonitorClient):
         try:
             return await asyncio.wait_for(self._look(), self.options.timeout)
         except TimeoutError:
-            await check_reachable(self.eventhub, self.storage)  # a stack stopped meanwhile says so
+            await self._check_endpoints()  # a stack stopped meanwhile says so
             raise HubError(
                 f"a look at event hub '{self.eventhub_name}' and its checkpoints took longer than "
                 f"{self.options.timeout:g} s (timeout=)"
             ) from None
         except HubError:
-            await check_reachable(self.eventhub, self.storage)
+            await self._check_endpoints()
             raise
+
+    async def _check_endpoints(self) -> None:
+        """The hub and the storage account, both checked at once; the first mistake in one line
+        (:class:`~iotlib.errors.EndpointError`: nothing answers, a key refused, no such hub)."""
+        outcomes = await asyncio.gather(
+            preflight.check_eventhub(self.eventhub), preflight.check_storage(self.storage), return_exceptions=True
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def _look(self) -> LagSample:
         opts = self.options
         if not self._checked:
-            await check_reachable(self.eventhub, self.storage)
+            await self._check_endpoints()
             self._checked = True
         if self._client is None:
             self._client = self.eventhub.consumer(opts.peek_consumer_group, retry_total=1)

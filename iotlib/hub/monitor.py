@@ -16,7 +16,7 @@ calls work against Azure unchanged.
 
 A consumer group the checkpoint container knows nothing about is checked with the hub: one the
 hub does not have either is a :class:`~iotlib.errors.ConfigurationError` (rather than every
-event shown as unprocessed). A stopped local stack is a one-line :class:`~iotlib.errors.StackError`.
+event shown as unprocessed). A stopped local stack, a wrong key or hub is one line (:mod:`iotlib.preflight`).
 """
 
 from __future__ import annotations

@@ -35,14 +35,14 @@ def positions(conn_str: str | None = None, *, eventhub_name: str | None = None) 
     return _run(read_positions(EventHubConnection.given(conn_str, eventhub_name=eventhub_name)))
 
 
-_SCHEMA: dict[str, Any] = {
-    "partition_id": pl.String,
-    "sequence_number": pl.Int64,
-    "offset": pl.String,
+_SCHEMA = {
+    "partition_id": pl.String(),
+    "sequence_number": pl.Int64(),
+    "offset": pl.String(),
     "enqueued_time": pl.Datetime("us", "UTC"),
-    "partition_key": pl.String,
-    "properties": pl.String,
-    "body": pl.Binary,
+    "partition_key": pl.String(),
+    "properties": pl.String(),
+    "body": pl.Binary(),
 }
 
 

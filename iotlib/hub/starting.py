@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Literal
+from typing import Literal, cast
 
 from iotlib.errors import ConfigurationError
 from iotlib.hub.partitions import EMPTY, PartitionPosition
@@ -34,7 +34,9 @@ def check_starting_position(value: object, *, name: str = "starting_position") -
     """``value`` if it is in the vocabulary (a snapshot's keys become text); a clear error otherwise."""
     if isinstance(value, Mapping):
         return {str(pid): _check_one(v, f"{name}[{pid!r}]", snapshot=True) for pid, v in value.items()}
-    return _check_one(value, name, snapshot=False)  # type: ignore[return-value]
+    one = _check_one(value, name, snapshot=False)
+    assert not isinstance(one, PartitionPosition)  # only a snapshot's values are positions
+    return one
 
 
 def _check_one(value: object, name: str, *, snapshot: bool) -> Start | PartitionPosition:
@@ -51,7 +53,7 @@ def _check_one(value: object, name: str, *, snapshot: bool) -> Start | Partition
             raise ConfigurationError(f"{name}={value!r}: give the datetime a time zone (e.g. UTC)")
         return value
     if isinstance(value, str) and value in WORDS:
-        return value  # type: ignore[return-value]
+        return cast(Start, value)  # one of WORDS
     raise ConfigurationError(f"{name}={value!r}: {_HELP}, or a hub.positions() snapshot")
 
 
@@ -59,7 +61,7 @@ def parse_starting_position(text: str) -> StartingPosition:
     """The command line's spelling: ``earliest``, ``latest``, an ISO 8601 time or a sequence number."""
     text = text.strip()
     if text in WORDS:
-        return text  # type: ignore[return-value]
+        return cast(Start, text)  # one of WORDS
     if text.lstrip("-").isdigit():
         return check_starting_position(int(text))
     try:

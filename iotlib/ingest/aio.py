@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
 import time
-from collections.abc import Iterable
-from typing import Any, Literal, TypedDict, Unpack
+from collections.abc import Callable, Iterable
+from typing import Any, Literal, TypedDict, TypeVar, Unpack
 
 import polars as pl
 from azure.eventhub import EventData
@@ -27,6 +28,7 @@ from azure.eventhub.exceptions import (
 )
 from tqdm.auto import tqdm
 
+from iotlib._eventloop import StoppableEngine
 from iotlib.clients import EventHubClient, ProducerOptions
 from iotlib.connections import EventHubConnection
 from iotlib.errors import ConfigurationError, IngestError, IotlibError
@@ -34,8 +36,14 @@ from iotlib.fleet import events as _events
 from iotlib.ingest.as_devices import DeviceSenders, DeviceSource, reason, refused
 from iotlib.ingest.plan import MODES, Outgoing, chunks, encode, frames, route, ticks
 from iotlib.ingest.report import Failure, IngestReport
+from iotlib.preflight import aio as preflight
+from iotlib.preflight.endpoints import eventhub_endpoint
+from iotlib.preflight.reasons import eventhub_failure, sdk_description
 
+T = TypeVar("T")
 PARTITION_KEY = b"x-opt-partition-key"
+#: Events added to a batch between looks at the loop (other sends, a stop).
+_ADDS_PER_YIELD = 256
 #: Longest pause after a throttled send (ServerBusy), in seconds.
 THROTTLE_PAUSE = 1.0
 # Errors no retry can fix: report them at once.
@@ -44,7 +52,7 @@ _FATAL = (AuthenticationError, ClientClosedError, EventDataError)
 
 def _event(body: bytes, key: str, props: dict[str, str]) -> EventData:
     event = EventData(body)
-    event.properties = props
+    event.properties = props  # type: ignore[assignment]  # the SDK asks for dict[str | bytes, Any]; str keys are fine
     # Keep the key on each event while batching per partition, as the SDK's buffered producer does.
     event.raw_amqp_message.annotations = {PARTITION_KEY: key}
     return event
@@ -70,7 +78,7 @@ class SendOptions(TypedDict, total=False):
     devices: DeviceSource | None
 
 
-class IngestClient(EventHubClient):
+class IngestClient(EventHubClient, StoppableEngine):
     """Sends events to one event hub (async). Create with :meth:`from_connection_string` or :meth:`from_settings`.
 
     Use as ``async with IngestClient.from_settings() as client: report = await client.send(frame)``.
@@ -80,11 +88,14 @@ class IngestClient(EventHubClient):
     def __init__(self, eventhub: EventHubConnection, /, **options: Unpack[ProducerOptions]) -> None:
         try:
             self._producer = eventhub.producer(**options)
-            self._producer_options = dict(options)
         except ValueError as exc:
             raise ConfigurationError(f"cannot use this Event Hubs connection string: {exc}") from exc
+        self.eventhub = eventhub
         self.eventhub_name = eventhub.eventhub_name
+        self._options = options
         self._partition_ids: list[str] | None = None
+        #: The report of the current or last :meth:`send` (live while it runs).
+        self.report: IngestReport | None = None
         self._props: dict[str, dict[str, str]] = {}
 
     async def __aenter__(self) -> IngestClient:
@@ -97,11 +108,17 @@ class IngestClient(EventHubClient):
         await self._producer.close()
 
     async def partition_ids(self) -> list[str]:
+        """The hub's partition ids. The first call checks the hub (:mod:`iotlib.preflight`): a stack that
+        is down, a refused key or a missing hub raise :class:`~iotlib.errors.EndpointError` in seconds."""
         if self._partition_ids is None:
-            try:
-                self._partition_ids = list(await self._producer.get_partition_ids())
-            except EventHubError as exc:
-                raise IngestError(f"cannot reach event hub '{self.eventhub_name}': {exc}") from exc
+            ids = await preflight.check_eventhub(self.eventhub, **self._options)
+            if ids is None:  # too slow to tell: the producer's own retries decide
+                try:
+                    ids = list(await self._producer.get_partition_ids())
+                except EventHubError as exc:
+                    line = eventhub_failure(exc, self.eventhub, eventhub_endpoint(self.eventhub))
+                    raise IngestError(line or f"event hub '{self.eventhub_name}': {sdk_description(exc)}") from None
+            self._partition_ids = ids
         return self._partition_ids
 
     async def send(
@@ -145,12 +162,17 @@ class IngestClient(EventHubClient):
             raise ConfigurationError(f"max_batch_events must be at least 1, got {max_batch_events}")
         if mode == "live" and speed <= 0:
             raise ConfigurationError(f"speed must be positive, got {speed}")
+        self._stop_requested = False  # a stop asked between sends is not this send's
+        self.report = None
         stream, total = frames(events)
         partition_ids = await self.partition_ids()
-        report = IngestReport(self.eventhub_name, mode, speed if mode == "live" else None)
+        self._arm_stop()
+        stopping = self._stop
+        assert stopping is not None
+        report = self.report = IngestReport(self.eventhub_name, mode, speed if mode == "live" else None)
         bar = tqdm(total=total, unit="ev", desc=f"ingest ({mode})", disable=not progress, smoothing=0.1)
-        senders = DeviceSenders(devices, self._producer_options) if devices is not None else None
-        run = _Run(self, report, bar, max_batch_events or 0, max_retries, backoff, senders)
+        senders = DeviceSenders(devices, self._options) if devices is not None else None
+        run = _Run(self, report, bar, max_batch_events or 0, max_retries, backoff, stopping, senders)
         queues = {pid: asyncio.Queue[tuple[Outgoing, float] | None](maxsize=4) for pid in partition_ids}
         tasks = [asyncio.ensure_future(run.sender(queues[pid])) for pid in partition_ids]
 
@@ -161,45 +183,61 @@ class IngestClient(EventHubClient):
             for pid, group in groups.items():
                 await queues[pid].put((group, due))
             if run.error is not None:  # a refusal no retry can fix: stop, keeping the report
-                run.error.report = report  # type: ignore[attr-defined]
+                run.error.report = report
                 raise run.error
 
         try:
             origin = None
-            for frame in stream:
+            while not stopping.is_set():
+                # Simulating and encoding run off the loop, so sends go on meanwhile and a stop is seen at once.
+                frame = await _unless_stopped(stopping, _in_thread(next, stream, None))
+                if frame is None:
+                    break
                 report.events_in += frame.height
-                if mode == "replay":
-                    for raw in chunks(frame, chunk_events):
-                        await dispatch(encode(raw), 0.0)
-                    continue
                 if origin is None and frame.height:
                     origin = frame["sent_at"][0]
-                for due, chunk in ticks(encode(frame), speed=speed, tick=tick, origin=origin):
-                    if run.clock is None:
-                        # The first tick opens the sender links (about half a second each in the
-                        # client); the schedule starts once it is out, so that cost is not lag.
-                        await dispatch(chunk, due)
-                        await asyncio.gather(*(q.join() for q in queues.values()))
-                        run.clock = time.monotonic() - due
+                for raw in chunks(frame, chunk_events):
+                    encoded = await _unless_stopped(stopping, _in_thread(encode, raw))
+                    if encoded is None:
+                        break
+                    if mode == "replay":
+                        await dispatch(encoded, 0.0)
                         continue
-                    delay = run.clock + due - time.monotonic()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                    await dispatch(chunk, due)
+                    for due, chunk in ticks(encoded, speed=speed, tick=tick, origin=origin):
+                        if run.clock is None:
+                            # The first tick opens the sender links (about half a second each in the
+                            # client); the schedule starts once it is out, so that cost is not lag.
+                            await dispatch(chunk, due)
+                            await asyncio.gather(*(q.join() for q in queues.values()))
+                            run.clock = time.monotonic() - due
+                            continue
+                        delay = run.clock + due - time.monotonic()
+                        if stopping.is_set() or (delay > 0 and await _stopped_within(stopping, delay)):
+                            break
+                        await dispatch(chunk, due)
             for q in queues.values():
                 await q.put(None)
             await asyncio.gather(*tasks)
             if run.error is not None:
-                run.error.report = report  # type: ignore[attr-defined]
+                run.error.report = report
                 raise run.error
+        except asyncio.CancelledError:
+            stopping.set()
+            raise
         finally:
             for task in tasks:
                 task.cancel()
             if senders is not None:
                 await senders.close()
             bar.close()
-            report.finish()
+            report.finish(interrupted=stopping.is_set())
         return report
+
+    def stop(self) -> None:
+        """Stop a running :meth:`send` soon: no new batch goes out, those in flight finish, and ``send``
+        returns its report with ``interrupted`` set and the events it read but did not send counted.
+        Safe from any thread (the sync client calls it on Ctrl-C)."""
+        StoppableEngine.stop(self)
 
     def _properties(self, device: str) -> dict[str, str]:
         props = self._props.get(device)
@@ -219,9 +257,11 @@ class _Run:
         max_batch_events: int,
         max_retries: int,
         backoff: float,
+        stopping: asyncio.Event,
         senders: DeviceSenders | None = None,
     ) -> None:
         self.client = client
+        self.stopping = stopping
         self.producer = client._producer
         self.senders = senders
         self.report = report
@@ -248,7 +288,7 @@ class _Run:
                     break
                 group.extend(nxt[0])
                 due = nxt[1]
-            if self.error is None:  # after a fatal refusal, drain without sending
+            if self.error is None and not self.stopping.is_set():  # after a refusal or a stop, drain unsent
                 try:
                     await self.send_group(group, due)
                 except IngestError as exc:
@@ -278,8 +318,7 @@ class _Run:
     def fail(self, group: Outgoing, start: int, why: str) -> None:
         """Report ``group``'s events from ``start`` on as failed, for ``why``."""
         self.report.failed.extend(
-            Failure(group.keys[i], group.observed[i], why, group.partition_id)  # type: ignore[arg-type]
-            for i in range(start, len(group))
+            Failure(group.keys[i], group.observed[i], why, group.partition_id) for i in range(start, len(group))
         )
         self.bar.update(len(group) - start)
 
@@ -292,11 +331,17 @@ class _Run:
         pid = group.partition_id
         limit = self.max_batch_events or len(group)
         start = 0
-        while start < len(group):
+        while start < len(group) and not self.stopping.is_set():
             try:
                 batch = await producer.create_batch(**where)
                 end = start
                 while end < len(group) and end - start < limit:
+                    if (end - start) % _ADDS_PER_YIELD == _ADDS_PER_YIELD - 1:
+                        # Filling a batch is Python work of seconds on a busy machine: let the other
+                        # partitions' sends and a stop get a look in.
+                        await asyncio.sleep(0)
+                        if self.stopping.is_set():
+                            return
                     key = group.keys[end]
                     try:
                         batch.add(_event(group.bodies[end], key, self.client._properties(key)))
@@ -307,7 +352,7 @@ class _Run:
                         self.report.failed.append(
                             Failure(
                                 key,
-                                group.observed[end],  # type: ignore[arg-type]
+                                group.observed[end],
                                 f"event of {len(group.bodies[end]):,} bytes exceeds the hub's "
                                 f"{batch.max_size_in_bytes:,}-byte limit",
                                 pid,
@@ -339,24 +384,80 @@ class _Run:
                 if device is not None and refused(exc):
                     raise  # send_device reports this device's events with the hub's reason
                 if isinstance(exc, _FATAL):
-                    raise IngestError(f"event hub '{self.client.eventhub_name}' refused the send: {exc}") from exc
+                    line = eventhub_failure(exc, self.client.eventhub, eventhub_endpoint(self.client.eventhub))
+                    raise IngestError(
+                        line or f"event hub '{self.client.eventhub_name}' refused the send: {sdk_description(exc)}"
+                    ) from None
                 attempt += 1
                 self.report.retries += 1
                 self.report.throttled += _is_throttle(exc)
                 if attempt > self.max_retries:
                     why = f"not accepted after {self.max_retries} retries: {exc}"
                     self.report.failed.extend(
-                        Failure(group.keys[i], group.observed[i], why, pid)  # type: ignore[arg-type]
-                        for i in range(start, end)
+                        Failure(group.keys[i], group.observed[i], why, pid) for i in range(start, end)
                     )
                     self.bar.update(end - start)
                     return
                 pause = self.backoff * (2 ** (attempt - 1)) * (0.5 + random.random())
                 # A throughput-unit budget refills every second: waiting longer only wastes it.
-                await asyncio.sleep(min(pause, THROTTLE_PAUSE if _is_throttle(exc) else 30.0))
+                if await _stopped_within(self.stopping, min(pause, THROTTLE_PAUSE if _is_throttle(exc) else 30.0)):
+                    return  # stopped while backing off: this batch stays unsent
                 continue
             self.report.record_send(
                 pid, end - start, batch.size_in_bytes, sum(group.malformed[start:end]), device=device
             )
             self.bar.update(end - start)
             return
+
+
+def _in_thread(fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+    """``fn(*args)`` on a daemon thread of its own, as a future of the running loop.
+
+    The loop stays free to send and to notice a stop meanwhile; a computation abandoned by a stop
+    never keeps the process from exiting (executor threads would be joined at exit).
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    def work() -> None:
+        try:
+            outcome: tuple[Any, BaseException | None] = (fn(*args), None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
+            outcome = (None, exc)
+        try:
+            loop.call_soon_threadsafe(settle, *outcome)
+        except RuntimeError:  # the loop is closed: nobody waits any more
+            pass
+
+    threading.Thread(target=work, name="iotlib-ingest-prepare", daemon=True).start()
+    return future
+
+
+async def _unless_stopped(stopping: asyncio.Event, future: asyncio.Future[T]) -> T | None:
+    """``future``'s result, or None as soon as ``stopping`` is set."""
+    if stopping.is_set():
+        return None
+    waiter: asyncio.Future[Any] = asyncio.ensure_future(stopping.wait())
+    pending: set[asyncio.Future[Any]] = {future, waiter}
+    try:
+        await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    return future.result() if future.done() else None
+
+
+async def _stopped_within(stopping: asyncio.Event, seconds: float) -> bool:
+    """Wait ``seconds``; True as soon as ``stopping`` is set."""
+    try:
+        await asyncio.wait_for(stopping.wait(), seconds)
+    except TimeoutError:
+        return False
+    return True

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC
-from typing import cast
+from datetime import UTC, datetime
+from typing import Any, cast
 
 import polars as pl
 
@@ -31,7 +31,7 @@ class Outgoing:
     bodies: list[bytes] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)
     malformed: list[bool] = field(default_factory=list)
-    observed: list[object] = field(default_factory=list)
+    observed: list[datetime | None] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.bodies)
@@ -92,20 +92,20 @@ def chunks(frame: pl.DataFrame, size: int) -> Iterator[pl.DataFrame]:
         yield frame.slice(offset, size)
 
 
-def frames(events: object) -> tuple[Iterator[pl.DataFrame], int | None]:
+def frames(events: Iterable[Any]) -> tuple[Iterator[pl.DataFrame], int | None]:
     """The input as frames in send order, and the event count when known up front.
 
     Accepts a DataFrame (polars or pandas), a :class:`iotlib.fleet.simulate.Simulation`
     (streamed chunk by chunk), an iterable of DataFrames, or an iterable of ``UpdateTemperatureEvent``.
     """
     if isinstance(events, pl.DataFrame) or is_pandas(events):
-        frame = as_frame(events)  # type: ignore[arg-type]
+        frame = as_frame(events)
         return iter([frame]), frame.height
     from iotlib.fleet.simulate import Simulation
 
     if isinstance(events, Simulation):
         return (as_frame(f) for f in events), events.expected_events
-    items = iter(events)  # type: ignore[call-overload]
+    items = iter(events)
     first = next(items, None)
     if first is None:
         return iter([]), 0
@@ -116,7 +116,7 @@ def frames(events: object) -> tuple[Iterator[pl.DataFrame], int | None]:
 
 
 def ticks(
-    frame: pl.DataFrame, *, speed: float, tick: float, origin: object = None
+    frame: pl.DataFrame, *, speed: float, tick: float, origin: datetime | None = None
 ) -> Iterator[tuple[float, pl.DataFrame]]:
     """Live: (seconds after ``origin`` at which to send, events due then), ``tick`` seconds apart.
 

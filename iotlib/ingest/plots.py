@@ -12,19 +12,20 @@ import polars as pl
 from matplotlib.figure import Figure
 
 from iotlib.durations import to_seconds
+from iotlib.ingest.report import IngestReport
 
 
-def ingest_throughput(reports: Mapping[str, object]) -> Figure:
+def ingest_throughput(reports: Mapping[str, IngestReport]) -> Figure:
     """Events sent so far against wall-clock seconds, one line per run (a dot per batch)."""
     fig = Figure(figsize=(11, 3.6), layout="constrained")
     ax = fig.subplots()
     for name, report in reports.items():
-        sends = report.sends().sort("seconds")  # type: ignore[attr-defined]
+        sends = report.sends().sort("seconds")
         seconds = [0.0, *sends["seconds"].to_list()]
         total = [0, *sends["events"].cum_sum().to_list()]
         ax.step(
             seconds, total, where="post", marker=".", label=f"{name}: {report.events_per_second:,.0f} events/s overall"
-        )  # type: ignore[attr-defined]
+        )
     ax.set(title="Events sent over time", xlabel="seconds since the run started", ylabel="events sent")
     ax.set_xlim(left=0)
     ax.legend(fontsize=8)
@@ -69,9 +70,10 @@ def arrival_profiles(runs: Mapping[str, pl.DataFrame], *, every: str = "100ms") 
         width = to_seconds(every, name="every", allow_zero=False)
         counts = binned.group_by((pl.col("s") / width).floor().alias("bin")).len().sort("bin")
         seconds = counts["bin"].to_numpy() * width
-        ax.bar(seconds, counts["len"].to_numpy() / width, width=width, align="edge", color="tab:purple")
+        rates = counts["len"].to_numpy() / width
+        ax.bar(seconds, rates, width=width, align="edge", color="tab:purple")
         ax.set(
-            title=f"{name}: arrivals at the hub (peak {counts['len'].max() / width:,.0f} events/s)",
+            title=f"{name}: arrivals at the hub (peak {rates.max(initial=0):,.0f} events/s)",
             xlabel="seconds since the first arrival",
             ylabel="events/s",
         )

@@ -25,7 +25,9 @@ class IngestReport:
 
     ``rejected`` lists malformed events held back (with the validator's reason);
     ``failed`` lists events the hub did not accept after every retry. Together
-    with ``events_sent`` they account for every input row.
+    with ``events_sent`` they account for every input row — and, when the send
+    was stopped (Ctrl-C, :meth:`~iotlib.ingest.aio.IngestClient.stop`), with
+    ``not_sent``: events read but not sent (``interrupted`` is then True).
     """
 
     eventhub_name: str
@@ -45,6 +47,10 @@ class IngestReport:
     rejected: list[Failure] = field(default_factory=list)
     failed: list[Failure] = field(default_factory=list)
     elapsed_seconds: float = 0.0
+    interrupted: bool = False
+    not_sent: int = 0
+    #: Batches were still in flight when the stop's grace ran out: the hub may hold some ``not_sent`` events.
+    abandoned_in_flight: bool = False
     _sends: list[tuple[float, str, int, int]] = field(default_factory=list, repr=False)
     _t0: float = field(default_factory=time.monotonic, repr=False)
 
@@ -60,8 +66,12 @@ class IngestReport:
         self.malformed_sent += malformed
         self.per_partition[partition_id] = self.per_partition.get(partition_id, 0) + events
 
-    def finish(self) -> None:
+    def finish(self, *, interrupted: bool = False, abandoned: bool = False) -> None:
         self.elapsed_seconds = time.monotonic() - self._t0
+        self.abandoned_in_flight = self.abandoned_in_flight or abandoned
+        if interrupted:  # what was read but neither sent, held back nor failed (in flight counts as not sent)
+            self.interrupted = True
+            self.not_sent = self.events_in - self.events_sent - len(self.rejected) - len(self.failed)
 
     @property
     def events_per_second(self) -> float:
@@ -70,8 +80,7 @@ class IngestReport:
     @property
     def accounted(self) -> bool:
         """Every input event was sent, rejected or reported failed."""
-        sent_valid = self.events_sent
-        return sent_valid + len(self.rejected) + len(self.failed) == self.events_in
+        return self.events_sent + len(self.rejected) + len(self.failed) + self.not_sent == self.events_in
 
     def sends(self) -> pl.DataFrame:
         """One row per batch sent: seconds since start, partition, events, bytes."""
@@ -130,7 +139,16 @@ class IngestReport:
             parts.append(f"{self.retries:,} retries ({self.throttled:,} throttled)")
         if self.mode == "live" and self.max_lag_seconds > 0.5:
             parts.append(f"fell up to {self.max_lag_seconds:,.1f}s behind schedule")
+        if self.interrupted:
+            parts.append(f"INTERRUPTED: {self.not_sent:,} events read but not sent")
+            if self.abandoned_in_flight:
+                parts[-1] += " (batches in flight were given up on: the hub may hold some of them)"
         return "; ".join(parts)
+
+    def partition_line(self) -> str:
+        """Events sent per partition, in partition order: ``0: 1,204  1: 1,187 …``."""
+        ordered = sorted(self.per_partition.items(), key=lambda kv: (len(kv[0]), kv[0]))
+        return "  ".join(f"{pid}: {n:,}" for pid, n in ordered) or "none"
 
     def __str__(self) -> str:
         return self.summary()

@@ -344,7 +344,8 @@ def up(
     ``tls_port`` also serves the emulator over TLS, with a local CA under ``<home>/tls``
     (clients trust ``<home>/tls/ca.pem``; default: no TLS); ``fsync=False`` acknowledges
     events before they reach the disk. Raises :class:`StackError` when a port is
-    taken by a process the stack did not start, or a service fails to start.
+    taken by a process the stack did not start (before anything starts), or a service
+    fails to start (after stopping those this call started).
     """
     home = Path(home).resolve() if home else _settings.home()
     if services is None:
@@ -357,8 +358,35 @@ def up(
         "azurite": _settings.DEFAULT_BLOB_PORT if blob_port is None else blob_port,
         "eventhubs": _settings.DEFAULT_EVENTHUB_PORT if eventhub_port is None else eventhub_port,
     }
-    flags = {"azurite": "--blob-port", "eventhubs": "--eventhub-port"}
     started: list[str] = []
+    try:
+        _start_missing(state, services, host, wanted_ports, started, eventhubs_config, throughput_units,
+                       tls_port, fsync, timeout)  # fmt: skip
+    except BaseException:
+        # All or nothing: a service that fails leaves none of those this call started running.
+        down(home, only=started)
+        raise
+    state.save()
+    return Stack(state=state, started=started)
+
+
+_PORT_FLAGS = {"azurite": "--blob-port", "eventhubs": "--eventhub-port"}
+
+
+def _start_missing(
+    state: StackState,
+    services: tuple[str, ...],
+    host: str,
+    wanted_ports: dict[str, int],
+    started: list[str],
+    eventhubs_config: Path | None,
+    throughput_units: int | None,
+    tls_port: int | None,
+    fsync: bool | None,
+    timeout: float,
+) -> None:
+    """Start each of ``services`` not running yet, appending its name to ``started`` once it answers."""
+    missing = []
     for name in services:
         recorded = state.services.get(name)
         if recorded and _same_process(recorded) and probe(name, recorded.host, recorded.port)[0]:
@@ -372,13 +400,18 @@ def up(
             if _same_process(recorded):
                 _terminate(recorded.pid)
             del state.services[name]
-        port = wanted_ports[name] or free_port(host)
+        missing.append(name)
+    # Every port is looked at before anything starts: a taken one then costs nothing to undo.
+    ports = {name: wanted_ports[name] or free_port(host) for name in missing}
+    for name, port in ports.items():
         if port_in_use(host, port):
             raise StackError(
                 f"port {port} on {host} is taken by a process `iotlib up` did not start, so "
                 f"{name} cannot listen there. Stop that process, or choose another port with "
-                f"`iotlib up {flags[name]} PORT` (0 picks a free one)."
+                f"`iotlib up {_PORT_FLAGS[name]} PORT` (0 picks a free one)."
             )
+    for name in missing:
+        port = ports[name]
         secure = None
         if name == "eventhubs" and tls_port is not None:
             secure = tls_port or free_port(host)
@@ -387,7 +420,7 @@ def up(
                     f"port {secure} on {host} is taken by a process `iotlib up` did not start, so the "
                     "emulator cannot serve TLS there. Choose another with `iotlib up --tls-port PORT` (0: a free one)."
                 )
-        data_dir = home / name
+        data_dir = state.home / name
         data_dir.mkdir(parents=True, exist_ok=True)
         command = (
             azurite_command(host, port, data_dir)
@@ -399,18 +432,16 @@ def up(
                 eventhubs_config,
                 throughput_units,
                 tls_port=secure,
-                tls_dir=home / "tls",
+                tls_dir=state.home / "tls",
                 fsync=fsync,
-                revoked_publishers=home / "devices" / REVOKED_PUBLISHERS,
+                revoked_publishers=state.home / "devices" / REVOKED_PUBLISHERS,
             )
         )
-        svc = _start(name, command, host, port, home / "logs" / f"{name}.log", timeout)
+        svc = _start(name, command, host, port, state.home / "logs" / f"{name}.log", timeout)
         svc.tls_port = secure
         state.services[name] = svc
         state.save()
         started.append(name)
-    state.save()
-    return Stack(state=state, started=started)
 
 
 def down(home: Path | None = None, *, only: list[str] | None = None) -> list[str]:

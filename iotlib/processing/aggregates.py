@@ -87,7 +87,9 @@ def _expr(a: Agg, *, time: str, order: str | None, exact: bool) -> pl.Expr:
     elif a.stat == "median":
         out = col.cast(pl.Float64).median()
     else:
-        q = float(_PCT.match(a.stat).group(1)) / 100  # type: ignore[union-attr]
+        pct = _PCT.match(a.stat)
+        assert pct is not None  # Agg accepts only the simple stats and pNN
+        q = float(pct.group(1)) / 100
         out = col.cast(pl.Float64).quantile(q, interpolation="linear")
     return out.alias(a.name)
 

@@ -59,12 +59,14 @@ class ArrivalMerger:
         us = events.select(C.epoch_us(self._arrival).alias("a"))["a"]
         if us.null_count():
             raise ValidationError(f"partition {key}: events without an arrival time cannot be merged")
-        if key in self._latest and us.min() < self._latest[key]:
+        lo, hi = us.min(), us.max()
+        assert isinstance(lo, int) and isinstance(hi, int)  # µs of a non-empty column without nulls
+        if key in self._latest and lo < self._latest[key]:
             raise ValidationError(
                 f"partition {key}: batch goes back in arrival time; push each partition's events in order"
             )
-        self._latest[key] = max(self._latest.get(key, us.max()), us.max())
-        self._first = us.min() if self._first is None else min(self._first, us.min())
+        self._latest[key] = max(self._latest.get(key, hi), hi)
+        self._first = lo if self._first is None else min(self._first, lo)
         old = self._pending.get(key)
         self._pending[key] = events if old is None else pl.concat([old, events], how="vertical")
 
@@ -96,6 +98,7 @@ class ArrivalMerger:
             return None
         newest = max(self._latest.values())
         idle_before = newest - self.idle_timeout_us
+        assert self._first is not None  # set with the first push or mark, as _latest is
         if any(p not in self._latest for p in self._declared) and self._first >= idle_before:
             return None  # a declared partition has not spoken yet and is not idle
         return min(t for t in self._latest.values() if t >= idle_before)
@@ -111,6 +114,7 @@ class ArrivalMerger:
                 out.append(frame)
                 del self._pending[key]
                 continue
+            assert self._arrival is not None  # set by the push that buffered this frame
             early = frame.select(C.epoch_us(self._arrival) < bound).to_series()
             n = int(early.sum())
             if n:

@@ -153,12 +153,12 @@ def _exprs() -> list[pl.Expr]:
 
 def _schema(events: pl.DataFrame, src: str) -> dict[str, pl.DataType]:
     return {
-        BUILDING: pl.Int32,
+        BUILDING: pl.Int32(),
         WINDOW_START: C.UTC_US,
         WINDOW_END: C.UTC_US,
-        "avg_temperature": pl.Float64,
+        "avg_temperature": pl.Float64(),
         "last_observed_time": events.schema[C.TIME_OBSERVED],
-        "events": pl.Int64,
+        "events": pl.Int64(),
     }
 
 

@@ -110,9 +110,9 @@ class WindowEngine:
         self._partition_events: dict[str, int] = {}
         self._buffer: list[pl.DataFrame] = []  # rows of open windows, in arrival order
         self._next_order = 0
-        self._columns: list[str] | None = None
-        self._src: str | None = None
-        self._ident: list[str] | None = None
+        self._started = False  # the first batch sets the columns and the time source
+        self._columns: list[str] = []
+        self._src = ""
         self._finished = False
 
     # -- state ---------------------------------------------------------------------------
@@ -136,11 +136,6 @@ class WindowEngine:
     def buffered_rows(self) -> int:
         """Event×window rows held for open windows."""
         return sum(f.height for f in self._buffer)
-
-    @property
-    def dedupe_entries(self) -> int:
-        """Identities remembered for duplicate detection (bounded by the horizon)."""
-        return len(self._dedupe)
 
     def devices(self) -> pl.DataFrame:
         """Per-device state: events, last arrival, newest event time, watermark, clock skew."""
@@ -187,7 +182,7 @@ class WindowEngine:
         """Process one micro-batch (in arrival order); returns what it closed and rejected."""
         if self._finished:
             raise ProcessingError("this engine was flushed (end of stream); create a new one to go on")
-        if self._columns is None:
+        if not self._started:
             self._start(events)
         elif events.columns != self._columns:
             raise ValidationError(
@@ -206,7 +201,7 @@ class WindowEngine:
         """
         if self._finished:
             raise ProcessingError("this engine was flushed (end of stream)")
-        if self._columns is None:
+        if not self._started:
             return WindowOutput(windows=pl.DataFrame())  # nothing fed yet: nothing to close
         if arrival_time.tzinfo is None:
             arrival_time = arrival_time.replace(tzinfo=UTC)
@@ -221,7 +216,7 @@ class WindowEngine:
         if self._finished:
             raise ProcessingError("this engine was already flushed")
         self._finished = True
-        if self._columns is None:
+        if not self._started:
             return WindowOutput(windows=pl.DataFrame())
         out = self._route(None, None, [], None)
         if self._buffer:
@@ -240,6 +235,7 @@ class WindowEngine:
         missing = [c for c in self.by if c not in schema]
         if missing:
             raise ConfigurationError(f"group-by columns {missing} are not in the events (columns: {list(schema)})")
+        self._started = True
         self._columns = list(schema)
         self._normalise = C.Normaliser(schema, time=self.time, values=columns_of(self.aggs), need_arrival=True)
         self._src = C.time_source(schema, self.time)
@@ -284,7 +280,7 @@ class WindowEngine:
             self.window.first_end(pl.col(C.E)).alias("__first_end"),
         )
         cols = arrays.get_columns()
-        devices = [intern(d) if d is not None else d for d in cols[0].to_list()]  # one string per device
+        devices = [intern(d) for d in cols[0].to_list()]  # one string per device (null ids went to invalid)
         keys = list(zip(devices, *[c.to_list() for c in cols[1 : len(self._ident_exprs)]]))
         e_np = cols[-5].to_numpy()
         a_np = cols[-4].to_numpy()
@@ -294,7 +290,7 @@ class WindowEngine:
         ahead_us = p.clock_ahead_us if self.time != C.ARRIVAL else None
 
         fate = [0] * n
-        frontier = [0] * n
+        frontier: list[int | None] = [0] * n  # ints: the clock has a watermark once it has a tick
         reordered = [False] * n
         transitions: list[tuple[int, int]] = []
         clock, dev_state, part_events = self._clock, self._devices, self._partition_events

@@ -68,8 +68,9 @@ class Registry:
             events = events.drop(clash)
         if events.height < _SMALL:
             return self._by_dictionary(events, columns)
-        if isinstance(events.schema[C.DEVICE], pl.Enum):
-            looked_up = self._by_codes(events, columns)
+        device_type = events.schema[C.DEVICE]
+        if isinstance(device_type, pl.Enum):
+            looked_up = self._by_codes(events, device_type.categories, columns)
         else:
             looked_up = events.join(
                 self.frame.select(C.DEVICE, *columns).with_columns(pl.col(C.DEVICE).cast(events.schema[C.DEVICE])),
@@ -111,9 +112,8 @@ class Registry:
         flags = pl.Series([r is None and d is not None for r, d in zip(rows, devices)], dtype=pl.Boolean)
         return self._split(events, looked_up, flags)
 
-    def _by_codes(self, events: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
+    def _by_codes(self, events: pl.DataFrame, cats: pl.Series, columns: list[str]) -> pl.DataFrame:
         # An Enum's physical code is the category's position: lay the registry out by it.
-        cats = events.schema[C.DEVICE].categories
         table = pl.DataFrame({C.DEVICE: cats}).join(
             self.frame.select(C.DEVICE, *columns), on=C.DEVICE, how="left", maintain_order="left"
         )

@@ -27,7 +27,7 @@ batch functions and the incremental engine, so both assign identically.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeVar, cast
 
 import polars as pl
 
@@ -35,6 +35,7 @@ from iotlib.durations import Duration, describe, to_us
 from iotlib.errors import ConfigurationError
 
 Closed = Literal["right", "left"]
+FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
 
 END = "__end"  # window end, microseconds
 
@@ -42,7 +43,7 @@ END = "__end"  # window end, microseconds
 def _closed(value: str) -> Closed:
     if value not in ("right", "left"):
         raise ConfigurationError(f"closed={value!r}: use 'right' (ASA: (start, end]) or 'left' ([start, end))")
-    return value  # type: ignore[return-value]
+    return cast(Closed, value)  # checked above
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ class Hopping:
         stop = t + self.size_us + (0 if self.closed == "right" else 1)
         return pl.int_ranges(self.first_end(t), stop, self.hop_us, dtype=pl.Int64)
 
-    def assign(self, df: pl.DataFrame | pl.LazyFrame, t: str) -> pl.DataFrame | pl.LazyFrame:
+    def assign(self, df: FrameT, t: str) -> FrameT:
         """One row per (event, window) with the window end in ``__end``."""
         if self.hop_us == self.size_us:
             return df.with_columns(self.first_end(pl.col(t)).alias(END))

@@ -164,10 +164,6 @@ class AlertEngine:
         """True when a rule needs :meth:`on_time` (the silence rule)."""
         return self._silent is not None
 
-    @property
-    def devices_tracked(self) -> int:
-        return len(self._last_seen)
-
     # -- the rules ----------------------------------------------------------------------
 
     def on_windows(self, windows: pl.DataFrame) -> pl.DataFrame:
@@ -215,7 +211,7 @@ class AlertEngine:
             move = seen.move_to_end
             for d, a in zip(devices, arrivals):
                 if seen and next(iter(seen.values())) < a - after:  # the oldest is overdue
-                    self._expire(a, rows)
+                    self._expire(a, after, rows)
                 seen[d] = a
                 move(d)
         rule = self._jump
@@ -234,12 +230,12 @@ class AlertEngine:
         """The arrival clock reached ``now_us`` without events (a heartbeat) → silence alerts."""
         rows: list[tuple] = []
         if self._silent is not None:
-            self._expire(now_us, rows)
+            self._expire(now_us, self._silent.after_us, rows)
         return _frame(rows)
 
-    def _expire(self, now_us: int, rows: list[tuple]) -> None:
+    def _expire(self, now_us: int, after: int, rows: list[tuple]) -> None:
         """Report devices whose last event is more than ``after`` before ``now_us`` (oldest first)."""
-        seen, after = self._last_seen, self._silent.after_us  # type: ignore[union-attr]
+        seen = self._last_seen
         limit = now_us - after
         while seen:
             device, last = next(iter(seen.items()))

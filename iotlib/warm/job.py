@@ -254,7 +254,8 @@ class WarmJob:
             out.unmatched = unmatched
             self._unmatched = self._unmatched + Counts(unmatched=unmatched.height)
         self._collect(out)
-        newest = int(events["enqueued_time"].dt.epoch("us").max())  # type: ignore[arg-type]
+        newest = events["enqueued_time"].dt.epoch("us").max()
+        assert isinstance(newest, int)  # valid events have an enqueued time
         tick = newest // self.policy.tick_us
         self._tick = tick if self._tick is None else max(self._tick, tick)
         if self.alerts is not None:

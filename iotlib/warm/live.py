@@ -87,7 +87,9 @@ def run_alongside(
     samples: list[tuple[float, int, int]] = []
     done = threading.Event()
     if start_now and events.height:
-        shift = datetime.now(UTC) - events["sent_at"].min()  # type: ignore[operator]
+        first_sent = events["sent_at"].min()
+        assert isinstance(first_sent, datetime)  # a non-empty Datetime column
+        shift = datetime.now(UTC) - first_sent
         events = events.with_columns(pl.col("time_observed", "sent_at") + shift)
     began = time.monotonic()
 

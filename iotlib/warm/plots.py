@@ -95,6 +95,7 @@ def lag_figure(lag: pl.DataFrame, *, sending_seconds: float | None = None,
     twin = ax.twinx()
     twin.plot(lag["seconds"].to_list(), lag["received"].to_list(), color="#4c72b0", lw=1, label="read by the processor")
     twin.set_ylabel("events read (cumulative)")
-    lines = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
-    ax.legend(lines, [h.get_label() for h in lines], fontsize=8, loc="upper left")
+    handles, labels = ax.get_legend_handles_labels()
+    twin_handles, twin_labels = twin.get_legend_handles_labels()
+    ax.legend(handles + twin_handles, labels + twin_labels, fontsize=8, loc="upper left")
     return fig

@@ -38,7 +38,6 @@ class ProcessReport:
     partitions: set[str] = field(default_factory=set)
     positions: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
-    last_commit: datetime | None = None
 
     @property
     def elapsed(self) -> float:

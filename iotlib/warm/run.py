@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import polars as pl
@@ -248,7 +248,6 @@ class WarmRun:
         r = self.report
         r.commits += 1
         r.windows += step.windows.height
-        r.last_commit = datetime.now(UTC)
         r.counts = self.job.totals.counts
         r.dead_letters, r.alerts, r.heartbeats = (
             self.job.totals.dead_letters,

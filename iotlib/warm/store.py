@@ -31,7 +31,6 @@ file at the same time (WAL mode); only one processor may write it (a lock file s
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import sqlite3
 import threading
@@ -39,7 +38,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import polars as pl
 
@@ -267,13 +266,15 @@ def _text_times(frame: pl.DataFrame, table: Table) -> pl.DataFrame:
 
 
 def _iso(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
+    return None if moment is None else _utc_text(moment)
+
+
+def _utc_text(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _now() -> str:
-    return _iso(datetime.now(UTC))  # type: ignore[return-value]
+    return _utc_text(datetime.now(UTC))
 
 
 class WarmStore:
@@ -287,7 +288,7 @@ class WarmStore:
         self.path = Path(path) if path is not None else default_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.writer = writer
-        self._lock_file = None
+        self._lock_file: IO[str] | None = None
         if writer:
             self._take_lock()
         self._mutex = threading.Lock()
@@ -439,10 +440,6 @@ class WarmStore:
         with self._mutex:
             row = self._db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
         return None if row is None else bytes(row[0])
-
-    def state_json(self, key: str) -> Any:
-        raw = self.state(key)
-        return None if raw is None else json.loads(raw)
 
     def positions(self) -> dict[str, Position]:
         """Per partition: the last event whose effects are stored."""

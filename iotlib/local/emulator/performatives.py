@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import Field, dataclass, field, fields
 from typing import Any, ClassVar, Self, TypeVar
 
 from iotlib.local.emulator import codec as c
@@ -81,6 +81,7 @@ class DescribedList:
     CODE: ClassVar[int]
     NAME: ClassVar[str]  # the symbolic descriptor, e.g. "amqp:open:list"
     WIRE: ClassVar[tuple[tuple[str, Kind, bool], ...]] = ()  # (field, kind, mandatory), filled by @table
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]  # every subclass is a dataclass (see @table)
 
     @classmethod
     def from_fields(cls, values: list[Any]) -> Self:
@@ -114,7 +115,7 @@ def table(code: int, name: str, *, performative: bool = False) -> Callable[[_T],
 
     def register(cls: _T) -> _T:
         cls.CODE, cls.NAME = code, name
-        cls.WIRE = tuple((f.name, f.metadata["kind"], f.metadata["mandatory"]) for f in fields(cls))  # type: ignore[arg-type]
+        cls.WIRE = tuple((f.name, f.metadata["kind"], f.metadata["mandatory"]) for f in fields(cls))
         if performative:
             PERFORMATIVES[code] = PERFORMATIVES[name] = cls
         return cls

@@ -1,0 +1,77 @@
+"""iotlib.preflight against the session's real emulator and Azurite: what passes, and the one line for each mistake."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import pytest
+
+import iotlib
+from iotlib import connections, preflight
+from iotlib.connections import Connections, EventHubConnection
+from iotlib.errors import EndpointError
+from iotlib.preflight import reasons
+from iotlib.preflight.endpoints import Endpoint, eventhub_endpoint, storage_endpoint
+
+pytestmark = pytest.mark.usefixtures("local_stack")
+
+
+def test_the_session_stack_passes(eventhub_name: str) -> None:
+    preflight.check(eventhub_name=eventhub_name)
+    ids = preflight.check_eventhub(Connections.of(eventhub_name=eventhub_name).eventhub)
+    assert ids == [str(i) for i in range(8)]
+
+
+def test_a_missing_hub_lists_those_of_the_local_emulator() -> None:
+    with pytest.raises(EndpointError) as caught:
+        preflight.check(eventhub_name="nohub", storage=False)
+    text = str(caught.value)
+    assert text.startswith("event hub 'nohub' does not exist in namespace 'fabrikam' (it has: telemetry, ")
+
+
+def test_a_missing_container_lists_the_accounts() -> None:
+    with pytest.raises(
+        EndpointError, match=r"^container 'nowhere' does not exist in storage account 'devstoreaccount1'"
+    ):
+        preflight.check(eventhub=False, container="nowhere")
+
+
+def test_azure_cannot_list_hubs_and_the_message_says_so() -> None:
+    conn = "Endpoint=sb://contoso-iot.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey=abc"
+    eventhub = EventHubConnection.parse(conn, eventhub_name="telemtry")
+    endpoint = eventhub_endpoint(eventhub)
+    assert endpoint == Endpoint("Event Hubs", "contoso-iot.servicebus.windows.net", 5671) and not endpoint.is_local
+    assert reasons.eventhub_missing(eventhub, endpoint) == (
+        "event hub 'telemtry' does not exist in namespace 'contoso-iot' (Event Hubs cannot list hubs over AMQP: "
+        "see the portal or `az eventhubs eventhub list`)"
+    )
+    assert reasons.unreachable(endpoint, "timed out").endswith("check the network and the connection string's endpoint")
+
+
+def test_storage_endpoints_of_each_connection_string_shape() -> None:
+    parse = connections.StorageConnection.parse
+    azure = parse(
+        "DefaultEndpointsProtocol=https;AccountName=fabrikamcold;AccountKey=a2V5;EndpointSuffix=core.windows.net"
+    )
+    assert storage_endpoint(azure) == Endpoint("Blob storage", "fabrikamcold.blob.core.windows.net", 443)
+    assert storage_endpoint(parse("UseDevelopmentStorage=true")) == Endpoint("Blob storage", "127.0.0.1", 10000)
+    local = parse(iotlib.settings().storage_connection_string)
+    assert storage_endpoint(local).is_local
+
+
+def test_a_service_too_slow_to_answer_passes() -> None:
+    """A port that accepts but never speaks: not the user's mistake, so the work's own retries decide."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        accepted: list[socket.socket] = []
+        threading.Thread(target=lambda: accepted.append(silent.accept()[0]), daemon=True).start()
+        conn = connections.eventhub_connection_string("localhost", silent.getsockname()[1])
+        try:
+            assert (
+                preflight.check_eventhub(EventHubConnection.parse(conn, eventhub_name="telemetry"), timeout=1) is None
+            )
+        finally:
+            for peer in accepted:
+                peer.close()
