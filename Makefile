@@ -36,8 +36,9 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
+# DEMO_ARGS: e.g. --full, or --blob-port 0 --eventhub-port 0 when the default ports are taken.
 demo: setup
-	IOTLIB_SCALE=small $(PY) -m iotlib demo
+	IOTLIB_SCALE=small $(PY) -m iotlib demo $(DEMO_ARGS)
 
 # Lint and format (ruff) and types (mypy) over the package, tests and benchmarks.
 lint: setup

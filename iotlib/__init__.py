@@ -4,6 +4,8 @@ The package reads as the pipeline, one stage a subpackage (the README has the fu
 
 - ``fleet`` — the scenario: device registry, seeded simulation, faults, the event schema,
   the hub's view of simulated events, and how big a run is (``scale``);
+- ``devices`` — the device identity registry and each device's publisher token (the emulator
+  enforces them: a device sends only as itself, and a revoked one not at all);
 - ``ingest`` — devices into Event Hubs (and which partition a key lands in);
 - ``hub`` — looking into a hub: partition positions, reading back, consumer-group lag;
 - ``capture`` — Event Hubs Capture to Blob storage, in Azure's Avro format;
@@ -17,8 +19,8 @@ The package reads as the pipeline, one stage a subpackage (the README has the fu
 At the root: ``connections`` (``iotlib.settings()``, the two connection strings, parsed once),
 ``preflight`` (is Event Hubs or Blob storage usable as configured? one line per mistake),
 ``clients`` (``from_connection_string``/``from_settings``, written once for every client),
-``frames`` (polars or pandas in), ``durations`` (one time grammar) and ``errors`` (one exception
-hierarchy).
+``frames`` (polars or pandas in), ``durations`` (one time grammar), ``sas`` (the shared access
+signature format) and ``errors`` (one exception hierarchy).
 Subpackages load on first use: ``import iotlib; iotlib.fleet.simulate.generate(...)``.
 """
 
@@ -33,6 +35,7 @@ __getattr__ = submodules(
     __name__,
     [
         "fleet",
+        "devices",
         "ingest",
         "hub",
         "capture",
@@ -48,5 +51,6 @@ __getattr__ = submodules(
         "frames",
         "durations",
         "errors",
+        "sas",
     ],
 )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
@@ -49,6 +49,21 @@ class LoopThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
         self.loop.close()
+
+
+def made_on_loop(name: str, make: Callable[[], T]) -> tuple[LoopThread, T]:
+    """A private loop, and what ``make()`` returns when called on it (an async SDK client must be
+    made on the loop that will use it). The loop is stopped again if ``make`` fails."""
+    runner = LoopThread(name)
+
+    async def build() -> T:
+        return make()
+
+    try:
+        return runner, runner.run(build())
+    except BaseException:
+        runner.stop()
+        raise
 
 
 async def _cancel_others() -> None:

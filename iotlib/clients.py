@@ -19,6 +19,7 @@ from iotlib.connections import Connections, EventHubConnection, Settings, Storag
 
 if TYPE_CHECKING:
     from iotlib.capture.options import CaptureParameters
+    from iotlib.hub.monitor_options import MonitorParameters, PacedParameters
     from iotlib.warm.options import ProcessorParameters
 
 
@@ -120,4 +121,64 @@ class ProcessorClient:
         **options: Unpack[ProcessorParameters],
     ) -> Self:
         """A processor for :func:`iotlib.settings` (the local stack, or Azure from the environment)."""
+        return cls(*Connections.of(settings, eventhub_name=eventhub_name), **options)
+
+
+class MonitorClient:
+    """``from_connection_string`` / ``from_settings`` for the lag monitors (sync and ``.aio``)."""
+
+    if TYPE_CHECKING:  # what the two constructors call; each client defines it
+
+        def __init__(
+            self, eventhub: EventHubConnection, storage: StorageConnection, /, **options: Unpack[MonitorParameters]
+        ) -> None: ...
+
+    @classmethod
+    def from_connection_string(
+        cls,
+        eventhub_connection_string: str,
+        storage_connection_string: str,
+        *,
+        eventhub_name: str | None = None,
+        **options: Unpack[MonitorParameters],
+    ) -> Self:
+        """A monitor of the hub and checkpoint storage account the two connection strings name."""
+        parts = Connections.parse(eventhub_connection_string, storage_connection_string, eventhub_name=eventhub_name)
+        return cls(*parts, **options)
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings | None = None, *, eventhub_name: str | None = None, **options: Unpack[MonitorParameters]
+    ) -> Self:
+        """A monitor for :func:`iotlib.settings` (the local stack, or Azure from the environment)."""
+        return cls(*Connections.of(settings, eventhub_name=eventhub_name), **options)
+
+
+class PacedClient:
+    """``from_connection_string`` / ``from_settings`` for the deliberately slow consumer."""
+
+    if TYPE_CHECKING:  # what the two constructors call; each client defines it
+
+        def __init__(
+            self, eventhub: EventHubConnection, storage: StorageConnection, /, **options: Unpack[PacedParameters]
+        ) -> None: ...
+
+    @classmethod
+    def from_connection_string(
+        cls,
+        eventhub_connection_string: str,
+        storage_connection_string: str,
+        *,
+        eventhub_name: str | None = None,
+        **options: Unpack[PacedParameters],
+    ) -> Self:
+        """A consumer of the hub and checkpoint storage account the two connection strings name."""
+        parts = Connections.parse(eventhub_connection_string, storage_connection_string, eventhub_name=eventhub_name)
+        return cls(*parts, **options)
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings | None = None, *, eventhub_name: str | None = None, **options: Unpack[PacedParameters]
+    ) -> Self:
+        """A consumer for :func:`iotlib.settings` (the local stack, or Azure from the environment)."""
         return cls(*Connections.of(settings, eventhub_name=eventhub_name), **options)

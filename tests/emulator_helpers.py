@@ -301,9 +301,13 @@ def error_of(performative: object) -> p.AmqpError:
     return error
 
 
-def event_message(body: bytes) -> bytes:
-    """A format-0 message with one data section."""
-    return c.enc_described(0x75, c.enc_binary(body))
+def event_message(body: bytes, *, partition_key: str | None = None) -> bytes:
+    """A format-0 message with one data section (and the partition key annotation, if given)."""
+    data = c.enc_described(0x75, c.enc_binary(body))
+    if partition_key is None:
+        return data
+    annotations = c.enc_map([(c.enc_symbol("x-opt-partition-key"), c.enc_string(partition_key))])
+    return c.enc_described(0x72, annotations) + data
 
 
 class ManualClock:

@@ -161,13 +161,13 @@ def _box(x: int, y: int) -> Rectangle:
     return Rectangle((x - 0.5, y - 0.5), 1, 1, fill=False, edgecolor="black", lw=1.2)
 
 
-def events_per_device(counts: pl.DataFrame, *, title: str = "") -> Figure:
-    """How many events each device sent (histogram)."""
+def events_per_device(counts: pl.DataFrame, *, span: str = "the day", title: str = "") -> Figure:
+    """How many events each device sent over ``span`` (histogram)."""
     fig = Figure(figsize=(8, 3), layout="constrained")
     ax = fig.subplots()
     ax.hist(counts["events"].to_numpy(), bins=60, color="#4c72b0")
     ax.set_yscale("log")
-    ax.set(xlabel="events in the day", ylabel="devices", title=title or "Events per device")
+    ax.set(xlabel=f"events in {span}", ylabel="devices", title=title or "Events per device")
     return fig
 
 

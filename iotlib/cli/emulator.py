@@ -56,6 +56,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="acknowledge an event once it is on disk (survives power loss; the default) or, with "
         "--no-fsync, once the operating system has it (survives kill -9 only; faster for small sends)",
     )
+    p.add_argument(
+        "--revoked-publishers",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="the revoked-publisher list the device registry writes, re-read whenever it changes "
+        "(default: <iotlib home>/devices/revoked-publishers.json)",
+    )
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.set_defaults(func=_emulator)
 
@@ -72,6 +80,7 @@ def _units(text: str) -> int:
 
 def _emulator(args: argparse.Namespace) -> int:
     from iotlib import connections
+    from iotlib.devices.revocations import FILE_NAME
     from iotlib.local.emulator.config import EmulatorConfig
     from iotlib.local.emulator.server import run
 
@@ -83,4 +92,13 @@ def _emulator(args: argparse.Namespace) -> int:
         config = replace(config, fsync=args.fsync)
     data_dir = args.data_dir or connections.home() / "eventhubs"
     tls_dir = args.tls_dir or connections.home() / "tls"
-    return run(config, data_dir, host=args.host, port=args.port, tls_port=args.tls_port, tls_dir=tls_dir)
+    revoked = args.revoked_publishers or connections.home() / "devices" / FILE_NAME
+    return run(
+        config,
+        data_dir,
+        host=args.host,
+        port=args.port,
+        tls_port=args.tls_port,
+        tls_dir=tls_dir,
+        revoked_publishers=revoked,
+    )

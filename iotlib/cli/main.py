@@ -18,6 +18,7 @@ COMMAND_MODULES = [  # in the journey's order, as `iotlib --help` lists them
     "iotlib.cli.stack",
     "iotlib.cli.emulator",
     "iotlib.cli.simulate",
+    "iotlib.cli.devices",
     "iotlib.cli.ingest",
     "iotlib.cli.capture",
     "iotlib.cli.load",

@@ -31,8 +31,9 @@ from tqdm.auto import tqdm
 from iotlib._eventloop import StoppableEngine
 from iotlib.clients import EventHubClient, ProducerOptions
 from iotlib.connections import EventHubConnection
-from iotlib.errors import ConfigurationError, IngestError
+from iotlib.errors import ConfigurationError, IngestError, IotlibError
 from iotlib.fleet import events as _events
+from iotlib.ingest.as_devices import DeviceSenders, DeviceSource, reason, refused
 from iotlib.ingest.plan import MODES, Outgoing, chunks, encode, frames, route, ticks
 from iotlib.ingest.report import Failure, IngestReport
 from iotlib.preflight import aio as preflight
@@ -74,6 +75,7 @@ class SendOptions(TypedDict, total=False):
     max_retries: int
     backoff: float
     progress: bool
+    devices: DeviceSource | None
 
 
 class IngestClient(EventHubClient, StoppableEngine):
@@ -132,6 +134,7 @@ class IngestClient(EventHubClient, StoppableEngine):
         max_retries: int = 6,
         backoff: float = 0.2,
         progress: bool = True,
+        devices: DeviceSource | None = None,
     ) -> IngestReport:
         """Send ``events``: a simulation frame, a :class:`~iotlib.fleet.simulate.Simulation` (streamed
         chunk by chunk), an iterable of frames, or ``UpdateTemperatureEvent`` objects.
@@ -141,6 +144,12 @@ class IngestClient(EventHubClient, StoppableEngine):
         scenario's own rate). ``max_batch_events`` caps events per batch (default:
         as many as fit the link's size limit). Malformed payloads are held back
         and reported unless ``send_malformed``.
+
+        ``devices`` (a :class:`~iotlib.devices.DeviceRegistry`, a mapping of device id to
+        credentials, or a function of the device id) makes each device send with its own publisher
+        token and its id as partition key (:mod:`iotlib.ingest.as_devices`); a device the hub
+        refuses (revoked, disabled, expired) has its events in ``failed`` with the hub's reason,
+        and the rest of the fleet sends on. One connection per device: for small fleets.
 
         One sender task per partition drains a short queue, so encoding the next
         chunk overlaps sending this one, and in live mode whatever piles up while a
@@ -162,9 +171,10 @@ class IngestClient(EventHubClient, StoppableEngine):
         assert stopping is not None
         report = self.report = IngestReport(self.eventhub_name, mode, speed if mode == "live" else None)
         bar = tqdm(total=total, unit="ev", desc=f"ingest ({mode})", disable=not progress, smoothing=0.1)
-        run = _Run(self, report, bar, max_batch_events or 0, max_retries, backoff, stopping)
+        senders = DeviceSenders(devices, self._options) if devices is not None else None
+        run = _Run(self, report, bar, max_batch_events or 0, max_retries, backoff, stopping, senders)
         queues = {pid: asyncio.Queue[tuple[Outgoing, float] | None](maxsize=4) for pid in partition_ids}
-        senders = [asyncio.ensure_future(run.sender(queues[pid])) for pid in partition_ids]
+        tasks = [asyncio.ensure_future(run.sender(queues[pid])) for pid in partition_ids]
 
         async def dispatch(chunk: pl.DataFrame, due: float) -> None:
             groups, held = route(chunk, partition_ids, send_malformed=send_malformed)
@@ -207,7 +217,7 @@ class IngestClient(EventHubClient, StoppableEngine):
                         await dispatch(chunk, due)
             for q in queues.values():
                 await q.put(None)
-            await asyncio.gather(*senders)
+            await asyncio.gather(*tasks)
             if run.error is not None:
                 run.error.report = report
                 raise run.error
@@ -215,8 +225,10 @@ class IngestClient(EventHubClient, StoppableEngine):
             stopping.set()
             raise
         finally:
-            for task in senders:
+            for task in tasks:
                 task.cancel()
+            if senders is not None:
+                await senders.close()
             bar.close()
             report.finish(interrupted=stopping.is_set())
         return report
@@ -246,10 +258,12 @@ class _Run:
         max_retries: int,
         backoff: float,
         stopping: asyncio.Event,
+        senders: DeviceSenders | None = None,
     ) -> None:
         self.client = client
         self.stopping = stopping
         self.producer = client._producer
+        self.senders = senders
         self.report = report
         self.bar = bar
         self.max_batch_events = max_batch_events
@@ -283,65 +297,104 @@ class _Run:
                 queue.task_done()
 
     async def send_group(self, group: Outgoing, due: float) -> None:
-        pid = group.partition_id
-        limit = self.max_batch_events or len(group)
-        start = 0
-        while start < len(group) and not self.stopping.is_set():
-            batch = await self.producer.create_batch(partition_id=pid)
-            end = start
-            while end < len(group) and end - start < limit:
-                if (end - start) % _ADDS_PER_YIELD == _ADDS_PER_YIELD - 1:
-                    # Filling a batch is Python work of seconds on a busy machine: let the other
-                    # partitions' sends and a stop get a look in.
-                    await asyncio.sleep(0)
-                    if self.stopping.is_set():
-                        return
-                key = group.keys[end]
-                try:
-                    batch.add(_event(group.bodies[end], key, self.client._properties(key)))
-                except ValueError:
-                    if end > start:
-                        break
-                    # One event larger than the hub takes: report it and go on.
-                    self.report.failed.append(
-                        Failure(
-                            key,
-                            group.observed[end],
-                            f"event of {len(group.bodies[end]):,} bytes exceeds the hub's "
-                            f"{batch.max_size_in_bytes:,}-byte limit",
-                            pid,
-                        )
-                    )
-                    self.bar.update(1)
-                    start = end = end + 1
-                    continue
-                end += 1
-            if len(batch):
-                await self.send_batch(batch, group, start, end)
-            start = end
+        if self.senders is None:
+            await self.send_lane(group, self.producer, {"partition_id": group.partition_id})
+        else:  # each device with its own token and its id as partition key
+            for device, own in group.by_key().items():
+                await self.send_device(device, own)
         if self.clock is not None:
             late = time.monotonic() - (self.clock + due)
             self.report.max_lag_seconds = max(self.report.max_lag_seconds, late)
 
-    async def send_batch(self, batch: Any, group: Outgoing, start: int, end: int) -> None:
+    async def send_device(self, device: str, group: Outgoing) -> None:
+        assert self.senders is not None
+        try:
+            producer = await self.senders.producer(device)
+        except IotlibError as exc:  # no credentials for this device: it cannot send, the others can
+            self.fail(group, 0, f"device {device!r} has no credentials: {exc}")
+            return
+        await self.send_lane(group, producer, {"partition_key": device}, device=device)
+
+    def fail(self, group: Outgoing, start: int, why: str) -> None:
+        """Report ``group``'s events from ``start`` on as failed, for ``why``."""
+        self.report.failed.extend(
+            Failure(group.keys[i], group.observed[i], why, group.partition_id) for i in range(start, len(group))
+        )
+        self.bar.update(len(group) - start)
+
+    async def send_lane(self, group: Outgoing, producer: Any, where: dict[str, str], device: str | None = None) -> None:
+        """``group`` in batches on ``producer``, addressed by ``where`` (a partition, or a device's key).
+
+        Sending as ``device``, a refusal by the hub (revoked, disabled, expired) fails the rest of the
+        group with the hub's reason and drops the device's producer; the other devices go on.
+        """
+        pid = group.partition_id
+        limit = self.max_batch_events or len(group)
+        start = 0
+        while start < len(group) and not self.stopping.is_set():
+            try:
+                batch = await producer.create_batch(**where)
+                end = start
+                while end < len(group) and end - start < limit:
+                    if (end - start) % _ADDS_PER_YIELD == _ADDS_PER_YIELD - 1:
+                        # Filling a batch is Python work of seconds on a busy machine: let the other
+                        # partitions' sends and a stop get a look in.
+                        await asyncio.sleep(0)
+                        if self.stopping.is_set():
+                            return
+                    key = group.keys[end]
+                    try:
+                        batch.add(_event(group.bodies[end], key, self.client._properties(key)))
+                    except ValueError:
+                        if end > start:
+                            break
+                        # One event larger than the hub takes: report it and go on.
+                        self.report.failed.append(
+                            Failure(
+                                key,
+                                group.observed[end],
+                                f"event of {len(group.bodies[end]):,} bytes exceeds the hub's "
+                                f"{batch.max_size_in_bytes:,}-byte limit",
+                                pid,
+                            )
+                        )
+                        self.bar.update(1)
+                        start = end = end + 1
+                        continue
+                    end += 1
+                if len(batch):
+                    await self.send_batch(batch, group, start, end, producer=producer, device=device)
+            except EventHubError as exc:
+                if device is None or self.senders is None or not refused(exc):
+                    raise
+                self.fail(group, start, f"refused: {reason(exc)}")
+                await self.senders.drop(device)
+                return
+            start = end
+
+    async def send_batch(
+        self, batch: Any, group: Outgoing, start: int, end: int, *, producer: Any, device: str | None = None
+    ) -> None:
         pid = group.partition_id
         attempt = 0
         while True:
             try:
-                await self.producer.send_batch(batch)
-            except _FATAL as exc:
-                line = eventhub_failure(exc, self.client.eventhub, eventhub_endpoint(self.client.eventhub))
-                raise IngestError(
-                    line or f"event hub '{self.client.eventhub_name}' refused the send: {sdk_description(exc)}"
-                ) from None
+                await producer.send_batch(batch)
             except EventHubError as exc:
+                if device is not None and refused(exc):
+                    raise  # send_device reports this device's events with the hub's reason
+                if isinstance(exc, _FATAL):
+                    line = eventhub_failure(exc, self.client.eventhub, eventhub_endpoint(self.client.eventhub))
+                    raise IngestError(
+                        line or f"event hub '{self.client.eventhub_name}' refused the send: {sdk_description(exc)}"
+                    ) from None
                 attempt += 1
                 self.report.retries += 1
                 self.report.throttled += _is_throttle(exc)
                 if attempt > self.max_retries:
-                    reason = f"not accepted after {self.max_retries} retries: {exc}"
+                    why = f"not accepted after {self.max_retries} retries: {exc}"
                     self.report.failed.extend(
-                        Failure(group.keys[i], group.observed[i], reason, pid) for i in range(start, end)
+                        Failure(group.keys[i], group.observed[i], why, pid) for i in range(start, end)
                     )
                     self.bar.update(end - start)
                     return
@@ -350,7 +403,9 @@ class _Run:
                 if await _stopped_within(self.stopping, min(pause, THROTTLE_PAUSE if _is_throttle(exc) else 30.0)):
                     return  # stopped while backing off: this batch stays unsent
                 continue
-            self.report.record_send(pid, end - start, batch.size_in_bytes, sum(group.malformed[start:end]))
+            self.report.record_send(
+                pid, end - start, batch.size_in_bytes, sum(group.malformed[start:end]), device=device
+            )
             self.bar.update(end - start)
             return
 

@@ -12,7 +12,7 @@ from typing import Any, Unpack
 
 import polars as pl
 
-from iotlib._eventloop import LoopThread, wait
+from iotlib._eventloop import made_on_loop, wait
 from iotlib.clients import EventHubClient, ProducerOptions
 from iotlib.connections import EventHubConnection
 from iotlib.fleet import events as _events
@@ -34,18 +34,7 @@ class IngestClient(EventHubClient):
     """
 
     def __init__(self, eventhub: EventHubConnection, /, **options: Unpack[ProducerOptions]) -> None:
-        runner = LoopThread("iotlib-ingest")
-
-        async def make() -> aio.IngestClient:
-            # The aio producer must be created on the loop that will use it.
-            return aio.IngestClient(eventhub, **options)
-
-        try:
-            self._inner = runner.run(make())
-        except BaseException:
-            runner.stop()
-            raise
-        self._runner = runner
+        self._runner, self._inner = made_on_loop("iotlib-ingest", lambda: aio.IngestClient(eventhub, **options))
         self.eventhub_name = eventhub.eventhub_name
 
     def __enter__(self) -> IngestClient:

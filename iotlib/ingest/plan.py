@@ -42,6 +42,19 @@ class Outgoing:
         self.malformed += other.malformed
         self.observed += other.observed
 
+    def by_key(self) -> dict[str, Outgoing]:
+        """The events of each partition key (device), each in send order."""
+        out: dict[str, Outgoing] = {}
+        for body, key, malformed, observed in zip(self.bodies, self.keys, self.malformed, self.observed):
+            own = out.get(key)
+            if own is None:
+                own = out[key] = Outgoing(self.partition_id)
+            own.bodies.append(body)
+            own.keys.append(key)
+            own.malformed.append(malformed)
+            own.observed.append(observed)
+        return out
+
 
 def as_frame(events: Frame | Iterable[_events.UpdateTemperatureEvent]) -> pl.DataFrame:
     """The events as a frame sorted by ``sent_at`` (taken from ``time_observed`` when absent)."""

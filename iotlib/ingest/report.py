@@ -42,6 +42,8 @@ class IngestReport:
     throttled: int = 0
     max_lag_seconds: float = 0.0
     per_partition: dict[str, int] = field(default_factory=dict)
+    #: Events sent per device, when each device sent with its own token (``send(..., devices=...)``).
+    per_device: dict[str, int] = field(default_factory=dict)
     rejected: list[Failure] = field(default_factory=list)
     failed: list[Failure] = field(default_factory=list)
     elapsed_seconds: float = 0.0
@@ -52,8 +54,12 @@ class IngestReport:
     _sends: list[tuple[float, str, int, int]] = field(default_factory=list, repr=False)
     _t0: float = field(default_factory=time.monotonic, repr=False)
 
-    def record_send(self, partition_id: str, events: int, size: int, malformed: int) -> None:
+    def record_send(
+        self, partition_id: str, events: int, size: int, malformed: int, *, device: str | None = None
+    ) -> None:
         self._sends.append((time.monotonic() - self._t0, partition_id, events, size))
+        if device is not None:  # sent as the device itself, with its own token
+            self.per_device[device] = self.per_device.get(device, 0) + events
         self.events_sent += events
         self.bytes_sent += size
         self.batches_sent += 1
@@ -101,6 +107,22 @@ class IngestReport:
             {"partition_id": list(self.per_partition), "events": list(self.per_partition.values())}
         ).sort("partition_id", descending=False)
 
+    def devices(self) -> pl.DataFrame:
+        """Per device (when each sent with its own token): events sent, events failed, the first reason."""
+        failed: dict[str, list[str]] = {}
+        for f in self.failed:
+            failed.setdefault(f.device_id, []).append(f.reason)
+        names = sorted(set(self.per_device) | set(failed))
+        return pl.DataFrame(
+            {
+                "device_id": names,
+                "sent": [self.per_device.get(d, 0) for d in names],
+                "failed": [len(failed.get(d, [])) for d in names],
+                "reason": [failed[d][0] if d in failed else None for d in names],
+            },
+            schema={"device_id": pl.String, "sent": pl.Int64, "failed": pl.Int64, "reason": pl.String},
+        )
+
     def summary(self) -> str:
         parts = [
             f"sent {self.events_sent:,} events ({self.bytes_sent / 1e6:,.1f} MB) in {self.batches_sent:,} batches "
@@ -112,7 +134,7 @@ class IngestReport:
         if self.rejected:
             parts.append(f"{len(self.rejected):,} malformed held back")
         if self.failed:
-            parts.append(f"{len(self.failed):,} FAILED after retries")
+            parts.append(f"{len(self.failed):,} NOT ACCEPTED (report.failed says why)")
         if self.retries:
             parts.append(f"{self.retries:,} retries ({self.throttled:,} throttled)")
         if self.mode == "live" and self.max_lag_seconds > 0.5:

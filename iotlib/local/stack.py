@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from iotlib import connections as _settings
+from iotlib.devices.revocations import FILE_NAME as REVOKED_PUBLISHERS
 from iotlib.errors import StackError
 from iotlib.local import state as _state
 from iotlib.local.state import Service, StackState
@@ -191,6 +192,7 @@ def eventhubs_command(
     tls_port: int | None = None,
     tls_dir: Path | None = None,
     fsync: bool | None = None,
+    revoked_publishers: Path | None = None,
 ) -> list[str]:
     command = [
         sys.executable,
@@ -214,6 +216,8 @@ def eventhubs_command(
             command += ["--tls-dir", str(tls_dir)]
     if fsync is not None:
         command.append("--fsync" if fsync else "--no-fsync")
+    if revoked_publishers is not None:
+        command += ["--revoked-publishers", str(revoked_publishers)]
     return command
 
 
@@ -430,6 +434,7 @@ def _start_missing(
                 tls_port=secure,
                 tls_dir=state.home / "tls",
                 fsync=fsync,
+                revoked_publishers=state.home / "devices" / REVOKED_PUBLISHERS,
             )
         )
         svc = _start(name, command, host, port, state.home / "logs" / f"{name}.log", timeout)

@@ -99,7 +99,7 @@ def run_alongside(
                 lag = monitor.lag({opts.consumer_group: opts.checkpoint_container},
                                   eventhub_connection_string=eventhub.connection_string,
                                   storage_connection_string=storage.connection_string,
-                                  eventhub_name=opts.eventhub_name)  # fmt: skip
+                                  eventhub_name=opts.eventhub_name, lag_time=False)  # fmt: skip
                 received = processor.report.received if processor.report else 0
                 samples.append((time.monotonic() - began, int(lag["unprocessed"].sum()), received))
             except Exception:  # noqa: BLE001 - a missed sample

@@ -11,7 +11,8 @@ iotlib reads a few optional keys beside those (ignored by Microsoft's emulator):
 per entity ``RetentionTimeInHours`` and ``RetentionSizeInMB`` (per partition;
 default: keep everything, like Fabrikam's cold path wants), per namespace
 ``SharedAccessKeys`` (``[{"Name", "Key", "Rights": ["Manage", "Send", "Listen"]}]``,
-default ``RootManageSharedAccessKey`` / ``SAS_KEY_VALUE`` with all rights) and
+default ``RootManageSharedAccessKey`` / ``SAS_KEY_VALUE`` with all rights, and the send-only
+policy ``devices`` / ``DEVICE_SAS_KEY_VALUE`` that signs the device registry's publisher tokens) and
 ``ThroughputUnits`` (a whole number, 1 to 40: meter the namespace as that many of
 Azure's standard-tier throughput units, each 1,000 events/s or 1 MiB/s in and
 4,096 events/s or 2 MiB/s out; sends over budget are refused with
@@ -42,6 +43,9 @@ MAX_CONSUMER_GROUPS = 20
 DEFAULT_CONSUMER_GROUP = "$Default"
 DEFAULT_KEY_NAME = "RootManageSharedAccessKey"
 DEFAULT_KEY = "SAS_KEY_VALUE"
+#: The send-only policy that signs devices' publisher tokens (iotlib.devices), well known like the root key.
+DEVICE_KEY_NAME = "devices"
+DEVICE_KEY = "DEVICE_SAS_KEY_VALUE"
 ALL_RIGHTS = frozenset({"Manage", "Send", "Listen"})
 _NAME = re.compile(r"^[A-Za-z0-9$][A-Za-z0-9._\-$]{0,255}$")
 
@@ -74,7 +78,10 @@ class EmulatorConfig:
     entities: tuple[EntityConfig, ...] = (
         EntityConfig("telemetry", 8, (DEFAULT_CONSUMER_GROUP, "capture", "warm", "monitor")),
     )
-    keys: tuple[KeyConfig, ...] = (KeyConfig(DEFAULT_KEY_NAME, DEFAULT_KEY),)
+    keys: tuple[KeyConfig, ...] = (
+        KeyConfig(DEFAULT_KEY_NAME, DEFAULT_KEY),
+        KeyConfig(DEVICE_KEY_NAME, DEVICE_KEY, frozenset({"Send"})),
+    )
     segment_bytes: int = 16 * 1024 * 1024
     max_frame_size: int = 65536
     fsync: bool = True  # acknowledged events survive power loss (benchmarks/emulator.py: ~1 % of send throughput)
@@ -133,14 +140,17 @@ class EmulatorConfig:
                     _opt_float(ent.get("RetentionSizeInMB"), f"{source}: {where}.RetentionSizeInMB"),
                 )
             )
-        keys = tuple(
-            KeyConfig(
-                str(need(k, "Name", "SharedAccessKeys[]")),
-                str(need(k, "Key", "SharedAccessKeys[]")),
-                frozenset(k.get("Rights", ALL_RIGHTS)),
+        keys = (
+            tuple(
+                KeyConfig(
+                    str(need(k, "Name", "SharedAccessKeys[]")),
+                    str(need(k, "Key", "SharedAccessKeys[]")),
+                    frozenset(k.get("Rights", ALL_RIGHTS)),
+                )
+                for k in ns.get("SharedAccessKeys", [])
             )
-            for k in ns.get("SharedAccessKeys", [])
-        ) or (KeyConfig(DEFAULT_KEY_NAME, DEFAULT_KEY),)
+            or EmulatorConfig.keys
+        )
         emu = user.get("EmulatorConfig", {}) or {}
         return cls(
             namespace=str(ns.get("Name", "fabrikam")),

@@ -68,7 +68,7 @@ class Connection(asyncio.Protocol):
         self.remote_max_frame_size = 512
         self.hostname: str | None = None  # what the client says it connected to (its open)
         self.sessions: dict[int, Session] = {}  # by remote channel
-        self.grants = Grants()
+        self.grants = Grants(self.services.revoked)
         self.paused = False
         self.blocked: set[EgressLink] = set()
         self._heartbeat: asyncio.TimerHandle | None = None

@@ -157,6 +157,7 @@ class IngressLink(_Receiving):
             )
             return
         try:
+            own_keys: list[str | None] = []
             if fmt == message.BATCH_FORMAT:
                 bodies, batch_key = message.split_batch(payload)
                 events = []
@@ -164,6 +165,7 @@ class IngressLink(_Receiving):
                     event, layout, own_key = message.scan_event(body)
                     key = b"" if own_key is not None or not batch_key else batch_key.encode()
                     events.append((event, layout, key))
+                    own_keys.append(own_key)
                 route_key = batch_key
             elif fmt == 0:
                 event, layout, own_key = message.scan_event(payload)
@@ -180,6 +182,16 @@ class IngressLink(_Receiving):
         except DecodeError as exc:
             self._reject(delivery_id, settled, "amqp:decode-error", f"the message cannot be decoded: {exc}")
             return
+        if events and self.grants is not None and self.grants.has_publishers:
+            keys = (
+                [own if own is not None else batch_key for own in own_keys]
+                if fmt == message.BATCH_FORMAT
+                else [route_key]
+            )
+            refused = self.grants.send_refusal(self.entity_path, keys, now)
+            if refused is not None:  # a publisher's token: its own key only, and only while not revoked
+                self._reject(delivery_id, settled, "amqp:unauthorized-access", refused)
+                return
         if events:
             refusal = self.meter.admit(len(events), size, self.hub.name)
             if refusal is not None:  # over budget: refuse it whole, store nothing (logged as a summary)

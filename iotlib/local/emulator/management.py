@@ -72,12 +72,16 @@ def put_token(request: Request, namespace: Namespace, grants: auth.Grants, now: 
         grant = auth.verify(token, namespace.config.keys, now=now)
     except auth.TokenError as exc:
         _LOG.info("refused a token for %s: %s", audience, exc)
-        return Response(401, f"InvalidSignature: {exc}")
+        return Response(401, f"{exc.code}: {exc}")
     wanted = auth.entity_path(audience)
-    if not auth.is_within(wanted, grant.scope):
+    if not grant.admits_audience(wanted):
         return Response(
             401, f"the token is for '{grant.scope or '/'}' and does not cover the audience '{wanted or '/'}'"
         )
+    refused = grants.revoked.refused(grant.publisher) if grant.publisher is not None else None
+    if refused is not None:
+        _LOG.info("refused a token of %s", refused.describe(str(grant.publisher)))
+        return Response(401, f"Unauthorized: {refused.describe(str(grant.publisher))}; its tokens are not accepted")
     grants.put(grant)
     return Response(202, "Accepted")
 

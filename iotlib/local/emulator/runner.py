@@ -64,8 +64,11 @@ class Emulator:
         owns_data_dir: bool,
         tls_port: int | None = None,
         tls_dir: Path | None = None,
+        revoked_publishers: Path | None = None,
     ) -> None:
         self.host = host
+        #: The revoked-publisher list it watches (:mod:`iotlib.devices.revocations`), if any.
+        self.revoked_publishers = revoked_publishers
         self.port = port
         self.tls_port = tls_port
         self.tls_dir = tls_dir if tls_dir is not None else data_dir / "tls"
@@ -118,6 +121,7 @@ class Emulator:
         clock: Callable[[], float] | None = None,
         tls_port: int | None = None,
         tls_dir: str | Path | None = None,
+        revoked_publishers: str | Path | None = None,
     ) -> Emulator:
         """Start an emulator; ``port=0`` picks a free port, ``data_dir=None`` a temporary folder.
 
@@ -126,6 +130,8 @@ class Emulator:
         trust it with ``connection_verify=str(emu.ca_file)``.
 
         ``throughput_units`` overrides the config's ``ThroughputUnits`` (``0``: not metered).
+        ``revoked_publishers`` is the revoked-publisher list the device registry writes
+        (``DeviceRegistry.revocation_file``); the emulator re-reads it whenever it changes.
         ``clock`` (thread mode only) replaces the wall clock: enqueued times, token expiry,
         retention and throughput budgets all read it, so a test moves time instead of sleeping.
         """
@@ -153,6 +159,7 @@ class Emulator:
             owns_data_dir=owns,
             tls_port=tls_port,
             tls_dir=Path(tls_dir) if tls_dir is not None else None,
+            revoked_publishers=Path(revoked_publishers) if revoked_publishers is not None else None,
         )
         emu._clock = clock
         try:
@@ -192,6 +199,7 @@ class Emulator:
                         clock=self._clock,
                         tls_port=self.tls_port,
                         tls_dir=self.tls_dir,
+                        revoked_publishers=self.revoked_publishers,
                     )
                 )
             except BaseException as exc:  # noqa: BLE001 - surfaced through ``ready``
@@ -234,6 +242,8 @@ class Emulator:
         ]
         if self.tls_port is not None:
             command += ["--tls-port", str(self.tls_port), "--tls-dir", str(self.tls_dir)]
+        if self.revoked_publishers is not None:
+            command += ["--revoked-publishers", str(self.revoked_publishers)]
         log = open(self.data_dir / "emulator.log", "ab")  # noqa: SIM115 - closed in stop()
         self._log_file = log
         self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from iotlib.devices.revocations import RevokedPublishers
 from iotlib.errors import EmulatorError
 from iotlib.local.emulator.commit import GroupCommit
 from iotlib.local.emulator.config import EmulatorConfig
@@ -51,8 +52,10 @@ class Server:
         tls_port: int | None = None,
         tls_dir: str | Path | None = None,
         clock: Callable[[], float] | None = None,
+        revoked_publishers: Path | None = None,
     ) -> None:
         self.config = config
+        self.revoked_publishers = revoked_publishers
         self.data_dir = Path(data_dir)
         self.host = host
         self.port = port
@@ -88,7 +91,11 @@ class Server:
         self.loop = asyncio.get_running_loop()
         namespace = Namespace(self.config, self.data_dir)
         self._services = Services(
-            namespace, self.throughput, GroupCommit(self.loop, fsync=self.config.fsync), self.clock
+            namespace,
+            self.throughput,
+            GroupCommit(self.loop, fsync=self.config.fsync),
+            self.clock,
+            RevokedPublishers(self.revoked_publishers),
         )
 
         def door() -> Door:
@@ -199,13 +206,23 @@ async def serve(
     clock: Callable[[], float] | None = None,
     tls_port: int | None = None,
     tls_dir: str | Path | None = None,
+    revoked_publishers: Path | None = None,
 ) -> None:
     """Run until ``stop`` is set (or SIGTERM/SIGINT when running in the main thread).
 
     ``ready`` gets ``(port, tls_port)`` once listening; ``server_holder`` receives the
     :class:`Server` (what an in-process owner reads counts from).
     """
-    server = Server(config, data_dir, host=host, port=port, tls_port=tls_port, tls_dir=tls_dir, clock=clock)
+    server = Server(
+        config,
+        data_dir,
+        host=host,
+        port=port,
+        tls_port=tls_port,
+        tls_dir=tls_dir,
+        clock=clock,
+        revoked_publishers=revoked_publishers,
+    )
     if server_holder is not None:
         server_holder.append(server)
     stop = stop or asyncio.Event()
@@ -241,9 +258,20 @@ def run(
     port: int = 5672,
     tls_port: int | None = None,
     tls_dir: str | Path | None = None,
+    revoked_publishers: Path | None = None,
 ) -> int:
     """Run the emulator in the foreground (the ``iotlib emulator`` command)."""
     started = time.monotonic()
-    asyncio.run(serve(config, data_dir, host=host, port=port, tls_port=tls_port, tls_dir=tls_dir))
+    asyncio.run(
+        serve(
+            config,
+            data_dir,
+            host=host,
+            port=port,
+            tls_port=tls_port,
+            tls_dir=tls_dir,
+            revoked_publishers=revoked_publishers,
+        )
+    )
     _LOG.debug("ran for %.1f s (pid %d)", time.monotonic() - started, os.getpid())
     return 0

@@ -323,14 +323,11 @@ class Session:
 
     def _authorise(self, path: str, right: str) -> float:
         """Check that a token covers ``path`` with ``right``; return until when."""
-        until = self.conn.grants.until(path, right, self.services.clock())
+        now = self.services.clock()
+        until = self.conn.grants.until(path, right, now)
         if until is not None:
             return until
-        raise AttachRefused(
-            "amqp:unauthorized-access",
-            f"Unauthorized access. '{right}' claim(s) are required to perform this operation on "
-            f"'{path}'; put a valid token on $cbs first",
-        )
+        raise AttachRefused("amqp:unauthorized-access", self.conn.grants.refusal(path, right, now))
 
     def _hub(self, name: str) -> EventHub:
         hub = self.services.namespace.hub(name)
