@@ -314,3 +314,14 @@ def test_scan_is_lazy_over_a_fresh_cache(store: Path, tmp_path_factory: pytest.T
     assert coldstore.scan(store).collect().height == full.height + 1
     with pytest.raises(ConfigurationError, match="unknown load parameter.*colums"):
         coldstore.scan(store, cache=cache, colums=["x"])
+
+
+def test_synthetic_devices_report_until_the_end() -> None:
+    from iotlib.coldstore import synthetic
+
+    hours = 6
+    ev = synthetic.thermostat_events(devices=50, start=T0, duration=timedelta(hours=hours), seed=3)
+    last = ev.filter(pl.col("time_observed") >= T0 + timedelta(hours=hours, minutes=-1, seconds=-6))
+    assert last["device_id"].n_unique() == 50  # a gap is at most 66 s: every device reads in the last 66 s
+    per_device = ev.group_by("device_id").len()["len"]
+    assert per_device.min() >= hours * 3600 // 66 and per_device.max() <= hours * 3600 // 54 + 1

@@ -43,7 +43,7 @@ def thermostat_events(
     rng = np.random.default_rng(seed)
     ids = [str(uuid.UUID(bytes=rng.bytes(16), version=4)) for _ in range(devices)]
     seconds = duration.total_seconds()
-    per_device = int(np.ceil(seconds / 60)) + 1
+    per_device = int(np.ceil(seconds / 54)) + 1  # enough at the shortest gap: no device falls silent before the end
     first = rng.uniform(0, 60, size=(devices, 1))
     gaps = rng.uniform(54, 66, size=(devices, per_device))  # one a minute, ±10 %
     gaps[:, 0] = 0
