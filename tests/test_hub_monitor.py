@@ -9,12 +9,14 @@ import threading
 import uuid
 
 import polars as pl
+import pytest
 from azure.eventhub import EventHubConsumerClient
 from azure.eventhub.extensions.checkpointstoreblob import BlobCheckpointStore
 from azure.storage.blob import BlobServiceClient
 
 import iotlib
 from iotlib import hub
+from iotlib.errors import HubError
 from iotlib.fleet import scenario, simulate
 from iotlib.hub import monitor
 from iotlib.ingest import IngestClient
@@ -87,3 +89,21 @@ def test_lag_counts_what_a_consumer_has_not_checkpointed(local_stack: object, ev
     assert out.returncode == 0, out.stderr
     assert f"{ends['0'] - 9}" in out.stdout and "warm" in out.stdout
     assert isinstance(after, pl.DataFrame)
+
+
+def test_read_back_waits_on_progress_and_names_what_stalled(local_stack: object, eventhub_name: str) -> None:
+    events = simulate.generate(
+        scenario.original_registry().head(50), start=simulate.DEFAULT_START, duration="3m", seed=7
+    )
+    before = hub.positions(eventhub_name=eventhub_name)
+    with IngestClient.from_settings(eventhub_name=eventhub_name) as client:
+        report = client.send(events, progress=False)
+    added = {p: n for p, n in report.per_partition.items() if n}
+    # No progress allowed at all: the error names every partition still behind, and how far it got.
+    with pytest.raises(HubError, match="stalled") as stalled:
+        hub.read(eventhub_name=eventhub_name, since=before, stall_timeout=0)
+    for pid, n in added.items():
+        assert f"{pid} (read 0 of {n:,})" in str(stalled.value)
+    # With the default the read goes on while partitions advance, to every event.
+    back = hub.read(eventhub_name=eventhub_name, since=before)
+    assert back.height == events.height and dict(back.group_by("partition_id").len().iter_rows()) == added
