@@ -144,6 +144,30 @@ def test_dedupe_removes_recaptured_events(tmp_path: Path) -> None:
     assert df.filter(pl.col("partition_id") == "0")["sequence_number"].to_list() == list(range(15))
 
 
+def test_cache_rebuild_matches_a_load_partition_by_partition(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # Two partitions, windows on both sides of midnight, a replayed tail in each: the rebuild goes
+    # one partition at a time and appends to each date's file, and must keep what load keeps.
+    for p in (0, 1):
+        first = [record(i, T0 - timedelta(minutes=4) + timedelta(seconds=30 * i), device=f"d{p}") for i in range(10)]
+        put(tmp_path, name(p, T0 - timedelta(minutes=5)), avro_bytes(first))
+        second = [
+            record(i, T0 - timedelta(minutes=4) + timedelta(seconds=30 * i), device=f"d{p}") for i in range(7, 20)
+        ]
+        put(tmp_path, name(p, T0), avro_bytes(second))
+    start, end = T0 - timedelta(hours=1), T0 + timedelta(hours=1)
+    loaded, loaded_report = coldstore.load(tmp_path, start=start, end=end, with_report=True)
+    cache = tmp_path_factory.mktemp("cache")
+    cached, report = coldstore.load(tmp_path, start=start, end=end, cache=cache, with_report=True)
+    assert report.cache == "rebuilt: no cache yet" and cached.sort(KEY).equals(loaded.sort(KEY))
+    assert (report.events, report.duplicates_removed, report.events_decoded) == (40, 6, 46)
+    assert (report.events, report.duplicates_removed) == (loaded_report.events, loaded_report.duplicates_removed)
+    files = sorted(p.relative_to(cache).as_posix() for p in cache.rglob("*.parquet"))
+    assert files == ["date=2024-02-29/part-0.parquet", "date=2024-03-01/part-0.parquet"]
+    assert coldstore.scan(tmp_path, start=start, end=end, cache=cache).collect().sort(KEY).equals(loaded.sort(KEY))
+
+
 def test_bad_bodies_are_kept(tmp_path: Path) -> None:
     recs = [
         record(0, T0),
@@ -290,3 +314,14 @@ def test_scan_is_lazy_over_a_fresh_cache(store: Path, tmp_path_factory: pytest.T
     assert coldstore.scan(store).collect().height == full.height + 1
     with pytest.raises(ConfigurationError, match="unknown load parameter.*colums"):
         coldstore.scan(store, cache=cache, colums=["x"])
+
+
+def test_synthetic_devices_report_until_the_end() -> None:
+    from iotlib.coldstore import synthetic
+
+    hours = 6
+    ev = synthetic.thermostat_events(devices=50, start=T0, duration=timedelta(hours=hours), seed=3)
+    last = ev.filter(pl.col("time_observed") >= T0 + timedelta(hours=hours, minutes=-1, seconds=-6))
+    assert last["device_id"].n_unique() == 50  # a gap is at most 66 s: every device reads in the last 66 s
+    per_device = ev.group_by("device_id").len()["len"]
+    assert per_device.min() >= hours * 3600 // 66 and per_device.max() <= hours * 3600 // 54 + 1

@@ -22,7 +22,7 @@ import iotlib
 from iotlib import hub
 from iotlib.cli.monitor import REDRAW
 from iotlib.connections import EventHubConnection, eventhub_connection_string, storage_connection_string
-from iotlib.errors import ConfigurationError
+from iotlib.errors import ConfigurationError, HubError
 from iotlib.fleet import scenario, simulate
 from iotlib.hub import aio, monitor
 from iotlib.hub.monitor import LagMonitor
@@ -268,3 +268,21 @@ def test_a_slowed_consumer_falls_behind_then_catches_up(local_stack: object, eve
     assert behind.sampled_at < caught_up.sampled_at  # type: ignore[operator]
     per_look = frame.group_by("sampled_at").agg(pl.col("unprocessed").sum()).sort("sampled_at")
     assert per_look["unprocessed"].max() > 0 and per_look["unprocessed"][-1] == 0
+
+
+def test_read_back_waits_on_progress_and_names_what_stalled(local_stack: object, eventhub_name: str) -> None:
+    events = simulate.generate(
+        scenario.original_registry().head(50), start=simulate.DEFAULT_START, duration="3m", seed=7
+    )
+    before = hub.positions(eventhub_name=eventhub_name)
+    with IngestClient.from_settings(eventhub_name=eventhub_name) as client:
+        report = client.send(events, progress=False)
+    added = {p: n for p, n in report.per_partition.items() if n}
+    # No progress allowed at all: the error names every partition still behind, and how far it got.
+    with pytest.raises(HubError, match="stalled") as stalled:
+        hub.read(eventhub_name=eventhub_name, since=before, stall_timeout=0)
+    for pid, n in added.items():
+        assert f"{pid} (read 0 of {n:,})" in str(stalled.value)
+    # With the default the read goes on while partitions advance, to every event.
+    back = hub.read(eventhub_name=eventhub_name, since=before)
+    assert back.height == events.height and dict(back.group_by("partition_id").len().iter_rows()) == added

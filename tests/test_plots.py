@@ -32,3 +32,10 @@ def test_figures_draw_the_data() -> None:
     assert ax.get_yscale() == "log"
     synchronized = ax.get_lines()[1]
     assert max(synchronized.get_ydata()) == reg.height and len(synchronized.get_xdata()) == 300
+    # The dotted line is the units that absorb the staggered peak: above that peak, within a unit of it.
+    staggered_peak = max(ax.get_lines()[0].get_ydata())
+    units_line = ax.get_lines()[-1]
+    level = units_line.get_ydata()[0]
+    assert units_line.get_linestyle() == ":" and level == plots.throughput_units(staggered_peak) * 1_000
+    assert staggered_peak <= level < staggered_peak + 1_000
+    assert "the staggered peak" in str(units_line.get_label())

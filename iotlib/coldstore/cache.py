@@ -31,8 +31,10 @@ from pathlib import Path
 from typing import Any, Unpack
 
 import polars as pl
+import pyarrow.parquet as pq
 
-from iotlib.coldstore.listing import Listing
+from iotlib.coldstore import notices
+from iotlib.coldstore.listing import Candidate, Listing
 from iotlib.coldstore.options import LoadOptions, LoadParameters, load_options
 from iotlib.coldstore.reader import empty_frame, list_blobs, load_frame
 from iotlib.coldstore.report import LoadReport
@@ -179,7 +181,23 @@ def freshness(manifest: dict[str, Any] | None, opts: LoadOptions, listing: Listi
 def load_through_cache(
     src: Source, opts: LoadOptions, cache: str | os.PathLike[str]
 ) -> tuple[pl.DataFrame, LoadReport]:
-    """Serve a load from the Parquet cache at ``cache`` when it is up to date, else decode and rebuild it."""
+    """Serve a load from the Parquet cache at ``cache``, bringing it up to date first (:func:`refresh_cache`)."""
+    report = refresh_cache(src, opts, cache)
+    t0 = time.perf_counter()
+    df = read_cache(cache, opts)
+    report.seconds["cache"] = time.perf_counter() - t0
+    if report.cache.startswith("hit"):
+        report.events = df.height
+    return df, report
+
+
+def refresh_cache(src: Source, opts: LoadOptions, cache: str | os.PathLike[str]) -> LoadReport:
+    """Bring the Parquet cache at ``cache`` up to date with the listed blobs; the report says how.
+
+    A rebuild goes one (namespace, event hub, partition) at a time — an event's copies all live in
+    its partition, so the dedupe is exact — and appends each to its dates' Parquet files: memory
+    holds one partition's stretch, never the whole range.
+    """
     root = Path(os.fspath(cache))
     report = LoadReport(src.description, opts.start, opts.end)
     listing = list_blobs(src, opts, report)
@@ -192,22 +210,60 @@ def load_through_cache(
     why = freshness(manifest, opts, listing)
     if why is None:
         assert manifest is not None  # a fresh cache has one
-        t0 = time.perf_counter()
-        df = read_cache(root, opts)
-        report.events = df.height
         report.cache = f"hit: read {len(manifest.get('files', []))} Parquet files"
-        report.seconds["cache"] = time.perf_counter() - t0
-        return df, report
+        return report
     full = dataclasses.replace(opts, columns=None)  # the cache keeps every column
-    df, report2 = load_frame(src, full, listing)
-    report2.prefixes_walked, report2.prefixes_listed = report.prefixes_walked, report.prefixes_listed
-    report2.blobs_listed, report2.blobs_pruned = report.blobs_listed, report.blobs_pruned
-    report2.seconds["list"] = report.seconds.get("list", 0.0)
-    _write(df, root, partition_by=("date",), prefix="", manifest=_manifest(report2, opts, listing))
-    report2.cache = f"rebuilt: {why}"
-    if opts.columns is not None:
-        df = df.select(opts.columns)
-    return df, report2
+    by_partition: dict[tuple[str, str, str], list[Candidate]] = {}
+    for cand in listing.selected:
+        by_partition.setdefault((cand.path.namespace, cand.path.eventhub, cand.path.partition_id), []).append(cand)
+    _remove_previous(root)
+    root.mkdir(parents=True, exist_ok=True)
+    writers: dict[str, pq.ParquetWriter] = {}
+    try:
+        for blobs in by_partition.values():
+            df, part = load_frame(src, full, Listing(blobs, [], []), explain_empty=False)
+            _add(report, part)
+            dated = df.with_columns(date=pl.col("enqueued_time").dt.date())
+            del df
+            days = dated["date"].unique(maintain_order=True)
+            for day in days:
+                rows = dated if len(days) == 1 else dated.filter(pl.col("date") == day)
+                table = rows.drop("date").to_arrow()
+                folder = f"date={day}"
+                if folder not in writers:
+                    (root / folder).mkdir(exist_ok=True)
+                    writers[folder] = pq.ParquetWriter(
+                        root / folder / "part-0.parquet", table.schema, compression="zstd"
+                    )
+                writers[folder].write_table(table)
+                del table, rows
+            del dated
+    finally:
+        for writer in writers.values():
+            writer.close()
+    files = [f"{folder}/part-0.parquet" for folder in sorted(writers)]
+    manifest = {**_manifest(report, opts, listing), "files": files, "rows": report.events, "partition_by": ["date"]}
+    (root / MANIFEST).write_text(json.dumps(manifest, indent=1, default=str))
+    report.cache = f"rebuilt: {why}"
+    if not report.events:
+        notices.nothing_loaded(src, opts, report, listing, lambda *a: load_frame(*a, explain_empty=False)[0])
+    return report
+
+
+def _add(total: LoadReport, part: LoadReport) -> None:
+    """Add one partition's load to the whole rebuild's report."""
+    total.blobs_read += part.blobs_read
+    total.bytes_read += part.bytes_read
+    total.empty_blobs += part.empty_blobs
+    total.generic_blobs += part.generic_blobs
+    total.skipped += part.skipped
+    total.events_decoded += part.events_decoded
+    total.events_outside_range += part.events_outside_range
+    total.duplicates_removed += part.duplicates_removed
+    total.decode_errors += part.decode_errors
+    total.events += part.events
+    for step, seconds in part.seconds.items():
+        total.seconds[step] = total.seconds.get(step, 0.0) + seconds
 
 
 def scan_cache(root: str | os.PathLike[str], opts: LoadOptions | None = None) -> pl.LazyFrame:

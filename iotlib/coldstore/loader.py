@@ -6,12 +6,11 @@ is done by :mod:`.reader` (decode) and :mod:`.cache` (the Parquet cache on top o
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Unpack
 
 import polars as pl
 
-from iotlib.coldstore.cache import load_through_cache, scan_cache
+from iotlib.coldstore.cache import load_through_cache, refresh_cache, scan_cache
 from iotlib.coldstore.options import Backend, LoadParameters, load_options
 from iotlib.coldstore.reader import load_frame
 from iotlib.coldstore.sources import open_source
@@ -59,6 +58,5 @@ def scan(source: Any = None, **parameters: Unpack[LoadParameters]) -> pl.LazyFra
     src = open_source(source, opts.container)
     if opts.cache is None:
         return load_frame(src, opts)[0].lazy()
-    # Bring the cache up to date without materialising it (no columns asked for).
-    load_through_cache(src, dataclasses.replace(opts, columns=()), opts.cache)
+    refresh_cache(src, opts, opts.cache)  # decodes out of core, and only when the blobs changed
     return scan_cache(opts.cache, opts)

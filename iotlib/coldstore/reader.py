@@ -9,7 +9,9 @@ cores without processes (and without forking polars). Then the time filter and t
 
 from __future__ import annotations
 
+import itertools
 import time
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -61,21 +63,11 @@ def load_frame(
     frames = _read_and_decode(src, listing.selected, opts, report)
     report.seconds["read+decode"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    df = pl.concat(frames, how="vertical") if frames else empty_frame(opts)
-    report.events_decoded = df.height
-    if opts.start is not None or opts.end is not None:
-        cond = pl.lit(True)
-        if opts.start is not None:
-            cond = cond & (pl.col("enqueued_time") >= opts.start)
-        if opts.end is not None:
-            cond = cond & (pl.col("enqueued_time") < opts.end)
-        df = df.filter(cond)
-        report.events_outside_range = report.events_decoded - df.height
-    if opts.dedupe and df.height:
-        before = df.height
-        if df.select(pl.struct(DEDUPE_KEY).is_duplicated().any()).item():
-            df = df.unique(subset=list(DEDUPE_KEY), keep="first", maintain_order=True)
-        report.duplicates_removed = before - df.height
+    if opts.dedupe:
+        report.duplicates_removed = _drop_repeats(frames)
+    df = pl.concat(frames, how="vertical", rechunk=False) if frames else _trim(empty_frame(opts), opts)
+    del frames
+    report.events_outside_range = report.events_decoded - df.height - report.duplicates_removed
     if opts.decode == "json":
         report.decode_errors = df.height - df["decode_error"].null_count()
     report.events = df.height
@@ -87,6 +79,41 @@ def load_frame(
     return df, report
 
 
+def _drop_repeats(parts: list[pl.DataFrame]) -> int:
+    """Keep the first copy of each event (by :data:`DEDUPE_KEY`, in order), part by part in place,
+    so the load never holds two copies of its result; the number of rows dropped."""
+    if not parts:
+        return 0
+    keys = pl.concat([p.select(DEDUPE_KEY) for p in parts], rechunk=False)
+    first = keys.select(pl.struct(DEDUPE_KEY).is_first_distinct()).to_series()
+    if first.all():
+        return 0
+    at = 0
+    for i, part in enumerate(parts):
+        keep = first.slice(at, part.height)
+        at += part.height
+        if not keep.all():
+            parts[i] = part.filter(keep)
+    return int(first.len() - first.sum())
+
+
+def _trim(frame: pl.DataFrame, opts: LoadOptions) -> pl.DataFrame:
+    """A decoded part cut to the range and to the columns the load still needs (done per part, in
+    the decoding threads, so a long load never holds rows or columns it is about to drop)."""
+    if opts.start is not None or opts.end is not None:
+        cond = pl.lit(True)
+        if opts.start is not None:
+            cond = cond & (pl.col("enqueued_time") >= opts.start)
+        if opts.end is not None:
+            cond = cond & (pl.col("enqueued_time") < opts.end)
+        frame = frame.filter(cond)
+    if opts.columns is not None:
+        extra = ("decode_error",) if opts.decode == "json" else ()
+        keep = (*(DEDUPE_KEY if opts.dedupe else ()), *extra, *opts.columns)
+        frame = frame.select(list(dict.fromkeys(keep)))
+    return frame
+
+
 def empty_frame(opts: LoadOptions) -> pl.DataFrame:
     df = columns_module.empty_raw()
     if opts.decode == "json":
@@ -95,55 +122,95 @@ def empty_frame(opts: LoadOptions) -> pl.DataFrame:
 
 
 def _read_and_decode(src: Source, blobs: list[Candidate], opts: LoadOptions, report: LoadReport) -> list[pl.DataFrame]:
+    """The blobs' decoded parts, trimmed (:func:`_trim`), in name order.
+
+    A bounded pipeline: a few blobs downloading and a few decoding ahead of the one being
+    gathered, so memory holds the result and a small window of work, not the whole listing's bytes.
+    """
     bars = _Bars(opts.progress, len(blobs))
-    results: dict[tuple[int, int], Future[pl.DataFrame]] = {}
-    failures: dict[int, str] = {}
     io_workers = 8 if type(src).__name__ == "BlobContainer" else 2
+    downloads: deque[tuple[Candidate, Future[bytes]]] = deque()
+    decoding: deque[tuple[Candidate, list[Future[tuple[pl.DataFrame, int]]], str | None]] = deque()
+    frames: list[pl.DataFrame] = []
+    todo = iter(blobs)
     try:
         with (
             ThreadPoolExecutor(io_workers, thread_name_prefix="coldstore-io") as io,
             ThreadPoolExecutor(opts.workers, thread_name_prefix="coldstore-decode") as cpu,
         ):
             verified = src.stats.verified
-            downloads = [io.submit(src.read, c.info.name, verify=opts.verify_md5) for c in blobs]
-            for i, (cand, fut) in enumerate(zip(blobs, downloads)):
-                name = cand.info.name
-                try:
-                    data = fut.result()
-                except ColdStoreError as exc:
-                    failures[i] = str(exc)
-                    continue
-                bars.downloaded(len(data))
-                report.blobs_read.append(name)
-                report.bytes_read += len(data)
-                try:
-                    for j, task in enumerate(_tasks(data, cand.path, opts, report, name)):
-                        results[(i, j)] = cpu.submit(task)
-                except CorruptFile as exc:
-                    failures[i] = str(exc)
-            frames: list[pl.DataFrame] = []
-            for i, cand in enumerate(blobs):
-                own = [k for k in results if k[0] == i]
-                parts = []
-                for k in sorted(own):
-                    try:
-                        parts.append(results[k].result())
-                    except CorruptFile as exc:
-                        failures.setdefault(i, str(exc))
-                if i in failures:
-                    reason = failures[i]
-                    if opts.errors == "raise":
-                        for pending in results.values():
-                            pending.cancel()
-                        raise ColdStoreError(f"blob {cand.info.name!r} in {src.description}: {reason}")
-                    report.skipped.append(SkippedBlob(cand.info.name, reason))
-                    continue
-                frames.extend(parts)
-                bars.decoded(sum(p.height for p in parts))
+            try:
+                while True:
+                    for cand in itertools.islice(todo, 2 * io_workers - len(downloads)):
+                        downloads.append((cand, io.submit(src.read, cand.info.name, verify=opts.verify_md5)))
+                    if downloads:
+                        cand, fut = downloads.popleft()
+                        decoding.append(_submit(cand, fut, cpu, opts, report, bars))
+                    if not decoding:
+                        break
+                    if len(decoding) > 2 * opts.workers or not downloads:
+                        frames.extend(_gather(decoding.popleft(), src, opts, report, bars))
+            except BaseException:
+                for _, pending, _ in decoding:
+                    for task in pending:
+                        task.cancel()
+                for _, download in downloads:
+                    download.cancel()
+                raise
             report.blobs_verified = src.stats.verified - verified
     finally:
         bars.close()  # an error then starts a line of its own
     return frames
+
+
+def _submit(
+    cand: Candidate, download: Future[bytes], cpu: ThreadPoolExecutor, opts: LoadOptions, report: LoadReport,
+    bars: _Bars,
+) -> tuple[Candidate, list[Future[tuple[pl.DataFrame, int]]], str | None]:  # fmt: skip
+    """Start decoding a downloaded blob: (blob, its decoding tasks, why it cannot be read)."""
+    name = cand.info.name
+    try:
+        data = download.result()
+    except ColdStoreError as exc:
+        return cand, [], str(exc)
+    bars.downloaded(len(data))
+    report.blobs_read.append(name)
+    report.bytes_read += len(data)
+    try:
+        tasks = _tasks(data, cand.path, opts, report, name)
+    except CorruptFile as exc:
+        return cand, [], str(exc)
+    return cand, [cpu.submit(_trimmed, task, opts) for task in tasks], None
+
+
+def _trimmed(task: Any, opts: LoadOptions) -> tuple[pl.DataFrame, int]:
+    frame = task()
+    return _trim(frame, opts), frame.height
+
+
+def _gather(
+    started: tuple[Candidate, list[Future[tuple[pl.DataFrame, int]]], str | None], src: Source, opts: LoadOptions,
+    report: LoadReport, bars: _Bars,
+) -> list[pl.DataFrame]:  # fmt: skip
+    """A blob's decoded parts, or none (skipped, or raising with ``errors="raise"``) when it is unreadable."""
+    cand, tasks, failure = started
+    parts, decoded = [], 0
+    for task in tasks:
+        try:
+            part, n = task.result()
+        except CorruptFile as exc:
+            failure = failure or str(exc)
+            continue
+        parts.append(part)
+        decoded += n
+    if failure is not None:
+        if opts.errors == "raise":
+            raise ColdStoreError(f"blob {cand.info.name!r} in {src.description}: {failure}")
+        report.skipped.append(SkippedBlob(cand.info.name, failure))
+        return []
+    report.events_decoded += decoded
+    bars.decoded(decoded)
+    return parts
 
 
 def _tasks(data: bytes, path: cf.BlobPath, opts: LoadOptions, report: LoadReport, name: str) -> list[Any]:

@@ -43,7 +43,7 @@ def thermostat_events(
     rng = np.random.default_rng(seed)
     ids = [str(uuid.UUID(bytes=rng.bytes(16), version=4)) for _ in range(devices)]
     seconds = duration.total_seconds()
-    per_device = int(np.ceil(seconds / 60)) + 1
+    per_device = int(np.ceil(seconds / 54)) + 1  # enough at the shortest gap: no device falls silent before the end
     first = rng.uniform(0, 60, size=(devices, 1))
     gaps = rng.uniform(54, 66, size=(devices, per_device))  # one a minute, ±10 %
     gaps[:, 0] = 0
@@ -103,26 +103,28 @@ def write_store(
     newest = events["window_start"].dt.epoch("us").max()  # None when there are no events
     last_window = max((_micros(start + duration) - 1) // w_us * w_us, newest if isinstance(newest, int) else 0)
     all_windows = list(range(first_window, last_window + 1, w_us))
-    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
-    for row in events.iter_rows(named=True):
-        key = (row["partition_id"], _micros(row["window_start"]))
-        groups.setdefault(key, []).append(_record(row))
-    replayed: dict[tuple[str, int], int] = {}
+    # Records are built one window at a time (a Python dict per event for a whole day would not fit).
+    by_window = events.partition_by("partition_id", "window_start", as_dict=True, maintain_order=True)
+    counts = {(p, _micros(w)): g.height for (p, w), g in by_window.items()}
+    tails: dict[tuple[str, int], int] = {}  # window → events of its tail re-captured into the next one
     if crash_replays:
-        candidates = [(p, w) for (p, w) in sorted(groups) if w + w_us <= last_window and groups[(p, w)]]
+        candidates = [(p, w) for (p, w) in sorted(counts) if w + w_us <= last_window and counts[(p, w)]]
         picks = rng.choice(len(candidates), size=min(crash_replays, len(candidates)), replace=False)
         for k in sorted(picks.tolist()):
             p, w = candidates[k]
-            tail = groups[(p, w)][-int(rng.integers(1, max(2, len(groups[(p, w)]) // 3))) :]
-            groups.setdefault((p, w + w_us), [])[:0] = tail
-            replayed[(p, w + w_us)] = len(tail)
+            tails[(p, w)] = int(rng.integers(1, max(2, counts[(p, w)] // 3)))
     rows = []
     for p in [str(i) for i in range(partitions)]:
+        previous: list[dict[str, Any]] = []
         for w in all_windows:
-            recs = groups.get((p, w), [])
+            ws = EPOCH + timedelta(microseconds=w)
+            group = by_window.get((p, ws))
+            own = [_record(row) for row in group.iter_rows(named=True)] if group is not None else []
+            replay = previous[-tails[(p, w - w_us)] :] if (p, w - w_us) in tails else []
+            previous = own
+            recs = replay + own
             if not recs and skip_empty:
                 continue
-            ws = EPOCH + timedelta(microseconds=w)
             name = fmt.name(namespace, eventhub, p, ws)
             data = cf.write_capture_file(None, recs, codec=codec, sync_marker=cf.sync_marker_for(name))
             _put(dest, name, data)
@@ -133,7 +135,7 @@ def write_store(
                     "window_start": ws,
                     "events": len(recs),
                     "bytes": len(data),
-                    "replayed": replayed.get((p, w), 0),
+                    "replayed": len(replay),
                 }
             )
     files = pl.DataFrame(rows, schema_overrides={"window_start": pl.Datetime("us", "UTC")})

@@ -7,6 +7,7 @@ or saved here; Jupyter displays a returned figure).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
@@ -55,6 +56,11 @@ def temperature_traces(events: pl.DataFrame, devices: Sequence[str]) -> Figure:
     return fig
 
 
+def throughput_units(events_per_second: float) -> int:
+    """Throughput units (1,000 events/s of ingress each) that take ``events_per_second`` without throttling."""
+    return max(1, math.ceil(events_per_second / EVENTS_PER_THROUGHPUT_UNIT))
+
+
 def load_profiles(
     runs: Mapping[str, pl.DataFrame],
     *,
@@ -64,14 +70,16 @@ def load_profiles(
 ) -> Figure:
     """Events per second (by ``sent_at``) of each run on one log-scale axis, over ``[start, end)``.
 
-    With ``devices``, a dashed line marks the average rate (one reading a
-    minute each) and a dotted one the throughput units that rate needs.
+    With ``devices``, a dashed line marks the average rate (one reading a minute each). A dotted
+    line marks the throughput units (:func:`throughput_units`) that absorb the busiest second of
+    the most level run: the peak, not the average, sets what to provision.
     """
     fig = Figure(figsize=(11, 4), layout="constrained")
     ax = fig.subplots()
+    peaks: dict[str, int] = {}
     for (name, events), color in zip(runs.items(), ("tab:blue", "tab:red", "tab:green", "tab:purple")):
         rate = events_per_second(events, start=start, end=end)
-        peak = rate.select(pl.col("events").max()).item() or 0  # None for a run without events
+        peak = peaks[name] = rate.select(pl.col("events").max()).item() or 0  # None for a run without events
         ax.plot(
             rate["second"].to_numpy(),
             rate["events"].clip(lower_bound=0.8).to_numpy(),
@@ -82,13 +90,17 @@ def load_profiles(
     if devices:
         mean = devices / 60
         ax.axhline(mean, ls="--", color="black", lw=1, label=f"average {mean:,.0f}/s")
-        units = max(1, -(-int(mean) // EVENTS_PER_THROUGHPUT_UNIT))
+    if peaks:
+        # The units that absorb the levelled run's busiest second: provision for the peak, not the mean.
+        name, peak = min(peaks.items(), key=lambda kv: kv[1])
+        units = throughput_units(peak)
         ax.axhline(
             units * EVENTS_PER_THROUGHPUT_UNIT,
             ls=":",
             color="gray",
-            lw=1,
-            label=f"{units} throughput unit(s): {units * EVENTS_PER_THROUGHPUT_UNIT:,}/s",
+            lw=1.5,
+            label=f"{units} throughput unit{'s' if units > 1 else ''} ({units * EVENTS_PER_THROUGHPUT_UNIT:,}/s) "
+            f"{'absorb' if units > 1 else 'absorbs'} the {name} peak",
         )
     ax.set_yscale("log")
     ax.set_ylim(bottom=0.8)  # seconds without events sit on the floor of the log scale

@@ -61,7 +61,7 @@ class ReadOptions(TypedDict, total=False):
 
     since: Since | None
     consumer_group: str
-    timeout: float
+    stall_timeout: float
 
 
 async def read_events(
@@ -69,7 +69,7 @@ async def read_events(
     *,
     since: Since | None = None,
     consumer_group: str = "$Default",
-    timeout: float = 120.0,
+    stall_timeout: float = 60.0,
 ) -> pl.DataFrame:
     """Every event after ``since`` up to each partition's end when the call starts (see :func:`read`)."""
     async with eventhub.consumer(consumer_group) as client:
@@ -82,7 +82,8 @@ async def read_events(
         rows: list[tuple[Any, ...]] = []
         if not pending:
             return pl.DataFrame(schema=_SCHEMA)
-        done = asyncio.Event()
+        done, progress = asyncio.Event(), asyncio.Event()
+        read_to = dict(starts)
 
         async def on_batch(ctx: Any, events: list[Any]) -> None:
             pid = ctx.partition_id
@@ -101,6 +102,9 @@ async def read_events(
                         bytes(b"".join(e.body)) if not isinstance(e.body, bytes) else e.body,
                     )
                 )
+            if events:
+                read_to[pid] = max(read_to[pid], min(events[-1].sequence_number, ends[pid]))
+                progress.set()
             if events and events[-1].sequence_number >= ends[pid]:
                 pending.discard(pid)
                 if not pending:
@@ -121,11 +125,20 @@ async def read_events(
             for pid in sorted(pending)
         ]
         try:
-            await asyncio.wait_for(done.wait(), timeout)
-        except TimeoutError:
-            raise HubError(
-                f"reading back timed out after {timeout:.0f}s; partitions not at their end: {sorted(pending)}"
-            ) from None
+            # A long read-back is fine while it advances: give up only when it stops advancing.
+            while not done.is_set():
+                progress.clear()
+                try:
+                    await asyncio.wait_for(progress.wait(), stall_timeout)
+                except TimeoutError:
+                    behind = ", ".join(
+                        f"{pid} (read {read_to[pid] - starts[pid]:,} of {ends[pid] - starts[pid]:,})"
+                        for pid in sorted(pending)
+                    )
+                    raise HubError(
+                        f"reading back stalled: no partition advanced for {stall_timeout:g}s; "
+                        f"not at their end: {behind}"
+                    ) from None
         finally:
             await client.close()
             for task in tasks:
@@ -139,6 +152,8 @@ def read(
     """Every event after ``since`` (a :func:`positions` snapshot or sequence numbers; default: the
     beginning) up to each partition's end when the call starts: one row per event (partition,
     sequence number, offset, enqueued time, partition key, properties as JSON text, body bytes).
-    Options: ``eventhub_name``, ``since``, ``consumer_group`` (``$Default``), ``timeout`` (120 s)."""
+    Options: ``eventhub_name``, ``since``, ``consumer_group`` (``$Default``), ``stall_timeout``
+    (60 s): the read waits as long as the partitions advance, and raises :class:`~iotlib.errors.HubError`
+    naming those not at their end once none has advanced for that long."""
     eventhub = EventHubConnection.given(conn_str, eventhub_name=eventhub_name)
     return _run(read_events(eventhub, **options))

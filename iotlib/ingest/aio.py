@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -44,6 +45,8 @@ T = TypeVar("T")
 PARTITION_KEY = b"x-opt-partition-key"
 #: Events added to a batch between looks at the loop (other sends, a stop).
 _ADDS_PER_YIELD = 256
+#: Events in a replay's first chunk (later ones: ``chunk_events``), so sending starts at once.
+FIRST_CHUNK_EVENTS = 2_000
 #: Longest pause after a throttled send (ServerBusy), in seconds.
 THROTTLE_PAUSE = 1.0
 # Errors no retry can fix: report them at once.
@@ -61,6 +64,12 @@ def _event(body: bytes, key: str, props: dict[str, str]) -> EventData:
 def _is_throttle(exc: BaseException) -> bool:
     text = f"{exc!r} {getattr(exc, 'error', '')}".lower()
     return "server-busy" in text or "serverbusy" in text or "throttl" in text
+
+
+def _wait_hint(exc: BaseException) -> float | None:
+    """The wait a throttled send is told to keep ("Please wait 4 seconds and try again"), at most 30 s."""
+    found = re.search(r"wait (\d+(?:\.\d+)?) seconds?", f"{exc} {getattr(exc, 'error', '')}", re.IGNORECASE)
+    return min(float(found.group(1)), 30.0) if found else None
 
 
 class SendOptions(TypedDict, total=False):
@@ -176,8 +185,14 @@ class IngestClient(EventHubClient, StoppableEngine):
         queues = {pid: asyncio.Queue[tuple[Outgoing, float] | None](maxsize=4) for pid in partition_ids}
         tasks = [asyncio.ensure_future(run.sender(queues[pid])) for pid in partition_ids]
 
+        def encode_and_route(raw: pl.DataFrame) -> tuple[dict[str, Outgoing], list[Failure]]:
+            return route(encode(raw), partition_ids, send_malformed=send_malformed)
+
         async def dispatch(chunk: pl.DataFrame, due: float) -> None:
-            groups, held = route(chunk, partition_ids, send_malformed=send_malformed)
+            await dispatch_routed(route(chunk, partition_ids, send_malformed=send_malformed), due)
+
+        async def dispatch_routed(routed: tuple[dict[str, Outgoing], list[Failure]], due: float) -> None:
+            groups, held = routed
             report.rejected.extend(held)
             bar.update(len(held))
             for pid, group in groups.items():
@@ -196,13 +211,17 @@ class IngestClient(EventHubClient, StoppableEngine):
                 report.events_in += frame.height
                 if origin is None and frame.height:
                     origin = frame["sent_at"][0]
-                for raw in chunks(frame, chunk_events):
+                # A small first chunk: the first batches go out while the rest is still being routed.
+                for raw in chunks(frame, chunk_events, first=min(chunk_events, FIRST_CHUNK_EVENTS)):
+                    if mode == "replay":  # routing, too, is off the loop: sends in flight go on
+                        routed = await _unless_stopped(stopping, _in_thread(encode_and_route, raw))
+                        if routed is None:
+                            break
+                        await dispatch_routed(routed, 0.0)
+                        continue
                     encoded = await _unless_stopped(stopping, _in_thread(encode, raw))
                     if encoded is None:
                         break
-                    if mode == "replay":
-                        await dispatch(encoded, 0.0)
-                        continue
                     for due, chunk in ticks(encoded, speed=speed, tick=tick, origin=origin):
                         if run.clock is None:
                             # The first tick opens the sender links (about half a second each in the
@@ -377,6 +396,7 @@ class _Run:
     ) -> None:
         pid = group.partition_id
         attempt = 0
+        accepted = self.report.batches_sent
         while True:
             try:
                 await producer.send_batch(batch)
@@ -388,9 +408,15 @@ class _Run:
                     raise IngestError(
                         line or f"event hub '{self.client.eventhub_name}' refused the send: {sdk_description(exc)}"
                     ) from None
-                attempt += 1
+                throttled = _is_throttle(exc)
                 self.report.retries += 1
-                self.report.throttled += _is_throttle(exc)
+                self.report.throttled += throttled
+                # Throttled while the hub took other batches of this run: the budget is being spent,
+                # not lacking; wait for it to refill for as long as that lasts. Only throttles with
+                # no batch accepted in between count towards max_retries.
+                progressed = throttled and self.report.batches_sent > accepted
+                accepted = self.report.batches_sent
+                attempt = 1 if progressed else attempt + 1
                 if attempt > self.max_retries:
                     why = f"not accepted after {self.max_retries} retries: {exc}"
                     self.report.failed.extend(
@@ -399,8 +425,11 @@ class _Run:
                     self.bar.update(end - start)
                     return
                 pause = self.backoff * (2 ** (attempt - 1)) * (0.5 + random.random())
-                # A throughput-unit budget refills every second: waiting longer only wastes it.
-                if await _stopped_within(self.stopping, min(pause, THROTTLE_PAUSE if _is_throttle(exc) else 30.0)):
+                # A throughput-unit budget refills every second: waiting longer only wastes it, unless
+                # the hub says how long this batch needs (a big batch waits for a full bucket).
+                hint = _wait_hint(exc) if throttled else None
+                pause = hint if hint is not None else min(pause, THROTTLE_PAUSE if throttled else 30.0)
+                if await _stopped_within(self.stopping, pause):
                     return  # stopped while backing off: this batch stays unsent
                 continue
             self.report.record_send(

@@ -86,9 +86,13 @@ def as_frame(events: Frame | Iterable[_events.UpdateTemperatureEvent]) -> pl.Dat
     return events.sort("sent_at", maintain_order=True)
 
 
-def chunks(frame: pl.DataFrame, size: int) -> Iterator[pl.DataFrame]:
-    """Replay: consecutive slices of ``size`` rows."""
-    for offset in range(0, frame.height, size):
+def chunks(frame: pl.DataFrame, size: int, *, first: int | None = None) -> Iterator[pl.DataFrame]:
+    """Replay: consecutive slices of ``size`` rows (the first of ``first`` rows when given)."""
+    begin = 0
+    if first is not None and frame.height:
+        yield frame.slice(0, first)
+        begin = first
+    for offset in range(begin, frame.height, size):
         yield frame.slice(offset, size)
 
 
