@@ -23,10 +23,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+
+from _tree import load, watch
 
 TARGETS = {"events per device": 3.0, "local-day stats": 10.0, "completeness": 15.0}
 PEAK_GB = 4.0
@@ -37,21 +41,38 @@ ENGINES = ("polars", "duckdb", "spark", "eager pandas")
 # --------------------------------------------------------------------------- the child: one query, one engine
 
 
+def _cpu() -> float:
+    """CPU seconds (user + system) so far of this process, its children, and the children it reaped."""
+    import psutil
+
+    me = psutil.Process()
+    t = me.cpu_times()
+    total = t.user + t.system + t.children_user + t.children_system
+    for p in me.children(recursive=True):
+        try:
+            c = p.cpu_times()
+            total += c.user + c.system
+        except psutil.Error:
+            pass
+    return total
+
+
 def child(query: str, engine: str, folder: str) -> dict[str, object]:
     from iotlib.analysis import day as days
 
     day = days.open_day(folder)
     start, end = day.start, day.end
-    began = time.perf_counter()
     extra: dict[str, object] = {}
+    if engine == "spark":
+        from iotlib.analysis import spark
+
+        began = time.perf_counter()
+        session = spark.session()
+        extra["session_seconds"] = time.perf_counter() - began
+    began, cpu = time.perf_counter(), _cpu()
     if engine == "eager pandas":
         rows = _eager(query, day)
     elif engine == "spark":
-        from iotlib.analysis import spark
-
-        session = spark.session()
-        extra["session_seconds"] = time.perf_counter() - began
-        began = time.perf_counter()
         if query == "events per device":
             rows = spark.events_per_device(session, day).height
         elif query == "local-day stats":
@@ -61,9 +82,6 @@ def child(query: str, engine: str, folder: str) -> dict[str, object]:
 
             found = spark.device_hours(session, day, start=start, end=end)
             rows = completeness.completeness(found, day.registry, start=start, end=end).height
-        took = time.perf_counter() - began
-        session.stop()
-        return {"seconds": took, "rows": rows, **extra}
     else:
         from iotlib.analysis import completeness, counts, localday
 
@@ -76,7 +94,10 @@ def child(query: str, engine: str, folder: str) -> dict[str, object]:
             hours = completeness.device_hours_sql if sql else completeness.device_hours
             found = hours(day, start=start, end=end)
             rows = completeness.completeness(found, day.registry, start=start, end=end).height
-    return {"seconds": time.perf_counter() - began, "rows": rows, **extra}
+    result = {"seconds": time.perf_counter() - began, "cpu": _cpu() - cpu, "rows": rows, **extra}
+    if engine == "spark":
+        session.stop()
+    return result
 
 
 def _eager(query: str, day: object) -> int:
@@ -111,41 +132,22 @@ def _eager(query: str, day: object) -> int:
 
 
 def measure(query: str, engine: str, folder: Path, cap_gb: float | None) -> dict[str, object]:
-    """Run one query in a fresh process; its time, rows, and the peak RSS of its process tree."""
-    import psutil
-
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--child", query, engine, str(folder)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    root = psutil.Process(proc.pid)
-    peak, began, killed = 0, time.perf_counter(), None
-    while proc.poll() is None:
-        try:
-            rss = sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
-        except psutil.Error:
-            rss = 0
-        peak = max(peak, rss)
-        if cap_gb is not None and rss > cap_gb * 2**30:
-            killed = time.perf_counter() - began
-            for p in [*root.children(recursive=True), root]:
-                try:
-                    p.kill()
-                except psutil.Error:
-                    pass
-            break
-        time.sleep(0.05)
-    out, err = proc.communicate()
-    if killed is not None:
-        return {"error": f"ran out: passed the {cap_gb:g} GB allowed after {killed:.0f} s", "peak": peak}
-    if proc.returncode != 0:
-        last = (err.strip().splitlines() or ["?"])[-1]
-        return {"error": f"failed: {last[:120]}", "peak": peak}
-    result = json.loads(out.strip().splitlines()[-1])
-    result["peak"] = peak
-    return result
+    """Run one query in a fresh process; its time and CPU, rows, the peak RSS of its process tree."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(
+            [sys.executable, __file__, "--child", query, engine, str(folder)], stdout=out, stderr=err
+        )
+        usage = watch(proc, every=0.05, cap=None if cap_gb is None else int(cap_gb * 2**30))
+        out.seek(0)
+        err.seek(0)
+        printed, errors = out.read(), err.read()
+    common = {"peak": usage.peak, "load": usage.load}
+    if usage.killed_after is not None:
+        return {"error": f"ran out: passed the {cap_gb:g} GB allowed after {usage.killed_after:.0f} s", **common}
+    if usage.returncode != 0:
+        last = (errors.strip().splitlines() or ["?"])[-1]
+        return {"error": f"failed: {last[:120]}", **common}
+    return {**json.loads(printed.strip().splitlines()[-1]), **common}
 
 
 def main() -> int:
@@ -166,23 +168,29 @@ def main() -> int:
     devices = args.devices or scale.pick(full=100_000, small=2_000)
     registry = scenario.build_registry(devices)
     folder = args.folder or days.day_folder(registry)
-    print(f"# {devices:,} devices, one day; {os.cpu_count()} cores; day folder {folder}")
-    t0 = time.perf_counter()
+    print(f"# {devices:,} devices, one day; {os.cpu_count()} cores; day folder {folder}; {load()}")
+    t0, cpu0 = time.perf_counter(), os.times()
     day = days.build_day(folder, registry, progress=sys.stderr.isatty())
-    print(f"# {day.summary()}" + ("" if day.built else f" (opened in {time.perf_counter() - t0:.1f} s)"))
+    if day.built:
+        cpu = os.times()
+        used = cpu.user - cpu0.user + cpu.system - cpu0.system
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        print(f"# {day.summary()}: {used:.0f} s CPU, peak RSS {peak:.2f} GB; {load()}")
+    else:
+        print(f"# {day.summary()} (opened in {time.perf_counter() - t0:.1f} s)")
     cache_gb = sum(p.stat().st_size for p in day.cache.rglob("*.parquet")) / 2**30
     print(f"# Parquet cache {cache_gb:.2f} GiB; each query in a fresh process, peak RSS of its process tree\n")
 
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     results: dict[tuple[str, str], dict[str, object]] = {}
-    print(f"{'query':<20}{'engine':<14}{'seconds':>9}{'peak GB':>9}{'rows':>12}   notes")
+    print(f"{'query':<20}{'engine':<14}{'seconds':>9}{'CPU s':>8}{'peak GB':>9}{'rows':>12}   notes")
     for query in QUERIES:
         for engine in engines:
             r = measure(query, engine, folder, args.eager_cap if engine == "eager pandas" else None)
             results[(query, engine)] = r
             peak = float(r["peak"]) / 2**30  # type: ignore[arg-type]
             if "error" in r:
-                print(f"{query:<20}{engine:<14}{'-':>9}{peak:>9.2f}{'-':>12}   {r['error']}")
+                print(f"{query:<20}{engine:<14}{'-':>9}{'-':>8}{peak:>9.2f}{'-':>12}   {r['error']}; {_load(r)}")
                 continue
             notes = []
             base = results.get((query, "polars"), {})
@@ -193,10 +201,15 @@ def main() -> int:
                 notes.append(f"{float(r['seconds']) / float(base['seconds']):.1f}x polars")  # type: ignore[arg-type]
             if "session_seconds" in r:
                 notes.append(f"+ {float(r['session_seconds']):.0f} s to start the session")  # type: ignore[arg-type]
-            print(
-                f"{query:<20}{engine:<14}{float(r['seconds']):>9.2f}{peak:>9.2f}{int(r['rows']):>12,}   {'; '.join(notes)}"
-            )  # type: ignore[call-overload]
+            notes.append(_load(r))
+            seconds, cpu, rows = float(r["seconds"]), float(r["cpu"]), int(r["rows"])  # type: ignore[arg-type, call-overload]
+            print(f"{query:<20}{engine:<14}{seconds:>9.2f}{cpu:>8.2f}{peak:>9.2f}{rows:>12,}   {'; '.join(notes)}")
+    print("\n# seconds: wall time of the query; CPU s: user + system of its process tree (what load does not inflate)")
     return 0
+
+
+def _load(r: dict[str, object]) -> str:
+    return "load {:.1f} {:.1f} {:.1f}".format(*r["load"])  # type: ignore[str-format]
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from polars.testing import assert_frame_equal
 from iotlib.analysis import (
     completeness,
     counts,
+    dense,
     duplicates,
     heatmap,
     localday,
@@ -26,7 +27,7 @@ from iotlib.analysis import (
 from iotlib.analysis import (
     day as days,
 )
-from iotlib.analysis.source import EmptyRangeWarning
+from iotlib.analysis.source import EmptyRangeWarning, events
 from iotlib.errors import ConfigurationError
 from iotlib.fleet import scenario, simulate
 from iotlib.fleet.delivery import deliver
@@ -105,6 +106,16 @@ def test_the_device_key_and_the_device_id_paths_agree(day: days.SimulatedDay, pl
     )
     hour = {"start": s + timedelta(hours=3), "end": s + timedelta(hours=4), "buildings": [2, 3]}
     same(localday.local_day_stats(day, **hour), localday.local_day_stats(plain, day.registry, **hour))
+
+
+def test_a_time_filter_is_kept_only_where_it_lets_row_groups_be_skipped(day: days.SimulatedDay) -> None:
+    ev = events(day)
+    s, e = day.start, day.end
+    assert dense.in_range(ev, "time_observed", None, None) is ev.frame
+    assert dense.in_range(ev, "time_observed", s - timedelta(days=1), e + timedelta(days=1)) is ev.frame
+    narrow = dense.in_range(ev, "time_observed", s + timedelta(hours=3), s + timedelta(hours=4))
+    assert narrow is not ev.frame  # the day's row groups are in enqueued-time order: most lie outside the hour
+    assert narrow.select(pl.len()).collect().item() < ev.frame.select(pl.len()).collect().item()
 
 
 def test_detectors_find_the_faults_the_simulator_made(day: days.SimulatedDay) -> None:

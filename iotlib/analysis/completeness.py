@@ -56,11 +56,15 @@ def device_hours(
     """Per device (``device_id``, and ``device_key`` over a day's cache) and UTC hour of ``time_observed``:
     readings, min and max temperature."""
     ev, lo, hi = _prepare(source, registry, start, end)
-    frame = ev.frame.filter(between("time_observed", lo, hi))
     if ev.keyed:  # device × hour numbered densely: arrays, batch by batch
         first = hours(lo, hi)
         found = dense.aggregate(
-            frame, groups=np.arange(ev.registry.height), start=first[0], step_seconds=3600, slots=first.len()
+            dense.in_range(ev, "time_observed", lo, hi),
+            groups=np.arange(ev.registry.height),
+            start=first[0],
+            step_seconds=3600,
+            slots=first.len(),
+            within=(lo, hi),
         ).select(
             pl.col("group").cast(pl.UInt32).alias("device_key"),
             (pl.lit(first[0]) + pl.duration(hours=pl.col("slot"))).alias("hour"),
@@ -70,7 +74,8 @@ def device_hours(
         )
     else:
         found = (
-            frame.group_by(ev.device, hour_of("time_observed").alias("hour"))
+            ev.frame.filter(between("time_observed", lo, hi))
+            .group_by(ev.device, hour_of("time_observed").alias("hour"))
             .agg(
                 pl.len().cast(pl.Int64).alias("readings"),
                 pl.col("temperature").min().alias("min_temperature"),
@@ -139,12 +144,11 @@ def arrivals(
 ) -> pl.DataFrame:
     """Per device and UTC hour of ``enqueued_time``: events that arrived (``arrived``)."""
     ev, lo, hi = _prepare(source, registry, start, end)
-    frame = ev.frame.filter(between("enqueued_time", lo, hi))
     if ev.keyed:
         first = hours(lo, hi)
         found = dense.aggregate(
-            frame, groups=np.arange(ev.registry.height), start=first[0], step_seconds=3600, slots=first.len(),
-            time="enqueued_time",
+            dense.in_range(ev, "enqueued_time", lo, hi), groups=np.arange(ev.registry.height), start=first[0],
+            step_seconds=3600, slots=first.len(), time="enqueued_time", within=(lo, hi),
         ).select(
             pl.col("group").cast(pl.UInt32).alias("device_key"),
             (pl.lit(first[0]) + pl.duration(hours=pl.col("slot"))).alias("hour"),
@@ -152,7 +156,8 @@ def arrivals(
         )  # fmt: skip
     else:
         found = (
-            frame.group_by(ev.device, hour_of("enqueued_time").alias("hour"))
+            ev.frame.filter(between("enqueued_time", lo, hi))
+            .group_by(ev.device, hour_of("enqueued_time").alias("hour"))
             .agg(pl.len().cast(pl.Int64).alias("arrived"))
             .collect(engine="streaming")
         )

@@ -15,13 +15,17 @@ back into devices, buildings and hours.
 
 from __future__ import annotations
 
-from datetime import datetime
+import glob
+from datetime import UTC, datetime, timedelta
 
 import numba as nb
 import numpy as np
 import polars as pl
 
+from iotlib.analysis.source import Events, between
+
 _NO_TIME = np.iinfo(np.int64).min
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def aggregate(
@@ -33,6 +37,7 @@ def aggregate(
     slots: int,
     time: str = "time_observed",
     value: pl.Expr | None = None,
+    within: tuple[datetime | None, datetime | None] = (None, None),
 ) -> pl.DataFrame:
     """Aggregate ``frame`` (with ``device_key`` and ``time``) by ``groups[device_key] * slots + slot``.
 
@@ -40,8 +45,9 @@ def aggregate(
     for buildings); the slot is the ``step_seconds`` step of ``time`` from ``start``; rows outside
     the ``slots`` steps, or without a ``time``, are left out. ``value`` (default: the
     temperature) is what ``readings``, ``total`` and the minimum and maximum are of (the columns
-    keep the temperature's names). Returns ``group``, ``slot`` and the module's columns for the
-    groups that hold rows.
+    keep the temperature's names). ``within``: rows whose ``time`` is outside ``[start, end)`` are
+    left out too (see :func:`in_range`). Returns ``group``, ``slot`` and the module's columns for
+    the groups that hold rows.
     """
     n_groups = int(groups.max()) + 1 if len(groups) else 0
     # One row of 8 per group (rows, readings, total, low, high, first, last, -), slot-major: a batch
@@ -51,14 +57,16 @@ def aggregate(
     origin = int(start.timestamp()) * 1_000_000
     step = int(step_seconds) * 1_000_000
     group_of = np.ascontiguousarray(groups, dtype=np.int64)
+    lo, hi = (_NO_TIME if t is None else _us(t) for t in within)
+    hi = np.iinfo(np.int64).max if within[1] is None else hi
     picked = frame.select(
-        pl.col("device_key").cast(pl.Int64),
+        pl.col("device_key").cast(pl.UInt32),
         pl.col(time).dt.epoch("us").fill_null(_NO_TIME).alias("__t"),
         (pl.col("temperature") if value is None else value).cast(pl.Float64).fill_null(np.nan).alias("__v"),
     )
     for batch in picked.collect_batches(engine="streaming"):
         _add(batch["device_key"].to_numpy(), batch["__t"].to_numpy(), batch["__v"].to_numpy(),
-             group_of, n_groups, origin, step, slots, acc)  # fmt: skip
+             group_of, n_groups, origin, step, slots, lo, hi, acc)  # fmt: skip
     held = np.flatnonzero(acc[:, 0])
     part = acc[held]
     readings = part[:, 1].astype(np.int64)
@@ -87,6 +95,43 @@ def aggregate(
     )
 
 
+def in_range(ev: Events, column: str, start: datetime | None, end: datetime | None) -> pl.LazyFrame:
+    """``ev``'s events, filtered to ``start <= column < end`` when that lets polars skip row groups.
+
+    A filter is a pass over every row it reads; over a whole day of the cache it would drop
+    next to nothing, so when no row group of the Parquet files lies outside the range (their
+    statistics say so) the events come back unfiltered: pass ``within=(start, end)`` to
+    :func:`aggregate`, which applies the bounds row by row for free.
+    """
+    if start is None and end is None:
+        return ev.frame
+    whole = ev.frame.filter(between(column, start, end))
+    if ev.parquet is None:
+        return whole
+    import pyarrow.parquet as pq
+
+    for path in glob.glob(ev.parquet, recursive=True):
+        meta = pq.read_metadata(path)
+        names = [meta.schema.column(j).name for j in range(meta.num_columns)]
+        if column not in names:
+            return whole
+        at = names.index(column)
+        for i in range(meta.num_row_groups):
+            stats = meta.row_group(i).column(at).statistics
+            if stats is None or not stats.has_min_max:
+                return whole
+            try:
+                if (end is not None and stats.min >= end) or (start is not None and stats.max < start):
+                    return whole  # this row group can be skipped: worth the filter
+            except TypeError:  # statistics that are not aware datetimes
+                return whole
+    return ev.frame
+
+
+def _us(t: datetime) -> int:
+    return (t - _EPOCH) // timedelta(microseconds=1)
+
+
 def count(frame: pl.LazyFrame, keys: int, *, key: str = "device_key") -> np.ndarray:
     """How many rows of ``frame`` hold each value ``0 … keys-1`` of the integer column ``key``."""
     counts = np.zeros(keys, np.int64)
@@ -96,9 +141,9 @@ def count(frame: pl.LazyFrame, keys: int, *, key: str = "device_key") -> np.ndar
 
 
 @nb.njit(cache=True, nogil=True)
-def _add(device, t, value, group_of, n_groups, origin, step, slots, acc):
+def _add(device, t, value, group_of, n_groups, origin, step, slots, lo, hi, acc):
     for i in range(len(device)):
-        if t[i] == _NO_TIME:
+        if t[i] == _NO_TIME or t[i] < lo or t[i] >= hi:
             continue
         offset = t[i] - origin
         if offset < 0:

@@ -15,7 +15,7 @@ from typing import Any
 
 import polars as pl
 
-from iotlib.analysis import duck
+from iotlib.analysis import dense, duck
 from iotlib.analysis.localday import building_slots
 from iotlib.analysis.source import Events, between, check_buildings, events, hour_of, time_range, warn_if_empty
 
@@ -44,9 +44,8 @@ def building_hours(
 ) -> pl.DataFrame:
     """building_id, hour (UTC), readings, mean_temperature; sorted by building and hour."""
     ev, lo, hi, wanted = _prepare(source, registry, start, end, buildings)
-    frame = ev.frame.filter(between("time_observed", lo, hi), pl.col("temperature").is_not_null())
     if ev.keyed:  # by dense keys, as the local days are
-        slots = building_slots(ev, frame, lo, hi, wanted, 3600)
+        slots = building_slots(ev, dense.in_range(ev, "time_observed", lo, hi), lo, hi, wanted, 3600)
         result = slots.select(
             "building_id",
             pl.col("slot").alias("hour"),
@@ -54,6 +53,7 @@ def building_hours(
             (pl.col("total") / pl.col("readings")).alias("mean_temperature"),
         ).sort("building_id", "hour")
         return warn_if_empty(result, ev, lo, hi)
+    frame = ev.frame.filter(between("time_observed", lo, hi), pl.col("temperature").is_not_null())
     frame = ev.with_devices("building_id", frame=frame.select(ev.device, "time_observed", "temperature"))
     if wanted is not None:
         frame = frame.filter(pl.col("building_id").is_in(wanted))

@@ -69,10 +69,10 @@ def local_day_stats(
 ) -> pl.DataFrame:
     """Daily readings and min/mean/max temperature per building, by the building's local day (see the module text)."""
     ev, lo, hi, wanted = _prepare(source, registry, start, end, buildings)
-    frame = ev.frame.filter(between("time_observed", lo, hi), pl.col("temperature").is_not_null())
-    if ev.keyed:
-        slots = building_slots(ev, frame, lo, hi, wanted, SLOT_SECONDS)
+    if ev.keyed:  # readings without a temperature are left out as the slots are summed
+        slots = building_slots(ev, dense.in_range(ev, "time_observed", lo, hi), lo, hi, wanted, SLOT_SECONDS)
         return warn_if_empty(_by_local_day(slots, ev), ev, lo, hi)
+    frame = ev.frame.filter(between("time_observed", lo, hi), pl.col("temperature").is_not_null())
     frame = ev.with_devices("building_id", frame=frame.select(ev.device, "time_observed", "temperature"))
     if wanted is not None:
         frame = frame.filter(pl.col("building_id").is_in(wanted))
@@ -133,7 +133,10 @@ def building_slots(
 ) -> pl.DataFrame:
     """Readings per building and ``seconds`` slot of ``frame`` over a day's cache, by dense keys
     (:mod:`~iotlib.analysis.dense`): building_id, slot, readings, total, min/max temperature,
-    first/last observed. Without ``start``/``end`` the slots span what the store holds."""
+    first/last observed (readings without a temperature are left out; so are rows whose
+    ``time_observed`` is outside ``[start, end)``). Without ``start``/``end`` the slots span what
+    the store holds."""
+    within = (start, end)
     if start is None or end is None:
         first, last = ev.span()
         if first is None or last is None:
@@ -147,7 +150,7 @@ def building_slots(
         frame = frame.filter(pl.col("device_key").is_in(ev.registry.filter(ids.is_in(buildings))["device_key"]))
     names = ids.unique().sort()
     groups = np.searchsorted(names.to_numpy(), ids.to_numpy())  # each device's building, numbered 0 …
-    found = dense.aggregate(frame, groups=groups, start=origin, step_seconds=seconds, slots=count)
+    found = dense.aggregate(frame, groups=groups, start=origin, step_seconds=seconds, slots=count, within=within)
     return found.filter(pl.col("readings") > 0).select(
         names.gather(found.filter(pl.col("readings") > 0)["group"]).alias("building_id"),
         (pl.lit(origin) + pl.duration(seconds=pl.col("slot") * seconds)).cast(pl.Datetime("us", "UTC")).alias("slot"),
