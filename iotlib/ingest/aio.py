@@ -12,10 +12,12 @@ counted; a batch that still fails is reported event by event, never dropped.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import random
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, Literal, TypedDict, TypeVar, Unpack
 
@@ -466,8 +468,25 @@ def _in_thread(fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         except RuntimeError:  # the loop is closed: nobody waits any more
             pass
 
-    threading.Thread(target=work, name="iotlib-ingest-prepare", daemon=True).start()
+    thread = threading.Thread(target=work, name="iotlib-ingest-prepare", daemon=True)
+    _preparing.add(thread)
+    thread.start()
     return future
+
+
+#: Preparation threads not finished yet (a stop leaves the one in progress behind).
+_preparing: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+EXIT_GRACE = 30.0  # seconds the interpreter waits at exit for abandoned preparation to finish
+
+
+@atexit.register
+def _finish_preparing() -> None:
+    """Let abandoned preparation finish before the interpreter goes: a daemon thread still inside
+    polars or numba when Python finalizes is torn down mid-call, and the process aborts (SIGABRT)
+    instead of exiting with its status."""
+    deadline = time.monotonic() + EXIT_GRACE
+    for thread in list(_preparing):
+        thread.join(max(0.0, deadline - time.monotonic()))
 
 
 async def _unless_stopped(stopping: asyncio.Event, future: asyncio.Future[T]) -> T | None:
