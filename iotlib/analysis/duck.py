@@ -25,6 +25,8 @@ def connect(ev: Events, *, threads: int | None = None) -> Any:
         raise ConfigurationError("the SQL twins need DuckDB: pip install duckdb") from None
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
+    # DuckDB's own progress bar is a Jupyter widget per slow query: noise in a notebook's output.
+    con.execute("SET enable_progress_bar = false")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     con.register("registry", ev.registry.to_arrow())
