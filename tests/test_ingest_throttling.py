@@ -7,6 +7,7 @@ import polars as pl
 from iotlib import hub
 from iotlib.fleet import events, scenario, simulate
 from iotlib.ingest import IngestClient
+from iotlib.ingest import aio as ingest_aio
 from iotlib.local.emulator import Emulator
 
 
@@ -51,3 +52,22 @@ def test_a_replayed_burst_waits_for_the_budget_instead_of_failing():
     assert not report.failed and report.events_sent == sent.height == stats.accepted_events
     assert report.throttled >= 1 and stats.throttled_transfers >= report.throttled
     assert got.height == sent.height and got.select("partition_key", "body").n_unique() == sent.height
+
+
+def test_a_batch_throttled_past_the_give_up_time_is_reported_failed_and_nothing_else_is_lost(monkeypatch):
+    # With no patience at all, the first throttle ends a batch: its events are in `failed` with the
+    # hub's reason, the accepted ones are stored once, and the two add up to what was given.
+    monkeypatch.setattr(ingest_aio, "THROTTLE_GIVE_UP", 0.0)
+    registry = scenario.build_registry(3000, seed=3)
+    sent = simulate.generate(registry, start=simulate.DEFAULT_START, duration="30s", firmware="synchronized", seed=6)
+    with Emulator.start(port=0, throughput_units=1) as emu:
+        conn, name = emu.connection_string, emu.eventhub_name
+        before = hub.positions(conn, eventhub_name=name)
+        with IngestClient.from_connection_string(conn, eventhub_name=name) as client:
+            report = client.send(sent, progress=False)
+        got = hub.read(conn, eventhub_name=name, since=before)
+    assert report.failed and report.events_sent >= 1
+    assert all("throttled for 0 s with nothing accepted" in f.reason for f in report.failed)
+    assert all("Please wait" in f.reason for f in report.failed)  # the hub's own words
+    assert report.events_sent + len(report.failed) == sent.height
+    assert got.height == report.events_sent == got.select("partition_key", "body").n_unique()

@@ -49,8 +49,11 @@ PARTITION_KEY = b"x-opt-partition-key"
 _ADDS_PER_YIELD = 256
 #: Events in a replay's first chunk (later ones: ``chunk_events``), so sending starts at once.
 FIRST_CHUNK_EVENTS = 2_000
-#: Longest pause after a throttled send (ServerBusy), in seconds.
+#: Pause after a throttled send (ServerBusy) when the hub names no wait, in seconds: a
+#: throughput-unit budget refills every second, so waiting longer only wastes it.
 THROTTLE_PAUSE = 1.0
+#: Seconds a batch keeps waiting out throttling while no batch of the run is accepted.
+THROTTLE_GIVE_UP = 120.0
 # Errors no retry can fix: report them at once.
 _FATAL = (AuthenticationError, ClientClosedError, EventDataError)
 
@@ -154,7 +157,10 @@ class IngestClient(EventHubClient, StoppableEngine):
         paces them by ``sent_at``, ``speed`` times faster than real time (1 = the
         scenario's own rate). ``max_batch_events`` caps events per batch (default:
         as many as fit the link's size limit). Malformed payloads are held back
-        and reported unless ``send_malformed``.
+        and reported unless ``send_malformed``. A send that fails for a passing reason is retried
+        up to ``max_retries`` times with a jittered ``backoff``; a send the hub throttles waits as
+        long as the hub says and tries again, for as long as the run keeps getting batches through
+        (after ``THROTTLE_GIVE_UP`` seconds with none, its events go to ``failed``).
 
         ``devices`` (a :class:`~iotlib.devices.DeviceRegistry`, a mapping of device id to
         credentials, or a function of the device id) makes each device send with its own publisher
@@ -397,7 +403,7 @@ class _Run:
         self, batch: Any, group: Outgoing, start: int, end: int, *, producer: Any, device: str | None = None
     ) -> None:
         pid = group.partition_id
-        attempt = 0
+        attempt, throttle_waited = 0, 0.0
         accepted = self.report.batches_sent
         while True:
             try:
@@ -413,24 +419,31 @@ class _Run:
                 throttled = _is_throttle(exc)
                 self.report.retries += 1
                 self.report.throttled += throttled
-                # Throttled while the hub took other batches of this run: the budget is being spent,
-                # not lacking; wait for it to refill for as long as that lasts. Only throttles with
-                # no batch accepted in between count towards max_retries.
-                progressed = throttled and self.report.batches_sent > accepted
-                accepted = self.report.batches_sent
-                attempt = 1 if progressed else attempt + 1
-                if attempt > self.max_retries:
-                    why = f"not accepted after {self.max_retries} retries: {exc}"
+                if throttled:
+                    # The hub is pacing, not failing: wait for the budget as often as it takes. Give
+                    # up only once THROTTLE_GIVE_UP seconds of waiting passed with no batch of the
+                    # run accepted (something else holds the budget).
+                    if self.report.batches_sent > accepted:
+                        accepted, throttle_waited = self.report.batches_sent, 0.0
+                    hint = _wait_hint(exc)
+                    pause = hint if hint is not None else THROTTLE_PAUSE
+                    gave_up = throttle_waited >= THROTTLE_GIVE_UP
+                    throttle_waited += pause
+                else:
+                    attempt += 1
+                    pause = min(self.backoff * (2 ** (attempt - 1)) * (0.5 + random.random()), 30.0)
+                    gave_up = attempt > self.max_retries
+                if gave_up:
+                    why = (
+                        f"throttled for {THROTTLE_GIVE_UP:.0f} s with nothing accepted: {exc}"
+                        if throttled
+                        else f"not accepted after {self.max_retries} retries: {exc}"
+                    )
                     self.report.failed.extend(
                         Failure(group.keys[i], group.observed[i], why, pid) for i in range(start, end)
                     )
                     self.bar.update(end - start)
                     return
-                pause = self.backoff * (2 ** (attempt - 1)) * (0.5 + random.random())
-                # A throughput-unit budget refills every second: waiting longer only wastes it, unless
-                # the hub says how long this batch needs (a big batch waits for a full bucket).
-                hint = _wait_hint(exc) if throttled else None
-                pause = hint if hint is not None else min(pause, THROTTLE_PAUSE if throttled else 30.0)
                 if await _stopped_within(self.stopping, pause):
                     return  # stopped while backing off: this batch stays unsent
                 continue
