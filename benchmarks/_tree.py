@@ -11,6 +11,7 @@ import os
 import subprocess
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -28,6 +29,24 @@ class Usage:
 def load() -> str:
     """The 1, 5 and 15 minute load averages as text."""
     return "load {:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
+
+
+def cpu(proc: Any = None, *, reaped: bool = False) -> float:
+    """CPU seconds (user + system) so far of ``proc`` (a psutil.Process; default this one) and its
+    living descendants; with ``reaped``, also of the children it has already waited for."""
+    import psutil
+
+    root = proc or psutil.Process()
+    total = 0.0
+    for p in [root, *root.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system
+        if reaped and p is root:
+            total += t.children_user + t.children_system
+    return total
 
 
 def watch(

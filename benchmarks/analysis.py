@@ -30,6 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from _tree import cpu as tree_cpu
 from _tree import load, watch
 
 TARGETS = {"events per device": 3.0, "local-day stats": 10.0, "completeness": 15.0}
@@ -39,22 +40,6 @@ ENGINES = ("polars", "duckdb", "spark", "eager pandas")
 
 
 # --------------------------------------------------------------------------- the child: one query, one engine
-
-
-def _cpu() -> float:
-    """CPU seconds (user + system) so far of this process, its children, and the children it reaped."""
-    import psutil
-
-    me = psutil.Process()
-    t = me.cpu_times()
-    total = t.user + t.system + t.children_user + t.children_system
-    for p in me.children(recursive=True):
-        try:
-            c = p.cpu_times()
-            total += c.user + c.system
-        except psutil.Error:
-            pass
-    return total
 
 
 def child(query: str, engine: str, folder: str) -> dict[str, object]:
@@ -69,7 +54,7 @@ def child(query: str, engine: str, folder: str) -> dict[str, object]:
         began = time.perf_counter()
         session = spark.session()
         extra["session_seconds"] = time.perf_counter() - began
-    began, cpu = time.perf_counter(), _cpu()
+    began, cpu = time.perf_counter(), tree_cpu(reaped=True)
     if engine == "eager pandas":
         rows = _eager(query, day)
     elif engine == "spark":
@@ -94,7 +79,7 @@ def child(query: str, engine: str, folder: str) -> dict[str, object]:
             hours = completeness.device_hours_sql if sql else completeness.device_hours
             found = hours(day, start=start, end=end)
             rows = completeness.completeness(found, day.registry, start=start, end=end).height
-    result = {"seconds": time.perf_counter() - began, "cpu": _cpu() - cpu, "rows": rows, **extra}
+    result = {"seconds": time.perf_counter() - began, "cpu": tree_cpu(reaped=True) - cpu, "rows": rows, **extra}
     if engine == "spark":
         session.stop()
     return result

@@ -53,6 +53,7 @@ from typing import Any
 
 import polars as pl
 import psutil
+from _tree import cpu
 
 from iotlib import hub
 from iotlib.durations import to_seconds
@@ -124,18 +125,6 @@ def _process(devices: int, store: str, container: str, baseline: bool, status: A
     Path(out).write_text(f"{report.received} {report.events_per_second}")
 
 
-def _cpu(proc: psutil.Process) -> float:
-    """CPU seconds (user + system) the process and its children have used so far."""
-    total = 0.0
-    for p in [proc, *proc.children(recursive=True)]:
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system
-        except psutil.Error:
-            pass
-    return total
-
-
 def _pct(values: pl.Series, q: float) -> float:
     return float(values.quantile(q, interpolation="linear") or 0.0) if values.len() else float("nan")
 
@@ -187,12 +176,12 @@ def run(sc: Scenario, devices: int, home: Path, warmup: float, emulator_pid: int
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     figures = home / f"{sc.name}.sent"
-    cpu0 = (_cpu(job_proc), _cpu(emulator))
+    cpu0 = (cpu(job_proc), cpu(emulator))
     sender = ctx.Process(target=_send, args=(str(path), str(figures)))
     sender.start()
     sender_proc, sender_cpu = psutil.Process(sender.pid), 0.0
     while sender.is_alive():  # its counters, read while it lives (the last read is at most 0.2 s short)
-        sender_cpu = max(sender_cpu, _cpu(sender_proc)) if sender_proc.is_running() else sender_cpu
+        sender_cpu = max(sender_cpu, cpu(sender_proc)) if sender_proc.is_running() else sender_cpu
         time.sleep(0.2)
     sender.join()
     sent_events, sent_seconds, send_lag = figures.read_text().split()
@@ -200,7 +189,7 @@ def run(sc: Scenario, devices: int, home: Path, warmup: float, emulator_pid: int
     while status[1] < int(sent_events) and job.is_alive():
         time.sleep(0.05)
     caught_up = time.monotonic() - began
-    job_cpu, emulator_cpu = _cpu(job_proc) - cpu0[0], _cpu(emulator) - cpu0[1]
+    job_cpu, emulator_cpu = cpu(job_proc) - cpu0[0], cpu(emulator) - cpu0[1]
     time.sleep(3)  # the last windows close by heartbeat
     stop.set()
     job.join()
