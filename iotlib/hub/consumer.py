@@ -99,8 +99,9 @@ class ConsumerOptions:
     ``consumer_group``, ``checkpoint_container`` (ownership and checkpoints), ``starting_position``
     (where a partition without a checkpoint starts, :mod:`iotlib.hub.starting`),
     ``load_balancing_interval`` and ``ownership_expiry`` (seconds; partition ownership),
-    ``load_balancing_strategy`` (``"balanced"``: one more partition per interval; ``"greedy"``: every
-    claimable partition up to a fair share at once, so one consumer starts on all partitions at once),
+    ``load_balancing_strategy`` (``"greedy"``, the default: every claimable partition up to a fair
+    share at once, so a lone consumer starts on all partitions at once; ``"balanced"``: one more
+    partition per interval, so a consumer alone on 8 partitions owns the last one 70 s after the first),
     ``max_batch_size``, ``max_wait_time`` (seconds) and ``prefetch`` (the client's receiving).
     """
 
@@ -109,7 +110,7 @@ class ConsumerOptions:
     starting_position: StartingPosition = "earliest"
     load_balancing_interval: float = 10.0
     ownership_expiry: float | None = None
-    load_balancing_strategy: str = "balanced"
+    load_balancing_strategy: str = "greedy"
     max_batch_size: int = 300
     max_wait_time: float = 1.0
     prefetch: int = 1000

@@ -82,7 +82,6 @@ class ProcessorOptions(ConsumerOptions):
     commit_interval: float = 1.0
     time: str = "time_observed"
     max_batch_size: int = 500
-    load_balancing_strategy: str = "greedy"
 
     @classmethod
     def create(cls, *, eventhub_name: str, **options: Unpack[ProcessorParameters]) -> ProcessorOptions:
