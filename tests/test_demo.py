@@ -1,4 +1,4 @@
-"""The end-to-end journey (what `make demo` runs): on the session's stack at a tiny scale, and as a user runs it.
+"""The end-to-end journey (what `make demo` runs) on the session's stack at a tiny scale; as a user runs it: test_demo_cli.py.
 
 The journey sends live with capture and the warm job beside the hub; what it prints and saves is
 held to what the services and the cold store hold: every event in the cold store, the analysis
@@ -8,12 +8,10 @@ both consumer groups, and its figures real PNG images.
 
 from __future__ import annotations
 
-import os
 import re
 from datetime import timedelta
 from pathlib import Path
 
-import clikit
 import numpy as np
 import polars as pl
 from matplotlib import image
@@ -21,7 +19,6 @@ from matplotlib import image
 from iotlib import hub
 from iotlib.cli import journey as demo
 from iotlib.cli.journey.fleet import heat_window
-from iotlib.local import stack
 from iotlib.processing import EventTimePolicy, building_averages
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -139,23 +136,3 @@ def _the_figures_are_png_images(run: demo.Demo, out: Path) -> None:
         assert pixels.ndim == 3 and pixels.shape[0] > 200 and pixels.shape[1] > 400, (path, pixels.shape)
         assert np.ptp(pixels[..., :3]) > 0.5, f"{path} is blank"
         assert str(path) in "\n".join(run.lines)
-
-
-def test_iotlib_demo_is_small_by_default_and_stops_the_stack_it_started(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IOTLIB_")}  # no stack, no scale
-    env["IOTLIB_HOME"] = str(tmp_path / "home")
-    out = tmp_path / "figures"
-    done = clikit.run(
-        "demo", "--minutes", "2", "--blob-port", "0", "--eventhub-port", "0", "--out", str(out), env=env, timeout=600
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    text = done.stdout
-    assert re.search(r"^\[scenario\] 1,000 devices ", text, re.MULTILINE), text  # small, though IOTLIB_SCALE is unset
-    assert "[stack] stopped azurite, eventhubs: the demo started the stack, so it stops it" in text
-    assert "[next] the notebooks: `iotlib up`, then `make lab`" in text and "`iotlib demo --full`" in text
-    assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["lag.png", "buildings.png", "buildings-in-heat.png", "events-per-device.png"]
-    )
-    assert all(p.stat().st_size > 10_000 for p in out.iterdir())
-    assert not stack.read_state(tmp_path / "home").services
-    assert all(not row.healthy for row in stack.status(tmp_path / "home"))
