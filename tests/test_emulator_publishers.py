@@ -183,20 +183,25 @@ def test_expired_and_tampered_tokens_are_refused(stack: Stack) -> None:
 def test_renewing_on_a_live_link_keeps_the_device_sending_past_the_old_expiry(tmp_path: Path) -> None:
     """The SDK renews a token itself, on the same connection, once 90 % of its life has passed:
     a device updates its ``AzureSasCredential`` and carries on. That schedule is the SDK's own,
-    on the real clock, so this test waits for it (about 9 s); the emulator's clock then moves
+    on the real clock, so this test waits for it (about 28 s); the emulator's clock then moves
     past the old token's expiry without waiting."""
     clock = ManualClock(time.time())
     with Emulator.start(data_dir=tmp_path / "eventhubs", port=0, clock=clock) as emu:
         policy = PublisherPolicy(f"sb://localhost:{emu.port}", HUB, DEVICE_KEY_NAME, DEVICE_KEY, is_local=True)
         with DeviceRegistry(tmp_path / "registry.sqlite", fleet=FLEET, policy=policy) as registry:
-            first = registry.provision(A, expiry="10s")  # the shortest life the SDK refreshes before expiry
+            first = registry.provision(A, expiry="30s")
             credential = AzureSasCredential(first.token)
             with EventHubProducerClient(f"localhost:{emu.port}", HUB, credential, use_tls=False, **FAST) as producer:
                 send(producer, A, b"first token")
+                # The SDK refreshes once the token has int(10 % of the whole seconds it had left when
+                # put) or fewer to go; it was put before the send above returned, so at least this:
+                expires = first.expires.timestamp()
+                window = int(0.1 * int(expires - time.time()))
+                assert window >= 1, "the first send took too long for the SDK to refresh before expiry"
                 connection = _connection_of(emu, A)
                 second = registry.renew(A, expiry="1h")
                 credential.update(second.token)
-                while time.time() < first.expires.timestamp() - 1:  # the SDK's refresh window opens
+                while time.time() < expires - window + 0.2:  # the SDK's refresh window is open
                     time.sleep(0.2)
                 send(producer, A, b"renewing")  # the SDK puts the new token before this send
                 clock.advance(first.expires.timestamp() + 5 - clock())  # the first token is now expired
