@@ -57,3 +57,18 @@ def test_anything_else_is_named() -> None:
         as_polars({"device_id": []}, name="events")
     with pytest.raises(ConfigurationError, match="registry must be a polars or pandas DataFrame"):
         building_averages(pl.DataFrame(), [1, 2])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("height", "size", "first"), [(0, 50, 2), (1, 50, 2), (700, 50, 2), (700, 50, None), (9, 4, 10)]
+)
+def test_replay_chunks_grow_from_the_first_to_the_size_and_cover_the_frame_once(height, size, first) -> None:
+    from iotlib.ingest.plan import chunks
+
+    frame = pl.DataFrame({"i": range(height)})
+    sizes = [c.height for c in chunks(frame, size, first=first)]
+    assert sum(sizes) == height and pl.concat([frame.head(0), *chunks(frame, size, first=first)]).equals(frame)
+    if height > 60 and first:
+        assert sizes[:6] == [2, 4, 8, 16, 32, 50]  # small first, doubling, then the size
+    if height and not first:
+        assert set(sizes[:-1]) <= {size}

@@ -47,7 +47,7 @@ T = TypeVar("T")
 PARTITION_KEY = b"x-opt-partition-key"
 #: Events added to a batch between looks at the loop (other sends, a stop).
 _ADDS_PER_YIELD = 256
-#: Events in a replay's first chunk (later ones: ``chunk_events``), so sending starts at once.
+#: Events in a send's first chunk (each next one twice as many, up to ``chunk_events``), so sending starts at once.
 FIRST_CHUNK_EVENTS = 2_000
 #: Pause after a throttled send (ServerBusy) when the hub names no wait, in seconds: a
 #: throughput-unit budget refills every second, so waiting longer only wastes it.
@@ -219,8 +219,9 @@ class IngestClient(EventHubClient, StoppableEngine):
                 report.events_in += frame.height
                 if origin is None and frame.height:
                     origin = frame["sent_at"][0]
-                # A small first chunk: the first batches go out while the rest is still being routed.
-                for raw in chunks(frame, chunk_events, first=min(chunk_events, FIRST_CHUNK_EVENTS)):
+                # Small chunks first, growing: the first batches go out while the rest is still being routed.
+                first = FIRST_CHUNK_EVENTS if report.events_in == frame.height else None
+                for raw in chunks(frame, chunk_events, first=first):
                     if mode == "replay":  # routing, too, is off the loop: sends in flight go on
                         routed = await _unless_stopped(stopping, _in_thread(encode_and_route, raw))
                         if routed is None:

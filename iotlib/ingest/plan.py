@@ -87,13 +87,14 @@ def as_frame(events: Frame | Iterable[_events.UpdateTemperatureEvent]) -> pl.Dat
 
 
 def chunks(frame: pl.DataFrame, size: int, *, first: int | None = None) -> Iterator[pl.DataFrame]:
-    """Replay: consecutive slices of ``size`` rows (the first of ``first`` rows when given)."""
-    begin = 0
-    if first is not None and frame.height:
-        yield frame.slice(0, first)
-        begin = first
-    for offset in range(begin, frame.height, size):
-        yield frame.slice(offset, size)
+    """Replay: consecutive slices of ``size`` rows; with ``first``, they start at ``first`` rows and
+    double up to ``size``, so the first sends go out while the next, larger slices are prepared."""
+    step = max(1, min(first, size)) if first else size
+    offset = 0
+    while offset < frame.height:
+        yield frame.slice(offset, step)
+        offset += step
+        step = min(size, step * 2)
 
 
 def frames(events: Iterable[Any]) -> tuple[Iterator[pl.DataFrame], int | None]:
