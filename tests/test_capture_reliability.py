@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import threading
 import time
@@ -325,12 +326,13 @@ def test_sigterm_stops_within_its_grace_when_storage_hangs(tmp_path: Path) -> No
                     "--time-window", "900"]  # fmt: skip
             proc = capture_process(hub.connection_string, storage, *args, log=log)
             wait_for(
-                lambda: "captured 1" in log.read_text(), "captured 1", alive=proc, log=log, every=0.2
-            )  # events are arriving in open files
+                lambda: re.search(r"captured [1-9][\d,]* events", log.read_text()),
+                "captured events", alive=proc, log=log, every=0.2,
+            )  # fmt: skip
             os.kill(azurite, signal.SIGSTOP)
             try:
                 wait_for(
-                    lambda: "circuit breaker TRIPPED" in log.read_text(),
+                    lambda: _tripped_now(log.read_text()),
                     "circuit breaker TRIPPED",
                     alive=proc,
                     log=log,
@@ -351,9 +353,21 @@ def test_sigterm_stops_within_its_grace_when_storage_hangs(tmp_path: Path) -> No
                 while watch.samples < 1:
                     time.sleep(0.1)
             assert watch.violations == []
-            final = capture_process(hub.connection_string, storage, *_cli_args(names, "--once"), log=log)
+            # The same windows as the stopped run, as a user restarts it: a file that run committed but
+            # could not checkpoint is found and skipped, not stored twice.
+            again = [*_cli_args(names, "--once"), "--time-window", "900"]
+            final = capture_process(hub.connection_string, storage, *again, log=log)
             assert final.wait(90) == 0, log.read_text()[-3000:]
             got, duplicates, _ = captured(storage, names["container"])
             assert got == hub_ids(hub.connection_string) and len(got) == 2000 and duplicates == 0
     finally:
         stack.down(st.home)
+
+
+def _tripped_now(log: str) -> bool:
+    """Some partition's breaker holds receiving: its last breaker line is a trip. (On a loaded machine
+    breakers trip and reset before storage is frozen, so an earlier trip line alone says nothing.)"""
+    last: dict[str, str] = {}
+    for m in re.finditer(r"partition (\S+): circuit breaker (TRIPPED|reset)", log):
+        last[m[1]] = m[2]
+    return "TRIPPED" in last.values()
