@@ -77,6 +77,27 @@ def test_a_service_too_slow_to_answer_passes() -> None:
                 peer.close()
 
 
+def test_a_local_port_slow_to_accept_is_busy_not_missing() -> None:
+    """An emulator on a loaded machine can be slow to accept: a full accept queue drops the handshake
+    until it catches up. Only a refusal says the stack is not up; this one passes to the work's own retries."""
+    with socket.socket() as full:
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)
+        port = full.getsockname()[1]
+        queued = [socket.socket() for _ in range(4)]  # more than the queue holds: the rest wait on SYN retries
+        try:
+            for peer in queued:
+                peer.setblocking(False)
+                peer.connect_ex(("127.0.0.1", port))
+            conn = connections.eventhub_connection_string("127.0.0.1", port)
+            assert (
+                preflight.check_eventhub(EventHubConnection.parse(conn, eventhub_name="telemetry"), timeout=1) is None
+            )
+        finally:
+            for peer in queued:
+                peer.close()
+
+
 def _closed_port() -> int:
     """A port nothing listens on (bound, then let go)."""
     with socket.socket() as s:
