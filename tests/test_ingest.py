@@ -7,6 +7,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from typing import Any
 
 import polars as pl
 import pytest
@@ -93,6 +95,31 @@ def test_live_mode_paces_by_sent_at(registry: pl.DataFrame, eventhub_name: str) 
     assert report.elapsed_seconds >= span / 60 * 0.95
     thr = report.throughput(every=0.5)
     assert thr.height >= 3, "a paced run spreads its sends over time"
+
+
+def test_ctrl_c_inside_a_query_on_the_loop_ends_the_send_with_its_report(
+    registry: pl.DataFrame, eventhub_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Polars raises KeyboardInterrupt in whichever thread runs a query when Ctrl-C arrives; in the
+    # send loop's thread it once killed the loop and left the caller waiting forever. Delivered
+    # there on the third tick, it is a stop: the report comes back interrupted and agrees with the hub.
+    sent = _sim(registry, 4, seed=6)
+    due = ingest_aio.ticks
+
+    def interrupted_ticks(*args: Any, **kwargs: Any) -> Iterator[tuple[float, pl.DataFrame]]:
+        for n, tick in enumerate(due(*args, **kwargs)):
+            if n == 2:
+                raise KeyboardInterrupt
+            yield tick
+
+    monkeypatch.setattr(ingest_aio, "ticks", interrupted_ticks)
+    before = hub.positions(eventhub_name=eventhub_name)
+    with IngestClient.from_settings(eventhub_name=eventhub_name) as client:
+        report = client.send(sent, mode="live", speed=60, progress=False)
+    landed = hub.read(eventhub_name=eventhub_name, since=before)
+    assert report.interrupted
+    assert 0 < report.events_sent < sent.height
+    assert landed.height == report.events_sent
 
 
 def test_batch_size_cap_is_respected(registry: pl.DataFrame, eventhub_name: str) -> None:

@@ -210,39 +210,45 @@ class IngestClient(EventHubClient, StoppableEngine):
                 raise run.error
 
         try:
-            origin = None
-            while not stopping.is_set():
-                # Simulating and encoding run off the loop, so sends go on meanwhile and a stop is seen at once.
-                frame = await _unless_stopped(stopping, _in_thread(next, stream, None))
-                if frame is None:
-                    break
-                report.events_in += frame.height
-                if origin is None and frame.height:
-                    origin = frame["sent_at"][0]
-                # Small chunks first, growing: the first batches go out while the rest is still being routed.
-                first = FIRST_CHUNK_EVENTS if report.events_in == frame.height else None
-                for raw in chunks(frame, chunk_events, first=first):
-                    if mode == "replay":  # routing, too, is off the loop: sends in flight go on
-                        routed = await _unless_stopped(stopping, _in_thread(encode_and_route, raw))
-                        if routed is None:
-                            break
-                        await dispatch_routed(routed, 0.0)
-                        continue
-                    encoded = await _unless_stopped(stopping, _in_thread(encode, raw))
-                    if encoded is None:
+            try:
+                origin = None
+                while not stopping.is_set():
+                    # Simulating and encoding run off the loop, so sends go on meanwhile and a stop is seen at once.
+                    frame = await _unless_stopped(stopping, _in_thread(next, stream, None))
+                    if frame is None:
                         break
-                    for due, chunk in ticks(encoded, speed=speed, tick=tick, origin=origin):
-                        if run.clock is None:
-                            # The first tick opens the sender links (about half a second each in the
-                            # client); the schedule starts once it is out, so that cost is not lag.
-                            await dispatch(chunk, due)
-                            await asyncio.gather(*(q.join() for q in queues.values()))
-                            run.clock = time.monotonic() - due
+                    report.events_in += frame.height
+                    if origin is None and frame.height:
+                        origin = frame["sent_at"][0]
+                    # Small chunks first, growing: the first batches go out while the rest is still being routed.
+                    first = FIRST_CHUNK_EVENTS if report.events_in == frame.height else None
+                    for raw in chunks(frame, chunk_events, first=first):
+                        if mode == "replay":  # routing, too, is off the loop: sends in flight go on
+                            routed = await _unless_stopped(stopping, _in_thread(encode_and_route, raw))
+                            if routed is None:
+                                break
+                            await dispatch_routed(routed, 0.0)
                             continue
-                        delay = run.clock + due - time.monotonic()
-                        if stopping.is_set() or (delay > 0 and await _stopped_within(stopping, delay)):
+                        encoded = await _unless_stopped(stopping, _in_thread(encode, raw))
+                        if encoded is None:
                             break
-                        await dispatch(chunk, due)
+                        for due, chunk in ticks(encoded, speed=speed, tick=tick, origin=origin):
+                            if run.clock is None:
+                                # The first tick opens the sender links (about half a second each in the
+                                # client); the schedule starts once it is out, so that cost is not lag.
+                                await dispatch(chunk, due)
+                                await asyncio.gather(*(q.join() for q in queues.values()))
+                                run.clock = time.monotonic() - due
+                                continue
+                            delay = run.clock + due - time.monotonic()
+                            if stopping.is_set() or (delay > 0 and await _stopped_within(stopping, delay)):
+                                break
+                            await dispatch(chunk, due)
+            except KeyboardInterrupt:
+                # Polars turns Ctrl-C into KeyboardInterrupt in whichever thread runs a query (this
+                # loop's, or a preparation thread's), and the caller may then never see it: it is
+                # this send's stop request, ended like any other (a loop killed by it hung the CLI).
+                stopping.set()
             for q in queues.values():
                 await q.put(None)
             await asyncio.gather(*tasks)
