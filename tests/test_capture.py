@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 import fastavro
 import pytest
+from azure.eventhub.extensions.checkpointstoreblobaio import BlobCheckpointStore
 from azure.storage.blob import BlobServiceClient
 from capturekit import (
     blobs,
@@ -204,6 +205,38 @@ def test_stop_mid_window_then_restart_extends_the_file(hub: Emulator, storage: s
     got, duplicates, _ = captured(storage, names["container"])
     assert got == hub_ids(hub.connection_string) and duplicates == 0
     assert sum(1 for _ in blobs(storage, names["container"])) == len(r1.files)
+
+
+def test_a_stop_whose_checkpoint_storage_never_answers_counts_those_events_as_stored(
+    hub: Emulator, storage: str, names: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Storage commits the open window at the stop but never answers its checkpoint: the events are
+    stored (not "not stored"), counted apart, and the next run with the same windows skips them."""
+    first = send(hub.connection_string, simulated(300, seed=6))
+
+    async def never_answers(self: object, *args: object, **kwargs: object) -> None:
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(BlobCheckpointStore, "update_checkpoint", never_answers)
+    with writer(hub, storage, time_window=900, shutdown_timeout=2, **names) as w:
+        outcome: dict = {}
+        runner = threading.Thread(target=lambda: outcome.update(report=w.run(timeout=120)))
+        runner.start()
+        wait_for(lambda: w.report is not None and w.report.events >= first, f"the writer receiving {first} events")
+        w.stop()
+        runner.join(60)
+        r1 = outcome["report"]
+    monkeypatch.undo()
+    assert r1.unstored == {} and sum(r1.uncheckpointed.values()) == first, r1.summary()
+    assert f"stored, checkpoint not written: {first:,} events" in r1.summary()
+    assert checkpoints(storage, names["checkpoint_container"]) == {}
+    got, duplicates, _ = captured(storage, names["container"])
+    assert len(got) == first and duplicates == 0  # stored, as the report says
+    with writer(hub, storage, time_window=900, **names) as w:
+        r2 = w.run(once=True, timeout=60)
+    assert r2.events == 0 and sum(p.skipped_stored for p in r2.partitions.values()) == first, r2.summary()
+    got, duplicates, _ = captured(storage, names["container"])
+    assert got == hub_ids(hub.connection_string) and duplicates == 0
 
 
 def test_replay_after_a_lost_checkpoint_skips_what_is_stored(hub: Emulator, storage: str, names: dict) -> None:

@@ -123,6 +123,7 @@ class OpenFile:
     content_md5: bytes | None = None  # the digest once the file is closed, committed as Content-MD5
     # after commit
     committed: bool = False
+    stored: bool = False  # its events are in storage (committed by this writer, or found there)
     etag: str | None = None
     # the frame being filled
     _parts: list[bytes] = field(default_factory=list)

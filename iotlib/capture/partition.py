@@ -146,6 +146,7 @@ class PartitionCapture:
         self.draining = False  # a stop is flushing: received events are left for the next run
         self.stopped = False
         self.in_flight: Any = None  # the storage operation under way
+        self.uncheckpointed = 0  # at shutdown: events stored whose checkpoint was not written in time
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
         self.task = asyncio.create_task(self._storage_loop(), name=f"capture-{partition_id}")
 
@@ -574,6 +575,7 @@ class PartitionCapture:
 
     async def _after_commit(self, f: OpenFile, row: CaptureFile | None) -> None:
         """Report the file, then checkpoint its last event: right after the commit, before anything else."""
+        f.stored = True
         if row is not None:
             self.run.report.add_file(row)
             self.run.on_file(row)
@@ -627,14 +629,17 @@ class PartitionCapture:
         self.breaker.forget()
         return dropped
 
-    def _unstored(self) -> int:
-        """Events received into files that storage has not committed (queued, under way, or still open).
+    def _unstored(self) -> tuple[int, int]:
+        """Events received into files that storage has not committed (queued, under way, or still open), and
+        events of a file stored whose checkpoint was not written (the commit answered, the checkpoint did not).
 
         Only once the storage task has ended or been cancelled: it empties the queue.
         """
         ops = [self.queue.get_nowait() for _ in range(self.queue.qsize())] + [self.in_flight]
-        pending = sum(op.file.new_events for op in ops if isinstance(op, _Commit))
-        return pending + (self.open.new_events if self.open is not None else 0)
+        files = [op.file for op in ops if isinstance(op, _Commit)]
+        pending = sum(f.new_events for f in files if not f.stored)
+        stored = sum(f.new_events for f in files if f.stored)
+        return pending + (self.open.new_events if self.open is not None else 0), stored
 
     async def shutdown(self, *, flush: bool, timeout: float) -> int:
         """Flush (commit the open file, then checkpoint) and stop the storage task, within ``timeout``; or
@@ -659,14 +664,20 @@ class PartitionCapture:
         except asyncio.CancelledError:
             self.task.cancel()
             raise
-        unstored = self._unstored()
+        unstored, self.uncheckpointed = self._unstored()
+        why = self.retrier.last_error or "storage did not answer"
         if unstored:
-            why = self.retrier.last_error or "storage did not answer"
             _LOG.warning(
                 "%s: %d events received were not stored (%s; gave up after %.0f s); nothing past what is stored "
                 "is checkpointed, so the next run captures them again", self.where, unstored, why, timeout,
             )  # fmt: skip
             self.stats.discarded += unstored
+        if self.uncheckpointed:
+            _LOG.warning(
+                "%s: %d events are stored but their checkpoint was not written (%s; gave up after %.0f s); the "
+                "next run with the same time window finds them stored and skips them", self.where,
+                self.uncheckpointed, why, timeout,
+            )  # fmt: skip
         return unstored
 
     @property

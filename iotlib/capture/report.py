@@ -117,6 +117,10 @@ class CaptureReport:
     #: Per partition, events received that a stop could not store within ``shutdown_timeout`` (not
     #: checkpointed: the next run captures them again).
     unstored: dict[str, int] = field(default_factory=dict)
+    #: Per partition, events a stop stored whose checkpoint it could not write within ``shutdown_timeout``
+    #: (storage answered the commit, not the checkpoint): the next run with the same time window finds
+    #: them stored and skips them.
+    uncheckpointed: dict[str, int] = field(default_factory=dict)
     #: Checkpoints found at start naming events no blob holds (see :mod:`iotlib.capture.audit`).
     checkpoints_ahead: list[Any] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -233,11 +237,14 @@ class CaptureReport:
             lines.append("  storage retries: " + ", ".join(f"{k} {v}" for k, v in sorted(self.retries.items())))
         if self.unstored:
             lines.append(
-                f"  not stored: {sum(self.unstored.values()):,} events received when it stopped ("
-                + ", ".join(
-                    f"partition {p}: {n:,}" for p, n in sorted(self.unstored.items(), key=lambda kv: _pid_key(kv[0]))
-                )
-                + "); not checkpointed either, so the next run captures them again"
+                f"  not stored: {sum(self.unstored.values()):,} events received when it stopped ({_per(self.unstored)})"
+                "; not checkpointed either, so the next run captures them again"
+            )
+        if self.uncheckpointed:
+            lines.append(
+                f"  stored, checkpoint not written: {sum(self.uncheckpointed.values()):,} events "
+                f"({_per(self.uncheckpointed)}); the next run with the same time window finds them stored and "
+                "skips them"
             )
         for a in self.checkpoints_ahead:
             lines.append(f"  warning: {a} (not captured again; see --reset-checkpoints)")
@@ -253,3 +260,7 @@ class CaptureReport:
 
 def _pid_key(pid: str) -> tuple[int, str]:
     return (int(pid), pid) if pid.isdigit() else (1 << 30, pid)
+
+
+def _per(counts: dict[str, int]) -> str:
+    return ", ".join(f"partition {p}: {n:,}" for p, n in sorted(counts.items(), key=lambda kv: _pid_key(kv[0])))

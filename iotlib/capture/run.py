@@ -120,9 +120,10 @@ class CaptureRun:
         if p is None:
             return
         flush = reason == CloseReason.SHUTDOWN
+        already = p.stopped  # flushed by stopping(), and counted there
         unstored = await p.shutdown(flush=flush, timeout=self.options.shutdown_timeout)
-        if unstored and flush:
-            self.report.unstored[pid] = self.report.unstored.get(pid, 0) + unstored
+        if flush and not already:
+            self._record_stop(p, unstored)
         _LOG.info("capture: released partition %s (%s)", pid, "shutdown" if flush else "ownership lost or reset")
 
     async def on_batch(self, context: Any, events: list[Any]) -> None:
@@ -166,14 +167,21 @@ class CaptureRun:
     async def stopping(self) -> None:
         """Flush every owned partition at once, within ``shutdown_timeout``, before the client closes:
         a stop takes that long at most even when storage does not answer (then what was not stored is
-        counted in :attr:`CaptureReport.unstored`, and never checkpointed)."""
+        counted in :attr:`CaptureReport.unstored`, and never checkpointed; what was stored but not
+        checkpointed, in :attr:`CaptureReport.uncheckpointed`)."""
         self.is_stopping = True
         parts = list(self.partitions.values())
         timeout = self.options.shutdown_timeout
         counts = await asyncio.gather(*(p.shutdown(flush=True, timeout=timeout) for p in parts))
         for p, n in zip(parts, counts):
-            if n and not (p.broken or self.failed):
-                self.report.unstored[p.pid] = self.report.unstored.get(p.pid, 0) + n
+            if not (p.broken or self.failed):
+                self._record_stop(p, n)
+
+    def _record_stop(self, p: PartitionCapture, unstored: int) -> None:
+        """What a flushing stop left: events not stored, and events stored whose checkpoint was not written."""
+        for counts, n in ((self.report.unstored, unstored), (self.report.uncheckpointed, p.uncheckpointed)):
+            if n:
+                counts[p.pid] = counts.get(p.pid, 0) + n
 
     def caught_up(self) -> bool:
         """Each owned partition's client had nothing more to give at its last look (the consumer checks
