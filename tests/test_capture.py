@@ -35,7 +35,7 @@ from capturekit import (
 
 import iotlib
 from iotlib import connections
-from iotlib.capture import CaptureWriter, explore
+from iotlib.capture import CaptureReport, CaptureWriter, explore
 from iotlib.capture import aio as capture_aio
 from iotlib.capture import format as cf
 from iotlib.errors import CaptureError, EndpointError
@@ -180,17 +180,22 @@ def test_empty_windows_get_azures_empty_file(hub: Emulator, storage: str, names:
     assert got == set()
 
 
-def test_stop_mid_window_then_restart_extends_the_file(hub: Emulator, storage: str, names: dict) -> None:
-    first = send(hub.connection_string, simulated(300, seed=3))
-    with writer(hub, storage, time_window=900, **names) as w:  # a window far longer than the test
+def _stop_once_received(w: CaptureWriter, events: int) -> CaptureReport:
+    """Run the writer, stop it once it has received ``events`` (a wait on its progress: a quiet spell can
+    come before the backlog does), and return its report."""
+    with w:
         outcome: dict = {}
         runner = threading.Thread(target=lambda: outcome.update(report=w.run(timeout=120)))
         runner.start()
-        # Stopped once it has everything (a wait on its progress: a quiet spell can come before the backlog does).
-        wait_for(lambda: w.report is not None and w.report.events >= first, f"the writer receiving {first} events")
+        wait_for(lambda: w.report is not None and w.report.events >= events, f"the writer receiving {events} events")
         w.stop()
         runner.join(60)
-        r1 = outcome["report"]
+    return outcome["report"]
+
+
+def test_stop_mid_window_then_restart_extends_the_file(hub: Emulator, storage: str, names: dict) -> None:
+    first = send(hub.connection_string, simulated(300, seed=3))
+    r1 = _stop_once_received(writer(hub, storage, time_window=900, **names), first)  # a window longer than the test
     assert {f.reason for f in r1.files} == {"shutdown"} and r1.events == first, (
         r1.stop_reason,
         r1.events,
@@ -218,14 +223,7 @@ def test_a_stop_whose_checkpoint_storage_never_answers_counts_those_events_as_st
         await asyncio.Event().wait()
 
     monkeypatch.setattr(BlobCheckpointStore, "update_checkpoint", never_answers)
-    with writer(hub, storage, time_window=900, shutdown_timeout=2, **names) as w:
-        outcome: dict = {}
-        runner = threading.Thread(target=lambda: outcome.update(report=w.run(timeout=120)))
-        runner.start()
-        wait_for(lambda: w.report is not None and w.report.events >= first, f"the writer receiving {first} events")
-        w.stop()
-        runner.join(60)
-        r1 = outcome["report"]
+    r1 = _stop_once_received(writer(hub, storage, time_window=900, shutdown_timeout=2, **names), first)
     monkeypatch.undo()
     assert r1.unstored == {} and sum(r1.uncheckpointed.values()) == first, r1.summary()
     assert f"stored, checkpoint not written: {first:,} events" in r1.summary()
