@@ -13,7 +13,9 @@ CONSTRAINTS := constraints.txt
 
 .PHONY: setup java demo test lint lock lab up down status bench clean
 
-setup: java $(VENV)/.installed node_modules/.installed
+# The Python and npm installs run side by side (each waits mostly on downloads); each one's output stays in one piece.
+setup: java
+	@$(MAKE) --no-print-directory -j2 --output-sync=target $(VENV)/.installed node_modules/.installed
 
 # Apache Spark (notebook 08 and its tests) needs a Java 17+ runtime; say so before anything else runs.
 java:
@@ -52,10 +54,11 @@ lint: setup
 # Tests run on PYTEST_WORKERS workers, a module per worker at a time (each test module owns an event hub).
 # The notebooks run meanwhile in a session of their own (its own local stack), one after another
 # since they share the `telemetry` hub; their output follows the tests'.
-# Lint first; then the numba decoders are compiled once into their on-disk cache, so that the
-# test workers and the notebook kernels all start with it warm instead of compiling side by side.
-test: setup lint
-	$(PY) -m iotlib.coldstore.precompile
+# The numba decoders are compiled once into their on-disk cache while lint runs, so that the test
+# workers and the notebook kernels all start with it warm instead of compiling side by side.
+test: setup
+	@$(PY) -m iotlib.coldstore.precompile & compiling=$$!; \
+	$(MAKE) --no-print-directory lint || { wait $$compiling; exit 1; }; wait $$compiling
 	@log=$$(mktemp); status=0; \
 	$(PY) -m pytest --nbval-lax --nbval-current-env notebooks --nbval-cell-timeout=600 > $$log 2>&1 & notebooks=$$!; \
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS) tests || status=$$?; \
