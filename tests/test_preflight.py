@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 
@@ -129,4 +130,38 @@ def test_endpoints_down_for_different_reasons_each_say_theirs() -> None:
     assert reasons.unreachable_all(down) == (
         "Event Hubs at localhost:5672 (connection refused) and Blob storage at fabrikamcold.blob.core.windows.net:443 "
         "(no answer within 4s) do not answer: check the network and the connection string's endpoint"
+    )
+
+
+def test_a_refusal_the_sdks_meet_reads_as_the_direct_check_does() -> None:
+    """When the direct connect passes a busy local port on to the SDKs (iotlib.preflight.endpoints) and the
+    port then refuses, the async SDKs' errors (those preflight meets) give the same words as the direct
+    check: "connection refused", not "Connect call failed (addr)" or "no connection"."""
+    from azure.core.exceptions import ServiceRequestError
+    from azure.eventhub.aio import EventHubProducerClient
+    from azure.eventhub.exceptions import ConnectError
+    from azure.storage.blob.aio import BlobServiceClient
+
+    port = _closed_port()
+    eventhub = EventHubConnection.parse(connections.eventhub_connection_string("localhost", port), eventhub_name="t")
+    storage = connections.StorageConnection.parse(connections.storage_connection_string("127.0.0.1", port))
+
+    async def errors() -> tuple[BaseException, BaseException]:
+        producer = EventHubProducerClient.from_connection_string(eventhub.connection_string, eventhub_name="t",
+                                                                 retry_total=0)  # fmt: skip
+        async with producer:
+            with pytest.raises(ConnectError) as hub_error:
+                await producer.get_eventhub_properties()
+        async with BlobServiceClient.from_connection_string(storage.connection_string, retry_total=0) as service:
+            with pytest.raises(ServiceRequestError) as blob_error:
+                await service.get_service_properties()
+        return hub_error.value, blob_error.value
+
+    hub_error, blob_error = asyncio.run(errors())
+    hint = "is the local stack up? Start it with `iotlib up` (`iotlib status` shows where it listens)"
+    assert reasons.eventhub_failure(hub_error, eventhub, eventhub_endpoint(eventhub)) == (
+        f"Event Hubs at localhost:{port} does not answer (connection refused): {hint}"
+    )
+    assert reasons.storage_failure(blob_error, storage, storage_endpoint(storage)) == (
+        f"Blob storage at 127.0.0.1:{port} does not answer (connection refused): {hint}"
     )

@@ -3,8 +3,8 @@
 Every command that needs the local stack or Azure calls :func:`check` before it starts work, and the
 clients call the same checks on first use, so a newcomer's mistake fails fast and plainly:
 
-- nothing answers at the endpoint → ``Event Hubs at localhost:5672 does not answer (connect call
-  failed …): is the local stack up? Start it with `iotlib up` …``;
+- nothing answers at the endpoint → ``Event Hubs at localhost:5672 does not answer (connection
+  refused): is the local stack up? Start it with `iotlib up` …``;
 - the key is refused → one line naming the namespace or account and the key;
 - the event hub does not exist → ``event hub 'x' does not exist in namespace 'fabrikam' (it has:
   telemetry)`` (the list comes from the local stack's record; Azure cannot list hubs over AMQP);

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
@@ -81,11 +82,31 @@ async def connect(endpoint: Endpoint, *, timeout: float) -> str | None:
     except TimeoutError:
         return None if endpoint.is_local else f"no answer within {timeout:g}s"
     except OSError as exc:
-        # asyncio words a refusal "Connect call failed (addr)"; the errno's own text is plainer.
-        return (os.strerror(exc.errno) if exc.errno else str(exc)).lower()
+        return socket_reason(exc) or str(exc).lower()
     writer.close()
     try:
         await writer.wait_closed()
     except OSError:
         pass
     return None
+
+
+def socket_reason(exc: BaseException) -> str | None:
+    """Why a connection failed, in the errno's own words ("connection refused"), from the socket error
+    under an SDK's exception (each SDK wraps it differently and words it "Connect call failed (addr)")."""
+    seen: set[int] = set()
+    inner: BaseException | None = exc
+    while inner is not None and id(inner) not in seen:
+        seen.add(id(inner))
+        if isinstance(inner, OSError) and inner.errno and inner.errno > 0:
+            return os.strerror(inner.errno).lower()
+        inner = (
+            getattr(inner, "inner_exception", None)
+            or getattr(inner, "os_error", None)
+            or inner.__cause__
+            or inner.__context__
+        )
+    found = re.search(r"\[Errno (-?\d+)\] ([^\n'\"]+)", str(exc))
+    if found is None:
+        return None
+    return os.strerror(int(found[1])).lower() if int(found[1]) > 0 else found[2].strip().lower()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from iotlib.connections import EventHubConnection, StorageConnection, home, parse_connection_string
 from iotlib.local.state import read_state
-from iotlib.preflight.endpoints import Endpoint
+from iotlib.preflight.endpoints import Endpoint, socket_reason
 
 _DESCRIPTION = re.compile(r"Description:\s*\"?(.+?)\"?\s*(?:To know more visit \S+)?\s*$", re.MULTILINE)
 #: How many names a "(it has: …)" list shows before "…".
@@ -131,10 +131,8 @@ def eventhub_failure(exc: BaseException, eventhub: EventHubConnection, endpoint:
         return eventhub_missing(eventhub, endpoint)
     if "401" in text or "unauthorized" in text.lower():
         return eventhub_key_refused(eventhub, endpoint, exc)
-    refused = re.search(r"\[Errno -?\d+\] ([^\n]+)", text)
-    if refused:
-        return unreachable(endpoint, refused.group(1).strip().lower())
-    return None
+    why = socket_reason(exc)
+    return unreachable(endpoint, why) if why else None
 
 
 # --- Blob storage ---------------------------------------------------------------------------
@@ -175,6 +173,5 @@ def storage_failure(exc: BaseException, storage: StorageConnection, endpoint: En
             f"({status} {code or 'AuthenticationFailed'}): check AccountName and AccountKey in the connection string"
         )
     if isinstance(exc, ServiceRequestError) and not isinstance(exc, HttpResponseError):
-        refused = re.search(r"\[Errno -?\d+\] ([^\n'\"]+)", str(exc))
-        return unreachable(endpoint, refused.group(1).strip().lower() if refused else "no connection")
+        return unreachable(endpoint, socket_reason(exc) or "no connection")
     return None
