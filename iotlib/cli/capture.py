@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import signal
 import sys
@@ -13,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from iotlib.cli.arguments import seconds
+from iotlib.cli.arguments import add_verbose, configure_logging, seconds
 
 #: Seconds beyond the shutdown timeout a signalled capture may take before the process ends regardless.
 _STOP_MARGIN = 20.0
@@ -96,7 +95,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--events-out", type=Path, default=None, help="append a CaptureFileCreated event (a JSON line) per file written"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar or per-partition lines")
-    p.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: the Azure SDKs too)")
+    add_verbose(p)
     p.set_defaults(func=_capture)
 
 
@@ -105,12 +104,7 @@ def _capture(args: argparse.Namespace) -> int:
     from iotlib.capture.progress import Progress, partition_line
     from iotlib.hub.starting import parse_starting_position
 
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("azure").setLevel(logging.INFO if args.verbose > 1 else logging.ERROR)
+    configure_logging(args.verbose)
     writer = CaptureWriter.from_settings(
         eventhub_name=args.eventhub,
         namespace=args.namespace,

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from iotlib.cli.arguments import seconds
+from iotlib.cli.arguments import add_verbose, configure_logging, seconds
 
 if TYPE_CHECKING:
     import polars as pl
@@ -130,6 +130,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="how often processors renew and rebalance partition ownership (default 10 s)",
     )
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_verbose(r)
     p.set_defaults(func=_process)
 
 
@@ -175,6 +176,7 @@ def _process(args: argparse.Namespace) -> int:
     from iotlib.processing import EventTimePolicy, Hopping, Tumbling
     from iotlib.warm import StreamProcessor
 
+    configure_logging(args.verbose)
     policy = EventTimePolicy(
         out_of_order=args.out_of_order,
         late_arrival=args.late_arrival,
