@@ -14,9 +14,10 @@ import signal
 import subprocess
 import threading
 import uuid
+from datetime import UTC, datetime
 
 import pytest
-from warm_cli import live_stretch, process_cli, rows, wait
+from warm_cli import live_stretch, process_cli, rows, spawn, tail, wait
 
 from iotlib import hub
 from iotlib.fleet import scenario
@@ -29,6 +30,7 @@ FAULTS = ["skew:fraction=0.1,min_skew=20s,max_skew=3m", "offline:fraction=0.1,ou
 SPEED = 10
 # Ownership renewed every second, taken over 4 s after the last renewal: a dead process's partitions move fast.
 OWNERSHIP = ("--load-balancing-interval", "1", "--ownership-expiry", "4")
+LOGGED = ("-vv",)  # the SDK's load balancing too, in the output a failed wait shows
 
 
 @pytest.mark.slow
@@ -38,19 +40,27 @@ def test_a_process_takes_over_a_killed_ones_partitions_and_the_store_equals_batc
     events = live_stretch(registry, seed=21, speed=SPEED, faults=FAULTS)
     before = hub.positions(eventhub_name=eventhub_name)
     store, container = tmp_path / "warm.sqlite", f"warm-{uuid.uuid4().hex[:10]}"
-    cli = process_cli(eventhub_name, store, container, registry_file, *OWNERSHIP, "--starting-position", "latest")
+    cli = process_cli(
+        eventhub_name, store, container, registry_file, *OWNERSHIP, *LOGGED, "--starting-position", "latest"
+    )
 
     # 1. Two processes on one consumer group and one warm store share the partitions.
-    procs = [subprocess.Popen(cli, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ.copy())
-             for _ in range(2)]  # fmt: skip
+    logs = [tmp_path / f"process-{i}.log" for i in range(2)]
+    procs = [spawn(cli, log) for log in logs]
+
+    def explain() -> str:  # what a failed wait shows: both processes' output, the store's and the hub's owners
+        try:
+            owners = hub.lag({"warm": container}, eventhub_name=eventhub_name, lag_time=False)
+            held = owners.select("partition_id", "owner", "ownership_time").rows()
+        except Exception as exc:  # noqa: BLE001 - the failure message must still come
+            held = [f"{type(exc).__name__}: {exc}"]
+        return "\n".join([*(tail(log) for log in logs), f"runs: {rows(store, 'SELECT pid, run_id, hub_owner_id FROM processes')}",
+                          f"store partitions: {rows(store, 'SELECT partition_id, owner_id, claimed_at FROM partitions')}",
+                          f"hub ownership (now {datetime.now(UTC)}): {held}"])  # fmt: skip
+
     try:
         holders = lambda: {o for (o,) in rows(store, "SELECT owner_id FROM partitions")}  # noqa: E731
-        wait(
-            lambda: len(holders()) == 2 or any(p.poll() is not None for p in procs),
-            120,
-            "both processes to hold partitions",
-        )
-        assert all(p.poll() is None for p in procs), [p.stdout.read().decode() for p in procs if p.poll() is not None]  # type: ignore[union-attr]
+        wait(lambda: len(holders()) == 2, 120, "both processes to hold partitions", alive=procs, explain=explain)
         runs = dict(rows(store, "SELECT pid, run_id FROM processes"))
         sending = threading.Thread(target=lambda: IngestClient.from_settings(eventhub_name=eventhub_name).send(
             events, mode="live", speed=SPEED, send_malformed=True, progress=False))  # fmt: skip
@@ -60,7 +70,8 @@ def test_a_process_takes_over_a_killed_ones_partitions_and_the_store_equals_batc
         def committed(run: str) -> int:
             return (rows(store, f"SELECT COUNT(*) FROM commits WHERE run_id = '{run}' AND events > 0") or [(0,)])[0][0]
 
-        wait(lambda: all(committed(runs[p.pid]) >= 2 for p in procs), 90, "both processes to commit")
+        wait(lambda: all(committed(runs[p.pid]) >= 2 for p in procs), 90, "both processes to commit", alive=procs,
+             explain=explain)  # fmt: skip
         victim, survivor = procs
         lost = {p for (p,) in rows(store, f"SELECT partition_id FROM partitions WHERE owner_id = '{runs[victim.pid]}'")}
         os.kill(victim.pid, signal.SIGKILL)
@@ -71,7 +82,8 @@ def test_a_process_takes_over_a_killed_ones_partitions_and_the_store_equals_batc
         # 3. Once the dead process's ownership expires, the survivor claims its partitions and goes on
         #    from what the store holds of them.
         mine = runs[survivor.pid]
-        wait(lambda: holders() == {mine}, 90, "the survivor to take every partition over")
+        wait(lambda: holders() == {mine}, 90, "the survivor to take every partition over", alive=[survivor],
+             explain=explain)  # fmt: skip
         sending.join()
         after = hub.positions(eventhub_name=eventhub_name)
 
@@ -79,11 +91,12 @@ def test_a_process_takes_over_a_killed_ones_partitions_and_the_store_equals_batc
             stored = rows(store, "SELECT partition_id, sequence_number FROM progress")
             return len(stored) == len(after) and all(s >= after[p].last_enqueued_sequence_number for p, s in stored)
 
-        wait(done, 120, "everything processed")
+        wait(done, 120, "everything processed", alive=[survivor], explain=explain)
         survivor.send_signal(signal.SIGINT)
-        out, _ = survivor.communicate(timeout=60)
-        assert survivor.returncode == 130, out.decode()
-        assert "stopped: interrupted" in out.decode()
+        survivor.wait(60)
+        out = logs[1].read_text()
+        assert survivor.returncode == 130, out
+        assert "stopped: interrupted" in out
     finally:
         for p in procs:
             if p.poll() is None:
