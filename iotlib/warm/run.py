@@ -44,6 +44,12 @@ _LOG = logging.getLogger("iotlib.warm")
 QUIET_BACKOFF = 8
 
 
+class _GiveBack(Exception):
+    """Raised from the batch callback for a partition the client still holds while the warm store gave
+    it to another run (a commit was refused): the client then closes the partition and releases its
+    ownership, and the next claim, this run's or another's, claims the store as well."""
+
+
 class WarmRun:
     """One run's state: the job, the consumer, per-partition bookkeeping."""
 
@@ -83,6 +89,7 @@ class WarmRun:
         self._error_log: dict[str, float] = {}
         self._registered = False
         self._drained: set[str] = set()  # partitions whose last look found nothing more
+        self._refused: set[str] = set()  # partitions the store refused a commit of, still held by the client
         self._replay_told = False
         self._once = self._flush = False
         self._targets: dict[str, int] = {}
@@ -220,6 +227,7 @@ class WarmRun:
         r.last_commit_seconds = result.seconds
         for pid in result.refused:  # another run claimed it since: its holder reads it from the store
             self._drop(pid, f"partition {pid}: claimed by another processor; handed over")
+            self._refused.add(pid)
         done = {s.partition_id: s.position for s in step.steps if s.partition_id not in result.refused}
         r.positions.update({pid: pos.sequence_number for pid, pos in done.items() if pos is not None})
         self.unchecked.update({pid: pos for pid, pos in done.items() if pos is not None})
@@ -310,6 +318,12 @@ class WarmRun:
 
     async def on_batch(self, context: Any, events: list[Any]) -> None:
         pid = context.partition_id
+        if pid in self._refused:
+            # The client still holds it, so the store's claim may be a late one of a run that has lost
+            # it (its claim callback ran after ours): holding on would leave the partition unread for
+            # good. Given back, it is claimed again within a balancing round, in the hub and the store.
+            self._refused.discard(pid)
+            raise _GiveBack(pid)
         if not events:  # the client waited max_wait_time and had nothing for this partition
             self._drained.add(pid)
             return
@@ -326,6 +340,7 @@ class WarmRun:
 
     async def on_claim(self, context: Any) -> None:
         pid = context.partition_id
+        self._refused.discard(pid)
         try:
             stored = self.store.claim(pid, self.run_id)
             job = self.job.claim(pid, stored, start=self.fresh.get(pid))
@@ -357,8 +372,9 @@ class WarmRun:
                             f"{self.opts.consumer_group!r}")  # fmt: skip
 
     def _drop(self, pid: str, why: str) -> None:
-        if pid in self.job.partitions:
-            _LOG.info(why)
+        if pid not in self.job.partitions:  # dropped already (a refused commit, then the client's close)
+            return
+        _LOG.info(why)
         self.job.release(pid)
         self.pending.pop(pid, None)
         self.unchecked.pop(pid, None)
@@ -367,6 +383,9 @@ class WarmRun:
         self.report.handed_over += 1
 
     async def on_error(self, context: Any, error: Exception) -> None:
+        if isinstance(error, _GiveBack):
+            _LOG.info("partition %s: given back to the load balancer (the warm store names another run)", error)
+            return
         where = f"partition {context.partition_id}" if context is not None else "load balancing"
         self._log_error(where, error)
 

@@ -34,8 +34,10 @@ so several processes can share the partitions of consumer group ``warm``.
 Everything one commit of a process produced goes in **one transaction** (:meth:`WarmStore.commit`) with
 the state changes and the progress that go with it; the processor checkpoints the hub only after that.
 A partition's steps are refused if another run has claimed the partition since (a fencing token:
-``partitions.owner_id``), so a process that lost a partition never writes over its new holder. A crash
-loses nothing and doubles nothing: whoever claims the partition next restores its state
+``partitions.owner_id``), so a process that lost a partition never writes over its new holder; a run
+refused a partition its client still holds gives it back to the load balancer (the claim that beat it
+may be a late one of the run that lost it), so that it is claimed again in both. A crash loses
+nothing and doubles nothing: whoever claims the partition next restores its state
 (:meth:`WarmStore.claim`) and reads again from ``progress``.
 
 Several processes may write the file at once (SQLite serialises their transactions; WAL mode lets
