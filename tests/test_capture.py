@@ -11,7 +11,6 @@ import logging
 import signal
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -287,12 +286,12 @@ def test_deleted_container_stops_the_writer_with_one_clear_error(
     w._engine.on_file = delete_after_first_file  # noqa: SLF001 - a hook for exactly this
     sender = threading.Thread(target=send, args=(hub.connection_string, simulated(1500, seed=7)), kwargs={"rate": 300})
     sender.start()
-    t0 = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="iotlib.capture"), pytest.raises(CaptureError, match="container"):
+    # The hard error stops the run (a timeout would return a report): no clock needed to tell them apart.
+    gone = r"storage: the container does not exist .*\(for \d+ s, on "
+    with caplog.at_level(logging.WARNING, logger="iotlib.capture"), pytest.raises(CaptureError, match=gone):
         w.run(timeout=40)
-    took = time.monotonic() - t0
     sender.join()
-    assert deleted.is_set() and took < 30
+    assert deleted.is_set()
     stalls = [
         r for r in caplog.records if r.levelno == logging.ERROR and "Capture stalls and retries" in r.getMessage()
     ]
