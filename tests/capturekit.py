@@ -273,17 +273,21 @@ def wait_for(
     alive: subprocess.Popen[bytes] | None = None,
     log: Path | None = None,
     every: float = 0.05,
+    explain: Callable[[], str] | None = None,
 ) -> None:
     """Poll ``condition`` until it holds: tests wait on the system's progress, not on the clock.
 
     ``timeout`` only guards against a hang (it fails naming ``what``); ``alive`` is a child
-    process that must not exit meanwhile (its ``log`` tail goes into the failure).
+    process that must not exit meanwhile. A failure shows the tail of its ``log`` and what
+    ``explain()`` says.
     """
     deadline = time.monotonic() + timeout
     while not condition():
-        if alive is not None and alive.poll() is not None:
-            tail = log.read_text()[-3000:] if log is not None else ""
-            raise AssertionError(f"waiting for {what}: the process exited with {alive.returncode}\n{tail}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"waiting for {what}: not reached in {timeout:.0f} s")
+        exited = alive is not None and alive.poll() is not None
+        if exited or time.monotonic() > deadline:
+            why = (
+                f"the process exited with {alive.returncode}" if exited and alive else f"not reached in {timeout:.0f} s"
+            )
+            tail = log.read_text(errors="replace")[-3000:] if log is not None and log.exists() else ""
+            raise AssertionError(f"waiting for {what}: {why}\n{tail}" + (f"\n{explain()}" if explain else ""))
         time.sleep(every)
