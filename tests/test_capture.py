@@ -242,7 +242,7 @@ def test_replay_after_a_lost_checkpoint_skips_what_is_stored(hub: Emulator, stor
     """A crash between commit and checkpoint: the next run sees events the container already holds."""
     sent = send(hub.connection_string, simulated(400, seed=5), rate=400)
     with writer(hub, storage, time_window=1, **names) as w:
-        w.run(once=True, timeout=60)
+        first = w.run(once=True, timeout=60)
     before = blobs(storage, names["container"])
     cc = BlobServiceClient.from_connection_string(storage).get_container_client(names["checkpoint_container"])
     for b in cc.list_blobs(name_starts_with=""):
@@ -250,9 +250,14 @@ def test_replay_after_a_lost_checkpoint_skips_what_is_stored(hub: Emulator, stor
             cc.delete_blob(b.name)  # the checkpoints never happened
     with writer(hub, storage, time_window=1, **names) as w:
         report = w.run(once=True, timeout=60)
-    assert report.events == 0 and report.files == []
-    assert sum(p.skipped_stored for p in report.partitions.values()) == sent
-    assert blobs(storage, names["container"]) == before  # untouched: no second copy
+
+    def files(r: CaptureReport) -> str:  # a failure shows both runs' files: which ones the replay missed
+        return "\n".join(f"  {f.name} {f.reason} {f.first_sequence_number}-{f.last_sequence_number}" for f in r.files)
+
+    seen = f"{first.summary()}\n{files(first)}\n--- the replay ---\n{report.summary()}\n{files(report)}"
+    assert report.events == 0 and report.files == [], seen
+    assert sum(p.skipped_stored for p in report.partitions.values()) == sent, seen
+    assert blobs(storage, names["container"]) == before, seen  # untouched: no second copy
     ids = hub_ids(hub.connection_string)
     assert checkpoints(storage, names["checkpoint_container"]) == {
         p: max(s for q, s in ids if q == p) for p in report.partitions
