@@ -243,6 +243,7 @@ def test_replay_after_a_lost_checkpoint_skips_what_is_stored(hub: Emulator, stor
     sent = send(hub.connection_string, simulated(400, seed=5), rate=400)
     with writer(hub, storage, time_window=1, **names) as w:
         first = w.run(once=True, timeout=60)
+    assert first.stop_reason.startswith("once") and first.events == sent, first.summary()  # all stored, not a timeout
     before = blobs(storage, names["container"])
     cc = BlobServiceClient.from_connection_string(storage).get_container_client(names["checkpoint_container"])
     for b in cc.list_blobs(name_starts_with=""):
