@@ -15,12 +15,13 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
 from azure.eventhub import EventData, EventHubConsumerClient, EventHubProducerClient
 from azure.storage.blob import BlobServiceClient
+from children import spawn
 
 from iotlib import coldstore
 from iotlib.fleet import events, scenario, simulate
@@ -140,11 +141,7 @@ def capture_process(
     """``iotlib capture ARGS`` as a child process pointed at the given hub and storage."""
     environ = {**os.environ, "IOTLIB_EVENTHUB_CONNECTION_STRING": eventhub_conn,
                "IOTLIB_STORAGE_CONNECTION_STRING": storage_conn, "IOTLIB_EVENTHUB_NAME": HUB, **(env or {})}  # fmt: skip
-    out = open(log, "ab")  # noqa: SIM115 - the child owns it
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "iotlib", "capture", "-v", *args],
-        stdout=out, stderr=subprocess.STDOUT, env=environ,
-    )  # fmt: skip
+    proc = spawn([sys.executable, "-m", "iotlib", "capture", "-v", *args], log, env=environ)
     CHILDREN.append(proc)
     return proc
 
@@ -263,31 +260,3 @@ def stored_events(storage: str, container: str) -> int:
         meta = {k.lower(): v for k, v in (b.metadata or {}).items()}
         total += int(meta.get("eventcount", 0))
     return total
-
-
-def wait_for(
-    condition: Callable[[], object],
-    what: str,
-    *,
-    timeout: float = 180,
-    alive: subprocess.Popen[bytes] | None = None,
-    log: Path | None = None,
-    every: float = 0.05,
-    explain: Callable[[], str] | None = None,
-) -> None:
-    """Poll ``condition`` until it holds: tests wait on the system's progress, not on the clock.
-
-    ``timeout`` only guards against a hang (it fails naming ``what``); ``alive`` is a child
-    process that must not exit meanwhile. A failure shows the tail of its ``log`` and what
-    ``explain()`` says.
-    """
-    deadline = time.monotonic() + timeout
-    while not condition():
-        exited = alive is not None and alive.poll() is not None
-        if exited or time.monotonic() > deadline:
-            why = (
-                f"the process exited with {alive.returncode}" if exited and alive else f"not reached in {timeout:.0f} s"
-            )
-            tail = log.read_text(errors="replace")[-3000:] if log is not None and log.exists() else ""
-            raise AssertionError(f"waiting for {what}: {why}\n{tail}" + (f"\n{explain()}" if explain else ""))
-        time.sleep(every)

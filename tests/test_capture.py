@@ -29,8 +29,8 @@ from capturekit import (
     reap_children,
     send,
     simulated,
-    wait_for,
 )
+from children import wait_for
 
 import iotlib
 from iotlib import connections

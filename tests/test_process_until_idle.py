@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 from azure.storage.blob import BlobServiceClient
-from capturekit import HUB, hub_ids, private_hub, send, simulated, wait_for
+from capturekit import HUB, hub_ids, private_hub, send, simulated
+from children import wait_for
 
 import iotlib
 from iotlib.fleet import scenario

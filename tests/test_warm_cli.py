@@ -10,7 +10,8 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-from warm_cli import process_cli, rows, wait
+from children import wait_for
+from warm_cli import process_cli, rows
 
 from iotlib.fleet import scenario, simulate
 from iotlib.ingest import IngestClient
@@ -51,8 +52,7 @@ def test_ctrl_c_stops_process_cleanly_with_its_summary(local_stack, eventhub_nam
     store = cli[cli.index("--warm-store") + 1]
     proc = subprocess.Popen(cli, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
     try:
-        wait(lambda: rows(store, "SELECT 1 FROM partitions") or proc.poll() is not None, 90, "partitions claimed")
-        assert proc.poll() is None
+        wait_for(lambda: rows(store, "SELECT 1 FROM partitions"), "partitions claimed", timeout=90, alive=proc)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     finally:

@@ -17,7 +17,8 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-from warm_cli import live_stretch, process_cli, rows, spawn, tail, wait
+from children import spawn, wait_for
+from warm_cli import live_stretch, process_cli, rows
 
 from iotlib import hub
 from iotlib.fleet import scenario, simulate
@@ -54,13 +55,14 @@ def test_a_process_takes_over_a_killed_ones_partitions_and_the_store_equals_batc
             held = owners.select("partition_id", "owner", "ownership_time").rows()
         except Exception as exc:  # noqa: BLE001 - the failure message must still come
             held = [f"{type(exc).__name__}: {exc}"]
-        return "\n".join([*(tail(log) for log in logs), f"runs: {rows(store, 'SELECT pid, run_id, hub_owner_id FROM processes')}",
+        return "\n".join([f"runs: {rows(store, 'SELECT pid, run_id, hub_owner_id FROM processes')}",
                           f"store partitions: {rows(store, 'SELECT partition_id, owner_id, claimed_at FROM partitions')}",
                           f"hub ownership (now {datetime.now(UTC)}): {held}"])  # fmt: skip
 
     try:
         holders = lambda: {o for (o,) in rows(store, "SELECT owner_id FROM partitions")}  # noqa: E731
-        wait(lambda: len(holders()) == 2, 120, "both processes to hold partitions", alive=procs, explain=explain)
+        wait_for(lambda: len(holders()) == 2, "both processes to hold partitions", timeout=120, alive=procs, log=logs,
+                 explain=explain)  # fmt: skip
         runs = dict(rows(store, "SELECT pid, run_id FROM processes"))
         sending = threading.Thread(target=lambda: IngestClient.from_settings(eventhub_name=eventhub_name).send(
             events, mode="live", speed=SPEED, send_malformed=True, progress=False))  # fmt: skip
@@ -70,8 +72,8 @@ def test_a_process_takes_over_a_killed_ones_partitions_and_the_store_equals_batc
         def committed(run: str) -> int:
             return (rows(store, f"SELECT COUNT(*) FROM commits WHERE run_id = '{run}' AND events > 0") or [(0,)])[0][0]
 
-        wait(lambda: all(committed(runs[p.pid]) >= 2 for p in procs), 90, "both processes to commit", alive=procs,
-             explain=explain)  # fmt: skip
+        wait_for(lambda: all(committed(runs[p.pid]) >= 2 for p in procs), "both processes to commit", timeout=90,
+                 alive=procs, log=logs, explain=explain)  # fmt: skip
         victim, survivor = procs
         lost = {p for (p,) in rows(store, f"SELECT partition_id FROM partitions WHERE owner_id = '{runs[victim.pid]}'")}
         os.kill(victim.pid, signal.SIGKILL)
@@ -82,8 +84,8 @@ def test_a_process_takes_over_a_killed_ones_partitions_and_the_store_equals_batc
         # 3. Once the dead process's ownership expires, the survivor claims its partitions and goes on
         #    from what the store holds of them.
         mine = runs[survivor.pid]
-        wait(lambda: holders() == {mine}, 90, "the survivor to take every partition over", alive=[survivor],
-             explain=explain)  # fmt: skip
+        wait_for(lambda: holders() == {mine}, "the survivor to take every partition over", timeout=90, alive=survivor,
+                 log=logs, explain=explain)  # fmt: skip
         sending.join()
         after = hub.positions(eventhub_name=eventhub_name)
 
@@ -91,7 +93,7 @@ def test_a_process_takes_over_a_killed_ones_partitions_and_the_store_equals_batc
             stored = rows(store, "SELECT partition_id, sequence_number FROM progress")
             return len(stored) == len(after) and all(s >= after[p].last_enqueued_sequence_number for p, s in stored)
 
-        wait(done, 120, "everything processed", alive=[survivor], explain=explain)
+        wait_for(done, "everything processed", timeout=120, alive=survivor, log=logs, explain=explain)
         survivor.send_signal(signal.SIGINT)
         survivor.wait(60)
         out = logs[1].read_text()
@@ -133,9 +135,10 @@ def test_a_partition_the_store_gives_to_a_run_that_lost_it_is_not_orphaned(local
         log,
     )
     holders = lambda: dict(rows(store, "SELECT partition_id, owner_id FROM partitions"))  # noqa: E731
-    explain = lambda: f"{tail(log)}\nstore partitions: {holders()}"  # noqa: E731
+    explain = lambda: f"store partitions: {holders()}"  # noqa: E731
     try:
-        wait(lambda: len(holders()) == len(partitions), 120, "every partition claimed", alive=[proc], explain=explain)
+        wait_for(lambda: len(holders()) == len(partitions), "every partition claimed", timeout=120, alive=proc, log=log,
+                 explain=explain)  # fmt: skip
         (run,) = {o for o in holders().values()}
         with WarmStore(store, writer=True) as late:  # the loser's late claim
             late.claim(partitions[0], "a-run-that-lost-it")
@@ -147,7 +150,7 @@ def test_a_partition_the_store_gives_to_a_run_that_lost_it_is_not_orphaned(local
             stored = dict(rows(store, "SELECT partition_id, sequence_number FROM progress"))
             return all(stored.get(p, -1) >= after[p].last_enqueued_sequence_number for p in partitions)
 
-        wait(done, 120, "every partition processed to the hub's end", alive=[proc], explain=explain)
+        wait_for(done, "every partition processed to the hub's end", timeout=120, alive=proc, log=log, explain=explain)
         assert set(holders().values()) == {run}, explain()
         text = log.read_text()
         assert "claimed by another processor" in text and "given back" in text  # the refusal did happen

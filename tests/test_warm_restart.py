@@ -18,7 +18,8 @@ import uuid
 
 import polars as pl
 import pytest
-from warm_cli import live_stretch, process_cli, rows, wait
+from children import spawn, wait_for
+from warm_cli import live_stretch, process_cli, rows
 
 from iotlib import hub
 from iotlib.fleet import scenario
@@ -42,14 +43,11 @@ def test_a_killed_processor_resumes_exactly(local_stack, eventhub_name, tmp_path
     killed, container = tmp_path / "killed.sqlite", f"warm-{uuid.uuid4().hex[:10]}"
 
     # 1. The processor starts at the hub's end ("latest") before anything is sent ...
-    first = subprocess.Popen(process_cli(eventhub_name, killed, container, registry_file, *EXPIRY, "--no-heartbeat", "--starting-position", "latest"),
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ.copy())  # fmt: skip
-    wait(
-        lambda: rows(killed, "SELECT 1 FROM state WHERE key = 'settings'") or first.poll() is not None,
-        60,
-        "the processor to start",
-    )
-    assert first.poll() is None, first.stdout.read().decode()  # type: ignore[union-attr]
+    log = tmp_path / "killed.log"
+    first = spawn(process_cli(eventhub_name, killed, container, registry_file, *EXPIRY, "--no-heartbeat",
+                              "--starting-position", "latest"), log)  # fmt: skip
+    wait_for(lambda: rows(killed, "SELECT 1 FROM state WHERE key = 'settings'"), "the processor to start",
+             timeout=60, alive=first, log=log)  # fmt: skip
     # Two thirds of the stretch go out before the kill, the rest after it: the kill is mid-stream
     # however slowly a loaded machine sends or commits.
     first_sent, last_sent = events["sent_at"].min(), events["sent_at"].max()
@@ -65,7 +63,8 @@ def test_a_killed_processor_resumes_exactly(local_stack, eventhub_name, tmp_path
     sending = threading.Thread(target=send_stretch)
     sending.start()
     # ... and is killed mid-stream, a few commits in.
-    wait(lambda: (rows(killed, "SELECT COUNT(*) FROM commits WHERE events > 0") or [(0,)])[0][0] >= 2, 60, "commits")
+    wait_for(lambda: (rows(killed, "SELECT COUNT(*) FROM commits WHERE events > 0") or [(0,)])[0][0] >= 2, "commits",
+             timeout=60, alive=first, log=log)  # fmt: skip
     os.kill(first.pid, signal.SIGKILL)
     first.wait(10)
     killed_now.set()

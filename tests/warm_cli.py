@@ -1,14 +1,10 @@
-"""Helpers for tests that run ``iotlib process`` in subprocesses: the command line, the store read
-from outside (as another process would), and waiting on a condition rather than on the clock."""
+"""Helpers for tests that run ``iotlib process`` in subprocesses: the command line, a live stretch, and
+the store read from outside (as another process would). Starting and waiting on them: ``children``."""
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import subprocess
 import sys
-import time
-from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -38,30 +34,3 @@ def rows(path: Path, sql: str) -> list[tuple]:
             return db.execute(sql).fetchall()
     except sqlite3.OperationalError:  # not created yet
         return []
-
-
-def spawn(cli: list[str], log: Path) -> subprocess.Popen[bytes]:
-    """``cli`` in a subprocess whose output goes to ``log``: a pipe nobody reads while the test waits
-    would fill and block the process's logging, and a file can be shown when a wait fails."""
-    with log.open("wb") as out:
-        return subprocess.Popen(cli, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy())
-
-
-def tail(log: Path, chars: int = 4000) -> str:
-    """The end of a process's output (see :func:`spawn`)."""
-    text = log.read_text(errors="replace") if log.exists() else ""
-    return f"--- {log.name} ({len(text):,} chars) ---\n" + text[-chars:]
-
-
-def wait(predicate: Callable[[], object], timeout: float, what: str, *,
-         alive: Sequence[subprocess.Popen[bytes]] = (), explain: Callable[[], str] | None = None) -> None:  # fmt: skip
-    """Wait until ``predicate()`` holds (polling), failing after ``timeout`` seconds, or at once when
-    a process of ``alive`` exits; ``explain()`` adds what the failure message should show."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        gone = [p for p in alive if p.poll() is not None]
-        if gone or time.monotonic() >= deadline:
-            why = (f"process {gone[0].pid} exited with {gone[0].returncode} while waiting for {what}" if gone
-                   else f"timed out waiting for {what} ({timeout:g} s)")  # fmt: skip
-            raise AssertionError(why + (f"\n{explain()}" if explain is not None else ""))
-        time.sleep(0.05)
