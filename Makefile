@@ -23,11 +23,13 @@ java:
 	@v=$$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1); \
 	[ "$${v:-0}" -ge 17 ] || { echo "Java 17+ is needed for Apache Spark (notebook 08, make test); found Java $${v:-unknown}: install a JDK or JRE 17+"; exit 1; }
 
+# --no-compile: byte-compiling every module of every package took a third of the install (pyspark and
+# jupyterlab alone ship thousands); Python compiles the ones it imports on first use.
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed: run make with PYTHON=python3.11 (or newer)")'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e '.[dev]'
+	$(PY) -m pip install --quiet --no-compile -c $(CONSTRAINTS) -e '.[dev]'
 	@touch $@
 
 # Refresh constraints.txt after changing dependencies (see .ci/lock): pins already there are kept
@@ -51,7 +53,8 @@ lint: setup
 	$(VENV)/bin/ruff format --check iotlib tests benchmarks conftest.py
 	$(VENV)/bin/mypy
 
-# Tests run on PYTEST_WORKERS workers, a module per worker at a time (each test module owns an event hub).
+# Tests run on PYTEST_WORKERS workers, a module per worker at a time (each test module owns an event hub),
+# the longest modules first (conftest.LONGEST_FIRST; xdist would otherwise start the modules with most tests first).
 # The notebooks run meanwhile in a session of their own (its own local stack), one after another
 # since they share the `telemetry` hub; their output follows the tests'.
 # The numba decoders are compiled once into their on-disk cache while lint runs, so that the test
@@ -61,7 +64,7 @@ test: setup
 	$(MAKE) --no-print-directory lint || { wait $$compiling; exit 1; }; wait $$compiling
 	@log=$$(mktemp); status=0; \
 	$(PY) -m pytest --nbval-lax --nbval-current-env notebooks --nbval-cell-timeout=600 > $$log 2>&1 & notebooks=$$!; \
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS) tests || status=$$?; \
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS) tests || status=$$?; \
 	wait $$notebooks || status=$$?; \
 	cat $$log; rm -f $$log; exit $$status
 

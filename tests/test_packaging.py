@@ -87,3 +87,12 @@ def test_package_json_pins_azurite() -> None:
     assert re.fullmatch(r"\d+\.\d+\.\d+", version), f"azurite should be pinned exactly, got {version!r}"
     lock = json.loads((ROOT / "package-lock.json").read_text())
     assert lock["packages"]["node_modules/azurite"]["version"] == version
+
+
+def test_the_longest_first_order_names_test_modules() -> None:
+    """conftest.LONGEST_FIRST orders the test run by module name: a renamed module would drop out silently."""
+    import conftest
+
+    modules = {p.stem for p in (ROOT / "tests").glob("test_*.py")}
+    assert set(conftest.LONGEST_FIRST) <= modules, set(conftest.LONGEST_FIRST) - modules
+    assert len(set(conftest.LONGEST_FIRST)) == len(conftest.LONGEST_FIRST)
