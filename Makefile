@@ -23,13 +23,15 @@ java:
 	@v=$$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1); \
 	[ "$${v:-0}" -ge 17 ] || { echo "Java 17+ is needed for Apache Spark (notebook 08, make test); found Java $${v:-unknown}: install a JDK or JRE 17+"; exit 1; }
 
-# --no-compile: byte-compiling every module of every package took a third of the install (pyspark and
-# jupyterlab alone ship thousands); Python compiles the ones it imports on first use.
+# pip byte-compiles on one core, a third of the install (pyspark and jupyterlab ship thousands of modules):
+# compileall does it on every core. Compiled up front, since with PYTHONDONTWRITEBYTECODE (set on the CI
+# machine) Python never writes .pyc files itself, and every process would compile what it imports.
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed: run make with PYTHON=python3.11 (or newer)")'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet --no-compile -c $(CONSTRAINTS) -e '.[dev]'
+	$(PY) -m compileall -q -j 0 "$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"
 	@touch $@
 
 # Refresh constraints.txt after changing dependencies (see .ci/lock): pins already there are kept
@@ -57,10 +59,10 @@ lint: setup
 # the longest modules first (conftest.LONGEST_FIRST; xdist would otherwise start the modules with most tests first).
 # The notebooks run meanwhile in a session of their own (its own local stack), one after another
 # since they share the `telemetry` hub; their output follows the tests'.
-# The numba decoders are compiled once into their on-disk cache while lint runs, so that the test
+# The numba decoders (and iotlib's .pyc files) are compiled once while lint runs, so that the test
 # workers and the notebook kernels all start with it warm instead of compiling side by side.
 test: setup
-	@$(PY) -m iotlib.coldstore.precompile & compiling=$$!; \
+	@$(PY) -m compileall -q iotlib; $(PY) -m iotlib.coldstore.precompile & compiling=$$!; \
 	$(MAKE) --no-print-directory lint || { wait $$compiling; exit 1; }; wait $$compiling
 	@log=$$(mktemp); status=0; \
 	$(PY) -m pytest --nbval-lax --nbval-current-env notebooks --nbval-cell-timeout=600 > $$log 2>&1 & notebooks=$$!; \
