@@ -190,6 +190,11 @@ def test_blob_metadata_round_trips_the_capture_file_created_fields() -> None:
         "n", "e", 1, {"firstSequenceNumber": "1", "lastSequenceNumber": "9", "eventCount": "3"}
     )
     assert not bad.known and not bad.contains(5)
+    # a partition's first file may hold event 0 alone: a replay must see it as stored
+    first = ExistingFile.from_properties(
+        "n", "e", 1, {"firstsequencenumber": "0", "lastsequencenumber": "0", "eventcount": "1"}
+    )
+    assert first.known and first.contains(0) and not first.contains(1)
 
 
 def test_namespace_comes_from_the_host() -> None:

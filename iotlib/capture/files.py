@@ -96,7 +96,8 @@ class ExistingFile:
         )
 
     def contains(self, seq: int) -> bool:
-        return self.known and self.first_seq is not None and self.first_seq <= seq <= (self.last_seq or -1)
+        first, last = self.first_seq, self.last_seq  # a file may hold event 0 alone: 0 is no missing number
+        return self.known and first is not None and last is not None and first <= seq <= last
 
 
 @dataclass
