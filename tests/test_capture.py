@@ -38,6 +38,7 @@ from iotlib.capture import CaptureReport, CaptureWriter, explore
 from iotlib.capture import aio as capture_aio
 from iotlib.capture import format as cf
 from iotlib.errors import CaptureError, EndpointError
+from iotlib.hub import peek
 from iotlib.local.emulator import Emulator
 
 UTC = UTC
@@ -252,10 +253,7 @@ def test_replay_after_a_lost_checkpoint_skips_what_is_stored(hub: Emulator, stor
     with writer(hub, storage, time_window=1, **names) as w:
         report = w.run(once=True, timeout=60)
 
-    def files(r: CaptureReport) -> str:  # a failure shows both runs' files: which ones the replay missed
-        return "\n".join(f"  {f.name} {f.reason} {f.first_sequence_number}-{f.last_sequence_number}" for f in r.files)
-
-    seen = f"{first.summary()}\n{files(first)}\n--- the replay ---\n{report.summary()}\n{files(report)}"
+    seen = f"{first.summary()}\n{_files(first)}\n--- the replay ---\n{report.summary()}\n{_files(report)}"
     assert report.events == 0 and report.files == [], seen
     assert sum(p.skipped_stored for p in report.partitions.values()) == sent, seen
     assert blobs(storage, names["container"]) == before, seen  # untouched: no second copy
@@ -263,6 +261,42 @@ def test_replay_after_a_lost_checkpoint_skips_what_is_stored(hub: Emulator, stor
     assert checkpoints(storage, names["checkpoint_container"]) == {
         p: max(s for q, s in ids if q == p) for p in report.partitions
     }
+
+
+def _files(r: CaptureReport) -> str:
+    """A run's files, one a line: what a failed replay test shows of which ones the replay missed."""
+    return "\n".join(f"  {f.name} {f.reason} {f.first_sequence_number}-{f.last_sequence_number}" for f in r.files)
+
+
+def test_a_replay_sees_a_file_named_before_its_window(hub: Emulator, storage: str, names: dict) -> None:
+    """A window whose first second's name is taken gets a file named up to 899 s before it; a replay after
+    lost checkpoints must find that file too, not capture its events a second time."""
+    sent = send(hub.connection_string, simulated(200, seed=3), rate=200)
+    first = asyncio.run(peek.enqueued_times(connections.EventHubConnection.parse(hub.connection_string,
+                                            eventhub_name=hub.eventhub_name), {"0": {0}}))[("0", 0)]  # fmt: skip
+    w = writer(hub, storage, time_window=1, **names)
+    opts = w.options
+    taken = opts.path_format.name(opts.namespace, opts.eventhub_name, "0", first.replace(microsecond=0))
+    service = BlobServiceClient.from_connection_string(storage)
+    service.create_container(names["container"])
+    service.get_blob_client(names["container"], taken).upload_blob(  # another tool's file takes the name
+        cf.empty_capture_file(sync_marker=cf.sync_marker_for(taken))
+    )
+    with w:
+        stored = w.run(once=True, timeout=60)
+    assert stored.events == sent, stored.summary()
+    early = [f for f in stored.files if f.partition_id == "0" and f.first_sequence_number == 0]
+    assert len(early) == 1 and early[0].name < taken, stored.summary()  # named before its window
+    cc = service.get_container_client(names["checkpoint_container"])
+    for b in cc.list_blobs():
+        if "/checkpoint/" in b.name:
+            cc.delete_blob(b.name)  # the checkpoints never happened
+    with writer(hub, storage, time_window=1, **names) as again:
+        replay = again.run(once=True, timeout=60)
+    seen = f"{stored.summary()}\n{_files(stored)}\n--- the replay ---\n{replay.summary()}\n{_files(replay)}"
+    assert replay.files == [] and sum(p.skipped_stored for p in replay.partitions.values()) == sent, seen
+    got, duplicates, _ = captured(storage, names["container"])
+    assert got == hub_ids(hub.connection_string) and duplicates == 0
 
 
 def test_a_missing_container_is_a_clear_error(hub: Emulator, storage: str, names: dict) -> None:

@@ -278,8 +278,8 @@ class PartitionCapture:
         existing = await self._existing(window)
         holding = [x for x in existing if x.contains(seq)]
         if holding:
-            stored = max(holding, key=lambda x: x.last_seq or -1)
-            self.skip_upto = stored.last_seq or seq
+            stored = max(holding, key=_last_seq)
+            self.skip_upto = stored.last_seq if stored.last_seq is not None else seq
             _LOG.info(
                 "%s: events %d-%d are already stored in %s (written before a restart or by another writer); "
                 "skipping them", self.where, seq, self.skip_upto, stored.name,
@@ -288,7 +288,7 @@ class PartitionCapture:
         if not any(x.first_seq is not None and x.first_seq > seq for x in existing):
             self.sure = True
         before = [x for x in existing if x.known and x.last_seq is not None and x.last_seq < seq]
-        prev = max(before, key=lambda x: x.last_seq or -1, default=None)
+        prev = max(before, key=_last_seq, default=None)
         if prev is not None and prev.last_seq == seq - 1:
             blocks = await self._committed_blocks(prev)
             if blocks is not None and all(len(b) == BLOCK_ID_LENGTH for b in blocks):
@@ -299,30 +299,36 @@ class PartitionCapture:
         return self._new_file(name, window)
 
     async def _existing(self, window: Window) -> list[ExistingFile]:
-        """Capture blobs of this partition whose names lie in ``window``, with their metadata."""
-        fmt = self.opts.path_format
-        first, last = self._name(window.start), self._name(window.end - 1)
-        prefix = first[: next((i for i, (a, b) in enumerate(zip(first, last)) if a != b), len(first))]
-
-        async def listing() -> list[ExistingFile]:
-            out = []
-            async for blob in self.run.container.list_blobs(name_starts_with=prefix, include=["metadata"]):
-                path = fmt.try_parse(blob.name)
-                if path is None or path.partition_id != self.pid or path.eventhub != self.opts.eventhub_name:
-                    continue
-                if path.namespace != self.opts.namespace:
-                    continue
-                second = int(path.window_start.timestamp())
-                if window.start <= second < window.end:
-                    md5 = blob.content_settings.content_md5 if blob.content_settings else None
-                    out.append(ExistingFile.from_properties(blob.name, blob.etag, blob.size, blob.metadata, md5))
-            return out
-
-        found = await self.retrier.call("list the window's blobs", listing)
+        """Capture blobs of this partition that hold ``window``'s events, with their metadata: those named
+        in it and, when its first second's name is taken, those named up to 899 s before it whose first
+        event lies in it (:meth:`_free_name` names a file there when the window's own names are taken)."""
+        found = await self.retrier.call("list the window's blobs", self._listed, window.start, window.end)
+        if any(x.name == self._name(window.start) for x in found):
+            earlier = await self.retrier.call("list the names before the window", self._listed,
+                                              window.start - 899, window.start)  # fmt: skip
+            lo, hi = window.start * 1000, window.end * 1000
+            found += [x for x in earlier if x.first_ms is not None and lo <= x.first_ms < hi]
         for x in found:
             if not x.known and x.size > 0:
                 await self._read_sequence_numbers(x)
         return found
+
+    async def _listed(self, first_second: int, end_second: int) -> list[ExistingFile]:
+        """This partition's capture blobs named from ``first_second`` up to (not including) ``end_second``."""
+        fmt = self.opts.path_format
+        first, last = self._name(first_second), self._name(end_second - 1)
+        prefix = first[: next((i for i, (a, b) in enumerate(zip(first, last)) if a != b), len(first))]
+        out = []
+        async for blob in self.run.container.list_blobs(name_starts_with=prefix, include=["metadata"]):
+            path = fmt.try_parse(blob.name)
+            if path is None or path.partition_id != self.pid or path.eventhub != self.opts.eventhub_name:
+                continue
+            if path.namespace != self.opts.namespace:
+                continue
+            if first_second <= int(path.window_start.timestamp()) < end_second:
+                md5 = blob.content_settings.content_md5 if blob.content_settings else None
+                out.append(ExistingFile.from_properties(blob.name, blob.etag, blob.size, blob.metadata, md5))
+        return out
 
     async def _read_sequence_numbers(self, x: ExistingFile) -> None:
         """Fill in what a blob without our metadata holds (written by Azure or another tool) by reading it."""
@@ -540,7 +546,7 @@ class PartitionCapture:
         other = ExistingFile.from_properties(f.name, props.etag, props.size, props.metadata)
         ours = (f.first_seq, f.last_seq)
         if other.known and other.first_seq is not None and ours[0] is not None and ours[1] is not None:
-            if other.first_seq <= ours[0] and (other.last_seq or -1) >= ours[1]:
+            if other.first_seq <= ours[0] and _last_seq(other) >= ours[1]:
                 _LOG.info(
                     "%s: %s already holds events %d-%d (another writer); not writing it again",
                     self.where,
@@ -548,7 +554,7 @@ class PartitionCapture:
                     *ours,
                 )
                 return "stored"
-            if ours[0] <= other.first_seq and (other.last_seq or -1) <= ours[1]:
+            if ours[0] <= other.first_seq and other.last_seq is not None and other.last_seq <= ours[1]:
                 _LOG.info("%s: %s holds a subset of our events (another writer); replacing it", self.where, f.name)
                 return str(props.etag)
         raise StorageConflict(
@@ -695,3 +701,8 @@ class PartitionCapture:
             return True
         # Started beyond the target (a starting position past it): quiet, nothing pending.
         return time.monotonic() - self.last_event_at >= 3 * self.opts.max_wait_time + 2
+
+
+def _last_seq(x: ExistingFile) -> int:
+    """The last sequence number a file holds, -1 when unknown (never ``or``: a file may end at event 0)."""
+    return x.last_seq if x.last_seq is not None else -1
