@@ -28,7 +28,8 @@ partition on).
 **Names.** ``{Namespace}/{EventHub}/{PartitionId}/{Year}/{Month}/{Day}/{Hour}/{Minute}/{Second}.avro``
 (or the placeholders in another order), zero-padded UTC. A window's file is named by the window's
 start; a size cut's continuation by its first event's enqueued second (so a file is cut only once a
-later second begins; if that name is taken, the nearest free earlier second in the window). A name is
+later second begins; if that name is taken, the nearest free earlier second in the window, and when
+every one is taken, up to 899 s before the window, where a restart also looks for it). A name is
 never later than any event in its file, so readers that prune by name stay right. ``{Namespace}`` defaults to the first label of the Event Hubs
 host (``mynamespace`` for ``mynamespace.servicebus.windows.net``) and to ``fabrikam`` — the
 namespace of iotlib's emulator — for a local emulator, whose host says nothing about it.
