@@ -48,6 +48,9 @@ from iotlib.capture.windows import Window, utc_time
 from iotlib.errors import CaptureError
 from iotlib.hub.partitions import EMPTY
 
+# How far before its window a file may be named (readers look back MAX_WINDOW): naming and a restart's look agree.
+LOOKBACK = int(cf.MAX_WINDOW.total_seconds()) - 1
+
 _LOG = logging.getLogger("iotlib.capture")
 
 
@@ -305,7 +308,7 @@ class PartitionCapture:
         found = await self.retrier.call("list the window's blobs", self._listed, window.start, window.end)
         if any(x.name == self._name(window.start) for x in found):
             earlier = await self.retrier.call("list the names before the window", self._listed,
-                                              window.start - 899, window.start)  # fmt: skip
+                                              window.start - LOOKBACK, window.start)  # fmt: skip
             lo, hi = window.start * 1000, window.end * 1000
             found += [x for x in earlier if x.first_ms is not None and lo <= x.first_ms < hi]
         for x in found:
@@ -402,7 +405,7 @@ class PartitionCapture:
             name = self._name(s)
             if name not in taken:
                 return name
-        for s in range(window.start - 1, event_second - 900, -1):
+        for s in range(window.start - 1, event_second - LOOKBACK - 1, -1):
             name = self._name(s)
             if name in taken:
                 continue
